@@ -1,0 +1,400 @@
+// The WebGPU device through Dawn's Node bindings (npm `webgpu`), with what an
+// engine needs around it: a size-bucketed buffer pool, a pipeline cache keyed by
+// specialisation, one command encoder and one compute pass per submit, a uniform
+// arena so no dispatch creates a buffer for its parameters, and errors that
+// surface as JavaScript exceptions naming the kernel.
+import { create, globals } from 'webgpu';
+
+export interface CreateDeviceOptions {
+  /** Dawn toggles/instance flags passed to `create()`, e.g. `['enable-dawn-features=...']`. */
+  dawnFlags?: string[];
+  powerPreference?: GPUPowerPreference;
+}
+
+export interface MemoryStats {
+  /** bytes held by live tensors' buffers (bucket sizes, not logical sizes) */
+  liveBytes: number;
+  /** bytes sitting in the pool, ready for reuse */
+  pooledBytes: number;
+  liveBuffers: number;
+  pooledBuffers: number;
+  /** GPU buffers ever created by the pool */
+  createdBuffers: number;
+}
+
+export interface ExecutionStats {
+  dispatches: number;
+  submits: number;
+}
+
+/** A storage buffer from the pool; `size` is its bucket size. */
+export interface PooledBuffer {
+  readonly buffer: GPUBuffer;
+  readonly size: number;
+}
+
+const UNIFORM_ALIGN = 256; // minUniformBufferOffsetAlignment on every adapter we target
+const UNIFORM_ARENA_BYTES = 1 << 20;
+const MIN_BUCKET = 256;
+
+let globalsInstalled = false;
+
+/** Buckets grow by powers of two up to 1 MiB, then in quarter steps, so large tensors waste ≤ 25%. */
+export function bucketSize(bytes: number): number {
+  const b = Math.max(MIN_BUCKET, bytes);
+  const p = 2 ** Math.ceil(Math.log2(b));
+  if (p <= 1 << 20) return p;
+  const quarter = p / 8; // between p/2 and p, steps of p/8
+  return Math.ceil(b / quarter) * quarter;
+}
+
+export class GpuError extends Error {
+  override name = 'GpuError';
+}
+
+export class Device {
+  readonly gpu: GPUDevice;
+  readonly adapterInfo: GPUAdapterInfo;
+  readonly limits: GPUSupportedLimits;
+  readonly hasTimestampQuery: boolean;
+
+  private pool = new Map<number, GPUBuffer[]>();
+  private liveBytes = 0;
+  private liveBuffers = 0;
+  private pooledBytes = 0;
+  private pooledBuffers = 0;
+  private createdBuffers = 0;
+
+  private pipelines = new Map<string, { pipeline: GPUComputePipeline; label: string }>();
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private pendingLabels: string[] = [];
+
+  // Uniform arena: parameters of each dispatch are written into a CPU mirror at
+  // 256-byte aligned offsets and uploaded with one writeBuffer just before submit.
+  private uniformArenas: GPUBuffer[] = [];
+  private uniformArenaIndex = 0;
+  private uniformMirror = new ArrayBuffer(UNIFORM_ARENA_BYTES);
+  private uniformOffset = 0;
+
+  private errors: Promise<GPUError | null>[] = [];
+  private uncaptured: string[] = [];
+  private destroyed = false;
+
+  private stats: ExecutionStats = { dispatches: 0, submits: 0 };
+  // The Dawn instance must outlive the device: if it is garbage-collected, dawn.node's
+  // event processing runs on a freed instance and the process crashes at random.
+  private instance: GPU | null;
+
+  constructor(instance: GPU, gpu: GPUDevice, adapterInfo: GPUAdapterInfo) {
+    this.instance = instance;
+    this.gpu = gpu;
+    this.adapterInfo = adapterInfo;
+    this.limits = gpu.limits;
+    this.hasTimestampQuery = gpu.features.has('timestamp-query');
+    gpu.addEventListener('uncapturederror', (ev: Event) => {
+      const e = (ev as GPUUncapturedErrorEvent).error;
+      this.uncaptured.push(e.message);
+    });
+  }
+
+  get label(): string {
+    const i = this.adapterInfo;
+    return [i.vendor, i.architecture, i.device, i.description].filter((s) => s).join(' ');
+  }
+
+  // ---------------------------------------------------------------- buffers
+
+  /** A storage buffer of at least `bytes` bytes from the pool (contents undefined). */
+  acquire(bytes: number): PooledBuffer {
+    const size = bucketSize(bytes);
+    if (size > this.limits.maxStorageBufferBindingSize) {
+      throw new GpuError(
+        `buffer of ${bytes} bytes exceeds the adapter's maxStorageBufferBindingSize (${this.limits.maxStorageBufferBindingSize})`,
+      );
+    }
+    const free = this.pool.get(size);
+    let buffer = free?.pop();
+    if (buffer) {
+      this.pooledBytes -= size;
+      this.pooledBuffers--;
+    } else {
+      buffer = this.gpu.createBuffer({
+        size,
+        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+      });
+      this.createdBuffers++;
+    }
+    this.liveBytes += size;
+    this.liveBuffers++;
+    return { buffer, size };
+  }
+
+  /** Returns a buffer to the pool. Safe while queued work still uses it: the queue orders reuse after it. */
+  release(b: PooledBuffer): void {
+    this.liveBytes -= b.size;
+    this.liveBuffers--;
+    if (this.destroyed) return;
+    let free = this.pool.get(b.size);
+    if (!free) this.pool.set(b.size, (free = []));
+    free.push(b.buffer);
+    this.pooledBytes += b.size;
+    this.pooledBuffers++;
+  }
+
+  /** Destroys every pooled (unused) buffer. */
+  trimPool(): void {
+    for (const free of this.pool.values()) for (const b of free) b.destroy();
+    this.pool.clear();
+    this.pooledBytes = 0;
+    this.pooledBuffers = 0;
+  }
+
+  memoryStats(): MemoryStats {
+    return {
+      liveBytes: this.liveBytes,
+      pooledBytes: this.pooledBytes,
+      liveBuffers: this.liveBuffers,
+      pooledBuffers: this.pooledBuffers,
+      createdBuffers: this.createdBuffers,
+    };
+  }
+
+  executionStats(): ExecutionStats {
+    return { ...this.stats };
+  }
+
+  /** Uploads host data into a buffer (queued before any later submit). */
+  write(buffer: GPUBuffer, data: ArrayBufferView, byteOffset = 0): void {
+    this.gpu.queue.writeBuffer(buffer, byteOffset, data.buffer, data.byteOffset, data.byteLength);
+  }
+
+  // -------------------------------------------------------------- pipelines
+
+  /**
+   * The compute pipeline for `key`, compiled once from `source()`.
+   * `label` names the kernel in every error message Dawn produces for it.
+   */
+  pipeline(key: string, label: string, source: () => string): GPUComputePipeline {
+    const hit = this.pipelines.get(key);
+    if (hit) return hit.pipeline;
+    const code = source();
+    this.gpu.pushErrorScope('validation');
+    const module = this.gpu.createShaderModule({ label, code });
+    const pipeline = this.gpu.createComputePipeline({
+      label,
+      layout: 'auto',
+      compute: { module, entryPoint: 'main' },
+    });
+    const err = this.gpu.popErrorScope();
+    this.errors.push(
+      err.then(async (e) => {
+        if (!e) return null;
+        const info = await module.getCompilationInfo();
+        const msgs = info.messages.map((m) => `  ${m.type} at ${m.lineNum}:${m.linePos}: ${m.message}`).join('\n');
+        return { message: `kernel '${label}' failed to compile: ${e.message}\n${msgs}` } as GPUError;
+      }),
+    );
+    this.pipelines.set(key, { pipeline, label });
+    return pipeline;
+  }
+
+  // --------------------------------------------------------------- dispatch
+
+  /** Reserves space for one dispatch's parameters; returns the binding resource. */
+  uniforms(data: ArrayBuffer | ArrayBufferView): GPUBufferBinding {
+    const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    if (bytes.byteLength > UNIFORM_ALIGN) throw new GpuError(`uniform block of ${bytes.byteLength} bytes is too large`);
+    if (this.uniformOffset + UNIFORM_ALIGN > UNIFORM_ARENA_BYTES) this.flush();
+    const arena = this.currentArena();
+    const offset = this.uniformOffset;
+    new Uint8Array(this.uniformMirror, offset, bytes.byteLength).set(bytes);
+    this.uniformOffset += UNIFORM_ALIGN;
+    return { buffer: arena, offset, size: Math.max(16, Math.ceil(bytes.byteLength / 16) * 16) };
+  }
+
+  private currentArena(): GPUBuffer {
+    let a = this.uniformArenas[this.uniformArenaIndex];
+    if (!a) {
+      a = this.gpu.createBuffer({
+        label: 'uniform arena',
+        size: UNIFORM_ARENA_BYTES,
+        usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+      });
+      this.uniformArenas[this.uniformArenaIndex] = a;
+    }
+    return a;
+  }
+
+  /**
+   * Records one dispatch into the current compute pass. `bindings` are bound in
+   * order to @group(0) @binding(0..n-1); a GPUBuffer binds whole.
+   */
+  dispatch(
+    pipeline: GPUComputePipeline,
+    bindings: (GPUBuffer | GPUBufferBinding)[],
+    workgroups: [number, number?, number?],
+  ): void {
+    if (this.destroyed) throw new GpuError('device was destroyed');
+    const [x, y = 1, z = 1] = workgroups;
+    const max = this.limits.maxComputeWorkgroupsPerDimension;
+    if (x > max || y > max || z > max) {
+      throw new GpuError(`kernel '${pipeline.label}': dispatch (${x}, ${y}, ${z}) exceeds ${max} workgroups per dimension`);
+    }
+    if (x === 0 || y === 0 || z === 0) return;
+    const entries: GPUBindGroupEntry[] = bindings.map((b, i) => ({
+      binding: i,
+      resource: 'buffer' in b ? b : { buffer: b },
+    }));
+    const group = this.gpu.createBindGroup({ label: pipeline.label, layout: pipeline.getBindGroupLayout(0), entries });
+    const pass = this.computePass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, group);
+    pass.dispatchWorkgroups(x, y, z);
+    this.pendingLabels.push(pipeline.label);
+    this.stats.dispatches++;
+  }
+
+  /** Records a buffer-to-buffer copy (ends the current pass; a new one starts lazily). */
+  copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
+    this.endPass();
+    this.commandEncoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+  }
+
+  /** The current command encoder, for callers that record their own commands (timestamp queries). */
+  commandEncoder(): GPUCommandEncoder {
+    if (!this.encoder) this.encoder = this.gpu.createCommandEncoder();
+    return this.encoder;
+  }
+
+  private computePass(): GPUComputePassEncoder {
+    if (!this.pass) this.pass = this.commandEncoder().beginComputePass();
+    return this.pass;
+  }
+
+  private endPass(): void {
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+  }
+
+  /** Submits everything recorded so far as one command buffer. */
+  flush(): void {
+    if (!this.encoder) return;
+    this.endPass();
+    if (this.uniformOffset > 0) {
+      this.gpu.queue.writeBuffer(this.currentArena(), 0, this.uniformMirror, 0, this.uniformOffset);
+    }
+    const labels = this.pendingLabels;
+    this.pendingLabels = [];
+    this.gpu.pushErrorScope('out-of-memory');
+    this.gpu.pushErrorScope('validation');
+    const cb = this.encoder.finish();
+    this.gpu.queue.submit([cb]);
+    const named = (e: GPUError | null): GPUError | null =>
+      e ? ({ message: `${e.message}\n  (in a submit of kernels: ${[...new Set(labels)].join(', ')})` } as GPUError) : null;
+    this.errors.push(this.gpu.popErrorScope().then(named), this.gpu.popErrorScope().then(named));
+    this.encoder = null;
+    this.stats.submits++;
+    // Arenas rotate so the next batch's writeBuffer never races a pending one's reads
+    // (the queue orders them anyway; rotation keeps the mirror simple to reason about).
+    this.uniformOffset = 0;
+    this.uniformArenaIndex = (this.uniformArenaIndex + 1) % 2;
+  }
+
+  /** Waits for all submitted work and throws the first GPU error, naming its kernel. */
+  async sync(): Promise<void> {
+    this.flush();
+    await this.gpu.queue.onSubmittedWorkDone();
+    await this.checkErrors();
+  }
+
+  /** Throws the first recorded GPU error, if any. */
+  async checkErrors(): Promise<void> {
+    const pending = this.errors;
+    this.errors = [];
+    const results = await Promise.all(pending);
+    const first = results.find((e) => e);
+    if (first) throw new GpuError(first.message);
+    if (this.uncaptured.length) {
+      const msg = this.uncaptured.join('\n');
+      this.uncaptured = [];
+      throw new GpuError(msg);
+    }
+  }
+
+  /** Copies `bytes` from `src` into host memory. Submits pending work first. */
+  async read(src: GPUBuffer, byteOffset: number, bytes: number): Promise<ArrayBuffer> {
+    const size = Math.ceil(bytes / 4) * 4;
+    const staging = this.gpu.createBuffer({ size: Math.max(4, size), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    try {
+      if (size > 0) this.copy(src, byteOffset, staging, 0, size);
+      this.flush();
+      await this.checkErrors();
+      await staging.mapAsync(GPUMapMode.READ);
+      return staging.getMappedRange(0, bytes).slice(0);
+    } finally {
+      staging.destroy();
+    }
+  }
+
+  /** Frees the GPU device so the process can exit (dawn.node keeps the loop alive while it lives). */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.endPass();
+    this.encoder = null;
+    this.trimPool();
+    for (const a of this.uniformArenas) a.destroy();
+    this.uniformArenas = [];
+    this.pipelines.clear();
+    this.destroyed = true;
+    this.gpu.destroy();
+    this.instance = null;
+  }
+
+  get isDestroyed(): boolean {
+    return this.destroyed;
+  }
+}
+
+/**
+ * Acquires an adapter and a device through dawn.node, requesting the adapter's
+ * real limits so CIFAR-sized tensors fit.
+ */
+export async function createDevice(options: CreateDeviceOptions = {}): Promise<Device> {
+  if (!globalsInstalled) {
+    Object.assign(globalThis, globals);
+    globalsInstalled = true;
+  }
+  const gpu = create(options.dawnFlags ?? []);
+  const adapter = await gpu.requestAdapter(options.powerPreference ? { powerPreference: options.powerPreference } : undefined);
+  if (!adapter) {
+    throw new GpuError(
+      'No WebGPU adapter found. Install your GPU\'s Vulkan driver, or on a machine without a GPU Mesa\'s software ' +
+        'Vulkan driver (lavapipe, Mesa >= 24; on Debian 12: apt-get install -t bookworm-backports mesa-vulkan-drivers). ' +
+        'Run `npm run setup` to do this automatically on Debian/Ubuntu.',
+    );
+  }
+  const l = adapter.limits;
+  const requiredLimits: Record<string, number> = {
+    maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+    maxBufferSize: l.maxBufferSize,
+    maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+    maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+    maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
+    maxComputeWorkgroupSizeY: l.maxComputeWorkgroupSizeY,
+    maxComputeWorkgroupSizeZ: l.maxComputeWorkgroupSizeZ,
+    maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
+    maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+  };
+  const requiredFeatures: GPUFeatureName[] = [];
+  if (adapter.features.has('timestamp-query')) requiredFeatures.push('timestamp-query');
+  let device: GPUDevice;
+  try {
+    device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
+  } catch (e) {
+    throw new GpuError(`requesting a device from adapter '${adapter.info.description}' failed: ${(e as Error).message}`);
+  }
+  return new Device(gpu, device, adapter.info);
+}

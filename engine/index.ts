@@ -1,0 +1,9 @@
+// Public API of the engine.
+export { createDevice, Device, GpuError, type CreateDeviceOptions, type MemoryStats, type ExecutionStats } from './device.ts';
+export {
+  Tensor, tensor, empty, zeros, ones, full, randn, uniform, tidy, keep, noGrad, isGradEnabled, recordOp,
+  sizeOf, shapeStr, type Shape, type DType, type BackwardFn,
+} from './tensor.ts';
+export { zeroGrad } from './autograd.ts';
+export { Rng, type RngState } from './random.ts';
+export * from './ops/index.ts';

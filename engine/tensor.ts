@@ -1,0 +1,310 @@
+// Tensors: a shape over a pooled GPU buffer, plus the tape links autograd needs.
+// f32 everywhere except class labels (i32). Images are NCHW, weights OIHW.
+import type { Device, PooledBuffer } from './device.ts';
+import { Rng } from './random.ts';
+import { backward as runBackward } from './autograd.ts';
+
+export type DType = 'f32' | 'i32';
+export type Shape = readonly number[];
+
+/** A GPU buffer shared by a tensor and its reshaped views; freed when the last one is disposed. */
+class Storage {
+  refs = 1;
+  constructor(
+    readonly device: Device,
+    readonly buf: PooledBuffer,
+  ) {}
+  retain(): void {
+    this.refs++;
+  }
+  release(): void {
+    if (--this.refs === 0) this.device.release(this.buf);
+  }
+}
+
+/** Computes the gradients of a node's inputs from the gradient of its output. */
+export type BackwardFn = (gradOut: Tensor) => (Tensor | null)[];
+
+// Tensors dropped without dispose() still return their buffer to the pool once
+// collected; dispose() (or tidy) is the deterministic path.
+const finalizer = new FinalizationRegistry<Storage>((s) => s.release());
+
+export function sizeOf(shape: Shape): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+export function shapeStr(shape: Shape): string {
+  return `[${shape.join(', ')}]`;
+}
+
+function checkShape(shape: Shape, what: string): void {
+  for (const d of shape) {
+    if (!Number.isInteger(d) || d < 0) throw new Error(`${what}: invalid shape ${shapeStr(shape)}`);
+  }
+}
+
+export class Tensor {
+  readonly device: Device;
+  readonly shape: Shape;
+  readonly size: number;
+  readonly dtype: DType;
+  requiresGrad: boolean;
+  /** Accumulated gradient (leaves only), or null. */
+  grad: Tensor | null = null;
+  /** Name of the op that produced this tensor, for error messages and debugging. */
+  readonly op: string;
+
+  /** @internal tape: inputs of the op that produced this tensor */
+  parents: Tensor[] = [];
+  /** @internal tape: the op's backward */
+  backwardFn: BackwardFn | null = null;
+
+  private storage: Storage;
+  private disposed = false;
+
+  /** @internal use the creation functions */
+  constructor(storage: Storage, shape: Shape, dtype: DType, op: string) {
+    this.storage = storage;
+    this.device = storage.device;
+    this.shape = Object.freeze([...shape]);
+    this.size = sizeOf(shape);
+    this.dtype = dtype;
+    this.requiresGrad = false;
+    this.op = op;
+    finalizer.register(this, storage, this);
+    trackInScope(this);
+  }
+
+  /** The GPU buffer holding the data (at least size·4 bytes; may be larger). */
+  get buffer(): GPUBuffer {
+    if (this.disposed) throw new Error(`tensor ${shapeStr(this.shape)} from '${this.op}' was used after dispose()`);
+    return this.storage.buf.buffer;
+  }
+
+  get rank(): number {
+    return this.shape.length;
+  }
+
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
+
+  /** A tensor of another shape over the same buffer: no copy. Differentiable. */
+  reshape(shape: Shape): Tensor {
+    const resolved = resolveShape(shape, this.size, this.shape);
+    this.storage.retain();
+    const out = new Tensor(this.storage, resolved, this.dtype, 'reshape');
+    return recordOp(out, [this], (g) => [g.reshape(this.shape)]);
+  }
+
+  flatten(startDim = 1): Tensor {
+    if (this.rank <= startDim) return this.reshape(this.shape);
+    return this.reshape([...this.shape.slice(0, startDim), -1]);
+  }
+
+  /** Reads the data back to the host. */
+  async toArray(): Promise<Float32Array> {
+    const bytes = await this.device.read(this.buffer, 0, this.size * 4);
+    return new Float32Array(bytes);
+  }
+
+  async toInt32Array(): Promise<Int32Array> {
+    const bytes = await this.device.read(this.buffer, 0, this.size * 4);
+    return new Int32Array(bytes);
+  }
+
+  /** Reads a one-element tensor. */
+  async item(): Promise<number> {
+    if (this.size !== 1) throw new Error(`item(): tensor has shape ${shapeStr(this.shape)}, not one element`);
+    const a = this.dtype === 'i32' ? await this.toInt32Array() : await this.toArray();
+    return a[0]!;
+  }
+
+  /** Back-propagates from this tensor (a scalar unless `gradOutput` is given). */
+  backward(gradOutput?: Tensor): void {
+    runBackward(this, gradOutput);
+  }
+
+  /** Marks this tensor as a leaf that accumulates a gradient. */
+  requireGrad(flag = true): this {
+    this.requiresGrad = flag;
+    return this;
+  }
+
+  /** Returns the buffer to the pool. Safe to call twice. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    finalizer.unregister(this);
+    this.storage.release();
+    this.parents = [];
+    this.backwardFn = null;
+    untrackInScope(this);
+  }
+
+  /** @internal a new tensor sharing this storage (used by views). */
+  static fromStorageOf(t: Tensor, shape: Shape, op: string): Tensor {
+    t.storage.retain();
+    return new Tensor(t.storage, shape, t.dtype, op);
+  }
+
+  toString(): string {
+    return `Tensor(${shapeStr(this.shape)}, ${this.dtype}, op=${this.op}${this.requiresGrad ? ', requiresGrad' : ''})`;
+  }
+}
+
+function resolveShape(shape: Shape, size: number, from: Shape): number[] {
+  const out = [...shape];
+  const inferred = out.indexOf(-1);
+  if (inferred >= 0) {
+    if (out.indexOf(-1, inferred + 1) >= 0) throw new Error(`reshape: more than one -1 in ${shapeStr(shape)}`);
+    const known = sizeOf(out.filter((d) => d !== -1));
+    if (known === 0 || size % known !== 0) {
+      throw new Error(`reshape: cannot reshape ${shapeStr(from)} (${size} elements) into ${shapeStr(shape)}`);
+    }
+    out[inferred] = size / known;
+  }
+  checkShape(out, 'reshape');
+  if (sizeOf(out) !== size) throw new Error(`reshape: cannot reshape ${shapeStr(from)} (${size} elements) into ${shapeStr(shape)}`);
+  return out;
+}
+
+// ------------------------------------------------------------------ creation
+
+/** An uninitialised tensor (contents are whatever the pooled buffer held). */
+export function empty(device: Device, shape: Shape, dtype: DType = 'f32', op = 'empty'): Tensor {
+  checkShape(shape, op);
+  const buf = device.acquire(Math.max(4, sizeOf(shape) * 4));
+  return new Tensor(new Storage(device, buf), shape, dtype, op);
+}
+
+export function tensor(device: Device, data: ArrayLike<number>, shape?: Shape, dtype: DType = 'f32'): Tensor {
+  const s = shape ?? [data.length];
+  checkShape(s, 'tensor');
+  if (sizeOf(s) !== data.length) {
+    throw new Error(`tensor: ${data.length} values do not fill shape ${shapeStr(s)} (${sizeOf(s)} elements)`);
+  }
+  const t = empty(device, s, dtype, 'tensor');
+  const arr = dtype === 'i32' ? Int32Array.from(data) : Float32Array.from(data);
+  if (arr.length) device.write(t.buffer, arr);
+  return t;
+}
+
+export function full(device: Device, shape: Shape, value: number): Tensor {
+  const t = empty(device, shape, 'f32', 'full');
+  const n = sizeOf(shape);
+  if (n) device.write(t.buffer, new Float32Array(n).fill(value));
+  return t;
+}
+
+export const zeros = (device: Device, shape: Shape): Tensor => full(device, shape, 0);
+export const ones = (device: Device, shape: Shape): Tensor => full(device, shape, 1);
+
+export interface RandomOptions {
+  seed?: number;
+  rng?: Rng;
+}
+
+function rngOf(o: RandomOptions): Rng {
+  return o.rng ?? new Rng(o.seed ?? 0);
+}
+
+/** Normal(mean, std) samples, seeded. */
+export function randn(device: Device, shape: Shape, o: RandomOptions & { mean?: number; std?: number } = {}): Tensor {
+  const rng = rngOf(o);
+  const a = new Float32Array(sizeOf(shape));
+  const mean = o.mean ?? 0;
+  const std = o.std ?? 1;
+  for (let i = 0; i < a.length; i++) a[i] = mean + std * rng.normal();
+  return tensor(device, a, shape);
+}
+
+/** Uniform(low, high) samples, seeded. */
+export function uniform(device: Device, shape: Shape, o: RandomOptions & { low?: number; high?: number } = {}): Tensor {
+  const rng = rngOf(o);
+  const a = new Float32Array(sizeOf(shape));
+  const low = o.low ?? 0;
+  const high = o.high ?? 1;
+  for (let i = 0; i < a.length; i++) a[i] = rng.uniform(low, high);
+  return tensor(device, a, shape);
+}
+
+// ------------------------------------------------------------------ scopes
+
+let scopes: Set<Tensor>[] = [];
+
+function trackInScope(t: Tensor): void {
+  scopes[scopes.length - 1]?.add(t);
+}
+
+function untrackInScope(t: Tensor): void {
+  scopes[scopes.length - 1]?.delete(t);
+}
+
+/** Removes a tensor from the enclosing tidy scope so it outlives it. */
+export function keep<T extends Tensor>(t: T): T {
+  for (const s of scopes) s.delete(t);
+  return t;
+}
+
+type TensorContainer = Tensor | TensorContainer[] | { [k: string]: TensorContainer } | number | string | boolean | null | undefined | void;
+
+function collect(x: unknown, out: Set<Tensor>): void {
+  if (x instanceof Tensor) out.add(x);
+  else if (Array.isArray(x)) for (const v of x) collect(v, out);
+  else if (x && typeof x === 'object' && !(x instanceof Promise)) for (const v of Object.values(x)) collect(v, out);
+}
+
+/**
+ * Runs `fn` and disposes every tensor created inside it except those it returns
+ * (or marks with `keep`). Returned tensors move to the enclosing scope.
+ */
+export function tidy<T extends TensorContainer>(fn: () => T): T {
+  const scope = new Set<Tensor>();
+  scopes.push(scope);
+  let result: T;
+  try {
+    result = fn();
+  } finally {
+    scopes.pop();
+  }
+  const kept = new Set<Tensor>();
+  collect(result, kept);
+  for (const t of scope) if (!kept.has(t)) t.dispose();
+  for (const t of kept) if (scope.has(t)) trackInScope(t);
+  return result;
+}
+
+// ------------------------------------------------------------------ tape
+
+let gradEnabled = true;
+
+export function isGradEnabled(): boolean {
+  return gradEnabled;
+}
+
+/** Runs `fn` without recording the tape (evaluation). */
+export function noGrad<T>(fn: () => T): T {
+  const prev = gradEnabled;
+  gradEnabled = false;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = prev;
+  }
+}
+
+/**
+ * Links `out` into the tape if any input needs a gradient. Every op calls this
+ * right after dispatching its forward, with its backward beside it.
+ */
+export function recordOp(out: Tensor, inputs: Tensor[], backward: BackwardFn): Tensor {
+  if (gradEnabled && inputs.some((t) => t.requiresGrad)) {
+    out.requiresGrad = true;
+    out.parents = inputs;
+    out.backwardFn = backward;
+  }
+  return out;
+}

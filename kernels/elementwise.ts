@@ -1,0 +1,128 @@
+// Elementwise kernels: unary maps, binary ops with NumPy broadcasting, and an
+// in-place accumulate. One thread per output element; 1-D grid folded into y.
+//
+// Binary layout: both inputs contiguous; the output index is decomposed over the
+// (rank-6 padded) output shape, each input reads at the dot product with its
+// broadcast strides (0 on broadcast dimensions). Same-shape inputs skip the
+// index arithmetic entirely (specialised with #if).
+import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
+import type { Device } from '../engine/device.ts';
+import type { Tensor } from '../engine/tensor.ts';
+import { FLAT_INDEX, UniformWriter, WG, broadcastStrides, grid1d, pad6 } from './common.ts';
+
+export type UnaryOp = 'relu' | 'scale' | 'neg' | 'exp' | 'log' | 'addScalar' | 'copy';
+export type BinaryOp = 'add' | 'sub' | 'mul' | 'div' | 'reluGrad';
+
+const UNARY_EXPR: Record<UnaryOp, string> = {
+  relu: 'max(x, 0.0)',
+  scale: 'x * p.scalar',
+  neg: '-x',
+  exp: 'exp(x)',
+  log: 'log(x)',
+  addScalar: 'x + p.scalar',
+  copy: 'x',
+};
+
+// reluGrad(x, g): the gradient g passes where the relu input x was positive.
+const BINARY_EXPR: Record<BinaryOp, string> = {
+  add: 'a + b',
+  sub: 'a - b',
+  mul: 'a * b',
+  div: 'a / b',
+  reluGrad: 'select(0.0, b, a > 0.0)',
+};
+
+const unarySource = (op: UnaryOp): string => /* wgsl */ `
+const WG = ${WG}u;
+struct Params { n: u32, scalar: f32 }
+@group(0) @binding(0) var<storage, read> xs: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<uniform> p: Params;
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = ${FLAT_INDEX};
+  if (i >= p.n) { return; }
+  let x = xs[i];
+  out[i] = ${UNARY_EXPR[op]};
+}`;
+
+export function unary(device: Device, op: UnaryOp, x: Tensor, out: Tensor, scalar = 0): void {
+  const pipeline = device.pipeline(`unary:${op}`, `unary ${op}`, () => unarySource(op));
+  const u = device.uniforms(new UniformWriter().u32(x.size).f32(scalar).bytes());
+  device.dispatch(pipeline, [x.buffer, out.buffer, u], grid1d(x.size));
+}
+
+const binarySource = (op: BinaryOp, sameShape: boolean): string => wgsl`
+const WG = ${WG}u;
+struct Params {
+  n: u32, _p0: u32, _p1: u32, _p2: u32,
+  shape: array<vec4<u32>, 2>,
+  sa: array<vec4<u32>, 2>,
+  sb: array<vec4<u32>, 2>,
+}
+@group(0) @binding(0) var<storage, read> as_: array<f32>;
+@group(0) @binding(1) var<storage, read> bs: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+
+fn dim(v: array<vec4<u32>, 2>, d: u32) -> u32 { return v[d / 4u][d % 4u]; }
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = ${FLAT_INDEX};
+  if (i >= p.n) { return; }
+#if ${sameShape}
+  let a = as_[i];
+  let b = bs[i];
+#else
+  var rest = i;
+  var ia = 0u;
+  var ib = 0u;
+  for (var d = 5i; d >= 0i; d--) {
+    let size = dim(p.shape, u32(d));
+    let c = rest % size;
+    rest = rest / size;
+    ia += c * dim(p.sa, u32(d));
+    ib += c * dim(p.sb, u32(d));
+  }
+  let a = as_[ia];
+  let b = bs[ib];
+#endif
+  out[i] = ${BINARY_EXPR[op]};
+}`;
+
+/** out = a ∘ b with broadcasting; `out` must already have the broadcast shape. */
+export function binary(device: Device, op: BinaryOp, a: Tensor, b: Tensor, out: Tensor): void {
+  const same = a.size === out.size && b.size === out.size;
+  const pipeline = device.pipeline(`binary:${op}:${same}`, `binary ${op}`, () => binarySource(op, same));
+  const shape = pad6(out.shape);
+  const sa = broadcastStrides(pad6(a.shape), shape);
+  const sb = broadcastStrides(pad6(b.shape), shape);
+  const w = new UniformWriter().u32(out.size, 0, 0, 0);
+  w.u32(...shape, 0, 0).u32(...sa, 0, 0).u32(...sb, 0, 0);
+  device.dispatch(pipeline, [a.buffer, b.buffer, out.buffer, device.uniforms(w.bytes())], grid1d(out.size));
+}
+
+const axpySource = /* wgsl */ `
+const WG = ${WG}u;
+struct Params { n: u32, alpha: f32 }
+@group(0) @binding(0) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<uniform> p: Params;
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = ${FLAT_INDEX};
+  if (i >= p.n) { return; }
+  dst[i] = dst[i] + p.alpha * src[i];
+}`;
+
+/** dst += alpha·src, in place (gradient accumulation). */
+export function axpyInPlace(device: Device, dst: Tensor, src: Tensor, alpha = 1): void {
+  if (dst.size !== src.size) throw new Error(`axpy: sizes differ (${dst.size} vs ${src.size})`);
+  const pipeline = device.pipeline('axpy', 'axpy (accumulate)', () => axpySource);
+  const u = device.uniforms(new UniformWriter().u32(dst.size).f32(alpha).bytes());
+  device.dispatch(pipeline, [dst.buffer, src.buffer, u], grid1d(dst.size));
+}
