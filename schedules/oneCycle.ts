@@ -18,7 +18,8 @@
  *   lastStep and after: lr = minLr/finalDivFactor, momentum = maxMomentum
  * Between anchors the value is interpolated (linear default, or 'cos') and never leaves the
  * anchors' range. Example: T=100 with the defaults gives anchors 0, 45, 90, 99 (the last 10
- * steps, 90..99, are the annihilation phase). Needs peakStep >= 1, i.e. T >= 4 or so.
+ * steps, 90..99, are the annihilation phase). Throws if peakStep < 1 (with the default
+ * annihilationFraction: totalSteps < 4).
  *
  * preset 'pytorch' and 'fastai' reproduce those libraries instead (see oneCyclePytorch.ts and
  * oneCycleFastai.ts); their defaults (div 25, final divisors, cosine, pct_start) are theirs.

@@ -15,8 +15,10 @@
  *   lr: initial -> max -> min (two-phase) or initial -> max -> initial -> min (three-phase);
  *   momentum: max -> base -> max (two-phase) or max -> base -> max -> max (three-phase).
  *
- * Because pct_start*T is not rounded, the peak can fall between two steps: 0.29 * 100 is
- * 28.999999999999996, so no step sees max_lr exactly there. That is PyTorch's behaviour and is kept.
+ * pct_start*T is used as a float, never rounded: with pct_start 0.333 and T=100 the rise ends at
+ * 32.3, between two steps, and no step sees max_lr; 0.29 * 100 is 28.999999999999996, so the
+ * rise ends at 27.999999999999996 (floor() would say 27) and step 28 lands in the fall phase at
+ * pct ~5e-17, i.e. still max_lr. That is PyTorch's behaviour and is kept.
  * Differences from PyTorch: past step T-1 we hold the T-1 value (PyTorch extrapolates one
  * step then raises); options PyTorch accepts but this module refuses: pct_start of exactly 0 or 1
  * (fractions must be in (0, 1)) and pct_start*T == 1 (PyTorch divides by zero at step 0).

@@ -15,7 +15,8 @@ export type Anneal = 'linear' | 'cos';
  * One phase of a one-cycle policy. Inside the phase the value is
  * anneal(from, to, (step - startStep) / (endStep - startStep)).
  * startStep/endStep are the interpolation anchors (pct = 0 and pct = 1); for the 'pytorch' and
- * 'fastai' presets they are the libraries' own float positions and may be fractional.
+ * 'fastai' presets they are the libraries' own float positions and may be fractional (fastai
+ * also picks the phase and pct in float32; see oneCycleFastai.ts).
  */
 export interface OneCyclePhase {
   readonly name: 'rise' | 'fall' | 'annihilation';
