@@ -164,8 +164,13 @@ export class Device {
     return { ...this.stats };
   }
 
-  /** Uploads host data into a buffer (queued before any later submit). */
+  /**
+   * Uploads host data into a buffer, ordered after everything recorded so far:
+   * queue.writeBuffer would otherwise overtake commands still in the open encoder
+   * (a pooled buffer released by them and reused here would be overwritten early).
+   */
   write(buffer: GPUBuffer, data: ArrayBufferView, byteOffset = 0): void {
+    if (this.encoder) this.flush();
     this.gpu.queue.writeBuffer(buffer, byteOffset, data.buffer, data.byteOffset, data.byteLength);
   }
 
@@ -242,12 +247,12 @@ export class Device {
       throw new GpuError(`kernel '${pipeline.label}': dispatch (${x}, ${y}, ${z}) exceeds ${max} workgroups per dimension`);
     }
     if (x === 0 || y === 0 || z === 0) return;
+    const pass = this.computePass(); // first, so the bind group's validation lands in this batch's error scope
     const entries: GPUBindGroupEntry[] = bindings.map((b, i) => ({
       binding: i,
       resource: 'buffer' in b ? b : { buffer: b },
     }));
     const group = this.gpu.createBindGroup({ label: pipeline.label, layout: pipeline.getBindGroupLayout(0), entries });
-    const pass = this.computePass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, group);
     pass.dispatchWorkgroups(x, y, z);
@@ -263,7 +268,13 @@ export class Device {
 
   /** The current command encoder, for callers that record their own commands (timestamp queries). */
   commandEncoder(): GPUCommandEncoder {
-    if (!this.encoder) this.encoder = this.gpu.createCommandEncoder();
+    if (!this.encoder) {
+      // Every device call until the submit (bind groups, passes, copies) reports into
+      // these scopes, popped in flush(), so an error is tied to this batch's kernels.
+      this.gpu.pushErrorScope('out-of-memory');
+      this.gpu.pushErrorScope('validation');
+      this.encoder = this.gpu.createCommandEncoder();
+    }
     return this.encoder;
   }
 
@@ -288,8 +299,6 @@ export class Device {
     }
     const labels = this.pendingLabels;
     this.pendingLabels = [];
-    this.gpu.pushErrorScope('out-of-memory');
-    this.gpu.pushErrorScope('validation');
     const cb = this.encoder.finish();
     this.gpu.queue.submit([cb]);
     const named = (e: GPUError | null): GPUError | null =>
@@ -342,8 +351,7 @@ export class Device {
   /** Frees the GPU device so the process can exit (dawn.node keeps the loop alive while it lives). */
   destroy(): void {
     if (this.destroyed) return;
-    this.endPass();
-    this.encoder = null;
+    if (this.encoder) this.flush();
     this.trimPool();
     for (const a of this.uniformArenas) a.destroy();
     this.uniformArenas = [];

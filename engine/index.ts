@@ -7,3 +7,4 @@ export {
 export { zeroGrad } from './autograd.ts';
 export { Rng, type RngState } from './random.ts';
 export * from './ops/index.ts';
+export { SGD, type SgdOptions, type SgdState, type ScheduleLike } from './optim.ts';

@@ -3,6 +3,7 @@
 import type { Device, PooledBuffer } from './device.ts';
 import { Rng } from './random.ts';
 import { backward as runBackward } from './autograd.ts';
+import { fill } from '../kernels/elementwise.ts';
 
 export type DType = 'f32' | 'i32';
 export type Shape = readonly number[];
@@ -194,8 +195,7 @@ export function tensor(device: Device, data: ArrayLike<number>, shape?: Shape, d
 
 export function full(device: Device, shape: Shape, value: number): Tensor {
   const t = empty(device, shape, 'f32', 'full');
-  const n = sizeOf(shape);
-  if (n) device.write(t.buffer, new Float32Array(n).fill(value));
+  fill(device, t, value);
   return t;
 }
 

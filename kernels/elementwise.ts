@@ -126,3 +126,22 @@ export function axpyInPlace(device: Device, dst: Tensor, src: Tensor, alpha = 1)
   const u = device.uniforms(new UniformWriter().u32(dst.size).f32(alpha).bytes());
   device.dispatch(pipeline, [dst.buffer, src.buffer, u], grid1d(dst.size));
 }
+
+const fillSource = /* wgsl */ `
+const WG = ${WG}u;
+struct Params { n: u32, value: f32 }
+@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<uniform> p: Params;
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = ${FLAT_INDEX};
+  if (i < p.n) { out[i] = p.value; }
+}`;
+
+/** out = value everywhere: a dispatch, so filling never forces a submit as a host upload would. */
+export function fill(device: Device, out: Tensor, value: number): void {
+  const pipeline = device.pipeline('fill', 'fill', () => fillSource);
+  const u = device.uniforms(new UniformWriter().u32(out.size).f32(value).bytes());
+  device.dispatch(pipeline, [out.buffer, u], grid1d(out.size));
+}
