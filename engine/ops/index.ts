@@ -2,3 +2,4 @@ export { add, sub, mul, scale, relu, reduceToShape } from './elementwise.ts';
 export { sum, mean } from './reduce.ts';
 export { matmul, linear, type MatmulFlags } from './matmul.ts';
 export { softmaxCrossEntropy, argmax, accuracy, type CrossEntropyOptions } from './loss.ts';
+export { conv2d, conv2dBackwardInput, conv2dBackwardFilter, convGeometry, type Conv2dOptions } from './conv.ts';

@@ -1,0 +1,108 @@
+// conv2d (NCHW input, OIHW weight, optional bias; stride, zero padding) with its
+// backward: the input gradient is a transposed convolution, the weight gradient
+// a correlation of the input with dY, the bias gradient dY summed over N, H, W.
+// All three are implicit GEMMs in kernels/conv2d.ts.
+import { type ConvGeometry, conv2dForward, conv2dGradInput, conv2dGradWeight, gradWeightSplits, outSize } from '../../kernels/conv2d.ts';
+import { sumTo } from '../../kernels/reduce.ts';
+import { type Shape, type Tensor, empty, recordOp, shapeStr } from '../tensor.ts';
+
+export interface Conv2dOptions {
+  /** stride, one number for both axes or [h, w]; default 1 */
+  stride?: number | readonly [number, number];
+  /** zero padding on each side, one number or [h, w]; default 0 */
+  padding?: number | readonly [number, number];
+}
+
+function pair(op: string, what: string, v: number | readonly [number, number], min: number): [number, number] {
+  const p: [number, number] = typeof v === 'number' ? [v, v] : [v[0], v[1]];
+  for (const d of p) {
+    if (!Number.isInteger(d) || d < min) throw new Error(`${op}: ${what} must be an integer ≥ ${min} (or a pair of them), got ${JSON.stringify(v)}`);
+  }
+  return p;
+}
+
+/** Checks shapes and options and works out the convolution's geometry; throws naming the op and shapes. */
+export function convGeometry(op: string, xShape: Shape, wShape: Shape, o: Conv2dOptions): ConvGeometry {
+  const [strideH, strideW] = pair(op, 'stride', o.stride ?? 1, 1);
+  const [padH, padW] = pair(op, 'padding', o.padding ?? 0, 0);
+  const desc = `input ${shapeStr(xShape)}, weight ${shapeStr(wShape)}, stride ${strideH}×${strideW}, padding ${padH}×${padW}`;
+  if (xShape.length !== 4) throw new Error(`${op}: input must be NCHW (rank 4), got ${desc}`);
+  if (wShape.length !== 4) throw new Error(`${op}: weight must be OIHW (rank 4), got ${desc}`);
+  const [batch, cin, h, w] = xShape as [number, number, number, number];
+  const [cout, wcin, kh, kw] = wShape as [number, number, number, number];
+  if (wcin !== cin) throw new Error(`${op}: input has ${cin} channels but the weight expects ${wcin}: ${desc}`);
+  if (kh < 1 || kw < 1 || cout < 1) throw new Error(`${op}: empty weight: ${desc}`);
+  if (kh > h + 2 * padH || kw > w + 2 * padW) {
+    throw new Error(`${op}: kernel ${kh}×${kw} is larger than the padded input ${h + 2 * padH}×${w + 2 * padW}: ${desc}`);
+  }
+  const ho = outSize(h, kh, strideH, padH);
+  const wo = outSize(w, kw, strideW, padW);
+  if (batch < 1 || cin < 1) throw new Error(`${op}: empty input: ${desc}`);
+  return { batch, cin, h, w, cout, kh, kw, ho, wo, strideH, strideW, padH, padW };
+}
+
+/**
+ * 2-D convolution (cross-correlation, as PyTorch): x [N, Cin, H, W], weight
+ * [Cout, Cin, KH, KW], bias [Cout] → [N, Cout, Ho, Wo] with
+ * Ho = ⌊(H + 2·padH − KH)/strideH⌋ + 1.
+ */
+export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options: Conv2dOptions = {}): Tensor {
+  const g = convGeometry('conv2d', x.shape, weight.shape, options);
+  if (x.device !== weight.device || (bias && bias.device !== x.device)) throw new Error('conv2d: tensors live on different devices');
+  if (bias && (bias.rank !== 1 || bias.shape[0] !== g.cout)) {
+    throw new Error(`conv2d: bias ${shapeStr(bias.shape)} does not match weight ${shapeStr(weight.shape)} (expected [${g.cout}])`);
+  }
+  const device = x.device;
+  const out = empty(device, [g.batch, g.cout, g.ho, g.wo], 'f32', 'conv2d');
+  conv2dForward(device, x, weight, bias ?? undefined, out, g);
+  const inputs = bias ? [x, weight, bias] : [x, weight];
+  return recordOp(out, inputs, (dy) => {
+    const dx = x.requiresGrad ? gradInput(dy, weight, g) : null;
+    const dw = weight.requiresGrad ? gradWeight(dy, x, g) : null;
+    let db: Tensor | null = null;
+    if (bias?.requiresGrad) {
+      const sums = empty(device, [1, g.cout, 1, 1], 'f32', 'conv2d bias grad');
+      sumTo(device, dy, sums);
+      db = sums.reshape([g.cout]);
+      sums.dispose();
+    }
+    return [dx, dw, db];
+  });
+}
+
+function gradInput(dy: Tensor, weight: Tensor, g: ConvGeometry): Tensor {
+  const dx = empty(dy.device, [g.batch, g.cin, g.h, g.w], 'f32', 'conv2d grad input');
+  conv2dGradInput(dy.device, dy, weight, dx, g);
+  return dx;
+}
+
+function gradWeight(dy: Tensor, x: Tensor, g: ConvGeometry): Tensor {
+  const device = dy.device;
+  const dw = empty(device, [g.cout, g.cin, g.kh, g.kw], 'f32', 'conv2d grad weight');
+  const { splits } = gradWeightSplits(g);
+  const scratch = splits > 1 ? empty(device, [splits, dw.size], 'f32', 'conv2d grad weight partials') : undefined;
+  conv2dGradWeight(device, dy, x, dw, g, scratch);
+  scratch?.dispose(); // back to the pool; the queue orders any reuse after this kernel
+  return dw;
+}
+
+function checkGrad(op: string, dy: Tensor, g: ConvGeometry): void {
+  const want = [g.batch, g.cout, g.ho, g.wo];
+  if (dy.rank !== 4 || dy.shape.some((d, i) => d !== want[i])) {
+    throw new Error(`${op}: gradient ${shapeStr(dy.shape)} does not match the convolution's output ${shapeStr(want)}`);
+  }
+}
+
+/** The gradient of conv2d w.r.t. its input, given dY (not differentiable; for benchmarks and custom backwards). */
+export function conv2dBackwardInput(dy: Tensor, weight: Tensor, inputShape: Shape, options: Conv2dOptions = {}): Tensor {
+  const g = convGeometry('conv2dBackwardInput', inputShape, weight.shape, options);
+  checkGrad('conv2dBackwardInput', dy, g);
+  return gradInput(dy, weight, g);
+}
+
+/** The gradient of conv2d w.r.t. its weight, given dY (not differentiable; for benchmarks and custom backwards). */
+export function conv2dBackwardFilter(dy: Tensor, x: Tensor, weightShape: Shape, options: Conv2dOptions = {}): Tensor {
+  const g = convGeometry('conv2dBackwardFilter', x.shape, weightShape, options);
+  checkGrad('conv2dBackwardFilter', dy, g);
+  return gradWeight(dy, x, g);
+}

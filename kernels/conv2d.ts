@@ -1,0 +1,523 @@
+// 2-D convolution as implicit GEMM: forward, gradient w.r.t. the input, gradient
+// w.r.t. the weights. Activations NCHW, weights OIHW, all contiguous f32. No
+// im2col matrix is ever materialised: each kernel gathers its GEMM operand tiles
+// straight from the activation tensors while staging them in workgroup memory.
+//
+//   forward      Y[n,co,oh,ow] = Σ W[co,ci,kh,kw]·X[n,ci,oh·s−p+kh,ow·s−p+kw] (+ b[co])
+//                GEMM M = Cout, N = batch·Ho·Wo, K = Cin·KH·KW; A = W (row-major
+//                M×K as stored), B = im2col(X) gathered.
+//   grad input   dX = transposed convolution of dY. For stride s the input pixels
+//                split into s·s phases by (ih+p) mod s; within a phase only the taps
+//                kh ≡ (ih+p) mod s reach an output, so each phase is its own GEMM
+//                over exactly its valid taps (no multiply by an inserted zero):
+//                M = Cin, N = batch·|phase pixels|, K = Cout·|phase taps|, one
+//                phase per workgroup z.
+//   grad weight  dW[co,(ci,kh,kw)] = Σ_{n,oh,ow} dY[n,co,oh,ow]·X[n,ci,oh·s−p+kh,…]
+//                M = Cout, N = Cin·KH·KW, K = batch·Ho·Wo. K is long (131072 for a
+//                CIFAR batch of 128 at 32×32) and M·N small, so K is split across
+//                workgroups (z) into partial products summed by a second kernel
+//                (split-K; deterministic, no atomics).
+//
+// Tiling (as kernels/matmul.ts): a workgroup computes a BM×64 tile of the GEMM
+// output, each thread a 4×4 register block; K advances in slices of 16 staged in
+// workgroup memory and read back as vec4. BM is 16, 32 or 64, picked from M so
+// the 16- and 32-channel layers of a CIFAR ResNet do not waste most of a tile.
+// Each thread's gather position is fixed across the K loop where the layout
+// allows it (the im2col column in forward and grad input, the filter taps in
+// grad weight), so the per-element index arithmetic in the loop is a few ops.
+// KH and KW are compile-time constants (divisions by them fold); stride and
+// padding are uniforms.
+//
+// Versions tried: a naive one-thread-per-output kernel (kept only as the float64
+// reference in test/reference-conv.ts); the grad-input GEMM over all Cout·KH·KW
+// taps with zero-filled stride holes (4× the work at stride 2, replaced by phases).
+import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
+import type { Device } from '../engine/device.ts';
+import type { Tensor } from '../engine/tensor.ts';
+import { UniformWriter, grid1d, WG, FLAT_INDEX } from './common.ts';
+
+const BN = 64;
+const BK = 16;
+
+/**
+ * Whether the conv kernels' loops are unrolled: 'auto' unrolls except on software
+ * adapters (lavapipe/llvmpipe, SwiftShader), where compile time dominates. Tests
+ * and benchmarks may force either form.
+ */
+export const convKernelConfig: { unroll: 'auto' | boolean } = { unroll: 'auto' };
+
+function unrollFor(device: Device): boolean {
+  if (convKernelConfig.unroll !== 'auto') return convKernelConfig.unroll;
+  const i = device.adapterInfo;
+  return !/llvmpipe|lavapipe|swiftshader/i.test(`${i.vendor} ${i.architecture} ${i.device} ${i.description}`);
+}
+
+/** 1×1 and 3×3 kernels get KH, KW as constants; other sizes share one kernel reading them from the uniforms. */
+function specialised(kh: number, kw: number): boolean {
+  return (kh === 1 && kw === 1) || (kh === 3 && kw === 3);
+}
+
+/** The kernel-size part of a pipeline key and label. */
+function sizeKey(kh: number, kw: number): string {
+  return specialised(kh, kw) ? `${kh}×${kw}` : 'KH×KW';
+}
+
+// Declares KH, KW, KHW inside main when they are not module constants.
+function kernelSizeLets(kh: number, kw: number): string {
+  return specialised(kh, kw) ? '' : 'let KH = p.kh; let KW = p.kw; let KHW = KH * KW;';
+}
+
+/** Rows of the GEMM tile, from the GEMM's M (16-, 32- and 64-row tiles). */
+function tileRows(M: number): 16 | 32 | 64 {
+  return M <= 16 ? 16 : M <= 32 ? 32 : 64;
+}
+
+export interface ConvGeometry {
+  batch: number;
+  cin: number;
+  h: number;
+  w: number;
+  cout: number;
+  kh: number;
+  kw: number;
+  ho: number;
+  wo: number;
+  strideH: number;
+  strideW: number;
+  padH: number;
+  padW: number;
+}
+
+/** Output size of a convolution or pooling window along one axis (floor mode). */
+export function outSize(input: number, kernel: number, stride: number, pad: number): number {
+  return Math.floor((input + 2 * pad - kernel) / stride) + 1;
+}
+
+// Fields shared by every conv kernel's uniform block (16 × u32 = 4 vec4 rows).
+const PARAMS = /* wgsl */ `
+struct Params {
+  batch: u32, cin: u32, h: u32, w: u32,
+  cout: u32, ho: u32, wo: u32, M: u32,
+  N: u32, K: u32, strideH: u32, strideW: u32,
+  padH: u32, padW: u32, kChunk: u32, zero: u32,
+  kh: u32, kw: u32, _p0: u32, _p1: u32,
+}`;
+
+function params(g: ConvGeometry, M: number, N: number, K: number, kChunk = 0): Uint8Array {
+  return new UniformWriter()
+    .u32(g.batch, g.cin, g.h, g.w, g.cout, g.ho, g.wo, M, N, K, g.strideH, g.strideW, g.padH, g.padW, kChunk, 0)
+    .u32(g.kh, g.kw, 0, 0)
+    .bytes();
+}
+
+// Constants and the register-block product every GEMM kernel here shares.
+/**
+ * A constant loop bound, or the same bound made opaque (p.zero is always 0) so the
+ * shader compiler does not unroll the loop: lavapipe's LLVM takes 3-7 s per fully
+ * unrolled kernel and about 0.5 s otherwise, at much the same speed, while a GPU
+ * compiler needs the unrolled form to keep the tile in registers.
+ */
+function boundOf(unroll: boolean): (n: string) => string {
+  return (n) => (unroll ? n : `(p.zero + ${n})`);
+}
+
+function tileConsts(BM: number, kh: number, kw: number, unroll: boolean): string {
+  const L = boundOf(unroll);
+  return /* wgsl */ `
+const BM = ${BM}u;
+const BN = ${BN}u;
+const BK = ${BK}u;
+const THREADS = ${(BM * BN) / 16}u;
+${specialised(kh, kw) ? `const KH = ${kh}u;\nconst KW = ${kw}u;\nconst KHW = ${kh * kw}u;` : ''}
+// As[k][m] and Bs[k][n], read back four at a time
+var<workgroup> As: array<vec4<f32>, ${(BK * BM) / 4}>;
+var<workgroup> Bs: array<vec4<f32>, ${(BK * BN) / 4}>;
+
+fn storeA(k: u32, m: u32, v: f32) { As[(k * BM + m) / 4u][m % 4u] = v; }
+fn storeB(k: u32, n: u32, v: f32) { Bs[(k * BN + n) / 4u][n % 4u] = v; }
+
+// acc[i] holds row (ty·4 + i) of the thread's block, columns tx·4 .. tx·4+3
+fn multiplyTile(acc: ptr<function, array<vec4<f32>, 4>>, tx: u32, ty: u32) {
+  for (var k = 0u; k < ${L('BK')}; k++) {
+    let a = As[k * (BM / 4u) + ty];
+    let b = Bs[k * (BN / 4u) + tx];
+    (*acc)[0] = fma(vec4<f32>(a.x), b, (*acc)[0]);
+    (*acc)[1] = fma(vec4<f32>(a.y), b, (*acc)[1]);
+    (*acc)[2] = fma(vec4<f32>(a.z), b, (*acc)[2]);
+    (*acc)[3] = fma(vec4<f32>(a.w), b, (*acc)[3]);
+  }
+}`;
+}
+
+// ------------------------------------------------------------------ forward
+
+function forwardSource(BM: number, kh: number, kw: number, hasBias: boolean, unroll: boolean): string {
+  const L = boundOf(unroll);
+  return wgsl`
+${PARAMS}
+@group(0) @binding(0) var<storage, read> X: array<f32>;
+@group(0) @binding(1) var<storage, read> Wt: array<f32>;
+@group(0) @binding(2) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+#if ${hasBias}
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+#endif
+${tileConsts(BM, kh, kw, unroll)}
+
+@compute @workgroup_size(16, ${BM / 4})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+  ${kernelSizeLets(kh, kw)}
+  let m0 = wid.y * BM;
+  let n0 = wid.x * BN;
+  let hwo = p.ho * p.wo;
+  // This thread always loads the same im2col column: the output pixel n.
+  let col = li % BN;
+  let n = n0 + col;
+  let nOk = n < p.N;
+  let pix = n % hwo;
+  let ih0 = i32((pix / p.wo) * p.strideH) - i32(p.padH);
+  let iw0 = i32((pix % p.wo) * p.strideW) - i32(p.padW);
+  let xBase = (n / hwo) * p.cin * p.h * p.w;
+  let h = i32(p.h);
+  let w = i32(p.w);
+
+  var acc: array<vec4<f32>, 4>;
+  for (var k0 = 0u; k0 < p.K; k0 += BK) {
+    // A = W as stored (M×K row-major): consecutive threads read consecutive k
+    for (var j = 0u; j < ${L('BM * BK / THREADS')}; j++) {
+      let idx = li + j * THREADS;
+      let r = idx / BK;
+      let c = idx % BK;
+      let m = m0 + r;
+      let k = k0 + c;
+      var v = 0.0;
+      if (m < p.M && k < p.K) { v = Wt[m * p.K + k]; }
+      storeA(c, r, v);
+    }
+    // B = im2col(X): k = (ci, kh, kw) of this thread's column
+    for (var j = 0u; j < ${L('BK * BN / THREADS')}; j++) {
+      let row = li / BN + j * (THREADS / BN);
+      let k = k0 + row;
+      let tap = k % KHW;
+      let ih = ih0 + i32(tap / KW);
+      let iw = iw0 + i32(tap % KW);
+      var v = 0.0;
+      if (nOk && k < p.K && ih >= 0 && ih < h && iw >= 0 && iw < w) {
+        v = X[xBase + ((k / KHW) * p.h + u32(ih)) * p.w + u32(iw)];
+      }
+      storeB(row, col, v);
+    }
+    workgroupBarrier();
+    multiplyTile(&acc, lid.x, lid.y);
+    workgroupBarrier();
+  }
+
+  var yOff: array<u32, 4>;
+  for (var jj = 0u; jj < 4u; jj++) {
+    let nn = n0 + lid.x * 4u + jj;
+    yOff[jj] = (nn / hwo) * p.cout * hwo + nn % hwo;
+  }
+  for (var i = 0u; i < 4u; i++) {
+    let m = m0 + lid.y * 4u + i;
+    if (m >= p.M) { break; }
+#if ${hasBias}
+    let b = bias[m];
+#else
+    let b = 0.0;
+#endif
+    for (var jj = 0u; jj < 4u; jj++) {
+      if (n0 + lid.x * 4u + jj < p.N) { Y[yOff[jj] + m * hwo] = acc[i][jj] + b; }
+    }
+  }
+}`;
+}
+
+/** Records Y = conv2d(X, W) (+ bias). Shapes are the caller's to check. */
+export function conv2dForward(device: Device, x: Tensor, weight: Tensor, bias: Tensor | undefined, y: Tensor, g: ConvGeometry): void {
+  const M = g.cout;
+  const N = g.batch * g.ho * g.wo;
+  const K = g.cin * g.kh * g.kw;
+  const BM = tileRows(M);
+  const hasBias = bias !== undefined;
+  const unroll = unrollFor(device);
+  const pipeline = device.pipeline(`conv2d:${BM}:${sizeKey(g.kh, g.kw)}:${hasBias}:${unroll}`, `conv2d ${sizeKey(g.kh, g.kw)} (BM ${BM}${hasBias ? ', +bias' : ''})`, () =>
+    forwardSource(BM, g.kh, g.kw, hasBias, unroll),
+  );
+  const bindings: (GPUBuffer | GPUBufferBinding)[] = [x.buffer, weight.buffer, y.buffer, device.uniforms(params(g, M, N, K))];
+  if (bias) bindings.push(bias.buffer);
+  device.dispatch(pipeline, bindings, [Math.ceil(N / BN), Math.ceil(M / BM), 1]);
+}
+
+// --------------------------------------------------------------- grad input
+
+function gradInputSource(BM: number, kh: number, kw: number, unroll: boolean): string {
+  const L = boundOf(unroll);
+  return /* wgsl */ `
+${PARAMS}
+@group(0) @binding(0) var<storage, read> dY: array<f32>;
+@group(0) @binding(1) var<storage, read> Wt: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dX: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+${tileConsts(BM, kh, kw, unroll)}
+
+@compute @workgroup_size(16, ${BM / 4})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+  ${kernelSizeLets(kh, kw)}
+  let sh = p.strideH;
+  let sw = p.strideW;
+  // The phase (rh, rw): input pixels with (ih + padH) mod sh = rh (and likewise w),
+  // reached only by the taps kh = rh + th·sh (th = 0 .. nkh-1), from the output row
+  // oh = baseH + i − th where ih = ih0 + i·sh.
+  let rh = wid.z / sw;
+  let rw = wid.z % sw;
+  let ih0 = (rh + sh - p.padH % sh) % sh;
+  let iw0 = (rw + sw - p.padW % sw) % sw;
+  let hph = select(0u, (p.h - ih0 + sh - 1u) / sh, ih0 < p.h);
+  let wph = select(0u, (p.w - iw0 + sw - 1u) / sw, iw0 < p.w);
+  let nkh = select(0u, (KH - rh + sh - 1u) / sh, rh < KH);
+  let nkw = select(0u, (KW - rw + sw - 1u) / sw, rw < KW);
+  let baseH = (ih0 + p.padH - rh) / sh;
+  let baseW = (iw0 + p.padW - rw) / sw;
+  let taps = nkh * nkw;
+  let phasePix = hph * wph;
+  let N = p.batch * phasePix;
+  let K = p.cout * taps;
+  let m0 = wid.y * BM;
+  let n0 = wid.x * BN;
+  let hwo = p.ho * p.wo;
+
+  // This thread always loads the same column: input pixel n of the phase.
+  let col = li % BN;
+  let n = n0 + col;
+  let nOk = n < N;
+  let pix = n % max(phasePix, 1u);
+  let ohb = i32(baseH + pix / max(wph, 1u));
+  let owb = i32(baseW + pix % max(wph, 1u));
+  let dyBase = (n / max(phasePix, 1u)) * p.cout * hwo;
+  let ho = i32(p.ho);
+  let wo = i32(p.wo);
+
+  var acc: array<vec4<f32>, 4>;
+  for (var k0 = 0u; k0 < K; k0 += BK) {
+    // A[ci][(co, th, tw)] = W[co, ci, rh + th·sh, rw + tw·sw]
+    for (var j = 0u; j < ${L('BM * BK / THREADS')}; j++) {
+      let idx = li + j * THREADS;
+      let r = idx / BK;
+      let c = idx % BK;
+      let m = m0 + r;
+      let k = k0 + c;
+      var v = 0.0;
+      if (m < p.M && k < K) {
+        let co = k / taps;
+        let t = k % taps;
+        let kh = rh + (t / nkw) * sh;
+        let kw = rw + (t % nkw) * sw;
+        v = Wt[((co * p.cin + m) * KH + kh) * KW + kw];
+      }
+      storeA(c, r, v);
+    }
+    // B[(co, th, tw)][pixel] = dY[n, co, baseH + i − th, baseW + j − tw]
+    for (var j = 0u; j < ${L('BK * BN / THREADS')}; j++) {
+      let row = li / BN + j * (THREADS / BN);
+      let k = k0 + row;
+      let t = k % max(taps, 1u);
+      let oh = ohb - i32(t / max(nkw, 1u));
+      let ow = owb - i32(t % max(nkw, 1u));
+      var v = 0.0;
+      if (nOk && k < K && oh >= 0 && oh < ho && ow >= 0 && ow < wo) {
+        v = dY[dyBase + (k / taps) * hwo + u32(oh) * p.wo + u32(ow)];
+      }
+      storeB(row, col, v);
+    }
+    workgroupBarrier();
+    multiplyTile(&acc, lid.x, lid.y);
+    workgroupBarrier();
+  }
+
+  // Every pixel of the phase is written, zero when no tap reaches it (K = 0).
+  var xOff: array<u32, 4>;
+  for (var jj = 0u; jj < 4u; jj++) {
+    let nn = n0 + lid.x * 4u + jj;
+    let q = nn % max(phasePix, 1u);
+    let ih = ih0 + (q / max(wph, 1u)) * sh;
+    let iw = iw0 + (q % max(wph, 1u)) * sw;
+    xOff[jj] = (nn / max(phasePix, 1u)) * p.cin * p.h * p.w + ih * p.w + iw;
+  }
+  for (var i = 0u; i < 4u; i++) {
+    let m = m0 + lid.y * 4u + i;
+    if (m >= p.M) { break; }
+    for (var jj = 0u; jj < 4u; jj++) {
+      if (n0 + lid.x * 4u + jj < N) { dX[xOff[jj] + m * p.h * p.w] = acc[i][jj]; }
+    }
+  }
+}`;
+}
+
+/** Records dX = ∂(conv2d)/∂X applied to dY. */
+export function conv2dGradInput(device: Device, dy: Tensor, weight: Tensor, dx: Tensor, g: ConvGeometry): void {
+  const M = g.cin;
+  const BM = tileRows(M);
+  const unroll = unrollFor(device);
+  const pipeline = device.pipeline(`conv2d gradInput:${BM}:${sizeKey(g.kh, g.kw)}:${unroll}`, `conv2d grad input ${sizeKey(g.kh, g.kw)} (BM ${BM})`, () =>
+    gradInputSource(BM, g.kh, g.kw, unroll),
+  );
+  // the largest phase has ceil(H/s)·ceil(W/s) pixels
+  const maxN = g.batch * Math.ceil(g.h / g.strideH) * Math.ceil(g.w / g.strideW);
+  const u = device.uniforms(params(g, M, 0, 0));
+  device.dispatch(pipeline, [dy.buffer, weight.buffer, dx.buffer, u], [Math.ceil(maxN / BN), Math.ceil(M / BM), g.strideH * g.strideW]);
+}
+
+// -------------------------------------------------------------- grad weight
+
+function gradWeightSource(BM: number, kh: number, kw: number, unroll: boolean): string {
+  const L = boundOf(unroll);
+  return /* wgsl */ `
+${PARAMS}
+@group(0) @binding(0) var<storage, read> dY: array<f32>;
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+${tileConsts(BM, kh, kw, unroll)}
+const NB = ${(BN * BK) / ((BM * BN) / 16)}u; // B elements each thread loads per slice
+
+@compute @workgroup_size(16, ${BM / 4})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+  ${kernelSizeLets(kh, kw)}
+  let m0 = wid.y * BM;
+  let n0 = wid.x * BN;
+  let kBegin = wid.z * p.kChunk;
+  let kEnd = min(p.K, kBegin + p.kChunk);
+  let hwo = p.ho * p.wo;
+  let hw = p.h * p.w;
+  let h = i32(p.h);
+  let w = i32(p.w);
+  // Consecutive threads take consecutive k (output pixels: contiguous in dY and,
+  // at stride 1, in X); each thread's filter taps n stay fixed for the whole loop.
+  let kc = li % BK;
+  var tapOff: array<u32, NB>;
+  var tapH: array<i32, NB>;
+  var tapW: array<i32, NB>;
+  var tapOk: array<bool, NB>;
+  for (var j = 0u; j < ${L('NB')}; j++) {
+    let n = n0 + li / BK + j * (THREADS / BK);
+    let t = n % KHW;
+    tapOk[j] = n < p.N;
+    tapOff[j] = (n / KHW) * hw;
+    tapH[j] = i32(t / KW) - i32(p.padH);
+    tapW[j] = i32(t % KW) - i32(p.padW);
+  }
+
+  var acc: array<vec4<f32>, 4>;
+  for (var k0 = kBegin; k0 < kEnd; k0 += BK) {
+    let k = k0 + kc;
+    let kOk = k < kEnd;
+    let b = k / hwo;
+    let q = k % hwo;
+    let oh = q / p.wo;
+    let ow = q % p.wo;
+    let ihb = i32(oh * p.strideH);
+    let iwb = i32(ow * p.strideW);
+    let dyBase = b * p.cout * hwo + q;
+    let xBase = b * p.cin * hw;
+    // A[co][k] = dY[b, co, oh, ow]
+    for (var j = 0u; j < ${L('BM * BK / THREADS')}; j++) {
+      let r = li / BK + j * (THREADS / BK);
+      let m = m0 + r;
+      var v = 0.0;
+      if (kOk && m < p.M) { v = dY[dyBase + m * hwo]; }
+      storeA(kc, r, v);
+    }
+    // B[k][(ci, kh, kw)] = X[b, ci, oh·s − p + kh, ow·s − p + kw]
+    for (var j = 0u; j < ${L('NB')}; j++) {
+      let r = li / BK + j * (THREADS / BK);
+      let ih = ihb + tapH[j];
+      let iw = iwb + tapW[j];
+      var v = 0.0;
+      if (kOk && tapOk[j] && ih >= 0 && ih < h && iw >= 0 && iw < w) {
+        v = X[xBase + tapOff[j] + u32(ih) * p.w + u32(iw)];
+      }
+      storeB(kc, r, v);
+    }
+    workgroupBarrier();
+    multiplyTile(&acc, lid.x, lid.y);
+    workgroupBarrier();
+  }
+
+  let outBase = wid.z * p.M * p.N;
+  for (var i = 0u; i < 4u; i++) {
+    let m = m0 + lid.y * 4u + i;
+    if (m >= p.M) { break; }
+    for (var jj = 0u; jj < 4u; jj++) {
+      let n = n0 + lid.x * 4u + jj;
+      if (n < p.N) { out[outBase + m * p.N + n] = acc[i][jj]; }
+    }
+  }
+}`;
+}
+
+const sumSplitsSource = /* wgsl */ `
+const WG = ${WG}u;
+struct Params { n: u32, splits: u32 }
+@group(0) @binding(0) var<storage, read> parts: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<uniform> p: Params;
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = ${FLAT_INDEX};
+  if (i >= p.n) { return; }
+  var s = 0.0;
+  for (var z = 0u; z < p.splits; z++) { s += parts[z * p.n + i]; }
+  out[i] = s;
+}`;
+
+/** Workgroups the split-K grad-weight kernel aims for (a few per SM on a discrete GPU). */
+const WGRAD_TARGET_WORKGROUPS = 256;
+/** Shortest K range worth a workgroup of its own. */
+const WGRAD_MIN_CHUNK = 512;
+/** Cap on the partial-product buffer. */
+const WGRAD_MAX_PARTIAL_BYTES = 64 << 20;
+
+/** How the grad-weight GEMM's K = batch·Ho·Wo is split across workgroups. */
+export function gradWeightSplits(g: ConvGeometry): { splits: number; chunk: number } {
+  const M = g.cout;
+  const N = g.cin * g.kh * g.kw;
+  const K = g.batch * g.ho * g.wo;
+  const tiles = Math.ceil(M / tileRows(M)) * Math.ceil(N / BN);
+  let splits = Math.ceil(WGRAD_TARGET_WORKGROUPS / tiles);
+  splits = Math.min(splits, Math.floor(K / WGRAD_MIN_CHUNK), Math.floor(WGRAD_MAX_PARTIAL_BYTES / (4 * M * N)));
+  splits = Math.max(1, splits);
+  const chunk = Math.ceil(Math.ceil(K / splits) / BK) * BK;
+  return { splits: Math.ceil(K / chunk), chunk };
+}
+
+/**
+ * Records dW = ∂(conv2d)/∂W applied to dY. `scratch` must hold splits·|W|
+ * floats when gradWeightSplits(g).splits > 1 (ignored otherwise).
+ */
+export function conv2dGradWeight(device: Device, dy: Tensor, x: Tensor, dw: Tensor, g: ConvGeometry, scratch?: Tensor): void {
+  const M = g.cout;
+  const N = g.cin * g.kh * g.kw;
+  const K = g.batch * g.ho * g.wo;
+  const BM = tileRows(M);
+  const { splits, chunk } = gradWeightSplits(g);
+  if (splits > 1 && (!scratch || scratch.size < splits * M * N)) {
+    throw new Error(`conv2dGradWeight: split-K over ${splits} parts needs a scratch tensor of ${splits * M * N} floats`);
+  }
+  const unroll = unrollFor(device);
+  const pipeline = device.pipeline(`conv2d gradWeight:${BM}:${sizeKey(g.kh, g.kw)}:${unroll}`, `conv2d grad weight ${sizeKey(g.kh, g.kw)} (BM ${BM})`, () =>
+    gradWeightSource(BM, g.kh, g.kw, unroll),
+  );
+  const target = splits > 1 ? scratch! : dw;
+  const u = device.uniforms(params(g, M, N, K, chunk));
+  device.dispatch(pipeline, [dy.buffer, x.buffer, target.buffer, u], [Math.ceil(N / BN), Math.ceil(M / BM), splits]);
+  if (splits > 1) {
+    const sum = device.pipeline('conv2d sumSplits', 'conv2d grad weight split-K sum', () => sumSplitsSource);
+    const us = device.uniforms(new UniformWriter().u32(M * N, splits).bytes());
+    device.dispatch(sum, [scratch!.buffer, dw.buffer, us], grid1d(M * N));
+  }
+}
+

@@ -1,0 +1,146 @@
+// conv2d forward, input gradient and weight gradient (implicit-GEMM kernels)
+// against the naive float64 reference on fast-check-generated shapes: batch 1 and
+// odd batches, channels among 1, 3, 5, 16, 17, spatial sizes 1..33, stride 1 and 2,
+// padding 0 and 1, kernels 1×1 and 3×3; the reference's backward by finite
+// differences; bad shapes rejected before any GPU work.
+//
+// Tolerances: forward and grad input reduce over K = Cin·KH·KW ≤ 153 products, the
+// default (1e-5 of the largest reference magnitude + 1e-4 relative) holds with
+// room to spare. The weight gradient reduces over K = batch·Ho·Wo (up to 5445
+// here) in f32 chunks, so its absolute part is 3e-5 of the largest magnitude.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import fc from 'fast-check';
+import { type Device, Rng, conv2d, conv2dBackwardFilter, conv2dBackwardInput, tensor, tidy } from '../engine/index.ts';
+import { gradWeightSplits } from '../kernels/conv2d.ts';
+import { assertClose, checkOp, checkRefGrad, destroyTestDevice, randomArr, testDevice } from './helpers.ts';
+import { refConv2d, refOutSize } from './reference-conv.ts';
+
+let device: Device;
+before(async () => {
+  device = await testDevice();
+});
+after(destroyTestDevice);
+
+const GRAD_TOL = { atol: 3e-5, rtol: 1e-4 };
+
+const convCase = fc
+  .record({
+    batch: fc.constantFrom(1, 2, 3, 5),
+    cin: fc.constantFrom(1, 3, 5, 16, 17),
+    cout: fc.constantFrom(1, 3, 5, 16, 17),
+    h: fc.integer({ min: 1, max: 33 }),
+    w: fc.integer({ min: 1, max: 33 }),
+    k: fc.constantFrom(1, 3),
+    stride: fc.constantFrom(1, 2),
+    padding: fc.constantFrom(0, 1),
+    bias: fc.boolean(),
+    seed: fc.nat(),
+  })
+  .filter((c) => c.k <= c.h + 2 * c.padding && c.k <= c.w + 2 * c.padding);
+
+describe('conv2d', () => {
+  it('forward, input gradient and weight gradient match the reference', async () => {
+    await fc.assert(
+      fc.asyncProperty(convCase, async (c) => {
+        const rng = new Rng(c.seed);
+        const inputs = [randomArr(rng, [c.batch, c.cin, c.h, c.w]), randomArr(rng, [c.cout, c.cin, c.k, c.k])];
+        if (c.bias) inputs.push(randomArr(rng, [c.cout]));
+        await checkOp(device, {
+          inputs,
+          gpu: ([x, w, b]) => conv2d(x!, w!, b, { stride: c.stride, padding: c.padding }),
+          ref: refConv2d(c.stride, c.padding),
+          gradTol: GRAD_TOL,
+          seed: c.seed,
+        });
+      }),
+      { numRuns: 15 },
+    );
+  });
+
+  it('non-square kernels, strides and padding', async () => {
+    const rng = new Rng(7);
+    for (const [k, stride, padding] of [
+      [[1, 3], [2, 1], [0, 1]],
+      [[3, 1], [1, 2], [1, 0]],
+      [[5, 5], [2, 2], [2, 2]],
+      [[7, 7], [2, 2], [3, 3]],
+      [[3, 3], [3, 3], [1, 1]],
+    ] as [number, number][][]) {
+      await checkOp(device, {
+        inputs: [randomArr(rng, [2, 3, 11, 9]), randomArr(rng, [4, 3, k[0]!, k[1]!]), randomArr(rng, [4])],
+        gpu: ([x, w, b]) => conv2d(x!, w!, b, { stride: stride as [number, number], padding: padding as [number, number] }),
+        ref: refConv2d(stride as [number, number], padding as [number, number]),
+        gradTol: GRAD_TOL,
+      });
+    }
+  });
+
+  it('CIFAR ResNet shapes (64-row tiles, split-K weight gradient)', async () => {
+    const rng = new Rng(3);
+    // a stride-2 3×3 downsampling conv and its 1×1 projection (16 → 32 channels),
+    // and a 3×3 stride-1 conv whose weight gradient splits K = 8·16·16 four ways
+    const g = { batch: 8, cin: 16, h: 16, w: 16, cout: 64, kh: 3, kw: 3, ho: 16, wo: 16, strideH: 1, strideW: 1, padH: 1, padW: 1 };
+    assert.ok(gradWeightSplits(g).splits > 1, 'this shape exercises split-K');
+    for (const [cout, k, stride, padding] of [
+      [32, 3, 2, 1],
+      [32, 1, 2, 0],
+      [64, 3, 1, 1],
+    ] as const) {
+      await checkOp(device, {
+        inputs: [randomArr(rng, [8, 16, 16, 16]), randomArr(rng, [cout, 16, k, k])],
+        gpu: ([x, w]) => conv2d(x!, w!, null, { stride, padding }),
+        ref: refConv2d(stride, padding),
+        gradTol: GRAD_TOL,
+      });
+    }
+  });
+
+  it('standalone backward ops agree with autograd', async () => {
+    const rng = new Rng(11);
+    const x = randomArr(rng, [3, 5, 9, 9]);
+    const w = randomArr(rng, [6, 5, 3, 3]);
+    const opts = { stride: 2, padding: 1 };
+    const ref = refConv2d(2, 1);
+    const g = randomArr(rng, ref.forward([x, w]).shape);
+    const [gx, gw] = ref.backward([x, w], g);
+    const [dx, dw] = tidy(() => {
+      const dy = tensor(device, g.data, g.shape);
+      return [
+        conv2dBackwardInput(dy, tensor(device, w.data, w.shape), x.shape, opts),
+        conv2dBackwardFilter(dy, tensor(device, x.data, x.shape), w.shape, opts),
+      ];
+    });
+    assertClose(await dx.toArray(), gx!, GRAD_TOL, 'conv2dBackwardInput');
+    assertClose(await dw.toArray(), gw!, GRAD_TOL, 'conv2dBackwardFilter');
+    dx.dispose();
+    dw.dispose();
+  });
+
+  it('reference backward agrees with finite differences', () => {
+    const rng = new Rng(5);
+    for (const [stride, padding, k] of [
+      [1, 0, 3],
+      [1, 1, 3],
+      [2, 1, 3],
+      [2, 0, 1],
+    ] as const) {
+      checkRefGrad(refConv2d(stride, padding), [randomArr(rng, [2, 2, 5, 4]), randomArr(rng, [3, 2, k, k]), randomArr(rng, [3])], {
+        seed: stride * 10 + padding,
+      });
+    }
+    assert.equal(refOutSize(32, 3, 2, 1), 16);
+  });
+
+  it('rejects bad shapes naming the op and the shapes', () => {
+    const x = tensor(device, new Float32Array(2 * 3 * 4 * 4), [2, 3, 4, 4]);
+    const w = (shape: number[]) => tensor(device, new Float32Array(shape.reduce((a, b) => a * b, 1)), shape);
+    assert.throws(() => conv2d(x, w([8, 5, 3, 3])), /conv2d: input has 3 channels but the weight expects 5: input \[2, 3, 4, 4\], weight \[8, 5, 3, 3\]/);
+    assert.throws(() => conv2d(x, w([8, 3, 7, 7]), null, { padding: 1 }), /conv2d: kernel 7×7 is larger than the padded input 6×6.*\[2, 3, 4, 4\]/);
+    assert.throws(() => conv2d(x.reshape([6, 4, 4]), w([8, 3, 3, 3])), /conv2d: input must be NCHW \(rank 4\).*\[6, 4, 4\]/);
+    assert.throws(() => conv2d(x, w([8, 3, 3])), /conv2d: weight must be OIHW \(rank 4\).*\[8, 3, 3\]/);
+    assert.throws(() => conv2d(x, w([8, 3, 3, 3]), w([7])), /conv2d: bias \[7\] does not match weight \[8, 3, 3, 3\]/);
+    assert.throws(() => conv2d(x, w([8, 3, 3, 3]), null, { stride: 0 }), /conv2d: stride must be an integer ≥ 1/);
+    assert.throws(() => conv2d(x, w([8, 3, 3, 3]), null, { padding: -1 }), /conv2d: padding must be an integer ≥ 0/);
+  });
+});
