@@ -1,0 +1,254 @@
+// The training loop. One step = upload a batch, forward, loss, backward, fused
+// SGD update, one submit; no readback inside a step. Per-step loss and accuracy
+// are copied on the GPU into a ring buffer that is read once every `logEvery`
+// steps, which is also when divergence is checked, metrics are written and the
+// progress bar moves.
+import type { Device } from '../engine/device.ts';
+import type { SGD } from '../engine/optim.ts';
+import { type Tensor, empty, keep, noGrad, tidy } from '../engine/tensor.ts';
+import { accuracy, softmaxCrossEntropy } from '../engine/ops/loss.ts';
+
+/** What fit needs of a model (engine/nn's Module satisfies it). */
+export interface Classifier {
+  forward(x: Tensor): Tensor;
+  train(mode?: boolean): unknown;
+  eval(): unknown;
+}
+
+/** A stream of GPU batches: images [B, C, H, W] f32 and labels [B] i32. */
+export interface BatchSource {
+  readonly batchSize: number;
+  /** batches in one pass over the data */
+  readonly batchesPerEpoch: number;
+  /** the next batch (the caller disposes both tensors) */
+  next(): { x: Tensor; y: Tensor };
+}
+
+/** Fixed batches for evaluation, in order. */
+export interface EvalSource {
+  readonly size: number;
+  batches(): Iterable<{ x: Tensor; y: Tensor }>;
+}
+
+export interface StepRecord {
+  step: number;
+  loss: number;
+  acc: number;
+  lr: number;
+  momentum: number;
+}
+
+export interface EvalRecord {
+  step: number;
+  loss: number;
+  acc: number;
+  images: number;
+}
+
+export interface FitCallbacks {
+  /** after each logged block of steps, with their records (read back together) */
+  onSteps?(records: StepRecord[], imagesPerSec: number): void;
+  onEval?(record: EvalRecord): void;
+  /** a checkpoint is due after `step` steps; return a promise to wait for it */
+  onCheckpoint?(step: number): Promise<void> | void;
+  /** polled after each step: true stops the run cleanly (Ctrl-C) */
+  shouldStop?(): boolean;
+}
+
+export interface FitOptions {
+  device: Device;
+  model: Classifier;
+  optimizer: SGD;
+  train: BatchSource;
+  eval?: EvalSource | undefined;
+  /** total steps of the run (the optimizer may already be past some, when resuming) */
+  totalSteps: number;
+  labelSmoothing?: number;
+  logEvery?: number;
+  /** evaluate every N steps (0: only at the end) */
+  evalEvery?: number;
+  checkpointEvery?: number;
+  /** stop when the smoothed loss exceeds this factor × its running minimum (or is not finite) */
+  divergenceFactor?: number;
+  callbacks?: FitCallbacks;
+}
+
+export type FitEnd = 'completed' | 'diverged' | 'interrupted';
+
+export interface FitResult {
+  end: FitEnd;
+  /** steps completed (the optimizer's counter) */
+  steps: number;
+  /** the step count at the last state known to be good (before divergence was seen) */
+  lastGoodStep: number;
+  message: string;
+  finalEval: EvalRecord | null;
+  history: StepRecord[];
+  evals: EvalRecord[];
+  seconds: number;
+}
+
+/** Watches the smoothed training loss for NaN or blow-up. */
+export class DivergenceMonitor {
+  private avg = 0;
+  private n = 0;
+  private min = Infinity;
+  constructor(
+    private readonly factor: number,
+    private readonly beta = 0.98,
+  ) {}
+  /** Returns a reason when the run diverged, else null. */
+  push(loss: number, step: number): string | null {
+    if (!Number.isFinite(loss)) return `loss became ${loss} at step ${step}`;
+    this.avg = this.beta * this.avg + (1 - this.beta) * loss;
+    this.n++;
+    const smoothed = this.avg / (1 - this.beta ** this.n);
+    if (this.n > 10 && smoothed > this.factor * this.min) {
+      return `smoothed loss ${smoothed.toPrecision(4)} exceeded ${this.factor}× its minimum ${this.min.toPrecision(4)} at step ${step}`;
+    }
+    this.min = Math.min(this.min, smoothed);
+    return null;
+  }
+}
+
+/** Mean loss and accuracy over an evaluation set, in eval mode, without the tape. */
+export async function evaluate(device: Device, model: Classifier, data: EvalSource, step: number, labelSmoothing = 0): Promise<EvalRecord> {
+  model.eval();
+  const parts: Tensor[] = [];
+  const sizes: number[] = [];
+  noGrad(() => {
+    for (const { x, y } of data.batches()) {
+      const pair = tidy(() => {
+        const logits = model.forward(x);
+        const out = empty(device, [2]);
+        const l = softmaxCrossEntropy(logits, y, { labelSmoothing });
+        const a = accuracy(logits, y);
+        device.copy(l.buffer, 0, out.buffer, 0, 4);
+        device.copy(a.buffer, 0, out.buffer, 4, 4);
+        return out;
+      });
+      sizes.push(y.shape[0]!);
+      parts.push(keep(pair));
+      x.dispose();
+      y.dispose();
+    }
+  });
+  let loss = 0;
+  let correct = 0;
+  let n = 0;
+  for (let i = 0; i < parts.length; i++) {
+    const [l, a] = await parts[i]!.toArray();
+    loss += l! * sizes[i]!;
+    correct += a! * sizes[i]!;
+    n += sizes[i]!;
+    parts[i]!.dispose();
+  }
+  model.train();
+  return { step, loss: loss / Math.max(1, n), acc: correct / Math.max(1, n), images: n };
+}
+
+export async function fit(o: FitOptions): Promise<FitResult> {
+  const { device, model, optimizer, train } = o;
+  const logEvery = o.logEvery ?? 10;
+  const smoothing = o.labelSmoothing ?? 0;
+  const monitor = new DivergenceMonitor(o.divergenceFactor ?? 4);
+  const cb = o.callbacks ?? {};
+  const history: StepRecord[] = [];
+  const evals: EvalRecord[] = [];
+  const t0 = performance.now();
+  // ring of [loss, acc] per step of the current logging block
+  const ring = keep(empty(device, [logEvery, 2]));
+  let pending: { step: number; lr: number; momentum: number }[] = [];
+  let blockStart = performance.now();
+  let end: FitEnd = 'completed';
+  let message = '';
+  let lastGoodStep = optimizer.stepCount;
+  let lastCheckpointed = optimizer.stepCount;
+
+  const drain = async (): Promise<string | null> => {
+    if (pending.length === 0) return null;
+    const values = new Float32Array(await device.read(ring.buffer, 0, pending.length * 8));
+    const records = pending.map((p, i) => ({ ...p, loss: values[2 * i]!, acc: values[2 * i + 1]! }));
+    pending = [];
+    const ips = (records.length * train.batchSize) / ((performance.now() - blockStart) / 1000);
+    blockStart = performance.now();
+    history.push(...records);
+    cb.onSteps?.(records, ips);
+    for (const r of records) {
+      const why = monitor.push(r.loss, r.step);
+      if (why) return why;
+    }
+    return null;
+  };
+
+  model.train();
+  try {
+    while (optimizer.stepCount < o.totalSteps) {
+      const step = optimizer.stepCount;
+      const { x, y } = train.next();
+      const lr = optimizer.lrAt();
+      const momentum = optimizer.momentumAt();
+      tidy(() => {
+        const logits = model.forward(x);
+        const loss = softmaxCrossEntropy(logits, y, { labelSmoothing: smoothing });
+        const acc = noGrad(() => accuracy(logits, y));
+        const slot = pending.length * 8;
+        device.copy(loss.buffer, 0, ring.buffer, slot, 4);
+        device.copy(acc.buffer, 0, ring.buffer, slot + 4, 4);
+        loss.backward();
+      });
+      x.dispose();
+      y.dispose();
+      optimizer.step();
+      optimizer.zeroGrad();
+      device.flush();
+      pending.push({ step, lr, momentum });
+
+      const done = optimizer.stepCount;
+      if (pending.length === logEvery || done === o.totalSteps) {
+        const diverged = await drain();
+        if (diverged) {
+          end = 'diverged';
+          message = `training diverged: ${diverged}; stopped, the last good checkpoint (step ${lastCheckpointed}) is kept`;
+          break;
+        }
+        lastGoodStep = done;
+      }
+      const evalDue = o.eval && o.evalEvery && done % o.evalEvery === 0 && done !== o.totalSteps;
+      const ckptDue = o.checkpointEvery && done % o.checkpointEvery === 0 && done !== o.totalSteps;
+      if (evalDue || ckptDue || cb.shouldStop?.()) {
+        const diverged = await drain(); // state must be known good before it is saved
+        if (diverged) {
+          end = 'diverged';
+          message = `training diverged: ${diverged}; stopped, the last good checkpoint (step ${lastCheckpointed}) is kept`;
+          break;
+        }
+        lastGoodStep = done;
+        if (evalDue) {
+          const r = await evaluate(device, model, o.eval!, done, smoothing);
+          evals.push(r);
+          cb.onEval?.(r);
+        }
+        if (ckptDue) {
+          await cb.onCheckpoint?.(done);
+          lastCheckpointed = done;
+        }
+        if (cb.shouldStop?.()) {
+          end = 'interrupted';
+          message = `interrupted at step ${done}`;
+          break;
+        }
+      }
+    }
+    if (end === 'completed') message = `completed ${optimizer.stepCount} steps`;
+    let finalEval: EvalRecord | null = null;
+    if (end !== 'diverged' && o.eval) {
+      finalEval = await evaluate(device, model, o.eval, optimizer.stepCount, smoothing);
+      evals.push(finalEval);
+      cb.onEval?.(finalEval);
+    }
+    return { end, steps: optimizer.stepCount, lastGoodStep, message, finalEval, history, evals, seconds: (performance.now() - t0) / 1000 };
+  } finally {
+    ring.dispose();
+  }
+}
