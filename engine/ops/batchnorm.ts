@@ -1,0 +1,155 @@
+// batchNorm2d over NCHW with PyTorch's semantics (training: batch mean and biased
+// variance, running statistics updated on the GPU with the unbiased variance;
+// eval: running statistics), with two fusions for ResNet blocks:
+//   batchNormRelu(x)           = relu(bn(x))
+//   batchNormAddRelu(x, r)     = relu(bn(x) + r)
+// one elementwise dispatch each instead of three, and one backward that masks
+// the gradient by the output's sign and hands the residual its gradient.
+import { type BnFusion, type BnGeometry, batchStats, bnApply, bnGradInput, bnGradSums, bnSplits, runningStats } from '../../kernels/batchnorm.ts';
+import { type Tensor, empty, recordOp, shapeStr } from '../tensor.ts';
+
+export interface BatchNormOptions {
+  /** true: normalise with the batch's statistics and update the running ones; false: use the running ones */
+  training: boolean;
+  /** γ [C] and β [C] (both or neither; neither = affine false) */
+  weight?: Tensor | null | undefined;
+  bias?: Tensor | null | undefined;
+  /** running statistics [C], updated in place in training mode; without them eval mode uses batch statistics (track_running_stats=False) */
+  runningMean?: Tensor | null | undefined;
+  runningVar?: Tensor | null | undefined;
+  /** one-element i32 or f32 counter, incremented each training step (needed when momentum is null) */
+  numBatchesTracked?: Tensor | null | undefined;
+  /** running = (1 − momentum)·running + momentum·batch; null = cumulative average. Default 0.1. */
+  momentum?: number | null;
+  /** default 1e-5 */
+  eps?: number;
+  /** fused relu after the (normalised + residual) value */
+  relu?: boolean;
+  /** fused residual, added before the relu; same shape as x */
+  residual?: Tensor | null | undefined;
+}
+
+function check(op: string, x: Tensor, o: BatchNormOptions): BnGeometry {
+  const bad = (why: string): Error => new Error(`${op}: ${why} (input ${shapeStr(x.shape)})`);
+  if (x.rank !== 4) throw bad('input must be NCHW (rank 4)');
+  const [batch, channels, h, w] = x.shape as [number, number, number, number];
+  const perChannel = (name: string, t: Tensor | null | undefined): void => {
+    if (!t) return;
+    if (t.device !== x.device) throw bad(`${name} lives on another device`);
+    if (t.rank !== 1 || t.shape[0] !== channels) throw bad(`${name} ${shapeStr(t.shape)} does not match ${channels} channels (expected [${channels}])`);
+  };
+  perChannel('weight', o.weight);
+  perChannel('bias', o.bias);
+  perChannel('runningMean', o.runningMean);
+  perChannel('runningVar', o.runningVar);
+  if (!o.weight !== !o.bias) throw bad('weight and bias must be given together (affine) or not at all');
+  if (!o.runningMean !== !o.runningVar) throw bad('runningMean and runningVar must be given together');
+  if (o.numBatchesTracked && o.numBatchesTracked.size !== 1) {
+    throw bad(`numBatchesTracked must have one element, got ${shapeStr(o.numBatchesTracked.shape)}`);
+  }
+  if (o.residual) {
+    if (o.residual.device !== x.device) throw bad('residual lives on another device');
+    if (o.residual.shape.length !== 4 || o.residual.shape.some((d, i) => d !== x.shape[i])) {
+      throw bad(`residual ${shapeStr(o.residual.shape)} does not match the input`);
+    }
+  }
+  const eps = o.eps ?? 1e-5;
+  if (!(eps > 0) || !Number.isFinite(eps)) throw bad(`eps must be a positive number, got ${eps}`);
+  const m = o.momentum === undefined ? 0.1 : o.momentum;
+  if (m !== null && !(m >= 0 && m <= 1)) throw bad(`momentum must be in [0, 1] or null, got ${m}`);
+  if (m === null && o.training && o.runningMean && !o.numBatchesTracked) {
+    throw bad('momentum null (cumulative average) needs numBatchesTracked');
+  }
+  if (o.training && batch * h * w === 1) {
+    throw bad(`expected more than 1 value per channel when training, got ${batch * h * w}`);
+  }
+  return { batch, channels, plane: h * w };
+}
+
+/**
+ * Batch normalisation of x [N, C, H, W] per channel, optionally followed by
+ * + residual and relu (fused). Differentiable w.r.t. x, weight, bias and residual.
+ */
+export function batchNorm2d(x: Tensor, o: BatchNormOptions): Tensor {
+  const op = o.relu ? (o.residual ? 'batchNormAddRelu' : 'batchNormRelu') : o.residual ? 'batchNormAdd' : 'batchNorm2d';
+  const g = check(op, x, o);
+  const device = x.device;
+  const eps = o.eps ?? 1e-5;
+  const momentum = o.momentum === undefined ? 0.1 : o.momentum;
+  const weight = o.weight ?? undefined;
+  const bias = o.bias ?? undefined;
+  const residual = o.residual ?? undefined;
+  const f: BnFusion = { affine: !!weight, relu: !!o.relu, residual: !!residual };
+  const useBatchStats = o.training || !o.runningMean;
+  const C = g.channels;
+  const { splits } = bnSplits(g);
+
+  const stats = empty(device, [2 * C], 'f32', `${op} statistics`);
+  if (useBatchStats) {
+    const scratch = empty(device, [splits * C * 3], 'f32', `${op} partial statistics`);
+    const running =
+      o.training && o.runningMean && o.runningVar
+        ? { runningMean: o.runningMean, runningVar: o.runningVar, numBatchesTracked: o.numBatchesTracked ?? undefined }
+        : undefined;
+    batchStats(device, x, g, stats, scratch, eps, momentum, running);
+    scratch.dispose();
+  } else {
+    runningStats(device, o.runningMean!, o.runningVar!, stats, eps);
+  }
+  const y = empty(device, x.shape, 'f32', op);
+  bnApply(device, x, stats, y, g, f, weight, bias, residual);
+
+  const inputs: Tensor[] = [x];
+  if (weight && bias) inputs.push(weight, bias);
+  if (residual) inputs.push(residual);
+  const out = recordOp(y, inputs, (dy) => {
+    const needX = x.requiresGrad;
+    const needParams = !!weight && (weight.requiresGrad || bias!.requiresGrad);
+    const needRes = !!residual?.requiresGrad;
+    let sums: Tensor | undefined;
+    let dgamma: Tensor | undefined;
+    let dbeta: Tensor | undefined;
+    if (needParams || (needX && useBatchStats)) {
+      const scratch = empty(device, [splits * C * 2], 'f32', `${op} backward partial sums`);
+      sums = empty(device, [2 * C], 'f32', `${op} backward sums`);
+      if (needParams) {
+        dgamma = empty(device, [C], 'f32', `${op} grad weight`);
+        dbeta = empty(device, [C], 'f32', `${op} grad bias`);
+      }
+      bnGradSums(device, x, dy, stats, g, f.relu, y, scratch, sums, dgamma, dbeta);
+      scratch.dispose();
+    }
+    let dx: Tensor | null = null;
+    let dres: Tensor | null = null;
+    // without a relu the residual's gradient is dy itself; with one, the kernel writes the masked dy
+    if (needRes && !f.relu) dres = dy.reshape(x.shape);
+    const writeRes = needRes && f.relu;
+    if (needX || writeRes) {
+      dx = empty(device, x.shape, 'f32', `${op} grad input`);
+      if (writeRes) dres = empty(device, x.shape, 'f32', `${op} grad residual`);
+      bnGradInput(device, x, dy, stats, g, { ...f, residual: writeRes }, useBatchStats, dx, { sums, gamma: weight, y, dres: dres ?? undefined });
+      if (!needX) {
+        dx.dispose();
+        dx = null;
+      }
+    }
+    sums?.dispose();
+    stats.dispose(); // the graph is released after its one backward
+    const grads: (Tensor | null)[] = [dx];
+    if (weight) grads.push(dgamma ?? null, dbeta ?? null);
+    if (residual) grads.push(dres);
+    return grads;
+  });
+  if (!out.requiresGrad) stats.dispose();
+  return out;
+}
+
+/** relu(batchNorm2d(x)) in one elementwise pass. */
+export function batchNormRelu(x: Tensor, o: Omit<BatchNormOptions, 'relu' | 'residual'>): Tensor {
+  return batchNorm2d(x, { ...o, relu: true });
+}
+
+/** relu(batchNorm2d(x) + residual) in one elementwise pass: the tail of a ResNet basic block. */
+export function batchNormAddRelu(x: Tensor, residual: Tensor, o: Omit<BatchNormOptions, 'relu' | 'residual'>): Tensor {
+  return batchNorm2d(x, { ...o, residual, relu: true });
+}

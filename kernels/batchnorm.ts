@@ -1,0 +1,443 @@
+// Batch normalisation over NCHW (statistics per channel C, over N·H·W), with the
+// fusions a ResNet block wants: y = relu?((x − μ)·γ/√(σ² + ε) + β + residual?).
+//
+// Training statistics, numerically sound and with no readback:
+//   1. channelStatsPartial: grid (S, C). Workgroup (s, c) takes a contiguous chunk
+//      of channel c's M = N·H·W values and computes its count, mean and sum of
+//      squared deviations M2 in two passes over the chunk (sum → chunk mean, then
+//      Σ(x − mean)²), each a 256-thread tree in workgroup memory.
+//   2. statsFinalize: one workgroup; each thread merges a channel's S partials
+//      with Chan et al.'s pairwise update (δ = mean_b − mean_a;
+//      M2 = M2_a + M2_b + δ²·n_a·n_b/n), writes mean and 1/√(σ² + ε) (σ² = M2/M,
+//      biased), and updates the running statistics in place with PyTorch's
+//      convention: running = (1 − m)·running + m·batch, batch variance unbiased
+//      (M2/(M − 1)); m = 1/num_batches_tracked when momentum is null (cumulative
+//      average); num_batches_tracked += 1.
+// Eval: evalStats turns the running statistics into (mean, 1/√(var + ε)).
+// Apply: one thread per element.
+// Backward (ĥ = (x − μ)/σ, g = dy masked by the relu, read from the output):
+//   gradPartial / gradFinalize reduce Σg and Σg·ĥ per channel the same split way
+//   (they are also dβ and dγ); gradInput writes
+//   dx = γ/σ·(g − Σg/M − ĥ·Σg·ĥ/M) in training, γ/σ·g in eval, and dresidual = g.
+import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
+import type { Device } from '../engine/device.ts';
+import type { Tensor } from '../engine/tensor.ts';
+import { FLAT_INDEX, UniformWriter, WG, grid1d } from './common.ts';
+
+const RWG = 256;
+
+/** The shape of a batchnorm problem: x is [N, C, H, W] viewed as C channels of M = N·H·W values. */
+export interface BnGeometry {
+  batch: number;
+  channels: number;
+  /** H·W */
+  plane: number;
+}
+
+/** How each channel's M values are split into chunks for the per-channel reductions. */
+export function bnSplits(g: BnGeometry): { splits: number; chunk: number } {
+  const M = g.batch * g.plane;
+  const splits = Math.max(1, Math.min(64, Math.ceil(M / 4096)));
+  return { splits, chunk: Math.ceil(M / splits) };
+}
+
+/** Storage bindings of a kernel variant, in binding order (the uniform block comes last). */
+type Binding = [name: string, access: 'read' | 'read_write', type?: string];
+
+function declare(bs: Binding[], params: string): string {
+  const lines = bs.map(([name, access, type], i) => `@group(0) @binding(${i}) var<storage, ${access}> ${name}: array<${type ?? 'f32'}>;`);
+  lines.push(`@group(0) @binding(${bs.length}) var<uniform> p: ${params};`);
+  return lines.join('\n');
+}
+
+// Element j (0 ≤ j < M) of channel c.
+const CHANNEL_INDEX = /* wgsl */ `
+fn channelIndex(c: u32, j: u32) -> u32 { return ((j / p.plane) * p.channels + c) * p.plane + j % p.plane; }`;
+
+const SPLIT_PARAMS = /* wgsl */ `
+struct SplitParams { channels: u32, plane: u32, count: u32, chunk: u32, splits: u32, _p0: u32, _p1: u32, _p2: u32 }`;
+
+function splitParams(g: BnGeometry): Uint8Array {
+  const { splits, chunk } = bnSplits(g);
+  return new UniformWriter().u32(g.channels, g.plane, g.batch * g.plane, chunk, splits, 0, 0, 0).bytes();
+}
+
+// ------------------------------------------------------------ training stats
+
+const statsPartialSource = /* wgsl */ `
+${SPLIT_PARAMS}
+${declare([['x', 'read'], ['partials', 'read_write']], 'SplitParams')}
+var<workgroup> tree: array<f32, ${RWG}>;
+${CHANNEL_INDEX}
+
+fn treeSum(lid: u32, v: f32) -> f32 {
+  tree[lid] = v;
+  workgroupBarrier();
+  for (var s = ${RWG / 2}u; s > 0u; s = s / 2u) {
+    if (lid < s) { tree[lid] += tree[lid + s]; }
+    workgroupBarrier();
+  }
+  let total = tree[0];
+  workgroupBarrier();
+  return total;
+}
+
+@compute @workgroup_size(${RWG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let s = wid.x;
+  let c = wid.y;
+  let begin = s * p.chunk;
+  let end = min(p.count, begin + p.chunk);
+  let n = f32(end - min(begin, end));
+  var acc = 0.0;
+  for (var j = begin + lid.x; j < end; j += ${RWG}u) { acc += x[channelIndex(c, j)]; }
+  let mean = treeSum(lid.x, acc) / max(n, 1.0);
+  var dev = 0.0;
+  for (var j = begin + lid.x; j < end; j += ${RWG}u) {
+    let d = x[channelIndex(c, j)] - mean;
+    dev = fma(d, d, dev);
+  }
+  let m2 = treeSum(lid.x, dev);
+  if (lid.x == 0u) {
+    let o = (c * p.splits + s) * 3u;
+    partials[o] = n;
+    partials[o + 1u] = mean;
+    partials[o + 2u] = m2;
+  }
+}`;
+
+const statsFinalizeSource = (running: boolean, nbtType: 'i32' | 'f32' | null): string => {
+  const bs: Binding[] = [['partials', 'read'], ['stats', 'read_write']];
+  if (running) bs.push(['runningMean', 'read_write'], ['runningVar', 'read_write']);
+  if (nbtType) bs.push(['batchesTracked', 'read_write', nbtType]);
+  return wgsl`
+struct Params { channels: u32, splits: u32, eps: f32, momentum: f32, cumulative: u32, _p0: u32, _p1: u32, _p2: u32 }
+${declare(bs, 'Params')}
+
+@compute @workgroup_size(${RWG})
+fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
+#if ${nbtType !== null}
+  let tracked = batchesTracked[0];
+  // every thread has read the old count before thread 0 replaces it
+  storageBarrier();
+  if (lid.x == 0u) { batchesTracked[0] = tracked + 1; }
+  let factor = select(p.momentum, 1.0 / (f32(tracked) + 1.0), p.cumulative != 0u);
+#else
+  let factor = p.momentum;
+#endif
+  for (var c = lid.x; c < p.channels; c += ${RWG}u) {
+    var n = 0.0;
+    var mean = 0.0;
+    var m2 = 0.0;
+    for (var s = 0u; s < p.splits; s++) {
+      let o = (c * p.splits + s) * 3u;
+      let nb = partials[o];
+      if (nb == 0.0) { continue; }
+      let total = n + nb;
+      let delta = partials[o + 1u] - mean;
+      mean += delta * (nb / total);
+      m2 += partials[o + 2u] + delta * delta * (n * nb / total);
+      n = total;
+    }
+    stats[c] = mean;
+    stats[p.channels + c] = inverseSqrt(m2 / n + p.eps);
+#if ${running}
+    runningMean[c] = (1.0 - factor) * runningMean[c] + factor * mean;
+    runningVar[c] = (1.0 - factor) * runningVar[c] + factor * (m2 / max(n - 1.0, 1.0));
+#endif
+  }
+}`;
+};
+
+export interface BnRunning {
+  runningMean: Tensor;
+  runningVar: Tensor;
+  numBatchesTracked?: Tensor | undefined;
+}
+
+/**
+ * Records the batch statistics of x into `stats` ([2·C]: means, then 1/√(σ² + ε))
+ * and, when given, the running-statistics update. `scratch` holds S·C·3 floats.
+ */
+export function batchStats(
+  device: Device,
+  x: Tensor,
+  g: BnGeometry,
+  stats: Tensor,
+  scratch: Tensor,
+  eps: number,
+  momentum: number | null,
+  running?: BnRunning,
+): void {
+  const { splits } = bnSplits(g);
+  const partial = device.pipeline('bn statsPartial', 'batchnorm statistics (partial)', () => statsPartialSource);
+  device.dispatch(partial, [x.buffer, scratch.buffer, device.uniforms(splitParams(g))], [splits, g.channels]);
+  const nbt = running?.numBatchesTracked;
+  const nbtType = nbt ? nbt.dtype : null;
+  const finalize = device.pipeline(`bn statsFinalize:${!!running}:${nbtType}`, 'batchnorm statistics (merge, running update)', () =>
+    statsFinalizeSource(!!running, nbtType),
+  );
+  const u = new UniformWriter().u32(g.channels, splits).f32(eps, momentum ?? 0).u32(momentum === null ? 1 : 0, 0, 0, 0);
+  const bindings: (GPUBuffer | GPUBufferBinding)[] = [scratch.buffer, stats.buffer];
+  if (running) bindings.push(running.runningMean.buffer, running.runningVar.buffer);
+  if (nbt) bindings.push(nbt.buffer);
+  bindings.push(device.uniforms(u.bytes()));
+  device.dispatch(finalize, bindings, [1]);
+}
+
+const evalStatsSource = /* wgsl */ `
+const WG = ${WG}u;
+struct Params { channels: u32, eps: f32 }
+${declare([['runningMean', 'read'], ['runningVar', 'read'], ['stats', 'read_write']], 'Params')}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let c = ${FLAT_INDEX};
+  if (c >= p.channels) { return; }
+  stats[c] = runningMean[c];
+  stats[p.channels + c] = inverseSqrt(runningVar[c] + p.eps);
+}`;
+
+/** Records stats = (running mean, 1/√(running var + ε)), so eval mode shares the training kernels. */
+export function runningStats(device: Device, runningMean: Tensor, runningVar: Tensor, stats: Tensor, eps: number): void {
+  const pipeline = device.pipeline('bn evalStats', 'batchnorm eval statistics', () => evalStatsSource);
+  const u = device.uniforms(new UniformWriter().u32(runningMean.size).f32(eps).bytes());
+  device.dispatch(pipeline, [runningMean.buffer, runningVar.buffer, stats.buffer, u], grid1d(runningMean.size));
+}
+
+// ------------------------------------------------------------------- apply
+
+export interface BnFusion {
+  affine: boolean;
+  relu: boolean;
+  residual: boolean;
+}
+
+const ELEMENT_PARAMS = /* wgsl */ `
+struct ElementParams { n: u32, channels: u32, plane: u32, count: u32 }`;
+
+function elementParams(g: BnGeometry): Uint8Array {
+  return new UniformWriter().u32(g.batch * g.channels * g.plane, g.channels, g.plane, g.batch * g.plane).bytes();
+}
+
+const applySource = (f: BnFusion): string => {
+  const bs: Binding[] = [['x', 'read'], ['stats', 'read'], ['y', 'read_write']];
+  if (f.affine) bs.push(['gamma', 'read'], ['beta', 'read']);
+  if (f.residual) bs.push(['res', 'read']);
+  return wgsl`
+const WG = ${WG}u;
+${ELEMENT_PARAMS}
+${declare(bs, 'ElementParams')}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = ${FLAT_INDEX};
+  if (i >= p.n) { return; }
+  let c = (i / p.plane) % p.channels;
+  var v = (x[i] - stats[c]) * stats[p.channels + c];
+#if ${f.affine}
+  v = fma(v, gamma[c], beta[c]);
+#endif
+#if ${f.residual}
+  v += res[i];
+#endif
+#if ${f.relu}
+  v = max(v, 0.0);
+#endif
+  y[i] = v;
+}`;
+};
+
+/** Records y = relu?(normalise(x)·γ + β + residual?). */
+export function bnApply(
+  device: Device,
+  x: Tensor,
+  stats: Tensor,
+  y: Tensor,
+  g: BnGeometry,
+  f: BnFusion,
+  gamma?: Tensor,
+  beta?: Tensor,
+  residual?: Tensor,
+): void {
+  const key = `bn apply:${f.affine}:${f.residual}:${f.relu}`;
+  const label = `batchnorm${f.residual ? ' + residual' : ''}${f.relu ? ' + relu' : ''}`;
+  const pipeline = device.pipeline(key, label, () => applySource(f));
+  const bindings: (GPUBuffer | GPUBufferBinding)[] = [x.buffer, stats.buffer, y.buffer];
+  if (f.affine) bindings.push(gamma!.buffer, beta!.buffer);
+  if (f.residual) bindings.push(residual!.buffer);
+  bindings.push(device.uniforms(elementParams(g)));
+  device.dispatch(pipeline, bindings, grid1d(x.size));
+}
+
+// ---------------------------------------------------------------- backward
+
+const gradPartialSource = (relu: boolean): string => {
+  const bs: Binding[] = [['x', 'read'], ['dy', 'read'], ['stats', 'read'], ['partials', 'read_write']];
+  if (relu) bs.push(['y', 'read']);
+  return wgsl`
+${SPLIT_PARAMS}
+${declare(bs, 'SplitParams')}
+var<workgroup> tree: array<vec2<f32>, ${RWG}>;
+${CHANNEL_INDEX}
+
+@compute @workgroup_size(${RWG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let s = wid.x;
+  let c = wid.y;
+  let begin = s * p.chunk;
+  let end = min(p.count, begin + p.chunk);
+  let mean = stats[c];
+  let invstd = stats[p.channels + c];
+  var acc = vec2<f32>(0.0);
+  for (var j = begin + lid.x; j < end; j += ${RWG}u) {
+    let i = channelIndex(c, j);
+#if ${relu}
+    let g = select(0.0, dy[i], y[i] > 0.0);
+#else
+    let g = dy[i];
+#endif
+    acc += vec2<f32>(g, g * (x[i] - mean) * invstd);
+  }
+  tree[lid.x] = acc;
+  workgroupBarrier();
+  for (var t = ${RWG / 2}u; t > 0u; t = t / 2u) {
+    if (lid.x < t) { tree[lid.x] += tree[lid.x + t]; }
+    workgroupBarrier();
+  }
+  if (lid.x == 0u) {
+    let o = (c * p.splits + s) * 2u;
+    partials[o] = tree[0].x;
+    partials[o + 1u] = tree[0].y;
+  }
+}`;
+};
+
+const gradFinalizeSource = (paramGrads: boolean): string => {
+  const bs: Binding[] = [['partials', 'read'], ['sums', 'read_write']];
+  if (paramGrads) bs.push(['dgamma', 'read_write'], ['dbeta', 'read_write']);
+  return wgsl`
+const WG = ${WG}u;
+${SPLIT_PARAMS}
+${declare(bs, 'SplitParams')}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let c = ${FLAT_INDEX};
+  if (c >= p.channels) { return; }
+  var sg = 0.0;
+  var sgx = 0.0;
+  for (var s = 0u; s < p.splits; s++) {
+    let o = (c * p.splits + s) * 2u;
+    sg += partials[o];
+    sgx += partials[o + 1u];
+  }
+  sums[c] = sg;
+  sums[p.channels + c] = sgx;
+#if ${paramGrads}
+  dbeta[c] = sg;
+  dgamma[c] = sgx;
+#endif
+}`;
+};
+
+/**
+ * Records the per-channel sums Σg and Σg·ĥ into `sums` ([2·C]) and, when given,
+ * into dγ (= Σg·ĥ) and dβ (= Σg). `scratch` holds S·C·2 floats.
+ */
+export function bnGradSums(
+  device: Device,
+  x: Tensor,
+  dy: Tensor,
+  stats: Tensor,
+  g: BnGeometry,
+  relu: boolean,
+  y: Tensor | undefined,
+  scratch: Tensor,
+  sums: Tensor,
+  dgamma?: Tensor,
+  dbeta?: Tensor,
+): void {
+  const { splits } = bnSplits(g);
+  const partial = device.pipeline(`bn gradPartial:${relu}`, `batchnorm${relu ? ' + relu' : ''} backward sums (partial)`, () => gradPartialSource(relu));
+  const u = device.uniforms(splitParams(g));
+  const pb: (GPUBuffer | GPUBufferBinding)[] = [x.buffer, dy.buffer, stats.buffer, scratch.buffer];
+  if (relu) pb.push(y!.buffer);
+  pb.push(u);
+  device.dispatch(partial, pb, [splits, g.channels]);
+  const paramGrads = dgamma !== undefined && dbeta !== undefined;
+  const finalize = device.pipeline(`bn gradFinalize:${paramGrads}`, 'batchnorm backward sums (merge)', () => gradFinalizeSource(paramGrads));
+  const fb: (GPUBuffer | GPUBufferBinding)[] = [scratch.buffer, sums.buffer];
+  if (paramGrads) fb.push(dgamma.buffer, dbeta.buffer);
+  fb.push(device.uniforms(splitParams(g)));
+  device.dispatch(finalize, fb, grid1d(g.channels));
+}
+
+const gradInputSource = (training: boolean, f: BnFusion): string => {
+  const bs: Binding[] = [['dy', 'read'], ['stats', 'read'], ['dx', 'read_write']];
+  if (training) bs.push(['x', 'read'], ['sums', 'read']);
+  if (f.affine) bs.push(['gamma', 'read']);
+  if (f.relu) bs.push(['y', 'read']);
+  if (f.residual) bs.push(['dres', 'read_write']);
+  return wgsl`
+const WG = ${WG}u;
+${ELEMENT_PARAMS}
+${declare(bs, 'ElementParams')}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = ${FLAT_INDEX};
+  if (i >= p.n) { return; }
+  let c = (i / p.plane) % p.channels;
+  let invstd = stats[p.channels + c];
+#if ${f.relu}
+  let g = select(0.0, dy[i], y[i] > 0.0);
+#else
+  let g = dy[i];
+#endif
+#if ${f.residual}
+  dres[i] = g;
+#endif
+#if ${f.affine}
+  let k = gamma[c] * invstd;
+#else
+  let k = invstd;
+#endif
+#if ${training}
+  let xhat = (x[i] - stats[c]) * invstd;
+  let inv = 1.0 / f32(p.count);
+  dx[i] = k * (g - sums[c] * inv - xhat * (sums[p.channels + c] * inv));
+#else
+  dx[i] = k * g;
+#endif
+}`;
+};
+
+/**
+ * Records dx (and dresidual = the relu-masked gradient when the residual was
+ * fused). `sums` comes from bnGradSums (training only).
+ */
+export function bnGradInput(
+  device: Device,
+  x: Tensor,
+  dy: Tensor,
+  stats: Tensor,
+  g: BnGeometry,
+  f: BnFusion,
+  training: boolean,
+  dx: Tensor,
+  o: { sums?: Tensor | undefined; gamma?: Tensor | undefined; y?: Tensor | undefined; dres?: Tensor | undefined },
+): void {
+  const key = `bn gradInput:${training}:${f.affine}:${f.relu}:${f.residual}`;
+  const pipeline = device.pipeline(key, `batchnorm${f.residual ? ' + residual' : ''}${f.relu ? ' + relu' : ''} grad input`, () =>
+    gradInputSource(training, f),
+  );
+  // x is only read in training mode (eval's kernel does not declare it)
+  const bindings: (GPUBuffer | GPUBufferBinding)[] = [dy.buffer, stats.buffer, dx.buffer];
+  if (training) bindings.push(x.buffer, o.sums!.buffer);
+  if (f.affine) bindings.push(o.gamma!.buffer);
+  if (f.relu) bindings.push(o.y!.buffer);
+  if (f.residual) bindings.push(o.dres!.buffer);
+  bindings.push(device.uniforms(elementParams(g)));
+  device.dispatch(pipeline, bindings, grid1d(dx.size));
+}

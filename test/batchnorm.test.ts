@@ -1,0 +1,251 @@
+// batchNorm2d and its fused variants (relu, + residual, + residual then relu) in
+// training and eval mode against the float64 reference on fast-check shapes;
+// running statistics over several steps (momentum 0.1 and cumulative); a constant
+// channel; a large mean with a tiny spread (where a one-pass Σx² − (Σx)²/n in f32
+// loses every digit); bad inputs.
+//
+// Tolerances: the forward is a per-element affine map of a two-pass statistic,
+// within the default (1e-5 of the largest magnitude + 1e-4 relative). Gradients
+// go through per-channel sums over up to 5·33·33 values and the subtraction
+// g − Σg/M − ĥ·Σgĥ/M, so they get 3e-5 absolute. Running statistics: 1e-5
+// relative to their magnitude after 3 steps.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import fc from 'fast-check';
+import { type Device, Rng, type Tensor, batchNorm2d, tensor, tidy, zeros, ones } from '../engine/index.ts';
+import { assertClose, checkOp, checkRefGrad, destroyTestDevice, randomArr, testDevice } from './helpers.ts';
+import { type Arr, arr } from './reference.ts';
+import { type RefBatchNormOptions, refBatchNorm2d, refChannelStats, refRunningUpdate } from './reference-conv.ts';
+
+let device: Device;
+before(async () => {
+  device = await testDevice();
+});
+after(destroyTestDevice);
+
+const GRAD_TOL = { atol: 3e-5, rtol: 1e-4 };
+
+/** γ with |γ| in [0.1, 1.5], so a nudge of x moves the output */
+function randomGamma(rng: Rng, c: number): Arr {
+  return arr([c], Array.from({ length: c }, () => Math.fround((rng.next() < 0.5 ? -1 : 1) * rng.uniform(0.1, 1.5))));
+}
+
+/**
+ * Moves x away from the relu's kink: where the reference's pre-activation is within
+ * 1e-4 of 0, f32 rounding could put the GPU on the other side and flip a gradient.
+ */
+function avoidReluKink(inputs: Arr[], o: RefBatchNormOptions): void {
+  const pre = refBatchNorm2d({ ...o, relu: false });
+  const [x, gamma] = inputs as [Arr, Arr];
+  const [, C, H, W] = x.shape as [number, number, number, number];
+  for (let round = 0; round < 10; round++) {
+    const v = pre.forward(inputs);
+    const invstd = o.training
+      ? refChannelStats(x).variance.map((s) => 1 / Math.sqrt(s + (o.eps ?? 1e-5)))
+      : Array.from(o.runningVar!, (s) => 1 / Math.sqrt(s + (o.eps ?? 1e-5)));
+    let moved = false;
+    v.data.forEach((t, i) => {
+      if (Math.abs(t) >= 1e-4) return;
+      const c = Math.floor(i / (H * W)) % C;
+      x.data[i] = Math.fround(x.data[i]! + ((t < 0 ? -1 : 1) * 0.01) / (gamma.data[c]! * invstd[c]!));
+      moved = true;
+    });
+    if (!moved) return;
+  }
+  throw new Error('avoidReluKink: could not clear the kink');
+}
+
+interface BnCase {
+  batch: number;
+  channels: number;
+  h: number;
+  w: number;
+  affine: boolean;
+  relu: boolean;
+  residual: boolean;
+  seed: number;
+}
+
+const bnCase: fc.Arbitrary<BnCase> = fc
+  .record({
+    batch: fc.constantFrom(1, 2, 3, 5),
+    channels: fc.constantFrom(1, 3, 5, 16, 17),
+    h: fc.integer({ min: 1, max: 33 }),
+    w: fc.integer({ min: 1, max: 33 }),
+    affine: fc.boolean(),
+    relu: fc.boolean(),
+    residual: fc.boolean(),
+    seed: fc.nat(),
+  })
+  .filter((c) => c.batch * c.h * c.w > 1);
+
+async function checkBn(c: BnCase, training: boolean): Promise<void> {
+  const rng = new Rng(c.seed);
+  const shape = [c.batch, c.channels, c.h, c.w];
+  const x = randomArr(rng, shape, -2, 3);
+  const gamma = c.affine ? randomGamma(rng, c.channels) : arr([c.channels], new Array<number>(c.channels).fill(1));
+  const beta = c.affine ? randomArr(rng, [c.channels]) : arr([c.channels]);
+  const res = randomArr(rng, shape);
+  const runningMean = Array.from({ length: c.channels }, () => Math.fround(rng.uniform(-1, 1)));
+  const runningVar = Array.from({ length: c.channels }, () => Math.fround(rng.uniform(0.2, 2)));
+  const o: RefBatchNormOptions = { training, relu: c.relu, residual: c.residual, runningMean, runningVar };
+  const inputs = [x, gamma, beta, ...(c.residual ? [res] : [])];
+  if (c.relu) avoidReluKink(inputs, o);
+  const refOp = refBatchNorm2d(o);
+  await checkOp(device, {
+    // affine off: γ = 1, β = 0 are the reference's inputs but not the op's
+    inputs,
+    grad: [true, c.affine, c.affine, true],
+    gpu: ([tx, tg, tb, tr]) =>
+      batchNorm2d(tx!, {
+        training,
+        weight: c.affine ? tg : null,
+        bias: c.affine ? tb : null,
+        runningMean: tensor(device, runningMean, [c.channels]),
+        runningVar: tensor(device, runningVar, [c.channels]),
+        relu: c.relu,
+        residual: c.residual ? tr : null,
+      }),
+    ref: refOp,
+    gradTol: GRAD_TOL,
+    seed: c.seed,
+  });
+}
+
+describe('batchNorm2d', () => {
+  it('training mode, fused relu / residual, matches the reference', async () => {
+    await fc.assert(fc.asyncProperty(bnCase, (c) => checkBn(c, true)), { numRuns: 15 });
+  });
+
+  it('eval mode (running statistics), fused relu / residual, matches the reference', async () => {
+    await fc.assert(fc.asyncProperty(bnCase, (c) => checkBn(c, false)), { numRuns: 10 });
+  });
+
+  it('CIFAR-sized batch: 64 channels of 32·16·16 values (split reductions)', async () => {
+    const rng = new Rng(2);
+    const inputs = [randomArr(rng, [32, 64, 16, 16], -1, 2), randomGamma(rng, 64), randomArr(rng, [64]), randomArr(rng, [32, 64, 16, 16])];
+    const o: RefBatchNormOptions = { training: true, relu: true, residual: true };
+    avoidReluKink(inputs, o);
+    await checkOp(device, {
+      inputs,
+      gpu: ([x, g, b, r]) => batchNorm2d(x!, { training: true, weight: g, bias: b, residual: r, relu: true }),
+      ref: refBatchNorm2d(o),
+      gradTol: GRAD_TOL,
+    });
+  });
+
+  for (const momentum of [0.1, 0.25, null]) {
+    it(`running statistics after 3 steps match PyTorch's update (momentum ${momentum})`, async () => {
+      const rng = new Rng(9);
+      const C = 5;
+      const rm = zeros(device, [C]);
+      const rv = ones(device, [C]);
+      const nbt = tensor(device, [0], [], 'i32');
+      const state = { mean: new Array<number>(C).fill(0), variance: new Array<number>(C).fill(1), batches: 0 };
+      for (let step = 0; step < 3; step++) {
+        const x = randomArr(rng, [3, C, 4 + step, 5], -1 + step, 2 + 2 * step);
+        tidy(() => {
+          batchNorm2d(tensor(device, x.data, x.shape), { training: true, runningMean: rm, runningVar: rv, numBatchesTracked: nbt, momentum });
+        });
+        refRunningUpdate(x, state, momentum);
+      }
+      const tol = { atol: 1e-6, rtol: 1e-5 };
+      assertClose(await rm.toArray(), arr([C], state.mean), tol, 'running_mean');
+      assertClose(await rv.toArray(), arr([C], state.variance), tol, 'running_var');
+      assert.equal(await nbt.item(), 3, 'num_batches_tracked');
+
+      // eval mode now normalises with exactly these statistics
+      const x = randomArr(rng, [2, C, 3, 3]);
+      await checkOp(device, {
+        inputs: [x, randomGamma(rng, C), randomArr(rng, [C])],
+        gpu: ([tx, g, b]) => batchNorm2d(tx!, { training: false, weight: g, bias: b, runningMean: rm, runningVar: rv }),
+        ref: refBatchNorm2d({ training: false, runningMean: state.mean.map(Math.fround), runningVar: state.variance.map(Math.fround) }),
+        tol: { atol: 1e-5, rtol: 1e-4 },
+      });
+      for (const t of [rm, rv, nbt]) t.dispose();
+    });
+  }
+
+  it('an f32 num_batches_tracked counts too', async () => {
+    const nbt = tensor(device, [4], []);
+    const rm = zeros(device, [2]);
+    const rv = ones(device, [2]);
+    tidy(() => {
+      const x = tensor(device, [1, 2, 3, 4, 5, 6, 7, 8], [2, 2, 2, 1]);
+      batchNorm2d(x, { training: true, runningMean: rm, runningVar: rv, numBatchesTracked: nbt, momentum: null });
+    });
+    assert.equal(await nbt.item(), 5);
+    // cumulative factor 1/5: running_mean = 4/5·0 + 1/5·batch mean
+    // channel means 3.5 and 5.5; cumulative factor 1/5 after 4 earlier batches
+    assertClose(await rm.toArray(), arr([2], [3.5 / 5, 5.5 / 5]), { atol: 1e-6, rtol: 1e-6 }, 'running_mean');
+    for (const t of [nbt, rm, rv]) t.dispose();
+  });
+
+  it('a constant channel gives finite outputs and gradients, and zero variance', async () => {
+    const rng = new Rng(4);
+    const x = randomArr(rng, [3, 2, 4, 4]);
+    for (let n = 0; n < 3; n++) for (let i = 0; i < 16; i++) x.data[(n * 2 + 1) * 16 + i] = 3.7;
+    const rm = zeros(device, [2]);
+    const rv = ones(device, [2]);
+    await checkOp(device, {
+      inputs: [x, randomGamma(rng, 2), randomArr(rng, [2])],
+      gpu: ([tx, g, b]) => batchNorm2d(tx!, { training: true, weight: g, bias: b, runningMean: rm, runningVar: rv, momentum: 1 }),
+      ref: refBatchNorm2d({ training: true }),
+      gradTol: GRAD_TOL,
+    });
+    const v = await rv.toArray();
+    assert.equal(v[1], 0, 'unbiased variance of a constant channel');
+    rm.dispose();
+    rv.dispose();
+  });
+
+  it('statistics stay accurate for a large mean and a tiny spread (no one-pass Σx²)', async () => {
+    const rng = new Rng(6);
+    const x = arr([8, 1, 32, 32]);
+    for (let i = 0; i < x.data.length; i++) x.data[i] = Math.fround(1000 + 0.01 * rng.normal());
+    const want = refChannelStats(x);
+    const rm = zeros(device, [1]);
+    const rv = ones(device, [1]);
+    tidy(() => {
+      batchNorm2d(tensor(device, x.data, x.shape), { training: true, runningMean: rm, runningVar: rv, momentum: 1 });
+    });
+    const unbiased = (want.variance[0]! * want.count) / (want.count - 1);
+    const got = (await rv.toArray())[0]!;
+    // two-pass in f32 lands within 3e-5 here; a one-pass E[x²] − E[x]² would be off by
+    // about 1e6·6e-8 = 0.06 against a variance of 1e-4
+    assert.ok(Math.abs(got - unbiased) / unbiased < 1e-3, `variance ${got}, reference ${unbiased}`);
+    assert.ok(Math.abs((await rm.toArray())[0]! - want.mean[0]!) < 1e-4);
+    rm.dispose();
+    rv.dispose();
+  });
+
+  it('reference backward agrees with finite differences', () => {
+    const rng = new Rng(8);
+    for (const training of [true, false])
+      for (const [relu, residual] of [
+        [false, false],
+        [true, false],
+        [true, true],
+      ] as const) {
+        const o: RefBatchNormOptions = { training, relu, residual, runningMean: [0.1, -0.2, 0.3], runningVar: [0.5, 1, 2] };
+        const inputs = [randomArr(rng, [2, 3, 2, 3]), randomGamma(rng, 3), randomArr(rng, [3]), ...(residual ? [randomArr(rng, [2, 3, 2, 3])] : [])];
+        if (relu) avoidReluKink(inputs, o);
+        checkRefGrad(refBatchNorm2d(o), inputs, { tol: 1e-5 });
+      }
+  });
+
+  it('rejects bad inputs naming the op and the shapes', () => {
+    const x = zeros(device, [2, 3, 4, 4]);
+    const c = (n: number): Tensor => zeros(device, [n]);
+    assert.throws(() => batchNorm2d(x.reshape([2, 3, 16]), { training: true }), /batchNorm2d: input must be NCHW \(rank 4\) \(input \[2, 3, 16\]\)/);
+    assert.throws(() => batchNorm2d(x, { training: true, weight: c(4), bias: c(4) }), /batchNorm2d: weight \[4\] does not match 3 channels.*\[2, 3, 4, 4\]/);
+    assert.throws(() => batchNorm2d(x, { training: true, weight: c(3) }), /weight and bias must be given together/);
+    assert.throws(() => batchNorm2d(x, { training: false, runningMean: c(3), runningVar: c(2) }), /runningVar \[2\] does not match 3 channels/);
+    assert.throws(
+      () => batchNorm2d(x, { training: true, relu: true, residual: zeros(device, [2, 3, 4, 2]) }),
+      /batchNormAddRelu: residual \[2, 3, 4, 2\] does not match the input \(input \[2, 3, 4, 4\]\)/,
+    );
+    assert.throws(() => batchNorm2d(zeros(device, [1, 3, 1, 1]), { training: true }), /expected more than 1 value per channel when training/);
+    assert.throws(() => batchNorm2d(x, { training: true, runningMean: c(3), runningVar: c(3), momentum: null }), /needs numBatchesTracked/);
+  });
+});
