@@ -1,0 +1,315 @@
+// Pooling over NCHW planes, forward and backward, and the option-A ResNet
+// shortcut (stride subsampling with zero channels around it).
+//
+//   max pool     forward: one thread per output, the window's first maximum in
+//                row-major order (PyTorch's tie rule) and its index in the plane.
+//                backward: one thread per input pixel, gathering dY from every
+//                window that chose it (deterministic; overlapping windows need no
+//                atomics).
+//   avg pool     forward: one thread per output; PyTorch's divisor (the window
+//                clipped to the padded input, or to the real input when
+//                countIncludePad is false). backward: gather, as for max.
+//   global avg   forward: one 64-thread workgroup per plane, strided sum and a
+//                tree. backward: one thread per input pixel.
+//   shortcut A   y[n, c + before, oh, ow] = x[n, c, oh·s, ow·s], other channels 0.
+import type { Device } from '../engine/device.ts';
+import type { Tensor } from '../engine/tensor.ts';
+import { FLAT_INDEX, UniformWriter, WG, grid1d } from './common.ts';
+
+export interface PoolGeometry {
+  /** N·C */
+  planes: number;
+  h: number;
+  w: number;
+  ho: number;
+  wo: number;
+  kh: number;
+  kw: number;
+  strideH: number;
+  strideW: number;
+  padH: number;
+  padW: number;
+}
+
+const PARAMS = /* wgsl */ `
+const WG = ${WG}u;
+struct Params {
+  n: u32, planes: u32, h: i32, w: i32,
+  ho: i32, wo: i32, kh: i32, kw: i32,
+  sh: i32, sw: i32, ph: i32, pw: i32,
+  countIncludePad: u32, _p0: u32, _p1: u32, _p2: u32,
+}`;
+
+function params(g: PoolGeometry, n: number, countIncludePad = true): Uint8Array {
+  return new UniformWriter()
+    .u32(n, g.planes)
+    .i32(g.h, g.w, g.ho, g.wo, g.kh, g.kw, g.strideH, g.strideW, g.padH, g.padW)
+    .u32(countIncludePad ? 1 : 0, 0, 0, 0)
+    .bytes();
+}
+
+const MAIN = /* wgsl */ `@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = ${FLAT_INDEX};
+  if (i >= p.n) { return; }`;
+
+// The outputs whose windows contain input pixel (ih, iw): rows ohLo..ohHi, columns owLo..owHi.
+const WINDOW_RANGE = /* wgsl */ `
+  let iw = i32(i % u32(p.w));
+  let ih = i32((i / u32(p.w)) % u32(p.h));
+  let plane = i / u32(p.h * p.w);
+  let ah = ih + p.ph - p.kh + 1;
+  let aw = iw + p.pw - p.kw + 1;
+  let ohLo = select(0, (ah + p.sh - 1) / p.sh, ah > 0);
+  let owLo = select(0, (aw + p.sw - 1) / p.sw, aw > 0);
+  let ohHi = min((ih + p.ph) / p.sh, p.ho - 1);
+  let owHi = min((iw + p.pw) / p.sw, p.wo - 1);
+  let oBase = plane * u32(p.ho * p.wo);`;
+
+// ----------------------------------------------------------------- max pool
+
+const maxForwardSource = /* wgsl */ `
+${PARAMS}
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<storage, read_write> argmax: array<i32>;
+@group(0) @binding(3) var<uniform> p: Params;
+${MAIN}
+  let ow = i32(i % u32(p.wo));
+  let oh = i32((i / u32(p.wo)) % u32(p.ho));
+  let plane = i / u32(p.ho * p.wo);
+  let xBase = plane * u32(p.h * p.w);
+  var best = 0.0;
+  var at = -1;
+  for (var kh = 0; kh < p.kh; kh++) {
+    let ih = oh * p.sh - p.ph + kh;
+    if (ih < 0 || ih >= p.h) { continue; }
+    for (var kw = 0; kw < p.kw; kw++) {
+      let iw = ow * p.sw - p.pw + kw;
+      if (iw < 0 || iw >= p.w) { continue; }
+      let v = x[xBase + u32(ih * p.w + iw)];
+      if (at < 0 || v > best) {
+        best = v;
+        at = ih * p.w + iw;
+      }
+    }
+  }
+  y[i] = best;
+  argmax[i] = at;
+}`;
+
+/** Records y = max over each window and argmax = the chosen pixel's index in its plane. */
+export function maxPoolForward(device: Device, x: Tensor, y: Tensor, argmax: Tensor, g: PoolGeometry): void {
+  const pipeline = device.pipeline('maxPool forward', 'max pool 2d', () => maxForwardSource);
+  const u = device.uniforms(params(g, y.size));
+  device.dispatch(pipeline, [x.buffer, y.buffer, argmax.buffer, u], grid1d(y.size));
+}
+
+const maxBackwardSource = /* wgsl */ `
+${PARAMS}
+@group(0) @binding(0) var<storage, read> dy: array<f32>;
+@group(0) @binding(1) var<storage, read> argmax: array<i32>;
+@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+${MAIN}
+${WINDOW_RANGE}
+  let me = ih * p.w + iw;
+  var acc = 0.0;
+  for (var oh = ohLo; oh <= ohHi; oh++) {
+    for (var ow = owLo; ow <= owHi; ow++) {
+      let o = oBase + u32(oh * p.wo + ow);
+      if (argmax[o] == me) { acc += dy[o]; }
+    }
+  }
+  dx[i] = acc;
+}`;
+
+/** Records dx = dY routed to each window's argmax (summed where windows overlap). */
+export function maxPoolBackward(device: Device, dy: Tensor, argmax: Tensor, dx: Tensor, g: PoolGeometry): void {
+  const pipeline = device.pipeline('maxPool backward', 'max pool 2d backward', () => maxBackwardSource);
+  const u = device.uniforms(params(g, dx.size));
+  device.dispatch(pipeline, [dy.buffer, argmax.buffer, dx.buffer, u], grid1d(dx.size));
+}
+
+// ----------------------------------------------------------------- avg pool
+
+// PyTorch's avg_pool2d divisor of the window starting at (hs, ws).
+const DIVISOR = /* wgsl */ `
+fn divisor(hs: i32, ws: i32) -> f32 {
+  let he = min(hs + p.kh, p.h + p.ph);
+  let we = min(ws + p.kw, p.w + p.pw);
+  if (p.countIncludePad != 0u) { return f32((he - hs) * (we - ws)); }
+  return f32((min(he, p.h) - max(hs, 0)) * (min(we, p.w) - max(ws, 0)));
+}`;
+
+const avgForwardSource = /* wgsl */ `
+${PARAMS}
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<uniform> p: Params;
+${DIVISOR}
+${MAIN}
+  let ow = i32(i % u32(p.wo));
+  let oh = i32((i / u32(p.wo)) % u32(p.ho));
+  let plane = i / u32(p.ho * p.wo);
+  let xBase = plane * u32(p.h * p.w);
+  let hs = oh * p.sh - p.ph;
+  let ws = ow * p.sw - p.pw;
+  var acc = 0.0;
+  for (var ih = max(hs, 0); ih < min(hs + p.kh, p.h); ih++) {
+    for (var iw = max(ws, 0); iw < min(ws + p.kw, p.w); iw++) {
+      acc += x[xBase + u32(ih * p.w + iw)];
+    }
+  }
+  y[i] = acc / divisor(hs, ws);
+}`;
+
+export function avgPoolForward(device: Device, x: Tensor, y: Tensor, g: PoolGeometry, countIncludePad: boolean): void {
+  const pipeline = device.pipeline('avgPool forward', 'avg pool 2d', () => avgForwardSource);
+  const u = device.uniforms(params(g, y.size, countIncludePad));
+  device.dispatch(pipeline, [x.buffer, y.buffer, u], grid1d(y.size));
+}
+
+const avgBackwardSource = /* wgsl */ `
+${PARAMS}
+@group(0) @binding(0) var<storage, read> dy: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(2) var<uniform> p: Params;
+${DIVISOR}
+${MAIN}
+${WINDOW_RANGE}
+  var acc = 0.0;
+  for (var oh = ohLo; oh <= ohHi; oh++) {
+    for (var ow = owLo; ow <= owHi; ow++) {
+      acc += dy[oBase + u32(oh * p.wo + ow)] / divisor(oh * p.sh - p.ph, ow * p.sw - p.pw);
+    }
+  }
+  dx[i] = acc;
+}`;
+
+export function avgPoolBackward(device: Device, dy: Tensor, dx: Tensor, g: PoolGeometry, countIncludePad: boolean): void {
+  const pipeline = device.pipeline('avgPool backward', 'avg pool 2d backward', () => avgBackwardSource);
+  const u = device.uniforms(params(g, dx.size, countIncludePad));
+  device.dispatch(pipeline, [dy.buffer, dx.buffer, u], grid1d(dx.size));
+}
+
+// ------------------------------------------------------- global average pool
+
+const GWG = 64;
+
+const globalForwardSource = /* wgsl */ `
+struct Params { planes: u32, plane: u32 }
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<uniform> p: Params;
+var<workgroup> tree: array<f32, ${GWG}>;
+@compute @workgroup_size(${GWG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let o = wid.x + wid.y * nwg.x;
+  var acc = 0.0;
+  if (o < p.planes) {
+    for (var j = lid.x; j < p.plane; j += ${GWG}u) { acc += x[o * p.plane + j]; }
+  }
+  tree[lid.x] = acc;
+  workgroupBarrier();
+  for (var s = ${GWG / 2}u; s > 0u; s = s / 2u) {
+    if (lid.x < s) { tree[lid.x] += tree[lid.x + s]; }
+    workgroupBarrier();
+  }
+  if (lid.x == 0u && o < p.planes) { y[o] = tree[0] / f32(p.plane); }
+}`;
+
+/** Records y[plane] = mean of x over the plane (x: planes × plane values). */
+export function globalAvgPoolForward(device: Device, x: Tensor, y: Tensor, planes: number, plane: number): void {
+  const pipeline = device.pipeline('globalAvgPool forward', 'global avg pool', () => globalForwardSource);
+  const u = device.uniforms(new UniformWriter().u32(planes, plane).bytes());
+  device.dispatch(pipeline, [x.buffer, y.buffer, u], grid1d(planes, 1));
+}
+
+const globalBackwardSource = /* wgsl */ `
+const WG = ${WG}u;
+struct Params { n: u32, plane: u32 }
+@group(0) @binding(0) var<storage, read> dy: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(2) var<uniform> p: Params;
+${MAIN}
+  dx[i] = dy[i / p.plane] / f32(p.plane);
+}`;
+
+export function globalAvgPoolBackward(device: Device, dy: Tensor, dx: Tensor, plane: number): void {
+  const pipeline = device.pipeline('globalAvgPool backward', 'global avg pool backward', () => globalBackwardSource);
+  const u = device.uniforms(new UniformWriter().u32(dx.size, plane).bytes());
+  device.dispatch(pipeline, [dy.buffer, dx.buffer, u], grid1d(dx.size));
+}
+
+// ------------------------------------------------------------ shortcut A
+
+export interface ShortcutGeometry {
+  batch: number;
+  cin: number;
+  cout: number;
+  before: number;
+  h: number;
+  w: number;
+  ho: number;
+  wo: number;
+  stride: number;
+}
+
+const SHORTCUT_PARAMS = /* wgsl */ `
+const WG = ${WG}u;
+struct Params {
+  n: u32, cin: u32, cout: u32, before: u32,
+  h: u32, w: u32, ho: u32, wo: u32,
+  stride: u32, _p0: u32, _p1: u32, _p2: u32,
+}`;
+
+function shortcutParams(g: ShortcutGeometry, n: number): Uint8Array {
+  return new UniformWriter().u32(n, g.cin, g.cout, g.before, g.h, g.w, g.ho, g.wo, g.stride, 0, 0, 0).bytes();
+}
+
+const shortcutForwardSource = /* wgsl */ `
+${SHORTCUT_PARAMS}
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<uniform> p: Params;
+${MAIN}
+  let ow = i % p.wo;
+  let oh = (i / p.wo) % p.ho;
+  let c = (i / (p.wo * p.ho)) % p.cout;
+  let n = i / (p.wo * p.ho * p.cout);
+  var v = 0.0;
+  if (c >= p.before && c < p.before + p.cin) {
+    v = x[((n * p.cin + c - p.before) * p.h + oh * p.stride) * p.w + ow * p.stride];
+  }
+  y[i] = v;
+}`;
+
+const shortcutBackwardSource = /* wgsl */ `
+${SHORTCUT_PARAMS}
+@group(0) @binding(0) var<storage, read> dy: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(2) var<uniform> p: Params;
+${MAIN}
+  let iw = i % p.w;
+  let ih = (i / p.w) % p.h;
+  let c = (i / (p.w * p.h)) % p.cin;
+  let n = i / (p.w * p.h * p.cin);
+  var v = 0.0;
+  if (ih % p.stride == 0u && iw % p.stride == 0u) {
+    v = dy[((n * p.cout + c + p.before) * p.ho + ih / p.stride) * p.wo + iw / p.stride];
+  }
+  dx[i] = v;
+}`;
+
+export function shortcutForward(device: Device, x: Tensor, y: Tensor, g: ShortcutGeometry): void {
+  const pipeline = device.pipeline('shortcutA forward', 'subsample + pad channels', () => shortcutForwardSource);
+  device.dispatch(pipeline, [x.buffer, y.buffer, device.uniforms(shortcutParams(g, y.size))], grid1d(y.size));
+}
+
+export function shortcutBackward(device: Device, dy: Tensor, dx: Tensor, g: ShortcutGeometry): void {
+  const pipeline = device.pipeline('shortcutA backward', 'subsample + pad channels backward', () => shortcutBackwardSource);
+  device.dispatch(pipeline, [dy.buffer, dx.buffer, device.uniforms(shortcutParams(g, dx.size))], grid1d(dx.size));
+}
