@@ -8,3 +8,4 @@ export { zeroGrad } from './autograd.ts';
 export { Rng, type RngState } from './random.ts';
 export * from './ops/index.ts';
 export { SGD, type SgdOptions, type SgdState, type ScheduleLike } from './optim.ts';
+export * as nn from './nn/index.ts';
