@@ -272,7 +272,7 @@ export async function loadCifar(variant: CifarVariant, source: string, options: 
     get = (name, optional) => readFromFolder(resolved.path, name, optional);
   } else {
     const wanted = new Set([...trainNames, layout.testFile, ...nameFiles].map((f) => `${layout.folder}/${f}`));
-    const members = await readTarGz(resolved.path, (n) => wanted.has(n));
+    const members = await readTarGz(resolved.path, (n) => wanted.has(n), wanted.size);
     get = async (name, optional) => {
       const member = `${layout.folder}/${name}`;
       const bytes = members.get(member);

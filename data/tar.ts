@@ -75,12 +75,14 @@ const normalise = (name: string): string => name.replace(/^(\.\/)+/, '');
 /**
  * Reads a tar stream and returns the data of the regular files for which
  * `want(name)` is true (names without a leading './'). Other entries are skipped
- * without being kept. `source` names the archive in error messages.
+ * without being kept. `source` names the archive in error messages. With
+ * `stopAfter`, reading stops once that many files were found.
  */
 export async function readTar(
   stream: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   want: (name: string) => boolean,
   source: string,
+  stopAfter = Infinity,
 ): Promise<Map<string, Uint8Array>> {
   const found = new Map<string, Uint8Array>();
   const header = new Uint8Array(BLOCK);
@@ -105,6 +107,7 @@ export async function readTar(
       paxSize = pax.size !== undefined ? Number(pax.size) : null;
     } else if (e.data) {
       found.set(e.name, e.data);
+      if (found.size >= stopAfter) ended = true;
     }
   };
 
@@ -180,10 +183,13 @@ export async function readTar(
 }
 
 /** readTar over a gzip-compressed archive on disk (`.tar.gz`/`.tgz`). */
-export async function readTarGz(path: string, want: (name: string) => boolean): Promise<Map<string, Uint8Array>> {
-  const gunzip = createReadStream(path).pipe(createGunzip());
+export async function readTarGz(path: string, want: (name: string) => boolean, stopAfter = Infinity): Promise<Map<string, Uint8Array>> {
+  const file = createReadStream(path);
+  const gunzip = createGunzip();
+  file.on('error', (e) => gunzip.destroy(e)); // pipe() does not forward the source's errors
+  file.pipe(gunzip);
   try {
-    return await readTar(gunzip, want, path);
+    return await readTar(gunzip, want, path, stopAfter);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'Z_DATA_ERROR' || code === 'Z_BUF_ERROR') {
@@ -192,6 +198,7 @@ export async function readTarGz(path: string, want: (name: string) => boolean): 
     if (code === 'ENOENT') throw new Error(`${path}: missing file`);
     throw e;
   } finally {
+    file.destroy();
     gunzip.destroy();
   }
 }

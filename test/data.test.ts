@@ -424,3 +424,16 @@ describe('dataset helpers', () => {
     }
   });
 });
+
+describe('tar.gz reading', () => {
+  it('stops once the wanted files are found, and names a missing archive', async () => {
+    const root = await fresh();
+    const path = join(root, 'a.tar.gz');
+    const tar = writeTar([{ name: 'x', data: Uint8Array.of(1) }, { name: 'y', data: Uint8Array.of(2) }]);
+    // garbage after the first member's blocks: never reached when only 'x' is wanted
+    await writeFile(path, gzipSync(Buffer.concat([tar.subarray(0, 1024), Buffer.alloc(512, 0x41)])));
+    assert.deepEqual([...(await readTarGz(path, (n) => n === 'x', 1)).keys()], ['x']);
+    await assert.rejects(readTarGz(path, () => true), /a\.tar\.gz: tar header 2: checksum mismatch/);
+    await assert.rejects(readTarGz(join(root, 'none.tar.gz'), () => true), /none\.tar\.gz: missing file/);
+  });
+});
