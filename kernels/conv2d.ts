@@ -25,8 +25,11 @@
 // Each thread's gather position is fixed across the K loop where the layout
 // allows it (the im2col column in forward and grad input, the filter taps in
 // grad weight), so the per-element index arithmetic in the loop is a few ops.
-// KH and KW are compile-time constants (divisions by them fold); stride and
-// padding are uniforms.
+// For 1×1 and 3×3 kernels KH and KW are compile-time constants (divisions by
+// them fold); other sizes share a variant reading them from the uniforms, as
+// stride and padding always are. On GPUs the tile loops are unrolled; on
+// software adapters (lavapipe) they are not, which cuts LLVM's compile time
+// about fivefold at much the same speed (convKernelConfig overrides this).
 //
 // Versions tried: a naive one-thread-per-output kernel (kept only as the float64
 // reference in test/reference-conv.ts); the grad-input GEMM over all Cout·KH·KW

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { type Device, Rng, conv2d, conv2dBackwardFilter, conv2dBackwardInput, tensor, tidy } from '../engine/index.ts';
-import { gradWeightSplits } from '../kernels/conv2d.ts';
+import { convKernelConfig, gradWeightSplits } from '../kernels/conv2d.ts';
 import { assertClose, checkOp, checkRefGrad, destroyTestDevice, randomArr, testDevice } from './helpers.ts';
 import { refConv2d, refOutSize } from './reference-conv.ts';
 
@@ -93,6 +93,27 @@ describe('conv2d', () => {
         ref: refConv2d(stride, padding),
         gradTol: GRAD_TOL,
       });
+    }
+  });
+
+  // On a GPU every test here already runs the unrolled kernels. Software adapters get
+  // the rolled loops (kernels/conv2d.ts: compile time); forcing the unrolled form
+  // there costs about 15 s of LLVM per kernel on a cold shader cache, so it is opt-in.
+  const software = (): boolean => /llvmpipe|lavapipe|swiftshader/i.test(`${device.adapterInfo.device} ${device.adapterInfo.description}`);
+  it('the unrolled kernels compute the same (on software adapters with TEST_UNROLLED=1)', async (t) => {
+    if (software() && process.env.TEST_UNROLLED !== '1') return t.skip('set TEST_UNROLLED=1 to compile the unrolled kernels on lavapipe');
+    const saved = convKernelConfig.unroll;
+    convKernelConfig.unroll = true;
+    try {
+      const rng = new Rng(12);
+      await checkOp(device, {
+        inputs: [randomArr(rng, [3, 5, 9, 7]), randomArr(rng, [17, 5, 3, 3]), randomArr(rng, [17])],
+        gpu: ([x, w, b]) => conv2d(x!, w!, b, { stride: 2, padding: 1 }),
+        ref: refConv2d(2, 1),
+        gradTol: GRAD_TOL,
+      });
+    } finally {
+      convKernelConfig.unroll = saved;
     }
   });
 
