@@ -242,17 +242,35 @@ function analyse(data: Data, opts: Options): Analysis {
   const d2 = y.slice(1, -1).map((v, i) => y[i]! - 2 * v + y[i + 2]!);
   const noise = (1.4826 * mad(d2)) / Math.sqrt(6);
 
-  // Spikes out (median of 5), then clip the blow-up so the smoother cannot smear it back into the valley.
+  // Spikes out (median of 5). Then smooth only up to where that curve has clearly diverged: the
+  // blow-up is another regime, and a linear smoother run across its near-step rings back into the
+  // valley (an order-2 Savitzky–Golay undershoots a step by about a tenth of its height). Past the
+  // cut the median curve, capped half a fall above the start, stands in for plots.
   const med = medianFilter(y, 5);
   const head = Math.max(3, Math.round(0.05 * g));
   const start0 = median(med.slice(0, head));
-  const scale0 = Math.max(start0 - Math.min(...med), 4 * noise);
-  const cap = start0 + 2 * scale0;
-  const clipped = med.map((v) => Math.min(v, cap));
-
-  const window = Math.min(opts.window ?? Math.max(5, oddRound(0.08 * g)), g % 2 === 1 ? g : g - 1);
-  const smooth = savitzkyGolay(clipped, { window, order: 2 });
-  const slope = savitzkyGolay(clipped, { window, order: 2, derivative: 1, delta: h });
+  let iMin0 = 0;
+  for (let k = 1; k < g; k++) if (med[k]! < med[iMin0]!) iMin0 = k;
+  const scale0 = Math.max(start0 - med[iMin0]!, 4 * noise);
+  const cap = start0 + 0.5 * scale0;
+  let cut = g - 1;
+  for (let k = iMin0 + 1; k < g; k++) {
+    if (med[k]! > med[iMin0]! + opts.divergenceFraction * scale0) {
+      cut = k;
+      break;
+    }
+  }
+  const head0 = med.slice(0, Math.max(cut, 1)).map((v) => Math.min(v, cap));
+  const fitWindow = Math.min(opts.window ?? Math.max(5, oddRound(0.08 * g)), head0.length % 2 === 1 ? head0.length : head0.length - 1);
+  const smooth = fitWindow >= 3 ? savitzkyGolay(head0, { window: fitWindow, order: Math.min(2, fitWindow - 1) }) : [...head0];
+  const slope =
+    fitWindow >= 3
+      ? savitzkyGolay(head0, { window: fitWindow, order: Math.min(2, fitWindow - 1), derivative: 1, delta: h })
+      : head0.map((v, k) => (k > 0 ? (v - head0[k - 1]!) / h : 0));
+  for (let k = head0.length; k < g; k++) {
+    smooth.push(Math.min(med[k]!, cap));
+    slope.push((smooth[k]! - smooth[k - 1]!) / h);
+  }
 
   let iMin = 0;
   for (let k = 1; k < g; k++) if (smooth[k]! < smooth[iMin]!) iMin = k;
@@ -261,14 +279,17 @@ function analyse(data: Data, opts: Options): Analysis {
   const fall = start - min;
   const scale = Math.max(fall, 4 * noise);
 
-  let uDiv: number | null = upCrossing(u, smooth, iMin, min + opts.divergenceFraction * scale);
+  // A crossing counts only if the smoothed loss stays above the level for half a window: a bump
+  // that comes straight back is noise the smoother let through, not the end of the valley.
+  const persist = Math.max(2, Math.ceil(fitWindow / 2));
+  let uDiv: number | null = upCrossing(u, smooth, iMin, min + opts.divergenceFraction * scale, persist);
   let divergedBy: Analysis['divergedBy'] = uDiv === null ? null : 'level';
   if (uDiv === null && data.badLr !== null) {
     uDiv = Math.log10(data.badLr);
     divergedBy = 'nonfinite';
   }
   const valleyLevel = min + opts.valleyFraction * scale;
-  const uValleyHi = upCrossing(u, smooth, iMin, valleyLevel) ?? u[g - 1]!;
+  const uValleyHi = upCrossing(u, smooth, iMin, valleyLevel, persist) ?? u[g - 1]!;
   const uValleyLo = downCrossingBefore(u, smooth, iMin, valleyLevel) ?? u[0]!;
   const uDescent = firstBelow(u, smooth, start - 0.1 * scale) ?? u[iMin]!;
   let iSteep = 0;
@@ -326,14 +347,16 @@ function oddRound(x: number): number {
   return r % 2 === 1 ? r : r + 1;
 }
 
-/** First u after index `from` where y rises above `level`, interpolated; null if never. */
-function upCrossing(u: readonly number[], y: readonly number[], from: number, level: number): number | null {
+/** First u after index `from` where y rises above `level` and stays above it for `persist` points (or to the end), interpolated; null if never. */
+function upCrossing(u: readonly number[], y: readonly number[], from: number, level: number, persist: number): number | null {
   for (let k = from + 1; k < y.length; k++) {
-    if (y[k]! > level) {
-      const a = y[k - 1]!;
-      const t = a >= level ? 0 : (level - a) / (y[k]! - a);
-      return u[k - 1]! + t * (u[k]! - u[k - 1]!);
-    }
+    if (!(y[k]! > level)) continue;
+    let held = true;
+    for (let j = k + 1; j < Math.min(y.length, k + persist); j++) if (!(y[j]! > level)) held = false;
+    if (!held) continue;
+    const a = y[k - 1]!;
+    const t = a >= level ? 0 : (level - a) / (y[k]! - a);
+    return u[k - 1]! + t * (u[k]! - u[k - 1]!);
   }
   return null;
 }

@@ -5,10 +5,11 @@
  *   L(u) = floor + R * (1 - sigmoid((u - descentCentre) / descentWidth))     plateau -> descent -> valley
  *        + R * 0.01 * exp((u - blowupStart) / blowupWidth)                  blow-up (1% of R at blowupStart)
  *
- * with R = plateau - floor. Observed losses add Gaussian noise of std noise * R, growing near the
- * blow-up by (1 + min(exp((u - blowupStart) / blowupWidth), 20)) (losses get ragged before they
- * diverge), optional rare upward spikes, and turn into `nanValue` for good once L passes
- * plateau + nanAbove * R (the weights have overflowed).
+ * with R = plateau - floor. Observed losses add Gaussian noise of std noise * R (minibatch noise),
+ * an upward ragged part noise * R * min(exp((u - blowupStart) / blowupWidth), 20) * |N(0, 1)|
+ * (near divergence steps overshoot, so losses jump up, not below the valley), optional rare upward
+ * spikes, and turn into `nanValue` for good once L passes plateau + nanAbove * R (the weights
+ * have overflowed).
  */
 
 export interface SyntheticCurveSpec {
@@ -95,8 +96,8 @@ export function syntheticCurve(spec: SyntheticCurveSpec): SyntheticCurve {
       losses.push(nanValue);
       continue;
     }
-    const ragged = 1 + Math.min(Math.exp((u - spec.blowupStart) / spec.blowupWidth), 20);
-    let y = clean + spec.noise * r * ragged * normal();
+    const ragged = Math.min(Math.exp((u - spec.blowupStart) / spec.blowupWidth), 20);
+    let y = clean + spec.noise * r * (normal() + ragged * Math.abs(normal()));
     if ((spec.spikes ?? 0) > 0 && rand() < spec.spikes!) y += r * (0.5 + 1.5 * rand());
     losses.push(y);
   }
