@@ -2,7 +2,7 @@
 // checkpoints' sidecars, validated in one place.
 import { readFileSync } from 'node:fs';
 
-export const MODELS = ['resnet20', 'resnet32', 'resnet44', 'resnet56', 'resnet110', 'resnet9', 'smallcnn'] as const;
+export const MODELS = ['resnet8', 'resnet20', 'resnet32', 'resnet44', 'resnet56', 'resnet110', 'resnet9', 'smallcnn'] as const;
 export const DATASETS = ['synthetic', 'cifar10', 'cifar100'] as const;
 export const SCHEDULES = ['one-cycle', 'step', 'constant', 'clr'] as const;
 

@@ -103,7 +103,8 @@ export class BatchNorm2d extends Module {
   /** one-element i32 tensor (PyTorch's is int64) */
   readonly numBatchesTracked: Tensor | null;
   readonly eps: number;
-  readonly momentum: number | null;
+  /** mutable: tuning and recipes set it after construction */
+  momentum: number | null;
 
   constructor(device: Device, readonly numFeatures: number, o: BatchNorm2dOptions = {}) {
     super();
