@@ -60,10 +60,13 @@ export async function writeFileDurable(path: string, data: Uint8Array | string |
   return bytes;
 }
 
+const WRITE_PIECE = 1 << 22;
+
 async function writeAll(h: FileHandle, buf: Uint8Array): Promise<void> {
   let off = 0;
   while (off < buf.byteLength) {
-    const { bytesWritten } = await h.write(buf, off, buf.byteLength - off);
+    // pieces of 4 MiB: large tensors do not hold one threadpool thread for long
+    const { bytesWritten } = await h.write(buf, off, Math.min(WRITE_PIECE, buf.byteLength - off));
     off += bytesWritten;
   }
 }
