@@ -272,8 +272,9 @@ function analyse(data: Data, opts: Options): Analysis {
     slope.push((smooth[k]! - smooth[k - 1]!) / h);
   }
 
+  // The minimum is looked for before the cut only: a ragged blow-up can dip low again after it.
   let iMin = 0;
-  for (let k = 1; k < g; k++) if (smooth[k]! < smooth[iMin]!) iMin = k;
+  for (let k = 1; k < head0.length; k++) if (smooth[k]! < smooth[iMin]!) iMin = k;
   const min = smooth[iMin]!;
   const start = median(smooth.slice(0, head));
   const fall = start - min;

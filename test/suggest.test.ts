@@ -300,3 +300,12 @@ test('formatLr', () => {
   assert.equal(formatLr(1), '1');
   assert.equal(formatLr(12345), '1.23e4');
 });
+
+test('auto: a ragged blow-up that dips back below the valley after diverging is not mistaken for the valley', () => {
+  // Valley 0.5 on [-3, -1.5], up to 3 by -1, then oscillating between 0.2 and 6 until the end.
+  const loss = (u: number): number =>
+    u < -4 ? 2 : u < -3 ? 2 - 1.5 * (u + 4) : u < -1.5 ? 0.5 : u < -1 ? 0.5 + 5 * (u + 1.5) : Math.round(u * 20) % 2 === 0 ? 0.2 : 6;
+  const r = suggestLr(sweep(121, -6, 0, loss));
+  assert.ok(r.maxLr < 10 ** -1.2, `maxLr ${r.maxLr}`);
+  assert.ok(r.divergenceLr !== null && r.divergenceLr < 10 ** -1, `divergence ${r.divergenceLr}`);
+});

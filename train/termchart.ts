@@ -172,8 +172,7 @@ export function rangeTestTermChart(
     title:
       options.title ??
       `loss vs lr: max ${formatLr(suggestion.maxLr)}, min ${formatLr(suggestion.minLr)}` +
-        (suggestion.divergenceLr !== null ? `, diverges ${formatLr(suggestion.divergenceLr)}` : '') +
-        ` (lr ${formatLr(xs[0]!)}..${formatLr(xs[xs.length - 1]!)})`,
+        (suggestion.divergenceLr !== null ? `, diverges ${formatLr(suggestion.divergenceLr)}` : `, no divergence to ${formatLr(xs[xs.length - 1]!)}`),
     logX: true,
     markers,
     ...(before.length > 1 && lo < hi ? { yClip: [lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)] as const } : {}),
