@@ -1,5 +1,5 @@
 /**
- * Learning-rate suggestions from an LR range test (Smith 2015 sec. 3.3, 2018 sec. 4.1): pure
+ * Learning-rate suggestions from an LR range test (Smith 2015 sec. 3.3; Smith 2018): pure
  * functions of the recorded curve, no GPU. The curve is what the sweep recorded, one raw loss per
  * iteration with the lr increasing; it may end in a blow-up and NaN / Infinity.
  *
@@ -244,7 +244,7 @@ function analyse(data: Data, opts: Options): Analysis {
 
   // Spikes out (median of 5). Then smooth only up to where that curve has clearly diverged: the
   // blow-up is another regime, and a linear smoother run across its near-step rings back into the
-  // valley (an order-2 Savitzky–Golay undershoots a step by about a tenth of its height). Past the
+  // valley (an order-2 Savitzky–Golay undershoots a unit step by 0.08-0.09). Past the
   // cut the median curve, capped half a fall above the start, stands in for plots.
   const med = medianFilter(y, 5);
   const head = Math.max(3, Math.round(0.05 * g));

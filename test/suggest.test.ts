@@ -8,6 +8,7 @@ import fc from 'fast-check';
 import { suggestLr, valleyIndex, formatLr, type RangeTestCurve, type SuggestMethod } from '../rangetest/suggest.ts';
 import { emaSmooth, median, medianFilter, savitzkyGolay, sgWeights } from '../rangetest/smooth.ts';
 import { gaussian, prng, syntheticCurve, type SyntheticCurveSpec } from '../rangetest/synthetic.ts';
+import { compare } from '../rangetest/compareMethods.ts';
 
 // Fixed seed so a run is reproducible: a property on noisy curves has rare tails (about 1 in 1500
 // curves moves 0.1 decade under the extra noise, when a flat stretch sits right at a level). Soak
@@ -308,4 +309,10 @@ test('auto: a ragged blow-up that dips back below the valley after diverging is 
   const r = suggestLr(sweep(121, -6, 0, loss));
   assert.ok(r.maxLr < 10 ** -1.2, `maxLr ${r.maxLr}`);
   assert.ok(r.divergenceLr !== null && r.divergenceLr < 10 ** -1, `divergence ${r.divergenceLr}`);
+});
+
+test('rangetest/compareMethods.ts (the docs table) runs: a row per family and method', () => {
+  const table = compare(2).split('\n');
+  assert.equal(table.length, 2 + 8 * METHODS.length);
+  assert.ok(table.every((row) => row.startsWith('|') && row.endsWith('|')));
 });
