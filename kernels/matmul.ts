@@ -1,21 +1,42 @@
-// Batched matrix multiply C[b] = op(A[b]) · op(B[b]), op = identity or transpose,
-// row-major, batch dimension broadcast when an operand has batch 1.
+// Batched matrix multiply C[b] = op(A[b]) · op(B[b]) (+ bias[n]), op = identity
+// or transpose, row-major, batch dimension broadcast when an operand has batch 1.
 //
-// Tiling: a workgroup of 16×16 threads computes a 64×64 tile of C; each thread a
-// 4×4 register block (16 accumulators). K is walked in slices of 16 staged in
-// workgroup memory, loaded so that consecutive threads read consecutive addresses
-// whatever the transposition. Edges are zero-filled, so any M, N, K works.
+// Two kernels, picked per adapter and shape (chooseConfig):
+//
+// tiled   A workgroup of 16×16 threads computes a 64×64 tile of C, each thread a
+//         4×4 register block; K is walked in slices of 16 staged in workgroup
+//         memory. Any M, N, K. The classic GPU kernel.
+// direct  No workgroup memory and no barriers: each thread computes a TM×TN block
+//         of C (vec4 accumulators along n) reading its operands straight from
+//         the storage buffers, four k at a time as vec4 where the layout allows
+//         (the operand's contiguous dimension divisible by 4), scalar otherwise.
+//         Rows and columns past M, N are clamped for loads and masked for
+//         stores, so the inner loop has no bounds checks. For software adapters.
+//
+// Why two: on lavapipe (Mesa 25.0 llvmpipe) a workgroup's invocations are the
+// lanes of 8-wide AVX2 vectors, and every memory access is split into one scalar
+// access per lane (with its own mask test and, for storage buffers, descriptor
+// lookup and bounds check): measured per 8-lane vec4 load, in CPU cycles,
+// storage buffer ~100, workgroup memory ~200, uniform buffer ~55, read-only
+// storage texture ~35, against ~1 for an 8-lane FMA. Staging tiles in workgroup
+// memory therefore makes every load twice as expensive, and what matters is
+// loads per FMA: (TM + TN)/(TM·TN) per k. fma() compiles to mul + add, and every
+// loop-carried variable is re-blended with the loop mask once per iteration.
+//
+// History (1024³ on lavapipe, 2 cores, GFLOP per CPU-second, FMA peak ≈ 30):
+//   tiled 64×64, 4×4, BK=16 (the original)                          ~0.3
+//   direct, storage buffers, 4×8 per thread, wg 8×8                 ~1.8
+//   direct, storage buffers, 8×8 per thread, wg 8×8                 ~2.3  (LLVM compile 13 s)
+//   direct, 4×4 / 8×4 / 2×16                                         1.0-1.5
+//   direct, A and B in rgba32f storage textures, 4×8               ~7     (needs texture
+//     bindings in Device.dispatch; see BENCHMARKS.md and bench/experiments/)
+// Larger register blocks spill (16 ymm registers) and LLVM's compile time grows
+// steeply with the block (8×16: 13 s, 16×16: 25 s), so the default is 4×8.
+import { readFileSync } from 'node:fs';
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 import type { Device } from '../engine/device.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import { UniformWriter } from './common.ts';
-
-const BM = 64;
-const BN = 64;
-const BK = 16;
-const TM = 4;
-const TN = 4;
-const THREADS = (BM / TM) * (BN / TN); // 256
 
 export interface MatmulOptions {
   transA: boolean;
@@ -31,7 +52,39 @@ export interface MatmulOptions {
   bias?: Tensor | undefined;
 }
 
-const source = (transA: boolean, transB: boolean, hasBias: boolean): string => wgsl`
+export type MatmulConfig =
+  | { kind: 'tiled' }
+  | { kind: 'direct'; tm: number; tn: number; wx: number; wy: number };
+
+/**
+ * Forces a kernel for every matmul (tests, benchmarks); null = chooseConfig.
+ * `tuning` maps a shape class (shapeClass) to the config tuneMatmul found best
+ * for it on this process's adapter; it is loaded from TUNING_FILE when present.
+ */
+export const matmulKernelConfig: { force: MatmulConfig | null; tuning: Map<string, MatmulConfig> | null } = {
+  force: null,
+  tuning: null,
+};
+
+/** Where tuneMatmul's results live: per adapter, per shape class. */
+export const TUNING_FILE = '.cache/matmul-tuning.json';
+
+export const DIRECT_DEFAULT: MatmulConfig = { kind: 'direct', tm: 4, tn: 8, wx: 8, wy: 8 };
+
+export function configName(c: MatmulConfig): string {
+  return c.kind === 'tiled' ? 'tiled 64×64 (4×4, BK 16, workgroup memory)' : `direct ${c.tm}×${c.tn} per thread, wg ${c.wx}×${c.wy}`;
+}
+
+// ------------------------------------------------------------------ tiled
+
+const BM = 64;
+const BN = 64;
+const BK = 16;
+const TM = 4;
+const TN = 4;
+const THREADS = (BM / TM) * (BN / TN); // 256
+
+const tiledSource = (transA: boolean, transB: boolean, hasBias: boolean): string => wgsl`
 struct Params { M: u32, N: u32, K: u32, strideA: u32, strideB: u32, _p0: u32, _p1: u32, _p2: u32 }
 @group(0) @binding(0) var<storage, read> A: array<f32>;
 @group(0) @binding(1) var<storage, read> B: array<f32>;
@@ -117,17 +170,212 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }
 `;
 
+// ------------------------------------------------------------------ direct
+
+/** What a direct kernel is specialised on (besides its tile). */
+interface DirectSpec {
+  tm: number;
+  tn: number;
+  wx: number;
+  wy: number;
+  transA: boolean;
+  transB: boolean;
+  hasBias: boolean;
+  /** K % 4 == 0: k advances four at a time */
+  k4: boolean;
+  /** operands read as vec4 along their contiguous dimension */
+  vecA: boolean;
+  vecB: boolean;
+  /** N % 4 == 0: C written as vec4 */
+  vecC: boolean;
+}
+
+function directSpec(c: Extract<MatmulConfig, { kind: 'direct' }>, o: MatmulOptions): DirectSpec {
+  const k4 = o.K % 4 === 0;
+  return {
+    ...c,
+    transA: o.transA,
+    transB: o.transB,
+    hasBias: o.bias !== undefined,
+    k4,
+    // A is M×K (contiguous k) or K×M (contiguous m); B is K×N (contiguous n) or N×K (contiguous k)
+    vecA: o.transA ? o.M % 4 === 0 : k4,
+    vecB: o.transB ? k4 : o.N % 4 === 0,
+    vecC: o.N % 4 === 0,
+  };
+}
+
+const XYZW = ['x', 'y', 'z', 'w'];
+
+function directSource(s: DirectSpec): string {
+  const { tm, tn } = s;
+  const nq = tn / 4;
+  const ku = s.k4 ? 4 : 1;
+  const L: string[] = []; // body lines
+  const line = (x: string): number => L.push(x);
+
+  // Clamped row and column indices: loads stay in bounds, stores are masked.
+  for (let i = 0; i < tm; i++) line(`let r${i} = min(m0 + ${i}u, p.M - 1u);`);
+  for (let j = 0; j < tn; j++) line(`let c${j} = min(n0 + ${j}u, p.N - 1u);`);
+  if (s.vecA && s.transA) for (let g = 0; g < tm / 4; g++) line(`let rq${g} = min(m0 / 4u + ${g}u, p.M / 4u - 1u);`);
+  if (s.vecB && !s.transB) for (let q = 0; q < nq; q++) line(`let cq${q} = min(n0 / 4u + ${q}u, p.N / 4u - 1u);`);
+  for (let i = 0; i < tm; i++) for (let q = 0; q < nq; q++) line(`var acc${i}_${q} = vec4<f32>();`);
+
+  const body: string[] = [];
+  // a(i, kk) and b(kk, j) as WGSL expressions, after the loads they need
+  const a: string[][] = [];
+  const b: string[][] = [];
+  for (let i = 0; i < tm; i++) a.push([]);
+  for (let kk = 0; kk < ku; kk++) b.push([]);
+  if (s.vecA && !s.transA) {
+    for (let i = 0; i < tm; i++) body.push(`let av${i} = A[aBase + r${i} * K4 + kq];`);
+    for (let i = 0; i < tm; i++) for (let kk = 0; kk < ku; kk++) a[i]![kk] = `av${i}.${XYZW[kk]}`;
+  } else if (s.vecA && s.transA) {
+    for (let kk = 0; kk < ku; kk++) for (let g = 0; g < tm / 4; g++) body.push(`let at${kk}_${g} = A[aBase + (k + ${kk}u) * M4 + rq${g}];`);
+    for (let i = 0; i < tm; i++) for (let kk = 0; kk < ku; kk++) a[i]![kk] = `at${kk}_${i >> 2}.${XYZW[i & 3]}`;
+  } else {
+    for (let i = 0; i < tm; i++) {
+      for (let kk = 0; kk < ku; kk++) {
+        const idx = s.transA ? `(k + ${kk}u) * p.M + r${i}` : `r${i} * p.K + k + ${kk}u`;
+        body.push(`let as${i}_${kk} = A[aBase + ${idx}];`);
+        a[i]![kk] = `as${i}_${kk}`;
+      }
+    }
+  }
+  if (s.vecB && !s.transB) {
+    for (let kk = 0; kk < ku; kk++) for (let q = 0; q < nq; q++) body.push(`let bv${kk}_${q} = B[bBase + (k + ${kk}u) * N4 + cq${q}];`);
+  } else if (s.vecB && s.transB) {
+    for (let j = 0; j < tn; j++) body.push(`let bt${j} = B[bBase + c${j} * K4 + kq];`);
+    for (let kk = 0; kk < ku; kk++) for (let j = 0; j < tn; j++) b[kk]![j] = `bt${j}.${XYZW[kk]}`;
+  } else {
+    for (let kk = 0; kk < ku; kk++) {
+      for (let j = 0; j < tn; j++) {
+        const idx = s.transB ? `c${j} * p.K + k + ${kk}u` : `(k + ${kk}u) * p.N + c${j}`;
+        body.push(`let bs${kk}_${j} = B[bBase + ${idx}];`);
+        b[kk]![j] = `bs${kk}_${j}`;
+      }
+    }
+  }
+  const bVec = (kk: number, q: number): string =>
+    s.vecB && !s.transB ? `bv${kk}_${q}` : `vec4<f32>(${[0, 1, 2, 3].map((c) => b[kk]![4 * q + c]).join(', ')})`;
+  for (let kk = 0; kk < ku; kk++) {
+    for (let q = 0; q < nq; q++) {
+      if (!(s.vecB && !s.transB)) body.push(`let bq${kk}_${q} = ${bVec(kk, q)};`);
+    }
+    for (let i = 0; i < tm; i++) {
+      for (let q = 0; q < nq; q++) {
+        const bv = s.vecB && !s.transB ? `bv${kk}_${q}` : `bq${kk}_${q}`;
+        body.push(`acc${i}_${q} = fma(vec4<f32>(${a[i]![kk]}), ${bv}, acc${i}_${q});`);
+      }
+    }
+  }
+
+  const stores: string[] = [];
+  if (s.hasBias) for (let q = 0; q < nq; q++) stores.push(`let bias${q} = vec4<f32>(${[0, 1, 2, 3].map((c) => `bias[c${4 * q + c}]`).join(', ')});`);
+  for (let i = 0; i < tm; i++) {
+    stores.push(`if (m0 + ${i}u < p.M) {`);
+    for (let q = 0; q < nq; q++) {
+      const v = s.hasBias ? `acc${i}_${q} + bias${q}` : `acc${i}_${q}`;
+      if (s.vecC) {
+        stores.push(`  if (n0 + ${4 * q}u < p.N) { C[(cBase + (m0 + ${i}u) * p.N + n0) / 4u + ${q}u] = ${v}; }`);
+      } else {
+        stores.push(`  { let v = ${v};`);
+        for (let c = 0; c < 4; c++) {
+          stores.push(`    if (n0 + ${4 * q + c}u < p.N) { C[cBase + (m0 + ${i}u) * p.N + n0 + ${4 * q + c}u] = v.${XYZW[c]}; }`);
+        }
+        stores.push('  }');
+      }
+    }
+    stores.push('}');
+  }
+
+  const arr = (vec: boolean): string => (vec ? 'array<vec4<f32>>' : 'array<f32>');
+  return /* wgsl */ `
+// direct matmul ${tm}×${tn} per thread${s.transA ? ', Aᵀ' : ''}${s.transB ? ', Bᵀ' : ''}${s.hasBias ? ', +bias' : ''}
+struct Params { M: u32, N: u32, K: u32, strideA: u32, strideB: u32, _p0: u32, _p1: u32, _p2: u32 }
+@group(0) @binding(0) var<storage, read> A: ${arr(s.vecA)};
+@group(0) @binding(1) var<storage, read> B: ${arr(s.vecB)};
+@group(0) @binding(2) var<storage, read_write> C: ${arr(s.vecC)};
+@group(0) @binding(3) var<uniform> p: Params;
+${s.hasBias ? '@group(0) @binding(4) var<storage, read> bias: array<f32>;' : ''}
+
+@compute @workgroup_size(${s.wx}, ${s.wy})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let n0 = (wid.x * ${s.wx}u + lid.x) * ${tn}u;
+  let m0 = (wid.y * ${s.wy}u + lid.y) * ${tm}u;
+  let K4 = p.K / 4u;
+  let M4 = p.M / 4u;
+  let N4 = p.N / 4u;
+  let aBase = wid.z * ${s.vecA ? 'p.strideA / 4u' : 'p.strideA'};
+  let bBase = wid.z * ${s.vecB ? 'p.strideB / 4u' : 'p.strideB'};
+  let cBase = wid.z * p.M * p.N;
+  ${L.join('\n  ')}
+  for (var k = 0u; k < p.K; k += ${ku}u) {
+    let kq = k / 4u;
+    ${body.join('\n    ')}
+  }
+  ${stores.join('\n  ')}
+}`;
+}
+
+// ------------------------------------------------------------------ choice
+
+function isSoftware(device: Device): boolean {
+  const i = device.adapterInfo;
+  return /llvmpipe|lavapipe|swiftshader|software/i.test(`${i.vendor} ${i.architecture} ${i.device} ${i.description}`);
+}
+
+/** The shape class a tuning result applies to: transposes and each dimension rounded up to a power of two. */
+export function shapeClass(o: Pick<MatmulOptions, 'transA' | 'transB' | 'M' | 'N' | 'K'>): string {
+  const p2 = (x: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, x)));
+  return `${o.transA ? 'T' : 'N'}${o.transB ? 'T' : 'N'}:${p2(o.M)}x${p2(o.N)}x${p2(o.K)}`;
+}
+
+const tuningLoaded = new WeakSet<Device>();
+
+function tuningFor(device: Device): Map<string, MatmulConfig> | null {
+  if (!tuningLoaded.has(device)) {
+    tuningLoaded.add(device);
+    try {
+      const all = JSON.parse(readFileSync(TUNING_FILE, 'utf8')) as Record<string, Record<string, MatmulConfig>>;
+      const mine = all[device.label];
+      if (mine) matmulKernelConfig.tuning = new Map(Object.entries(mine));
+    } catch {
+      // no tuning file: defaults
+    }
+  }
+  return matmulKernelConfig.tuning;
+}
+
+/** The kernel for this matmul: forced, tuned for its shape class on this adapter, or the adapter's default. */
+export function chooseConfig(device: Device, o: MatmulOptions): MatmulConfig {
+  if (matmulKernelConfig.force) return matmulKernelConfig.force;
+  const tuned = tuningFor(device)?.get(shapeClass(o));
+  if (tuned) return tuned;
+  // Small products are not worth the direct kernel's longer compile on a software adapter.
+  if (isSoftware(device) && o.M * o.N * o.K >= 1 << 18) return DIRECT_DEFAULT;
+  return { kind: 'tiled' };
+}
+
+// ------------------------------------------------------------------ dispatch
+
 /** Records C = op(A)·op(B) (+ bias). Shapes are the caller's to check. */
 export function matmulKernel(device: Device, a: Tensor, b: Tensor, c: Tensor, o: MatmulOptions): void {
   const hasBias = o.bias !== undefined;
-  const key = `matmul:${o.transA}:${o.transB}:${hasBias}`;
-  const pipeline = device.pipeline(key, `matmul${o.transA ? ' Aᵀ' : ''}${o.transB ? ' Bᵀ' : ''}${hasBias ? ' +bias' : ''}`, () =>
-    source(o.transA, o.transB, hasBias),
-  );
   const strideA = o.batchA === 1 ? 0 : o.M * o.K;
   const strideB = o.batchB === 1 ? 0 : o.K * o.N;
   const u = device.uniforms(new UniformWriter().u32(o.M, o.N, o.K, strideA, strideB, 0, 0, 0).bytes());
   const bindings: (GPUBuffer | GPUBufferBinding)[] = [a.buffer, b.buffer, c.buffer, u];
   if (o.bias) bindings.push(o.bias.buffer);
-  device.dispatch(pipeline, bindings, [Math.ceil(o.N / BN), Math.ceil(o.M / BM), o.batch]);
+  const cfg = chooseConfig(device, o);
+  const label = `matmul${o.transA ? ' Aᵀ' : ''}${o.transB ? ' Bᵀ' : ''}${hasBias ? ' +bias' : ''}`;
+  if (cfg.kind === 'tiled') {
+    const pipeline = device.pipeline(`matmul:${o.transA}:${o.transB}:${hasBias}`, label, () => tiledSource(o.transA, o.transB, hasBias));
+    device.dispatch(pipeline, bindings, [Math.ceil(o.N / BN), Math.ceil(o.M / BM), o.batch]);
+    return;
+  }
+  const s = directSpec(cfg, o);
+  const key = `matmul-direct:${JSON.stringify(s)}`;
+  const pipeline = device.pipeline(key, `${label} (direct ${s.tm}×${s.tn})`, () => directSource(s));
+  device.dispatch(pipeline, bindings, [Math.ceil(o.N / (s.tn * s.wx)), Math.ceil(o.M / (s.tm * s.wy)), o.batch]);
 }

@@ -1,0 +1,66 @@
+// Every matmul kernel of kernels/matmul.ts, forced in turn, against the float64
+// reference (forward and both gradients, which run the other transposes): shapes
+// whose dimensions are and are not multiples of 4 (the direct kernel's vec4 and
+// scalar load paths), of the tile, batched and broadcast, with and without the
+// fused bias. test/ops.test.ts covers the default choice on random shapes.
+import { after, before, describe, it } from 'node:test';
+import fc from 'fast-check';
+import { type Device, Rng, linear, matmul } from '../engine/index.ts';
+import { type MatmulConfig, configName, matmulKernelConfig } from '../kernels/matmul.ts';
+import { checkOp, destroyTestDevice, randomArr, testDevice } from './helpers.ts';
+import { refLinear, refMatmul } from './reference.ts';
+
+let device: Device;
+before(async () => {
+  device = await testDevice();
+});
+after(async () => {
+  matmulKernelConfig.force = null;
+  await destroyTestDevice();
+});
+
+const CONFIGS: MatmulConfig[] = [
+  { kind: 'tiled' },
+  { kind: 'direct', tm: 4, tn: 8, wx: 8, wy: 8 },
+  { kind: 'direct', tm: 8, tn: 4, wx: 4, wy: 2 },
+];
+const dim = fc.constantFrom(1, 3, 4, 13, 36, 70);
+
+for (const cfg of CONFIGS) {
+  describe(`matmul kernel: ${configName(cfg)}`, () => {
+    it('matches the reference: transposes, batches, aligned and unaligned sizes', async () => {
+      matmulKernelConfig.force = cfg;
+      try {
+        await fc.assert(
+          fc.asyncProperty(dim, dim, dim, fc.boolean(), fc.boolean(), fc.constantFrom(0, 1, 2), fc.constantFrom(0, 1, 2), fc.nat(),
+            async (M, N, K, transA, transB, ba, bb, seed) => {
+              if (ba > 1 && bb > 1) bb = ba;
+              const rng = new Rng(seed);
+              const a = randomArr(rng, [...(ba ? [ba] : []), ...(transA ? [K, M] : [M, K])]);
+              const b = randomArr(rng, [...(bb ? [bb] : []), ...(transB ? [N, K] : [K, N])]);
+              await checkOp(device, { inputs: [a, b], gpu: ([x, y]) => matmul(x!, y!, { transA, transB }), ref: refMatmul(transA, transB), seed });
+            }),
+          { numRuns: 6 },
+        );
+      } finally {
+        matmulKernelConfig.force = null;
+      }
+    });
+
+    it('linear with the fused bias', async () => {
+      matmulKernelConfig.force = cfg;
+      try {
+        for (const [n, i, o] of [[5, 8, 10], [12, 13, 4], [64, 36, 8]] as const) {
+          const rng = new Rng(n * i * o);
+          await checkOp(device, {
+            inputs: [randomArr(rng, [n, i]), randomArr(rng, [o, i]), randomArr(rng, [o])],
+            gpu: ([x, w, b]) => linear(x!, w!, b),
+            ref: refLinear,
+          });
+        }
+      } finally {
+        matmulKernelConfig.force = null;
+      }
+    });
+  });
+}
