@@ -2,10 +2,10 @@
 // fusions a ResNet block wants: y = relu?((x − μ)·γ/√(σ² + ε) + β + residual?).
 //
 // Training statistics, numerically sound and with no readback:
-//   1. channelStatsPartial: grid (S, C). Workgroup (s, c) takes a contiguous chunk
-//      of channel c's M = N·H·W values and computes its count, mean and sum of
-//      squared deviations M2 in two passes over the chunk (sum → chunk mean, then
-//      Σ(x − mean)²), each a 256-thread tree in workgroup memory.
+//   1. channelStatsPartial: grid (S, C). Workgroup (s, c) takes a run of images
+//      (about 4096 of channel c's M = N·H·W values) and computes their count, mean
+//      and sum of squared deviations M2 in two passes (sum → chunk mean, then
+//      Σ(x − mean)²), each a 64-thread tree in workgroup memory.
 //   2. statsFinalize: one workgroup; each thread merges a channel's S partials
 //      with Chan et al.'s pairwise update (δ = mean_b − mean_a;
 //      M2 = M2_a + M2_b + δ²·n_a·n_b/n), writes mean and 1/√(σ² + ε) (σ² = M2/M,
@@ -14,7 +14,7 @@
 //      (M2/(M − 1)); m = 1/num_batches_tracked when momentum is null (cumulative
 //      average); num_batches_tracked += 1.
 // Eval: evalStats turns the running statistics into (mean, 1/√(var + ε)).
-// Apply: one thread per element.
+// Apply: one 64-thread workgroup per (image, channel) plane.
 // Backward (ĥ = (x − μ)/σ, g = dy masked by the relu, read from the output):
 //   gradPartial / gradFinalize reduce Σg and Σg·ĥ per channel the same split way
 //   (they are also dβ and dγ); gradInput writes
@@ -24,7 +24,7 @@ import type { Device } from '../engine/device.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import { FLAT_INDEX, UniformWriter, WG, grid1d } from './common.ts';
 
-const RWG = 256;
+const RWG = 64;
 
 /** The shape of a batchnorm problem: x is [N, C, H, W] viewed as C channels of M = N·H·W values. */
 export interface BnGeometry {
@@ -34,11 +34,15 @@ export interface BnGeometry {
   plane: number;
 }
 
-/** How each channel's M values are split into chunks for the per-channel reductions. */
+/**
+ * How each channel's N·H·W values are split for the per-channel reductions: by
+ * images, `chunk` images (about 4096 values or more) per workgroup, at most 64 parts.
+ */
 export function bnSplits(g: BnGeometry): { splits: number; chunk: number } {
-  const M = g.batch * g.plane;
-  const splits = Math.max(1, Math.min(64, Math.ceil(M / 4096)));
-  return { splits, chunk: Math.ceil(M / splits) };
+  let chunk = Math.max(1, Math.ceil(4096 / g.plane));
+  const splits = Math.min(64, Math.ceil(g.batch / chunk));
+  chunk = Math.ceil(g.batch / splits);
+  return { splits: Math.ceil(g.batch / chunk), chunk };
 }
 
 /** Storage bindings of a kernel variant, in binding order (the uniform block comes last). */
@@ -50,16 +54,26 @@ function declare(bs: Binding[], params: string): string {
   return lines.join('\n');
 }
 
-// Element j (0 ≤ j < M) of channel c.
-const CHANNEL_INDEX = /* wgsl */ `
-fn channelIndex(c: u32, j: u32) -> u32 { return ((j / p.plane) * p.channels + c) * p.plane + j % p.plane; }`;
+// Walks channel c's values in images begin .. end−1: each thread takes pixels
+// lid, lid + RWG, … of every plane, so no element divides (CPUs have no vector
+// integer division; on GPUs it is a long sequence). BODY uses i, the index in x.
+function channelWalk(body: string): string {
+  return /* wgsl */ `
+  for (var b = begin; b < end; b++) {
+    let base = (b * p.channels + c) * p.plane;
+    for (var q = lid.x; q < p.plane; q += ${RWG}u) {
+      let i = base + q;
+      ${body}
+    }
+  }`;
+}
 
 const SPLIT_PARAMS = /* wgsl */ `
-struct SplitParams { channels: u32, plane: u32, count: u32, chunk: u32, splits: u32, _p0: u32, _p1: u32, _p2: u32 }`;
+struct SplitParams { channels: u32, plane: u32, batch: u32, chunk: u32, splits: u32, _p0: u32, _p1: u32, _p2: u32 }`;
 
 function splitParams(g: BnGeometry): Uint8Array {
   const { splits, chunk } = bnSplits(g);
-  return new UniformWriter().u32(g.channels, g.plane, g.batch * g.plane, chunk, splits, 0, 0, 0).bytes();
+  return new UniformWriter().u32(g.channels, g.plane, g.batch, chunk, splits, 0, 0, 0).bytes();
 }
 
 // ------------------------------------------------------------ training stats
@@ -68,7 +82,6 @@ const statsPartialSource = /* wgsl */ `
 ${SPLIT_PARAMS}
 ${declare([['x', 'read'], ['partials', 'read_write']], 'SplitParams')}
 var<workgroup> tree: array<f32, ${RWG}>;
-${CHANNEL_INDEX}
 
 fn treeSum(lid: u32, v: f32) -> f32 {
   tree[lid] = v;
@@ -87,16 +100,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let s = wid.x;
   let c = wid.y;
   let begin = s * p.chunk;
-  let end = min(p.count, begin + p.chunk);
-  let n = f32(end - min(begin, end));
+  let end = min(p.batch, begin + p.chunk);
+  let n = f32((end - min(begin, end)) * p.plane);
   var acc = 0.0;
-  for (var j = begin + lid.x; j < end; j += ${RWG}u) { acc += x[channelIndex(c, j)]; }
+  ${channelWalk('acc += x[i];')}
   let mean = treeSum(lid.x, acc) / max(n, 1.0);
   var dev = 0.0;
-  for (var j = begin + lid.x; j < end; j += ${RWG}u) {
-    let d = x[channelIndex(c, j)] - mean;
-    dev = fma(d, d, dev);
-  }
+  ${channelWalk('let d = x[i] - mean; dev = fma(d, d, dev);')}
   let m2 = treeSum(lid.x, dev);
   if (lid.x == 0u) {
     let o = (c * p.splits + s) * 3u;
@@ -213,38 +223,64 @@ export interface BnFusion {
   residual: boolean;
 }
 
+// The elementwise kernels give each 64-thread workgroup whole (image, channel)
+// planes, one after another (several when planes are small, so a workgroup has
+// about 1024 values), so the channel and its statistics are workgroup-uniform and
+// no element divides.
+const PWG = 64;
+
 const ELEMENT_PARAMS = /* wgsl */ `
-struct ElementParams { n: u32, channels: u32, plane: u32, count: u32 }`;
+struct ElementParams { planes: u32, channels: u32, plane: u32, count: u32, perGroup: u32, _p0: u32, _p1: u32, _p2: u32 }`;
+
+function planesPerGroup(g: BnGeometry): number {
+  return Math.max(1, Math.floor(1024 / g.plane));
+}
 
 function elementParams(g: BnGeometry): Uint8Array {
-  return new UniformWriter().u32(g.batch * g.channels * g.plane, g.channels, g.plane, g.batch * g.plane).bytes();
+  return new UniformWriter().u32(g.batch * g.channels, g.channels, g.plane, g.batch * g.plane, planesPerGroup(g), 0, 0, 0).bytes();
 }
+
+function elementGrid(g: BnGeometry): [number, number] {
+  return grid1d(Math.ceil((g.batch * g.channels) / planesPerGroup(g)), 1);
+}
+
+// Opens the loop over this workgroup's planes; the kernel closes it.
+const PLANE_MAIN = /* wgsl */ `@compute @workgroup_size(${PWG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let first = (wid.x + wid.y * nwg.x) * p.perGroup;
+  for (var plane = first; plane < min(first + p.perGroup, p.planes); plane++) {
+  let c = plane % p.channels;
+  let base = plane * p.plane;`;
 
 const applySource = (f: BnFusion): string => {
   const bs: Binding[] = [['x', 'read'], ['stats', 'read'], ['y', 'read_write']];
   if (f.affine) bs.push(['gamma', 'read'], ['beta', 'read']);
   if (f.residual) bs.push(['res', 'read']);
   return wgsl`
-const WG = ${WG}u;
 ${ELEMENT_PARAMS}
 ${declare(bs, 'ElementParams')}
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-        @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = ${FLAT_INDEX};
-  if (i >= p.n) { return; }
-  let c = (i / p.plane) % p.channels;
-  var v = (x[i] - stats[c]) * stats[p.channels + c];
+${PLANE_MAIN}
+  let mean = stats[c];
 #if ${f.affine}
-  v = fma(v, gamma[c], beta[c]);
+  let k = stats[p.channels + c] * gamma[c];
+  let shift = beta[c];
+#else
+  let k = stats[p.channels + c];
+  let shift = 0.0;
 #endif
+  for (var q = lid.x; q < p.plane; q += ${PWG}u) {
+    let i = base + q;
+    var v = fma(x[i] - mean, k, shift);
 #if ${f.residual}
-  v += res[i];
+    v += res[i];
 #endif
 #if ${f.relu}
-  v = max(v, 0.0);
+    v = max(v, 0.0);
 #endif
-  y[i] = v;
+    y[i] = v;
+  }
+  }
 }`;
 };
 
@@ -267,7 +303,7 @@ export function bnApply(
   if (f.affine) bindings.push(gamma!.buffer, beta!.buffer);
   if (f.residual) bindings.push(residual!.buffer);
   bindings.push(device.uniforms(elementParams(g)));
-  device.dispatch(pipeline, bindings, grid1d(x.size));
+  device.dispatch(pipeline, bindings, elementGrid(g));
 }
 
 // ---------------------------------------------------------------- backward
@@ -279,26 +315,18 @@ const gradPartialSource = (relu: boolean): string => {
 ${SPLIT_PARAMS}
 ${declare(bs, 'SplitParams')}
 var<workgroup> tree: array<vec2<f32>, ${RWG}>;
-${CHANNEL_INDEX}
 
 @compute @workgroup_size(${RWG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let s = wid.x;
   let c = wid.y;
   let begin = s * p.chunk;
-  let end = min(p.count, begin + p.chunk);
+  let end = min(p.batch, begin + p.chunk);
   let mean = stats[c];
   let invstd = stats[p.channels + c];
   var acc = vec2<f32>(0.0);
-  for (var j = begin + lid.x; j < end; j += ${RWG}u) {
-    let i = channelIndex(c, j);
-#if ${relu}
-    let g = select(0.0, dy[i], y[i] > 0.0);
-#else
-    let g = dy[i];
-#endif
-    acc += vec2<f32>(g, g * (x[i] - mean) * invstd);
-  }
+  ${channelWalk(`${relu ? 'let g = select(0.0, dy[i], y[i] > 0.0);' : 'let g = dy[i];'}
+      acc += vec2<f32>(g, g * (x[i] - mean) * invstd);`)}
   tree[lid.x] = acc;
   workgroupBarrier();
   for (var t = ${RWG / 2}u; t > 0u; t = t / 2u) {
@@ -380,36 +408,38 @@ const gradInputSource = (training: boolean, f: BnFusion): string => {
   if (f.relu) bs.push(['y', 'read']);
   if (f.residual) bs.push(['dres', 'read_write']);
   return wgsl`
-const WG = ${WG}u;
 ${ELEMENT_PARAMS}
 ${declare(bs, 'ElementParams')}
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-        @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = ${FLAT_INDEX};
-  if (i >= p.n) { return; }
-  let c = (i / p.plane) % p.channels;
+${PLANE_MAIN}
   let invstd = stats[p.channels + c];
-#if ${f.relu}
-  let g = select(0.0, dy[i], y[i] > 0.0);
-#else
-  let g = dy[i];
-#endif
-#if ${f.residual}
-  dres[i] = g;
-#endif
 #if ${f.affine}
   let k = gamma[c] * invstd;
 #else
   let k = invstd;
 #endif
 #if ${training}
-  let xhat = (x[i] - stats[c]) * invstd;
+  let mean = stats[c];
   let inv = 1.0 / f32(p.count);
-  dx[i] = k * (g - sums[c] * inv - xhat * (sums[p.channels + c] * inv));
-#else
-  dx[i] = k * g;
+  let meanG = sums[c] * inv;
+  let meanGX = sums[p.channels + c] * inv;
 #endif
+  for (var q = lid.x; q < p.plane; q += ${PWG}u) {
+    let i = base + q;
+#if ${f.relu}
+    let g = select(0.0, dy[i], y[i] > 0.0);
+#else
+    let g = dy[i];
+#endif
+#if ${f.residual}
+    dres[i] = g;
+#endif
+#if ${training}
+    dx[i] = k * (g - meanG - (x[i] - mean) * invstd * meanGX);
+#else
+    dx[i] = k * g;
+#endif
+  }
+  }
 }`;
 };
 
@@ -439,5 +469,5 @@ export function bnGradInput(
   if (f.relu) bindings.push(o.y!.buffer);
   if (f.residual) bindings.push(o.dres!.buffer);
   bindings.push(device.uniforms(elementParams(g)));
-  device.dispatch(pipeline, bindings, grid1d(dx.size));
+  device.dispatch(pipeline, bindings, elementGrid(g));
 }
