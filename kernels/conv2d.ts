@@ -10,8 +10,8 @@
 //                split into s·s phases by (ih+p) mod s; within a phase only the taps
 //                kh ≡ (ih+p) mod s reach an output, so each phase is its own GEMM
 //                over exactly its valid taps (no multiply by an inserted zero):
-//                M = Cin, N = batch·|phase pixels|, K = Cout·|phase taps|, one
-//                phase per workgroup z.
+//                M = Cin, N = batch·|phase pixels|, K = |phase taps|·Cout (tap-major,
+//                Cout in slices), one phase per workgroup z.
 //   grad weight  dW[co,(ci,kh,kw)] = Σ_{n,oh,ow} dY[n,co,oh,ow]·X[n,ci,oh·s−p+kh,…]
 //                M = Cout, N = Cin·KH·KW, K = batch·Ho·Wo. K is long (131072 for a
 //                CIFAR batch of 128 at 32×32) and M·N small, so K is split across
@@ -19,9 +19,10 @@
 //                (split-K; deterministic, no atomics).
 //
 // Tiling (as kernels/matmul.ts): a workgroup computes a BM×64 tile of the GEMM
-// output, each thread a 4×4 register block; K advances in slices of 16 staged in
-// workgroup memory and read back as vec4. BM is 16, 32 or 64, picked from M so
-// the 16- and 32-channel layers of a CIFAR ResNet do not waste most of a tile.
+// output, each thread a TM×4 register block (8×4 in 64-row tiles, 4×4 in 16- and
+// 32-row ones); K advances in slices of 16 staged in workgroup memory and read
+// back as vec4. BM is 16, 32 or 64, picked from M so the 16- and 32-channel
+// layers of a CIFAR ResNet do not waste most of a tile.
 // Each thread's gather position is fixed across the K loop where the layout
 // allows it (the im2col column in forward and grad input, the filter taps in
 // grad weight), so the per-element index arithmetic in the loop is a few ops.
@@ -31,9 +32,24 @@
 // software adapters (lavapipe) they are not, which cuts LLVM's compile time
 // about fivefold at much the same speed (convKernelConfig overrides this).
 //
-// Versions tried: a naive one-thread-per-output kernel (kept only as the float64
-// reference in test/reference-conv.ts); the grad-input GEMM over all Cout·KH·KW
-// taps with zero-filled stride holes (4× the work at stride 2, replaced by phases).
+// Versions tried (lavapipe, batch 32, ResNet-20 3×3 layers; figures are noisy, the
+// machine was shared):
+//   - naive one thread per output: 0.3 GFLOP/s (kept only as the float64
+//     reference in test/reference-conv.ts);
+//   - this tiling with 4×4 blocks: 1-2 GFLOP/s forward; 8×4 blocks in 64-row
+//     tiles a little better. TF.js's WebGPU conv on the same adapter: about the
+//     same forward and grad input, 4-5× slower grad weight;
+//   - grad input over K = (co, tap) with runtime divisions per loaded element:
+//     1.5-2× slower than the tap-major loop (x86 has no vector integer division,
+//     llvmpipe runs 8 scalar divisions per vector);
+//   - grad input over all Cout·KH·KW taps with zero-filled stride holes: 4× the
+//     work at stride 2 (replaced by the phases);
+//   - for llvmpipe only: no workgroup memory (A read at workgroup-uniform
+//     addresses, B per lane), lane = output channel with B uniform, B staged and
+//     read uniformly: none beat this tiling. llvmpipe turns every per-lane load
+//     (global or workgroup memory) into a bounds-checked scalar load per lane and
+//     fma() into mul + add, so on a CPU these kernels are load-bound whatever
+//     the blocking.
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 import type { Device } from '../engine/device.ts';
 import type { Tensor } from '../engine/tensor.ts';
@@ -68,6 +84,11 @@ function sizeKey(kh: number, kw: number): string {
 // Declares KH, KW, KHW inside main when they are not module constants.
 function kernelSizeLets(kh: number, kw: number): string {
   return specialised(kh, kw) ? '' : 'let KH = p.kh; let KW = p.kw; let KHW = KH * KW;';
+}
+
+/** Rows of each thread's register block: 8×4 in 64-row tiles (128 threads), 4×4 otherwise. */
+function threadRows(BM: number): 4 | 8 {
+  return BM === 64 ? 8 : 4;
 }
 
 /** Rows of the GEMM tile, from the GEMM's M (16-, 32- and 64-row tiles). */
@@ -124,13 +145,15 @@ function boundOf(unroll: boolean): (n: string) => string {
   return (n) => (unroll ? n : `(p.zero + ${n})`);
 }
 
-function tileConsts(BM: number, kh: number, kw: number, unroll: boolean): string {
+function tileConsts(BM: number, TM: number, kh: number, kw: number, unroll: boolean): string {
   const L = boundOf(unroll);
+  const rows = Array.from({ length: TM / 4 }, (_, r) => r);
   return /* wgsl */ `
 const BM = ${BM}u;
 const BN = ${BN}u;
 const BK = ${BK}u;
-const THREADS = ${(BM * BN) / 16}u;
+const TM = ${TM}u;
+const THREADS = ${(BM / TM) * 16}u;
 ${specialised(kh, kw) ? `const KH = ${kh}u;\nconst KW = ${kw}u;\nconst KHW = ${kh * kw}u;` : ''}
 // As[k][m] and Bs[k][n], read back four at a time
 var<workgroup> As: array<vec4<f32>, ${(BK * BM) / 4}>;
@@ -139,22 +162,26 @@ var<workgroup> Bs: array<vec4<f32>, ${(BK * BN) / 4}>;
 fn storeA(k: u32, m: u32, v: f32) { As[(k * BM + m) / 4u][m % 4u] = v; }
 fn storeB(k: u32, n: u32, v: f32) { Bs[(k * BN + n) / 4u][n % 4u] = v; }
 
-// acc[i] holds row (ty·4 + i) of the thread's block, columns tx·4 .. tx·4+3
-fn multiplyTile(acc: ptr<function, array<vec4<f32>, 4>>, tx: u32, ty: u32) {
+// acc[i] holds row (ty·TM + i) of the thread's block, columns tx·4 .. tx·4+3
+fn multiplyTile(acc: ptr<function, array<vec4<f32>, ${TM}>>, tx: u32, ty: u32) {
   for (var k = 0u; k < ${L('BK')}; k++) {
-    let a = As[k * (BM / 4u) + ty];
     let b = Bs[k * (BN / 4u) + tx];
-    (*acc)[0] = fma(vec4<f32>(a.x), b, (*acc)[0]);
-    (*acc)[1] = fma(vec4<f32>(a.y), b, (*acc)[1]);
-    (*acc)[2] = fma(vec4<f32>(a.z), b, (*acc)[2]);
-    (*acc)[3] = fma(vec4<f32>(a.w), b, (*acc)[3]);
+${rows
+  .map(
+    (r) => `    let a${r} = As[k * (BM / 4u) + ty * (TM / 4u) + ${r}u];
+    (*acc)[${4 * r}] = fma(vec4<f32>(a${r}.x), b, (*acc)[${4 * r}]);
+    (*acc)[${4 * r + 1}] = fma(vec4<f32>(a${r}.y), b, (*acc)[${4 * r + 1}]);
+    (*acc)[${4 * r + 2}] = fma(vec4<f32>(a${r}.z), b, (*acc)[${4 * r + 2}]);
+    (*acc)[${4 * r + 3}] = fma(vec4<f32>(a${r}.w), b, (*acc)[${4 * r + 3}]);`,
+  )
+  .join('\n')}
   }
 }`;
 }
 
 // ------------------------------------------------------------------ forward
 
-function forwardSource(BM: number, kh: number, kw: number, hasBias: boolean, unroll: boolean): string {
+function forwardSource(BM: number, TM: number, kh: number, kw: number, hasBias: boolean, unroll: boolean): string {
   const L = boundOf(unroll);
   return wgsl`
 ${PARAMS}
@@ -165,9 +192,9 @@ ${PARAMS}
 #if ${hasBias}
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 #endif
-${tileConsts(BM, kh, kw, unroll)}
+${tileConsts(BM, TM, kh, kw, unroll)}
 
-@compute @workgroup_size(16, ${BM / 4})
+@compute @workgroup_size(16, ${BM / TM})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
   ${kernelSizeLets(kh, kw)}
@@ -185,7 +212,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let h = i32(p.h);
   let w = i32(p.w);
 
-  var acc: array<vec4<f32>, 4>;
+  var acc: array<vec4<f32>, ${TM}>;
   for (var k0 = 0u; k0 < p.K; k0 += BK) {
     // A = W as stored (M×K row-major): consecutive threads read consecutive k
     for (var j = 0u; j < ${L('BM * BK / THREADS')}; j++) {
@@ -221,8 +248,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let nn = n0 + lid.x * 4u + jj;
     yOff[jj] = (nn / hwo) * p.cout * hwo + nn % hwo;
   }
-  for (var i = 0u; i < 4u; i++) {
-    let m = m0 + lid.y * 4u + i;
+  for (var i = 0u; i < TM; i++) {
+    let m = m0 + lid.y * TM + i;
     if (m >= p.M) { break; }
 #if ${hasBias}
     let b = bias[m];
@@ -242,10 +269,11 @@ export function conv2dForward(device: Device, x: Tensor, weight: Tensor, bias: T
   const N = g.batch * g.ho * g.wo;
   const K = g.cin * g.kh * g.kw;
   const BM = tileRows(M);
+  const TM = threadRows(BM);
   const hasBias = bias !== undefined;
   const unroll = unrollFor(device);
-  const pipeline = device.pipeline(`conv2d:${BM}:${sizeKey(g.kh, g.kw)}:${hasBias}:${unroll}`, `conv2d ${sizeKey(g.kh, g.kw)} (BM ${BM}${hasBias ? ', +bias' : ''})`, () =>
-    forwardSource(BM, g.kh, g.kw, hasBias, unroll),
+  const pipeline = device.pipeline(`conv2d:${BM}x${TM}:${sizeKey(g.kh, g.kw)}:${hasBias}:${unroll}`, `conv2d ${sizeKey(g.kh, g.kw)} (BM ${BM}${hasBias ? ', +bias' : ''})`, () =>
+    forwardSource(BM, TM, g.kh, g.kw, hasBias, unroll),
   );
   const bindings: (GPUBuffer | GPUBufferBinding)[] = [x.buffer, weight.buffer, y.buffer, device.uniforms(params(g, M, N, K))];
   if (bias) bindings.push(bias.buffer);
@@ -254,7 +282,7 @@ export function conv2dForward(device: Device, x: Tensor, weight: Tensor, bias: T
 
 // --------------------------------------------------------------- grad input
 
-function gradInputSource(BM: number, kh: number, kw: number, unroll: boolean): string {
+function gradInputSource(BM: number, TM: number, kh: number, kw: number, unroll: boolean): string {
   const L = boundOf(unroll);
   return /* wgsl */ `
 ${PARAMS}
@@ -262,9 +290,9 @@ ${PARAMS}
 @group(0) @binding(1) var<storage, read> Wt: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dX: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
-${tileConsts(BM, kh, kw, unroll)}
+${tileConsts(BM, TM, kh, kw, unroll)}
 
-@compute @workgroup_size(16, ${BM / 4})
+@compute @workgroup_size(16, ${BM / TM})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
   ${kernelSizeLets(kh, kw)}
@@ -286,7 +314,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let taps = nkh * nkw;
   let phasePix = hph * wph;
   let N = p.batch * phasePix;
-  let K = p.cout * taps;
   let m0 = wid.y * BM;
   let n0 = wid.x * BN;
   let hwo = p.ho * p.wo;
@@ -302,41 +329,42 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let ho = i32(p.ho);
   let wo = i32(p.wo);
 
-  var acc: array<vec4<f32>, 4>;
-  for (var k0 = 0u; k0 < K; k0 += BK) {
-    // A[ci][(co, th, tw)] = W[co, ci, rh + th·sh, rw + tw·sw]
-    for (var j = 0u; j < ${L('BM * BK / THREADS')}; j++) {
-      let idx = li + j * THREADS;
-      let r = idx / BK;
-      let c = idx % BK;
-      let m = m0 + r;
-      let k = k0 + c;
-      var v = 0.0;
-      if (m < p.M && k < K) {
-        let co = k / taps;
-        let t = k % taps;
-        let kh = rh + (t / nkw) * sh;
-        let kw = rw + (t % nkw) * sw;
-        v = Wt[((co * p.cin + m) * KH + kh) * KW + kw];
+  // K runs tap-major: for each of the phase's taps (uniform, one division each),
+  // Cout in slices of BK. Nothing in the loads divides by a runtime value, and this
+  // thread's dY pixel and its bounds check are per tap, not per element.
+  var acc: array<vec4<f32>, ${TM}>;
+  for (var t = 0u; t < taps; t++) {
+    let th = t / nkw;
+    let tw = t % nkw;
+    let wTap = (rh + th * sh) * KW + rw + tw * sw;
+    let oh = ohb - i32(th);
+    let ow = owb - i32(tw);
+    let colOk = nOk && oh >= 0 && oh < ho && ow >= 0 && ow < wo;
+    let dyPix = dyBase + u32(max(oh, 0)) * p.wo + u32(max(ow, 0));
+    for (var co0 = 0u; co0 < p.cout; co0 += BK) {
+      // A[ci][co] = W[co, ci, kh, kw] of this tap
+      for (var j = 0u; j < ${L('BM * BK / THREADS')}; j++) {
+        let idx = li + j * THREADS;
+        let r = idx / BK;
+        let c = idx % BK;
+        let m = m0 + r;
+        let co = co0 + c;
+        var v = 0.0;
+        if (m < p.M && co < p.cout) { v = Wt[(co * p.cin + m) * KHW + wTap]; }
+        storeA(c, r, v);
       }
-      storeA(c, r, v);
-    }
-    // B[(co, th, tw)][pixel] = dY[n, co, baseH + i − th, baseW + j − tw]
-    for (var j = 0u; j < ${L('BK * BN / THREADS')}; j++) {
-      let row = li / BN + j * (THREADS / BN);
-      let k = k0 + row;
-      let t = k % max(taps, 1u);
-      let oh = ohb - i32(t / max(nkw, 1u));
-      let ow = owb - i32(t % max(nkw, 1u));
-      var v = 0.0;
-      if (nOk && k < K && oh >= 0 && oh < ho && ow >= 0 && ow < wo) {
-        v = dY[dyBase + (k / taps) * hwo + u32(oh) * p.wo + u32(ow)];
+      // B[co][pixel] = dY[n, co, oh, ow]
+      for (var j = 0u; j < ${L('BK * BN / THREADS')}; j++) {
+        let row = li / BN + j * (THREADS / BN);
+        let co = co0 + row;
+        var v = 0.0;
+        if (colOk && co < p.cout) { v = dY[dyPix + co * hwo]; }
+        storeB(row, col, v);
       }
-      storeB(row, col, v);
+      workgroupBarrier();
+      multiplyTile(&acc, lid.x, lid.y);
+      workgroupBarrier();
     }
-    workgroupBarrier();
-    multiplyTile(&acc, lid.x, lid.y);
-    workgroupBarrier();
   }
 
   // Every pixel of the phase is written, zero when no tap reaches it (K = 0).
@@ -348,8 +376,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let iw = iw0 + (q % max(wph, 1u)) * sw;
     xOff[jj] = (nn / max(phasePix, 1u)) * p.cin * p.h * p.w + ih * p.w + iw;
   }
-  for (var i = 0u; i < 4u; i++) {
-    let m = m0 + lid.y * 4u + i;
+  for (var i = 0u; i < TM; i++) {
+    let m = m0 + lid.y * TM + i;
     if (m >= p.M) { break; }
     for (var jj = 0u; jj < 4u; jj++) {
       if (n0 + lid.x * 4u + jj < N) { dX[xOff[jj] + m * p.h * p.w] = acc[i][jj]; }
@@ -362,9 +390,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 export function conv2dGradInput(device: Device, dy: Tensor, weight: Tensor, dx: Tensor, g: ConvGeometry): void {
   const M = g.cin;
   const BM = tileRows(M);
+  const TM = threadRows(BM);
   const unroll = unrollFor(device);
-  const pipeline = device.pipeline(`conv2d gradInput:${BM}:${sizeKey(g.kh, g.kw)}:${unroll}`, `conv2d grad input ${sizeKey(g.kh, g.kw)} (BM ${BM})`, () =>
-    gradInputSource(BM, g.kh, g.kw, unroll),
+  const pipeline = device.pipeline(`conv2d gradInput:${BM}x${TM}:${sizeKey(g.kh, g.kw)}:${unroll}`, `conv2d grad input ${sizeKey(g.kh, g.kw)} (BM ${BM})`, () =>
+    gradInputSource(BM, TM, g.kh, g.kw, unroll),
   );
   // the largest phase has ceil(H/s)·ceil(W/s) pixels
   const maxN = g.batch * Math.ceil(g.h / g.strideH) * Math.ceil(g.w / g.strideW);
@@ -374,7 +403,7 @@ export function conv2dGradInput(device: Device, dy: Tensor, weight: Tensor, dx: 
 
 // -------------------------------------------------------------- grad weight
 
-function gradWeightSource(BM: number, kh: number, kw: number, unroll: boolean): string {
+function gradWeightSource(BM: number, TM: number, kh: number, kw: number, unroll: boolean): string {
   const L = boundOf(unroll);
   return /* wgsl */ `
 ${PARAMS}
@@ -382,10 +411,10 @@ ${PARAMS}
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
-${tileConsts(BM, kh, kw, unroll)}
-const NB = ${(BN * BK) / ((BM * BN) / 16)}u; // B elements each thread loads per slice
+${tileConsts(BM, TM, kh, kw, unroll)}
+const NB = ${(BN * BK) / ((BM / TM) * 16)}u; // B elements each thread loads per slice
 
-@compute @workgroup_size(16, ${BM / 4})
+@compute @workgroup_size(16, ${BM / TM})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
   ${kernelSizeLets(kh, kw)}
@@ -413,7 +442,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     tapW[j] = i32(t % KW) - i32(p.padW);
   }
 
-  var acc: array<vec4<f32>, 4>;
+  var acc: array<vec4<f32>, ${TM}>;
   for (var k0 = kBegin; k0 < kEnd; k0 += BK) {
     let k = k0 + kc;
     let kOk = k < kEnd;
@@ -450,8 +479,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   }
 
   let outBase = wid.z * p.M * p.N;
-  for (var i = 0u; i < 4u; i++) {
-    let m = m0 + lid.y * 4u + i;
+  for (var i = 0u; i < TM; i++) {
+    let m = m0 + lid.y * TM + i;
     if (m >= p.M) { break; }
     for (var jj = 0u; jj < 4u; jj++) {
       let n = n0 + lid.x * 4u + jj;
@@ -506,13 +535,14 @@ export function conv2dGradWeight(device: Device, dy: Tensor, x: Tensor, dw: Tens
   const N = g.cin * g.kh * g.kw;
   const K = g.batch * g.ho * g.wo;
   const BM = tileRows(M);
+  const TM = threadRows(BM);
   const { splits, chunk } = gradWeightSplits(g);
   if (splits > 1 && (!scratch || scratch.size < splits * M * N)) {
     throw new Error(`conv2dGradWeight: split-K over ${splits} parts needs a scratch tensor of ${splits * M * N} floats`);
   }
   const unroll = unrollFor(device);
-  const pipeline = device.pipeline(`conv2d gradWeight:${BM}:${sizeKey(g.kh, g.kw)}:${unroll}`, `conv2d grad weight ${sizeKey(g.kh, g.kw)} (BM ${BM})`, () =>
-    gradWeightSource(BM, g.kh, g.kw, unroll),
+  const pipeline = device.pipeline(`conv2d gradWeight:${BM}x${TM}:${sizeKey(g.kh, g.kw)}:${unroll}`, `conv2d grad weight ${sizeKey(g.kh, g.kw)} (BM ${BM})`, () =>
+    gradWeightSource(BM, TM, g.kh, g.kw, unroll),
   );
   const target = splits > 1 ? scratch! : dw;
   const u = device.uniforms(params(g, M, N, K, chunk));
