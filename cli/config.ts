@@ -15,6 +15,10 @@ export interface TrainConfig {
   dataset: DatasetName;
   /** folder or .tar.gz of the dataset (cifar10/cifar100) */
   data?: string | undefined;
+  /** synthetic dataset: image side (32; 16 trains four times faster) and sizes */
+  imageSize: number;
+  syntheticTrain: number;
+  syntheticTest: number;
   /** use only the first N training images (quick experiments) */
   trainSubset?: number | undefined;
   testSubset?: number | undefined;
@@ -63,6 +67,9 @@ export interface TrainConfig {
 export const DEFAULTS: TrainConfig = {
   model: 'smallcnn',
   dataset: 'synthetic',
+  imageSize: 32,
+  syntheticTrain: 5000,
+  syntheticTest: 1000,
   valSplit: 0,
   batchSize: 128,
   schedule: 'one-cycle',
@@ -108,6 +115,9 @@ export function validateConfig(c: TrainConfig, source: string): TrainConfig {
   if (!SCHEDULES.includes(c.schedule)) fail(source, `unknown schedule '${c.schedule}' (one of ${SCHEDULES.join(', ')})`);
   if (c.dataset !== 'synthetic' && !c.data) fail(source, `dataset '${c.dataset}' needs --data (a folder or the official .tar.gz)`);
   positiveInt('batchSize', c.batchSize);
+  positiveInt('imageSize', c.imageSize);
+  positiveInt('syntheticTrain', c.syntheticTrain);
+  positiveInt('syntheticTest', c.syntheticTest);
   positiveInt('epochs', c.epochs);
   positiveInt('iterations', c.iterations);
   positiveInt('trainSubset', c.trainSubset);

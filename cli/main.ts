@@ -1,9 +1,11 @@
 // The headless command line: `node --import tsx cli/main.ts COMMAND [flags]`
 // (`npm start -- COMMAND [flags]`; `npm start` alone trains on the built-in dataset).
+import { rangeTestCommand } from './rangeTestCommand.ts';
 import { trainCommand } from './train.ts';
 
 const COMMANDS: Record<string, { summary: string; run: (argv: string[]) => Promise<number> }> = {
   train: { summary: 'train a model (One Cycle by default) with metrics, plots, checkpoints and resume', run: trainCommand },
+  'range-test': { summary: 'LR range test: loss curve, plot and suggested max/min LR', run: rangeTestCommand },
 };
 
 function usage(): string {

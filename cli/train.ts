@@ -169,7 +169,8 @@ export async function trainCommand(argv: string[]): Promise<number> {
     process.stdout.write(`${trainHelp('train', TRAIN_SUMMARY)}\n`);
     return 0;
   }
-  const { result, testAccuracy } = await runTraining(args.config, { resume: args.resume, quiet: args.quiet });
+  const { resolveMaxLrByRangeTest } = await import('./rangeTestCommand.ts');
+  const { result, testAccuracy } = await runTraining(args.config, { resume: args.resume, quiet: args.quiet, resolveMaxLr: resolveMaxLrByRangeTest });
   if (result.end === 'completed') {
     const acc = testAccuracy !== null ? `${(100 * testAccuracy).toFixed(2)}%` : 'n/a';
     process.stdout.write(`final test accuracy ${acc} after ${result.steps} steps in ${result.seconds.toFixed(1)} s; outputs in ${args.config.out}\n`);

@@ -28,7 +28,7 @@ export async function loadDatasets(c: TrainConfig): Promise<Datasets> {
   let train: Dataset;
   let test: Dataset;
   if (c.dataset === 'synthetic') {
-    ({ train, test } = syntheticDataset({ seed: c.seed }));
+    ({ train, test } = syntheticDataset({ seed: c.seed, imageSize: c.imageSize, trainSize: c.syntheticTrain, testSize: c.syntheticTest }));
   } else {
     ({ train, test } = await loadCifar(c.dataset, c.data!));
   }

@@ -1,0 +1,131 @@
+// `range-test`: the LR range test on the configured model and data, with its
+// curve, plot and suggested LRs; and the `--max-lr auto` resolver `train` uses.
+import { parseArgs } from 'node:util';
+import type { Device } from '../engine/device.ts';
+import { createDevice } from '../engine/device.ts';
+import { BatchLoader } from '../data/loader.ts';
+import { type RangeTestResult, rangeTest } from '../rangetest/rangeTest.ts';
+import { rangeTestSummary, writeRangeTestReport } from '../rangetest/report.ts';
+import type { SuggestMethod } from '../rangetest/suggest.ts';
+import { augmenterFor, evalSource, loadDatasets, modelFor, trainSource } from '../train/session.ts';
+import type { TrainConfig } from './config.ts';
+import { parseTrainArgs, trainHelp } from './flags.ts';
+
+export interface RangeTestSettings {
+  startLr: number;
+  endLr: number;
+  /** 0: one epoch, capped at 500 steps (the seed's choice) */
+  steps: number;
+  mode: 'exp' | 'linear';
+  method: SuggestMethod;
+  evalLoss: boolean;
+}
+
+export const RANGE_DEFAULTS: RangeTestSettings = { startLr: 1e-4, endLr: 10, steps: 0, mode: 'exp', method: 'auto', evalLoss: false };
+
+/** Runs a range test for a training configuration (its model, data, batch size, momentum, weight decay). */
+export async function rangeTestForConfig(device: Device, config: TrainConfig, s: RangeTestSettings, log: (line: string) => void): Promise<RangeTestResult> {
+  const data = await loadDatasets(config);
+  const model = modelFor(device, config, data.train);
+  const loader = new BatchLoader(data.train, { batchSize: config.batchSize, seed: config.seed, shuffle: true, dropLast: true });
+  const augmenter = augmenterFor(device, config, data.train);
+  const held = data.validation ?? data.test;
+  try {
+    const result = await rangeTest({
+      device,
+      model,
+      train: trainSource(device, loader, augmenter, config.augment),
+      startLr: s.startLr,
+      endLr: s.endLr,
+      ...(s.steps ? { steps: s.steps } : { maxSteps: 500 }),
+      mode: s.mode,
+      momentum: config.momentum,
+      weightDecay: config.weightDecay,
+      nesterov: config.nesterov,
+      method: s.method,
+      ...(s.evalLoss ? { evalLoss: evalSource(device, held, augmenter, config.batchSize) } : {}),
+      onProgress: (step, steps, lr, loss) => {
+        if (step % 50 === 0 || step === steps) log(`range test ${step}/${steps}: lr ${lr.toPrecision(3)}, smoothed loss ${loss.toPrecision(4)}`);
+      },
+    });
+    await writeRangeTestReport(config.out, result, { model: config.model, dataset: config.dataset, batchSize: config.batchSize });
+    return result;
+  } finally {
+    augmenter.dispose();
+    model.dispose();
+  }
+}
+
+/** `train --max-lr auto`: a range test first, its suggested max LR for the run. */
+export async function resolveMaxLrByRangeTest(device: Device, config: TrainConfig): Promise<number> {
+  const log = (line: string): void => void process.stderr.write(`${line}\n`);
+  log('--max-lr auto: running the LR range test first');
+  const r = await rangeTestForConfig(device, config, RANGE_DEFAULTS, log);
+  log(rangeTestSummary(r));
+  if (!r.suggestion) throw new Error(`--max-lr auto: the range test gave no suggestion (${r.suggestionError}); pass --max-lr N`);
+  return r.suggestion.maxLr;
+}
+
+const RANGE_FLAGS = {
+  'start-lr': { type: 'string' },
+  'end-lr': { type: 'string' },
+  steps: { type: 'string' },
+  mode: { type: 'string' },
+  method: { type: 'string' },
+  'eval-loss': { type: 'boolean' },
+} as const;
+
+export async function rangeTestCommand(argv: string[]): Promise<number> {
+  // split the range-test flags from the training ones
+  const own: string[] = [];
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const name = argv[i]!.replace(/^--/, '').split('=')[0]!;
+    if (name in RANGE_FLAGS) {
+      own.push(argv[i]!);
+      if (RANGE_FLAGS[name as keyof typeof RANGE_FLAGS].type === 'string' && !argv[i]!.includes('=')) own.push(argv[++i] ?? '');
+    } else rest.push(argv[i]!);
+  }
+  const args = parseTrainArgs(rest);
+  if (args.help) {
+    const extra = [
+      '  --start-lr N                first LR of the sweep [1e-4]',
+      '  --end-lr N                  last LR of the sweep [10]',
+      '  --steps N                   sweep length (default: one epoch, at most 500)',
+      '  --mode exp|linear           LR spacing [exp]',
+      '  --method auto|steepest|minimum|valley   how the max LR is read off the curve [auto]',
+      '  --eval-loss                 record the loss on held-out data instead of the training loss',
+    ];
+    const summary = 'LR range test: sweeps the LR up while training, stops on divergence, restores the weights, and\nwrites range-test.json/.csv/.svg with the suggested max and min LR into --out.';
+    process.stdout.write(`${trainHelp('range-test', summary)}\nrange-test flags:\n${extra.join('\n')}\n`);
+    return 0;
+  }
+  const { values } = parseArgs({ args: own, options: RANGE_FLAGS, strict: true });
+  const num = (name: string, v: string | undefined, d: number): number => {
+    if (v === undefined) return d;
+    const n = Number(v);
+    if (!Number.isFinite(n)) throw new Error(`--${name}: expected a number, got '${v}'`);
+    return n;
+  };
+  const mode = (values.mode ?? 'exp') as string;
+  if (mode !== 'exp' && mode !== 'linear') throw new Error(`--mode: expected exp or linear, got '${mode}'`);
+  const method = (values.method ?? 'auto') as string;
+  if (!['auto', 'steepest', 'minimum', 'valley'].includes(method)) throw new Error(`--method: expected auto, steepest, minimum or valley, got '${method}'`);
+  const settings: RangeTestSettings = {
+    startLr: num('start-lr', values['start-lr'], RANGE_DEFAULTS.startLr),
+    endLr: num('end-lr', values['end-lr'], RANGE_DEFAULTS.endLr),
+    steps: num('steps', values.steps, 0),
+    mode,
+    method: method as SuggestMethod,
+    evalLoss: Boolean(values['eval-loss']),
+  };
+  const device = await createDevice();
+  try {
+    const log = (line: string): void => void (args.quiet || process.stderr.write(`${line}\n`));
+    const r = await rangeTestForConfig(device, args.config, settings, log);
+    process.stdout.write(`${rangeTestSummary(r)}\noutputs: range-test.json, range-test.csv, range-test.svg in ${args.config.out}\n`);
+    return r.suggestion ? 0 : 1;
+  } finally {
+    device.destroy();
+  }
+}
