@@ -13,6 +13,8 @@ export type ScheduleName = (typeof SCHEDULES)[number];
 export interface TrainConfig {
   model: ModelName;
   dataset: DatasetName;
+  /** channels of the model's first stage (model-specific default when absent) */
+  width?: number | undefined;
   /** folder or .tar.gz of the dataset (cifar10/cifar100) */
   data?: string | undefined;
   /** synthetic dataset: image side (32; 16 trains four times faster) and sizes */
@@ -95,7 +97,7 @@ export const DEFAULTS: TrainConfig = {
   divergenceFactor: 4,
 };
 
-const KEYS = new Set<string>(Object.keys(DEFAULTS).concat(['data', 'trainSubset', 'testSubset', 'epochs', 'iterations', 'minLr', 'annihilationFraction', 'clrStepSize']));
+const KEYS = new Set<string>(Object.keys(DEFAULTS).concat(['width', 'data', 'trainSubset', 'testSubset', 'epochs', 'iterations', 'minLr', 'annihilationFraction', 'clrStepSize']));
 
 function fail(source: string, msg: string): never {
   throw new Error(`${source}: ${msg}`);
@@ -115,6 +117,7 @@ export function validateConfig(c: TrainConfig, source: string): TrainConfig {
   if (!SCHEDULES.includes(c.schedule)) fail(source, `unknown schedule '${c.schedule}' (one of ${SCHEDULES.join(', ')})`);
   if (c.dataset !== 'synthetic' && !c.data) fail(source, `dataset '${c.dataset}' needs --data (a folder or the official .tar.gz)`);
   positiveInt('batchSize', c.batchSize);
+  positiveInt('width', c.width);
   positiveInt('imageSize', c.imageSize);
   positiveInt('syntheticTrain', c.syntheticTrain);
   positiveInt('syntheticTest', c.syntheticTest);

@@ -11,6 +11,7 @@ interface FlagSpec {
 
 export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   model: { key: 'model', type: 'string', help: `network: ${MODELS.join(', ')}` },
+  width: { key: 'width', type: 'int', help: "channels of the model's first stage (resnets 16, resnet9 64, smallcnn 16)" },
   dataset: { key: 'dataset', type: 'string', help: `${DATASETS.join(', ')} (synthetic is built in)` },
   data: { key: 'data', type: 'string', help: 'dataset folder or official .tar.gz (cifar10/cifar100)' },
   'image-size': { key: 'imageSize', type: 'int', help: 'synthetic dataset: image side in pixels' },

@@ -14,7 +14,7 @@ import { parseTrainArgs, trainHelp } from './flags.ts';
 export interface RangeTestSettings {
   startLr: number;
   endLr: number;
-  /** 0: one epoch, capped at 500 steps (the seed's choice) */
+  /** 0: one epoch (the seed's choice), at least 100 and at most 500 steps */
   steps: number;
   mode: 'exp' | 'linear';
   method: SuggestMethod;
@@ -91,7 +91,7 @@ export async function rangeTestCommand(argv: string[]): Promise<number> {
     const extra = [
       '  --start-lr N                first LR of the sweep [1e-4]',
       '  --end-lr N                  last LR of the sweep [10]',
-      '  --steps N                   sweep length (default: one epoch, at most 500)',
+      '  --steps N                   sweep length (default: one epoch, at least 100, at most 500 steps)',
       '  --mode exp|linear           LR spacing [exp]',
       '  --method auto|steepest|minimum|valley   how the max LR is read off the curve [auto]',
       '  --eval-loss                 record the loss on held-out data instead of the training loss',

@@ -34,7 +34,15 @@ export type MaxLrResolver = (device: Device, config: TrainConfig) => Promise<num
 
 export async function runTraining(
   config: TrainConfig,
-  o: { resume?: boolean; quiet?: boolean; device?: Device; resolveMaxLr?: MaxLrResolver; log?: (s: string) => void } = {},
+  o: {
+    resume?: boolean;
+    quiet?: boolean;
+    device?: Device;
+    resolveMaxLr?: MaxLrResolver;
+    log?: (s: string) => void;
+    /** behave as if Ctrl-C came once this many steps are done (tests, and "train N more steps") */
+    stopAtStep?: number;
+  } = {},
 ): Promise<TrainRunResult> {
   const log = o.log ?? ((s: string) => process.stderr.write(`${s}\n`));
   const outputs = new RunOutputs(config.out);
@@ -115,7 +123,7 @@ export async function runTraining(
             progress.log(`step ${r.step}: ${evalName} loss ${r.loss.toFixed(4)}, accuracy ${(100 * r.acc).toFixed(2)}%`);
           },
           onCheckpoint: async () => void (await save()),
-          shouldStop: () => stopRequested,
+          shouldStop: () => stopRequested || (o.stopAtStep !== undefined && optimizer.stepCount >= o.stopAtStep),
         },
       });
     } finally {

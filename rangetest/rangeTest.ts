@@ -22,7 +22,7 @@ export interface RangeTestOptions {
   /** LR at the first and last step of the sweep */
   startLr?: number;
   endLr?: number;
-  /** sweep length; default one epoch of `train`, capped at `maxSteps` */
+  /** sweep length; default one epoch of `train` (Smith), at least 100 steps (fastai's default), at most `maxSteps` (500) */
   steps?: number;
   maxSteps?: number;
   mode?: 'exp' | 'linear';
@@ -86,7 +86,7 @@ export async function rangeTest(o: RangeTestOptions): Promise<RangeTestResult> {
   const startLr = o.startLr ?? 1e-5;
   const endLr = o.endLr ?? 10;
   const mode = o.mode ?? 'exp';
-  const steps = o.steps ?? Math.min(o.train.batchesPerEpoch, o.maxSteps ?? 500);
+  const steps = o.steps ?? Math.min(o.maxSteps ?? 500, Math.max(100, o.train.batchesPerEpoch));
   const beta = o.beta ?? 0.98;
   const divergeFactor = o.divergeFactor ?? 4;
   const readEvery = o.readEvery ?? 10;

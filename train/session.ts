@@ -40,7 +40,13 @@ export async function loadDatasets(c: TrainConfig): Promise<Datasets> {
 }
 
 export function modelFor(device: Device, c: TrainConfig, data: Dataset): Module {
-  return buildModel(c.model, device, { numClasses: data.numClasses, inChannels: data.shape[0], seed: c.seed, bnMomentum: c.bnMomentum });
+  return buildModel(c.model, device, {
+    numClasses: data.numClasses,
+    inChannels: data.shape[0],
+    seed: c.seed,
+    bnMomentum: c.bnMomentum,
+    ...(c.width ? { width: c.width } : {}),
+  });
 }
 
 export function augmenterFor(device: Device, c: TrainConfig, data: Dataset): Augmenter {

@@ -1,0 +1,175 @@
+// The training pipeline end to end on a tiny configuration: outputs, bit-exact
+// resume, Ctrl-C, divergence, the range test's exact restore and --max-lr auto.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { DEFAULTS, type TrainConfig, validateConfig } from '../cli/config.ts';
+import { runTraining } from '../cli/train.ts';
+import { rangeTestForConfig, RANGE_DEFAULTS, resolveMaxLrByRangeTest } from '../cli/rangeTestCommand.ts';
+import { type Device, SGD, keep, tensor } from '../engine/index.ts';
+import { readSafetensors } from '../engine/io/safetensors.ts';
+import { BatchLoader } from '../data/loader.ts';
+import { rangeTest } from '../rangetest/rangeTest.ts';
+import { augmenterFor, loadDatasets, modelFor, trainSource } from '../train/session.ts';
+import { destroyTestDevice, testDevice } from './helpers.ts';
+
+let device: Device;
+before(async () => {
+  device = await testDevice();
+});
+after(destroyTestDevice);
+
+const ROOT = new URL('..', import.meta.url).pathname;
+const tmp = (): string => mkdtempSync(join(tmpdir(), 'onecycle-test-'));
+
+/** A configuration that trains in seconds on lavapipe. */
+function tiny(out: string, extra: Partial<TrainConfig> = {}): TrainConfig {
+  return validateConfig(
+    {
+      ...DEFAULTS,
+      model: 'smallcnn',
+      width: 4,
+      imageSize: 16,
+      syntheticTrain: 256,
+      syntheticTest: 128,
+      batchSize: 32,
+      iterations: 24,
+      logEvery: 4,
+      maxLr: 0.4,
+      out,
+      ...extra,
+    },
+    'test',
+  );
+}
+
+const stepLosses = (dir: string): number[] =>
+  readFileSync(join(dir, 'metrics.jsonl'), 'utf8')
+    .split('\n')
+    .filter((l) => l.includes('"kind":"step"'))
+    .map((l) => (JSON.parse(l) as { loss: number }).loss);
+
+const quiet = { quiet: true, log: () => {} };
+
+describe('train', () => {
+  it('writes metrics, summary, plots and a PyTorch-named safetensors checkpoint', async () => {
+    const out = tmp();
+    const r = await runTraining(tiny(out), { ...quiet, device });
+    assert.equal(r.result.end, 'completed');
+    assert.equal(stepLosses(out).length, 24);
+    for (const f of ['summary.json', 'loss.svg', 'accuracy.svg', 'lr.svg', 'momentum.svg']) assert.ok(existsSync(join(out, f)), f);
+    const summary = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as { end: string; steps: number; testAccuracy: number };
+    assert.equal(summary.steps, 24);
+    assert.ok(summary.testAccuracy >= 0 && summary.testAccuracy <= 1);
+    const latest = readFileSync(join(out, 'checkpoints', 'latest'), 'utf8').trim();
+    const st = await readSafetensors(join(out, 'checkpoints', latest, 'model.safetensors'));
+    const names = Object.keys(st.tensors);
+    assert.ok(names.includes('conv1.weight') && names.includes('bn1.running_var') && names.includes('fc.bias'), names.join(' '));
+    assert.equal(st.tensors['bn1.num_batches_tracked']!.dtype, 'I64');
+    assert.match(readFileSync(join(out, 'loss.svg'), 'utf8'), /^<svg[\s\S]*<\/svg>\s*$/);
+  });
+
+  it('resumes bit-exactly: an interrupted and resumed run has the same losses and weights as an uninterrupted one', async () => {
+    const a = tmp();
+    const b = tmp();
+    await runTraining(tiny(a), { ...quiet, device });
+    const first = await runTraining(tiny(b), { ...quiet, device, stopAtStep: 10 });
+    assert.equal(first.result.end, 'interrupted');
+    assert.ok(first.result.steps >= 10 && first.result.steps < 24);
+    const resumed = await runTraining(tiny(b, { maxLr: 123 /* ignored: a resume keeps its settings */ }), { ...quiet, device, resume: true });
+    assert.equal(resumed.result.end, 'completed');
+    assert.deepEqual(stepLosses(b), stepLosses(a));
+    const weights = async (dir: string) => {
+      const latest = readFileSync(join(dir, 'checkpoints', 'latest'), 'utf8').trim();
+      return (await readSafetensors(join(dir, 'checkpoints', latest, 'model.safetensors'))).tensors;
+    };
+    const wa = await weights(a);
+    const wb = await weights(b);
+    for (const k of Object.keys(wa)) assert.deepEqual(wb[k]!.data, wa[k]!.data, k);
+  });
+
+  it('--resume without a checkpoint is refused with the folder named', async () => {
+    const out = tmp();
+    await assert.rejects(runTraining(tiny(out), { ...quiet, device, resume: true }), /no checkpoint in .*checkpoints/);
+  });
+
+  it('a diverging run stops with a message and keeps the last good checkpoint', async () => {
+    const out = tmp();
+    const r = await runTraining(tiny(out, { schedule: 'constant', maxLr: 900, momentum: 0.99, checkpointEvery: 4, iterations: 60 }), { ...quiet, device });
+    assert.equal(r.result.end, 'diverged');
+    assert.match(r.result.message, /training diverged: .*(loss became|exceeded)/);
+    const kept = readdirSync(join(out, 'checkpoints')).filter((n) => n.startsWith('ckpt-'));
+    const latest = JSON.parse(readFileSync(join(out, 'checkpoints', readFileSync(join(out, 'checkpoints', 'latest'), 'utf8').trim(), 'state.json'), 'utf8')) as { step: number };
+    assert.ok(kept.length >= 1);
+    assert.ok(latest.step <= r.result.lastGoodStep, `checkpoint at ${latest.step}, last good ${r.result.lastGoodStep}`);
+  });
+
+  it('Ctrl-C writes a checkpoint and exits; --resume finishes the run', async () => {
+    const out = tmp();
+    const args = ['--import', 'tsx', 'cli/main.ts', 'train', '--model', 'smallcnn', '--width', '4', '--image-size', '16', '--synthetic-train', '256',
+      '--synthetic-test', '64', '--batch-size', '32', '--iterations', '400', '--log-every', '2', '--out', out];
+    const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    const code = await new Promise<number | null>((resolve) => {
+      let sent = false;
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        // interrupt once training is under way
+        if (!sent && /train \d+\/400/.test(stderr)) {
+          sent = true;
+          child.kill('SIGINT');
+        }
+      });
+      child.on('exit', (c) => resolve(c));
+    });
+    assert.equal(code, 130, `exit code; stderr:\n${stderr}`);
+    assert.match(stdout, /interrupted at step \d+/);
+    assert.match(stderr, /continue with --resume/);
+    const state = JSON.parse(readFileSync(join(out, 'checkpoints', readFileSync(join(out, 'checkpoints', 'latest'), 'utf8').trim(), 'state.json'), 'utf8')) as { step: number };
+    assert.ok(state.step > 0 && state.step < 400);
+    const r = await runTraining(tiny(out), { ...quiet, device, resume: true, stopAtStep: state.step + 4 });
+    assert.equal(r.result.steps, state.step + 4, 'resumed from the Ctrl-C checkpoint');
+  });
+});
+
+describe('range test', () => {
+  it('restores weights, batchnorm statistics and optimizer state bit for bit', async () => {
+    const c = tiny(tmp());
+    const data = await loadDatasets(c);
+    const model = modelFor(device, c, data.train);
+    const loader = new BatchLoader(data.train, { batchSize: 32, seed: 0, dropLast: true });
+    const augmenter = augmenterFor(device, c, data.train);
+    const opt = new SGD({ params: model.namedParameters(), lr: 0.1, momentum: 0.9 });
+    // give the optimizer a real state first
+    for (const p of model.parameters()) p.grad = keep(tensor(device, new Float32Array(p.size).fill(0.01), p.shape));
+    opt.step();
+    const before = await Promise.all(Object.entries(model.stateDict()).map(async ([k, t]) => [k, t.dtype === 'i32' ? await t.toInt32Array() : await t.toArray()] as const));
+    const optBefore = await opt.state();
+    const r = await rangeTest({ device, model, train: trainSource(device, loader, augmenter, true), steps: 30, startLr: 1e-3, endLr: 10, optimizer: opt, readEvery: 5 });
+    assert.ok(r.steps >= 10, `recorded ${r.steps} steps`);
+    assert.equal(r.lrs.length, r.losses.length);
+    for (const [k, want] of before) {
+      const t = model.stateDict()[k]!;
+      const got = t.dtype === 'i32' ? await t.toInt32Array() : await t.toArray();
+      assert.deepEqual(got, want, `${k} changed`);
+    }
+    assert.deepEqual(await opt.state(), optBefore);
+    for (const p of model.parameters()) assert.ok(p.grad, 'the caller’s gradients are kept');
+    augmenter.dispose();
+  });
+
+  it('the range-test command writes the curve, the plot and a suggestion; --max-lr auto uses it', async () => {
+    const out = tmp();
+    const c = tiny(out, { syntheticTrain: 512 });
+    const r = await rangeTestForConfig(device, c, { ...RANGE_DEFAULTS, steps: 40, startLr: 1e-3, endLr: 20 }, () => {});
+    for (const f of ['range-test.json', 'range-test.csv', 'range-test.svg']) assert.ok(existsSync(join(out, f)), f);
+    assert.ok(r.suggestion, r.suggestionError ?? '');
+    const lr = await resolveMaxLrByRangeTest(device, { ...c, out: tmp() });
+    assert.ok(lr > 0 && Number.isFinite(lr));
+  });
+});
