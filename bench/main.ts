@@ -1,0 +1,241 @@
+// Kernel microbenchmarks and the training step, ours and TensorFlow.js's WebGPU
+// backend side by side on the same adapter, each figure also a fraction of the
+// adapter's measured peak.
+//
+//   node --import tsx bench/main.ts [--quick] [--json out.json] [--compare old.json]
+//   node --import tsx bench/main.ts --compare old.json new.json      (no run: compare two files)
+//
+// Options: --quick (fewer shapes and rounds, < ~2 min on lavapipe), --no-peer
+// (skip TF.js), --only <text> (cases whose id or label contains it), --rounds N,
+// --threshold F (regression threshold for --compare, default 0.15),
+// --dawn-flag <flag> (extra dawn.node flag, repeatable), --no-step.
+//
+// See BENCHMARKS.md for recorded figures and how to read them.
+import { execSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { type Device, createDevice } from '../engine/device.ts';
+import { type BenchCase, convCases, matmulCases, memoryCases, optimizerCases } from './cases.ts';
+import { FMA_VARIANTS, copyCase, fmaCase } from './peak.ts';
+import { type BenchResult, type CaseResult, type Peaks, type SideResult, compareResults, formatTable } from './report.ts';
+import { stepBenchmarks } from './step.ts';
+import { type TfPeer, loadTf, tfRounds } from './tfjs.ts';
+import { GpuTimer, type Round, type TimingOptions, engineRound, interleave } from './timing.ts';
+
+/** Dawn quantises timestamps unless this toggle is off (see bench/timing.ts). */
+export const BENCH_DAWN_FLAGS = ['disable-dawn-features=timestamp_quantization'];
+
+interface Args {
+  quick: boolean;
+  json: string | null;
+  compare: string[];
+  peer: boolean;
+  only: string | null;
+  rounds: number | null;
+  threshold: number;
+  dawnFlags: string[];
+  step: boolean;
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { quick: false, json: null, compare: [], peer: true, only: null, rounds: null, threshold: 0.15, dawnFlags: [], step: true };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const value = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${arg} needs a value`);
+      return v;
+    };
+    if (arg === '--quick') a.quick = true;
+    else if (arg === '--json') a.json = value();
+    else if (arg === '--compare') {
+      a.compare.push(value());
+      if (argv[i + 1] && !argv[i + 1]!.startsWith('--')) a.compare.push(argv[++i]!);
+    } else if (arg === '--no-peer') a.peer = false;
+    else if (arg === '--no-step') a.step = false;
+    else if (arg === '--only') a.only = value();
+    else if (arg === '--rounds') a.rounds = Number(value());
+    else if (arg === '--threshold') a.threshold = Number(value());
+    else if (arg === '--dawn-flag') a.dawnFlags.push(value());
+    else if (arg === '--help' || arg === '-h') {
+      console.log(readFileSync(new URL(import.meta.url), 'utf8').split('\n').filter((l) => l.startsWith('//')).map((l) => l.slice(3)).join('\n'));
+      process.exit(0);
+    } else throw new Error(`unknown argument ${arg} (see --help)`);
+  }
+  return a;
+}
+
+function gitCommit(): string | null {
+  try {
+    const dirty = execSync('git status --porcelain --untracked-files=no', { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim() ? '+dirty' : '';
+    return execSync('git rev-parse --short HEAD', { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim() + dirty;
+  } catch {
+    return null;
+  }
+}
+
+const started = performance.now();
+function log(msg: string): void {
+  process.stderr.write(`[${((performance.now() - started) / 1000).toFixed(0).padStart(4)} s] ${msg}\n`);
+}
+
+async function measurePeaks(device: Device, timer: GpuTimer | null, o: TimingOptions, quick: boolean): Promise<Peaks> {
+  const fmaAll: Record<string, number> = {};
+  let best = { gflops: 0, name: '' };
+  for (const v of quick ? FMA_VARIANTS.slice(0, 3) : FMA_VARIANTS) {
+    const c = fmaCase(device, v, 1e9);
+    const [m] = await interleave([engineRound(device, timer, c)], o);
+    c.dispose();
+    const ms = m!.gpu?.median ?? m!.wall.median;
+    const g = c.flops / (ms * 1e6);
+    const name = `${v.chains}×${v.vec === 4 ? 'vec4' : 'f32'} chains, ×${v.unroll} unrolled, wg ${v.workgroup}`;
+    fmaAll[name] = g;
+    if (g > best.gflops) best = { gflops: g, name };
+  }
+  const copy = copyCase(device, 32 << 20);
+  const [cm] = await interleave([engineRound(device, timer, copy)], o);
+  copy.dispose();
+  const copyMs = cm!.gpu?.median ?? cm!.wall.median;
+  return { fmaGflops: best.gflops, fmaVariant: best.name, fmaAll, copyGBs: copy.bytes / (copyMs * 1e6) };
+}
+
+async function runCase(c: BenchCase, device: Device, timer: GpuTimer | null, peer: TfPeer | null, o: TimingOptions, quick: boolean): Promise<CaseResult> {
+  const res: CaseResult = { id: c.id, group: c.group, label: c.label, ours: null, peer: null };
+  if (c.flops !== undefined) res.flops = c.flops;
+  if (c.bytes !== undefined) res.bytes = c.bytes;
+  const ours = c.ours ? c.ours(device) : null;
+  let peerCase = null;
+  if (!peer) res.peerNote = 'no peer';
+  else if (!c.peer) res.peerNote = 'no TF.js equivalent';
+  else if (quick && c.peerFullOnly) res.peerNote = 'skipped under --quick';
+  else {
+    try {
+      peerCase = c.peer(peer.tf);
+    } catch (e) {
+      res.peerNote = `TF.js failed: ${(e as Error).message.split('\n')[0]}`;
+    }
+  }
+  const sides: Round[] = [];
+  const kinds: string[] = [];
+  if (ours) {
+    sides.push(engineRound(device, timer, ours));
+    kinds.push('ours');
+  }
+  if (peerCase && peer) {
+    const r = tfRounds(peer, peerCase.run);
+    if (r.gpu) {
+      sides.push(r.gpu);
+      kinds.push('peer-gpu');
+    }
+    if (!r.gpu || !quick) {
+      sides.push(r.wall);
+      kinds.push('peer-wall');
+    }
+  }
+  try {
+    const ms = await interleave(sides, o);
+    const peerSide: Partial<SideResult> = {};
+    ms.forEach((m, i) => {
+      if (kinds[i] === 'ours') res.ours = m;
+      else if (kinds[i] === 'peer-gpu') {
+        peerSide.gpu = m.gpu;
+        peerSide.wall = m.wall; // profiled wall: replaced by the unprofiled one when measured
+      } else {
+        peerSide.wall = m.wall;
+        peerSide.gpu ??= null;
+      }
+    });
+    if (peerSide.wall) res.peer = { gpu: peerSide.gpu ?? null, wall: peerSide.wall };
+  } catch (e) {
+    const msg = (e as Error).message;
+    if (/TF\.js/.test(msg)) res.peerNote = msg.split('\n')[0];
+    else res.error = msg;
+  } finally {
+    ours?.dispose();
+    peerCase?.dispose();
+  }
+  return res;
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  if (args.compare.length === 2) {
+    const [a, b] = args.compare.map((f) => JSON.parse(readFileSync(f, 'utf8')) as BenchResult);
+    const { text, regressions } = compareResults(a!, b!, { threshold: args.threshold });
+    console.log(text);
+    process.exitCode = regressions ? 1 : 0;
+    return;
+  }
+  const t0 = performance.now();
+  const dawnFlags = [...BENCH_DAWN_FLAGS, ...args.dawnFlags];
+  const device = await createDevice({ dawnFlags });
+  const timer = device.hasTimestampQuery ? new GpuTimer(device) : null;
+  const o: TimingOptions = args.quick
+    ? { rounds: args.rounds ?? 3, warmup: 1, targetMs: 60, maxReps: 20 }
+    : { rounds: args.rounds ?? 7, warmup: 2, targetMs: 200, maxReps: 50 };
+  log(`bench: adapter ${device.label}; timing ${timer ? 'GPU timestamps' : 'wall clock'}; ${args.quick ? 'quick' : 'full'} run`);
+
+  let peer: TfPeer | null = null;
+  let peerDesc = 'none (--no-peer)';
+  if (args.peer) {
+    const loaded = await loadTf(dawnFlags);
+    peer = loaded.peer;
+    peerDesc = peer ? `TensorFlow.js ${peer.tf.version_core} WebGPU backend (${peer.hasTimestampQuery ? 'kernel times from tf.time' : 'wall clock'})` : `unavailable: ${loaded.why}`;
+    log(`bench: peer ${peerDesc}`);
+  }
+
+  log('bench: peaks');
+  const peak = await measurePeaks(device, timer, o, args.quick);
+  const all: BenchCase[] = [
+    ...matmulCases(args.quick, device),
+    ...convCases(args.quick, device),
+    ...memoryCases(args.quick, device),
+    ...optimizerCases(args.quick, device),
+  ];
+  const only = args.only;
+  const cases = only ? all.filter((c) => c.id.includes(only) || c.label.includes(only)) : all;
+  const results: CaseResult[] = [];
+  for (const c of cases) {
+    log(`bench: ${c.label}`);
+    results.push(await runCase(c, device, timer, peer, o, args.quick));
+  }
+  const steps = args.step && !only ? await stepBenchmarks({ device, timer, peer, quick: args.quick, log }) : [];
+
+  const load = os.loadavg();
+  const result: BenchResult = {
+    meta: {
+      date: new Date().toISOString(),
+      command: `node --import tsx bench/main.ts ${process.argv.slice(2).join(' ')}`.trim(),
+      adapter: device.label,
+      node: process.version,
+      platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+      cpus: `${os.cpus().length}× ${os.cpus()[0]?.model ?? '?'}`,
+      loadAverage: load,
+      gitCommit: gitCommit(),
+      dawnFlags,
+      timing: timer ? 'gpu-timestamps' : 'wall-clock',
+      quick: args.quick,
+      peer: peerDesc,
+    },
+    peak,
+    cases: results,
+    steps,
+  };
+  console.log(formatTable(result));
+  console.log(`\n(${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+  if (args.json) {
+    writeFileSync(args.json, JSON.stringify(result, null, 1));
+    log(`bench: wrote ${args.json}`);
+  }
+  if (args.compare.length === 1) {
+    const old = JSON.parse(readFileSync(args.compare[0]!, 'utf8')) as BenchResult;
+    const { text, regressions } = compareResults(old, result, { threshold: args.threshold });
+    console.log(`\n${text}`);
+    if (regressions) process.exitCode = 1;
+  }
+  timer?.destroy();
+  peer?.destroy();
+  device.destroy();
+}
+
+await main();

@@ -1,0 +1,277 @@
+// Results: the JSON a run writes, the table it prints, the check of the issue's
+// targets, and the comparison of two result files (regression check).
+//
+// Every time is milliseconds per repetition. A side's figure is its GPU
+// (timestamp) median where it has one, else its wall-clock median; a ratio to
+// the peer compares like with like (GPU with GPU, else wall with wall).
+import type { Stats } from './timing.ts';
+
+export interface SideResult {
+  gpu: Stats | null;
+  wall: Stats;
+}
+
+export interface CaseResult {
+  id: string;
+  group: string;
+  label: string;
+  flops?: number;
+  bytes?: number;
+  ours: SideResult | null;
+  peer: SideResult | null;
+  error?: string;
+  /** why the peer has no figure (skipped, unsupported, failed) */
+  peerNote?: string;
+}
+
+export interface StepResult {
+  id: string;
+  label: string;
+  batch: number;
+  ours: StepFigures | null;
+  peer: StepFigures | null;
+  note?: string;
+}
+
+export interface StepFigures {
+  imagesPerSec: number;
+  msPerStep: SideResult;
+  /** milliseconds per phase (forward, backward, optimizer), measured separately */
+  phases?: Record<string, number>;
+  dispatchesPerStep?: number;
+  submitsPerStep?: number;
+  /** GPU buffers created per step after warm-up (0 = no growth) */
+  buffersCreatedPerStep?: number;
+  /** live bytes change per step after warm-up */
+  liveBytesGrowthPerStep?: number;
+}
+
+export interface Peaks {
+  /** best of the FMA-loop variants */
+  fmaGflops: number;
+  fmaVariant: string;
+  fmaAll: Record<string, number>;
+  /** bytes read + bytes written per second */
+  copyGBs: number;
+}
+
+export interface BenchResult {
+  meta: {
+    date: string;
+    command: string;
+    adapter: string;
+    node: string;
+    platform: string;
+    cpus: string;
+    loadAverage: number[];
+    gitCommit: string | null;
+    dawnFlags: string[];
+    timing: 'gpu-timestamps' | 'wall-clock';
+    quick: boolean;
+    peer: string;
+  };
+  peak: Peaks;
+  cases: CaseResult[];
+  steps: StepResult[];
+}
+
+/** The figure a side is judged by, and how it was measured. */
+export function figure(s: SideResult | null): { ms: number; how: 'gpu' | 'wall' } | null {
+  if (!s) return null;
+  return s.gpu ? { ms: s.gpu.median, how: 'gpu' } : { ms: s.wall.median, how: 'wall' };
+}
+
+/** Peer time / our time (>1: we are faster), like with like. */
+export function peerRatio(c: { ours: SideResult | null; peer: SideResult | null }): number | null {
+  if (!c.ours || !c.peer) return null;
+  if (c.ours.gpu && c.peer.gpu) return c.peer.gpu.median / c.ours.gpu.median;
+  return c.peer.wall.median / c.ours.wall.median;
+}
+
+export interface Rate {
+  value: number;
+  unit: 'GFLOP/s' | 'GB/s';
+  /** fraction of the adapter's measured peak (FMA loop or copy) */
+  ofPeak: number;
+}
+
+export function rate(c: CaseResult, peak: Peaks, side: SideResult | null = c.ours): Rate | null {
+  const f = figure(side);
+  if (!f) return null;
+  if (c.flops) {
+    const v = c.flops / (f.ms * 1e6);
+    return { value: v, unit: 'GFLOP/s', ofPeak: v / peak.fmaGflops };
+  }
+  if (c.bytes) {
+    const v = c.bytes / (f.ms * 1e6);
+    return { value: v, unit: 'GB/s', ofPeak: v / peak.copyGBs };
+  }
+  return null;
+}
+
+// ------------------------------------------------------------------ table
+
+const fmtMs = (ms: number): string => (ms >= 100 ? ms.toFixed(0) : ms >= 10 ? ms.toFixed(1) : ms >= 1 ? ms.toFixed(2) : ms.toFixed(3));
+const pad = (s: string, n: number): string => (s.length >= n ? s : s + ' '.repeat(n - s.length));
+const lpad = (s: string, n: number): string => (s.length >= n ? s : ' '.repeat(n - s.length) + s);
+
+function row(cols: string[], widths: number[]): string {
+  return cols.map((c, i) => (i === 0 ? pad(c, widths[i]!) : lpad(c, widths[i]!))).join('  ');
+}
+
+/** The readable table: one line per case with its rate, fraction of peak and ratio to the peer. */
+export function formatTable(r: BenchResult): string {
+  const out: string[] = [];
+  const m = r.meta;
+  out.push(`adapter: ${m.adapter}`);
+  out.push(`timing: ${m.timing}; peer: ${m.peer}; load average ${m.loadAverage.map((x) => x.toFixed(2)).join(' ')}`);
+  out.push(
+    `peak: FMA loop ${r.peak.fmaGflops.toFixed(1)} GFLOP/s (${r.peak.fmaVariant}), copy ${r.peak.copyGBs.toFixed(2)} GB/s (read + write)`,
+  );
+  const widths = [52, 9, 5, 16, 7, 10, 8];
+  out.push('');
+  out.push(row(['case', 'ours ms', '±', 'rate', 'of peak', 'TF.js ms', '×TF.js'], widths));
+  let group = '';
+  for (const c of r.cases) {
+    if (c.group !== group) {
+      group = c.group;
+      out.push(`-- ${group}`);
+    }
+    if (c.error) {
+      out.push(row([c.label, 'error', '', '', '', '', ''], widths) + `  ${c.error.split('\n')[0]}`);
+      continue;
+    }
+    const f = figure(c.ours);
+    const s = c.ours ? (c.ours.gpu ?? c.ours.wall) : null;
+    const rt = rate(c, r.peak);
+    const pf = figure(c.peer);
+    const ratio = peerRatio(c);
+    out.push(
+      row(
+        [
+          c.label,
+          f ? fmtMs(f.ms) : '-',
+          s ? `${Math.round(s.spread * 100)}%` : '',
+          rt ? `${rt.value.toFixed(rt.value >= 10 ? 1 : 2)} ${rt.unit}` : '',
+          rt ? `${(rt.ofPeak * 100).toFixed(0)}%` : '',
+          pf ? fmtMs(pf.ms) : (c.peerNote ? 'n/a' : '-'),
+          ratio !== null ? `${ratio.toFixed(ratio >= 10 ? 0 : 1)}×` : '',
+        ],
+        widths,
+      ) + (c.peerNote && !pf ? `  (${c.peerNote})` : ''),
+    );
+  }
+  if (r.steps.length) {
+    out.push('');
+    out.push('-- training step');
+    for (const s of r.steps) {
+      if (!s.ours && !s.peer) {
+        out.push(`${s.label}: ${s.note ?? 'not measured'}`);
+        continue;
+      }
+      const o = s.ours;
+      const p = s.peer;
+      const ratio = o && p ? o.imagesPerSec / p.imagesPerSec : null;
+      out.push(
+        `${s.label}: ours ${o ? `${o.imagesPerSec.toFixed(1)} img/s` : '-'}` +
+          (o?.phases ? ` (${Object.entries(o.phases).map(([k, v]) => `${k} ${fmtMs(v)} ms`).join(', ')})` : '') +
+          (o?.dispatchesPerStep !== undefined ? `, ${o.dispatchesPerStep} dispatches, ${o.submitsPerStep} submits/step` : '') +
+          (o?.buffersCreatedPerStep !== undefined ? `, ${o.buffersCreatedPerStep} buffers created/step, ${o.liveBytesGrowthPerStep} B live growth/step` : '') +
+          `; TF.js ${p ? `${p.imagesPerSec.toFixed(1)} img/s` : '-'}` +
+          (ratio !== null ? `; ${ratio.toFixed(1)}× TF.js` : '') +
+          (s.note ? `  (${s.note})` : ''),
+      );
+    }
+  }
+  out.push('');
+  out.push(...formatTargets(r));
+  return out.join('\n');
+}
+
+/** The issue's targets, each marked met / NOT met / not measured, with the figure. */
+export function formatTargets(r: BenchResult): string[] {
+  const out = ['targets (figures from this run):'];
+  const mark = (ok: boolean | null): string => (ok === null ? '[ n/a ]' : ok ? '[ met ]' : '[ NOT met ]');
+  const mm = r.cases.find((c) => c.id === 'matmul/1024x1024x1024');
+  const mmRate = mm ? rate(mm, r.peak) : null;
+  out.push(
+    `  ${mark(mmRate ? mmRate.ofPeak >= 0.6 : null)} matmul 1024³ ≥ 60% of the FMA peak: ` +
+      (mmRate ? `${(mmRate.ofPeak * 100).toFixed(0)}% (${mmRate.value.toFixed(1)} of ${r.peak.fmaGflops.toFixed(1)} GFLOP/s)` : 'not measured'),
+  );
+  const convs = r.cases.filter((c) => c.group === 'conv2d' && !c.error);
+  const ratios = convs.map((c) => peerRatio(c)).filter((x): x is number => x !== null);
+  if (ratios.length) {
+    const worst = Math.min(...ratios);
+    const worstCase = convs.find((c) => peerRatio(c) === worst)!;
+    out.push(`  ${mark(worst >= 5)} every conv2d kernel ≥ 5× TF.js: worst ${worst.toFixed(1)}× (${worstCase.label}), ${ratios.filter((x) => x >= 5).length}/${ratios.length} cases ≥ 5×`);
+  } else out.push(`  ${mark(null)} every conv2d kernel ≥ 5× TF.js: not measured`);
+  const step = r.steps.find((s) => s.id === 'step/resnet20/b128');
+  const sr = step?.ours && step.peer ? step.ours.imagesPerSec / step.peer.imagesPerSec : null;
+  out.push(`  ${mark(sr === null ? null : sr >= 10)} ResNet-20 step ≥ 10× TF.js images/s: ${sr === null ? (step?.note ?? 'not measured') : `${sr.toFixed(1)}×`}`);
+  const subs = step?.ours?.submitsPerStep;
+  out.push(`  ${mark(subs === undefined ? null : subs <= 2)} ≤ 2 submits per step: ${subs === undefined ? 'not measured' : subs}`);
+  const growth = step?.ours?.buffersCreatedPerStep;
+  out.push(
+    `  ${mark(growth === undefined ? null : growth === 0 && (step!.ours!.liveBytesGrowthPerStep ?? 0) === 0)} zero growth per step: ` +
+      (growth === undefined ? 'not measured' : `${growth} buffers created, ${step!.ours!.liveBytesGrowthPerStep} live bytes per step`),
+  );
+  return out;
+}
+
+// ------------------------------------------------------------------ compare
+
+export interface CompareOptions {
+  /** a case regresses when its time grows by more than this fraction */
+  threshold: number;
+}
+
+/**
+ * Compares a new result with an old one case by case. Raw times move with machine
+ * load, so each case's time is also given normalised by its run's FMA peak (the
+ * peak kernel is measured in the same run, under the same load), and its ratio to
+ * the peer (measured in interleaved rounds). A case regresses when its
+ * peak-normalised time grows by more than the threshold.
+ */
+export function compareResults(oldR: BenchResult, newR: BenchResult, o: CompareOptions): { text: string; regressions: number } {
+  const out: string[] = [];
+  out.push(`old: ${oldR.meta.date} ${oldR.meta.gitCommit ?? ''} (peak ${oldR.peak.fmaGflops.toFixed(1)} GFLOP/s, load ${oldR.meta.loadAverage[0]?.toFixed(2)})`);
+  out.push(`new: ${newR.meta.date} ${newR.meta.gitCommit ?? ''} (peak ${newR.peak.fmaGflops.toFixed(1)} GFLOP/s, load ${newR.meta.loadAverage[0]?.toFixed(2)})`);
+  if (oldR.meta.adapter !== newR.meta.adapter) out.push(`warning: different adapters (${oldR.meta.adapter} vs ${newR.meta.adapter})`);
+  const widths = [52, 9, 9, 8, 10, 9, 9];
+  out.push(row(['case', 'old ms', 'new ms', 'change', 'vs peak', 'old ×TF', 'new ×TF'], widths));
+  const olds = new Map(oldR.cases.map((c) => [c.id, c]));
+  let regressions = 0;
+  for (const c of newR.cases) {
+    const prev = olds.get(c.id);
+    const a = figure(prev?.ours ?? null);
+    const b = figure(c.ours);
+    if (!prev || !a || !b) continue;
+    const change = b.ms / a.ms - 1;
+    // time × peak: the time the case would take on a machine of peak 1 GFLOP/s
+    const normChange = (b.ms * newR.peak.fmaGflops) / (a.ms * oldR.peak.fmaGflops) - 1;
+    const reg = normChange > o.threshold;
+    if (reg) regressions++;
+    const ro = peerRatio(prev);
+    const rn = peerRatio(c);
+    out.push(
+      row(
+        [
+          c.label,
+          fmtMs(a.ms),
+          fmtMs(b.ms),
+          `${change >= 0 ? '+' : ''}${(change * 100).toFixed(0)}%`,
+          `${normChange >= 0 ? '+' : ''}${(normChange * 100).toFixed(0)}%`,
+          ro !== null ? `${ro.toFixed(1)}×` : '',
+          rn !== null ? `${rn.toFixed(1)}×` : '',
+        ],
+        widths,
+      ) + (reg ? '  REGRESSION' : ''),
+    );
+  }
+  out.push(
+    regressions
+      ? `${regressions} case(s) slower by more than ${(o.threshold * 100).toFixed(0)}% (time normalised by each run's FMA peak)`
+      : `no case slower by more than ${(o.threshold * 100).toFixed(0)}% (time normalised by each run's FMA peak)`,
+  );
+  return { text: out.join('\n'), regressions };
+}

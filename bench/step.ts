@@ -1,0 +1,223 @@
+// The whole training step of a CIFAR ResNet at batch 128: images/s, ms per phase
+// (forward, backward, optimizer; each timed in its own GPU timestamp window),
+// dispatches and submits per step, GPU buffers created and live bytes gained per
+// step after warm-up (both should be 0). The peer is the same network written
+// with tfjs-layers and trained with TF.js's momentum optimizer.
+//
+// Our model is models/resnet.ts (CifarResNet, option-A shortcuts as in the
+// paper), loaded with a dynamic import so the bench still runs where it is absent.
+//
+// The peer's shortcuts are option B (1×1 conv + batchnorm) because tfjs-layers
+// has no strided-slice layer for option A; that adds ~1% of the FLOPs to the
+// peer's step. The peer's optimizer has no weight decay (a few elementwise ops).
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { Device } from '../engine/device.ts';
+import { SGD } from '../engine/optim.ts';
+import { softmaxCrossEntropy } from '../engine/ops/loss.ts';
+import { type Tensor, randn, tensor, tidy } from '../engine/tensor.ts';
+import type { StepFigures, StepResult } from './report.ts';
+import type { Scalar } from '@tensorflow/tfjs-core';
+import type { TfPeer, TfTensor } from './tfjs.ts';
+import { GpuTimer, engineRound, interleave } from './timing.ts';
+
+interface Model {
+  forward(x: Tensor): Tensor;
+  parameters(): Tensor[];
+  train(mode?: boolean): unknown;
+  dispose?(): void;
+}
+
+/** Our ResNet of `depth` from models/resnet.ts, or the reason there is none. */
+async function buildOurs(device: Device, depth: number): Promise<Model | string> {
+  const file = fileURLToPath(new URL('../models/resnet.ts', import.meta.url));
+  if (!existsSync(file)) return 'models/resnet.ts does not exist';
+  const mod = (await import(file)) as { resnet?: (d: Device, o: { depth: number; numClasses: number; shortcut: 'A' }) => Model };
+  if (typeof mod.resnet !== 'function') return 'models/resnet.ts has no resnet(device, options) factory; adapt buildOurs() in bench/step.ts';
+  return mod.resnet(device, { depth, numClasses: 10, shortcut: 'A' });
+}
+
+export interface StepBenchOptions {
+  device: Device;
+  timer: GpuTimer | null;
+  peer: TfPeer | null;
+  quick: boolean;
+  log: (msg: string) => void;
+}
+
+export async function stepBenchmarks(o: StepBenchOptions): Promise<StepResult[]> {
+  const out: StepResult[] = [];
+  // --quick: batch 16 (a batch-128 step takes 30-60 s on lavapipe); dispatches, submits and growth do not depend on it
+  const configs = o.quick ? [{ depth: 20, batch: 16 }] : [{ depth: 20, batch: 128 }, { depth: 56, batch: 128 }];
+  for (const { depth, batch } of configs) {
+    o.log(`bench: ResNet-${depth} training step, batch ${batch}`);
+    const r: StepResult = { id: `step/resnet${depth}/b${batch}`, label: `ResNet-${depth} step, batch ${batch}`, batch, ours: null, peer: null };
+    const notes: string[] = [];
+    try {
+      const built = await buildOurs(o.device, depth);
+      if (typeof built === 'string') notes.push(`ours: ${built}`);
+      else r.ours = await oursStep(o, built, batch);
+    } catch (e) {
+      notes.push(`ours failed: ${(e as Error).message.split('\n')[0]}`);
+    }
+    if (!o.peer) notes.push('no peer');
+    else if (o.quick) notes.push('TF.js step skipped under --quick (about 20 s per step on lavapipe)');
+    else {
+      try {
+        r.peer = await peerStep(o.peer, depth, batch);
+      } catch (e) {
+        notes.push(`TF.js failed: ${(e as Error).message.split('\n')[0]}`);
+      }
+    }
+    if (notes.length) r.note = notes.join('; ');
+    out.push(r);
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------ ours
+
+async function oursStep(o: StepBenchOptions, model: Model, batch: number): Promise<StepFigures> {
+  const { device } = o;
+  model.train(true);
+  const opt = new SGD({ params: model.parameters(), lr: 0.05, momentum: 0.9, weightDecay: 5e-4 });
+  const x = randn(device, [batch, 3, 32, 32], { seed: 1 });
+  const labels = tensor(device, Array.from({ length: batch }, (_, i) => i % 10), [batch], 'i32');
+  const forward = (): Tensor => softmaxCrossEntropy(model.forward(x), labels);
+  const step = (): void => {
+    tidy(() => forward().backward());
+    opt.step();
+    opt.zeroGrad();
+    device.flush();
+  };
+  try {
+    // warm-up: compiles every pipeline and fills the buffer pool
+    for (let i = 0; i < (o.quick ? 1 : 2); i++) step();
+    await device.sync();
+
+    const steps = o.quick ? 1 : 3;
+    const e0 = device.executionStats();
+    const m0 = device.memoryStats();
+    for (let i = 0; i < steps; i++) step();
+    await device.sync();
+    const e1 = device.executionStats();
+    const m1 = device.memoryStats();
+
+    const [timed] = await interleave([engineRound(device, o.timer, { record: step })], {
+      rounds: o.quick ? 1 : 3, warmup: 0, targetMs: 0, maxReps: 1,
+    });
+    const ms = timed!.gpu?.median ?? timed!.wall.median;
+    const fig: StepFigures = {
+      imagesPerSec: batch / (timed!.wall.median / 1000),
+      msPerStep: timed!,
+      dispatchesPerStep: (e1.dispatches - e0.dispatches) / steps,
+      submitsPerStep: (e1.submits - e0.submits) / steps,
+      buffersCreatedPerStep: (m1.createdBuffers - m0.createdBuffers) / steps,
+      liveBytesGrowthPerStep: (m1.liveBytes - m0.liveBytes) / steps,
+    };
+    if (o.timer) fig.phases = { ...(await phases(o, model, forward, opt)), step: ms };
+    return fig;
+  } finally {
+    x.dispose();
+    labels.dispose();
+    model.dispose?.();
+  }
+}
+
+/** Forward, backward and optimizer of one step, each between its own pair of timestamps. */
+async function phases(o: StepBenchOptions, _model: Model, forward: () => Tensor, opt: SGD): Promise<Record<string, number>> {
+  const { device } = o;
+  const timers = [new GpuTimer(device), new GpuTimer(device), new GpuTimer(device)];
+  const sums = [0, 0, 0];
+  const n = o.quick ? 1 : 2;
+  try {
+    for (let i = 0; i < n; i++) {
+      await device.sync();
+      tidy(() => {
+        timers[0]!.begin();
+        const loss = forward();
+        timers[0]!.end();
+        timers[1]!.begin();
+        loss.backward();
+        timers[1]!.end();
+      });
+      timers[2]!.begin();
+      opt.step();
+      opt.zeroGrad();
+      timers[2]!.end();
+      await device.sync();
+      for (let t = 0; t < 3; t++) sums[t]! += (await timers[t]!.elapsedNs()) / 1e6;
+    }
+  } finally {
+    timers.forEach((t) => t.destroy());
+  }
+  return { forward: sums[0]! / n, backward: sums[1]! / n, optimizer: sums[2]! / n };
+}
+
+// ------------------------------------------------------------------ peer
+
+/** CIFAR ResNet-(6n+2) in tfjs-layers, NHWC, option-B shortcuts. */
+function tfResNet(peer: TfPeer, depth: number): ReturnType<TfPeer['layers']['model']> {
+  const L = peer.layers.layers;
+  const n = (depth - 2) / 6;
+  const conv = (filters: number, k: number, stride: number) =>
+    L.conv2d({ filters, kernelSize: k, strides: stride, padding: 'same', useBias: false, kernelInitializer: 'heNormal' });
+  const bn = () => L.batchNormalization({ axis: 3, momentum: 0.9, epsilon: 1e-5 });
+  const relu = () => L.activation({ activation: 'relu' });
+  const input = peer.layers.input({ shape: [32, 32, 3] });
+  type Sym = ReturnType<typeof peer.layers.input>;
+  let x = relu().apply(bn().apply(conv(16, 3, 1).apply(input))) as Sym;
+  let channels = 16;
+  for (let s = 0; s < 3; s++) {
+    const filters = 16 << s;
+    for (let b = 0; b < n; b++) {
+      const stride = s > 0 && b === 0 ? 2 : 1;
+      let y = relu().apply(bn().apply(conv(filters, 3, stride).apply(x))) as Sym;
+      y = bn().apply(conv(filters, 3, 1).apply(y)) as Sym;
+      const shortcut = stride !== 1 || channels !== filters ? (bn().apply(conv(filters, 1, stride).apply(x)) as Sym) : x;
+      x = relu().apply(L.add().apply([y, shortcut])) as Sym;
+      channels = filters;
+    }
+  }
+  const pooled = L.globalAveragePooling2d({}).apply(x) as Sym;
+  const logits = L.dense({ units: 10 }).apply(pooled) as Sym;
+  return peer.layers.model({ inputs: input, outputs: logits });
+}
+
+async function peerStep(peer: TfPeer, depth: number, batch: number): Promise<StepFigures> {
+  const { tf } = peer;
+  const model = tfResNet(peer, depth);
+  const opt = tf.train.momentum(0.05, 0.9);
+  const x = tf.randomNormal([batch, 32, 32, 3]);
+  const y = tf.oneHot(tf.tensor1d(Array.from({ length: batch }, (_, i) => i % 10), 'int32'), 10);
+  const step = (): TfTensor[] => {
+    opt.minimize(() => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as TfTensor) as Scalar, false);
+    return [];
+  };
+  try {
+    const check = (): void => {
+      const errs = peer.takeErrors();
+      if (errs.length) throw new Error(`TF.js WebGPU error: ${errs[0]}`);
+    };
+    step();
+    await peer.sync();
+    check();
+    const times: number[] = [];
+    for (let i = 0; i < 2; i++) {
+      const t0 = performance.now();
+      step();
+      await peer.sync();
+      times.push(performance.now() - t0);
+      check();
+    }
+    times.sort((a, b) => a - b);
+    const ms = times[0]!;
+    const stats = { median: (times[0]! + times[1]!) / 2, min: times[0]!, max: times[1]!, spread: (times[1]! - times[0]!) / ms, rounds: 2, reps: 1 };
+    return { imagesPerSec: batch / (stats.median / 1000), msPerStep: { gpu: null, wall: stats } };
+  } finally {
+    x.dispose();
+    y.dispose();
+    opt.dispose();
+    model.dispose();
+  }
+}
