@@ -2,10 +2,14 @@
 // (`npm start -- COMMAND [flags]`; `npm start` alone trains on the built-in dataset).
 import { rangeTestCommand } from './rangeTestCommand.ts';
 import { trainCommand } from './train.ts';
+import { tuneCommand } from './tuneCommand.ts';
 
 const COMMANDS: Record<string, { summary: string; run: (argv: string[]) => Promise<number> }> = {
   train: { summary: 'train a model (One Cycle by default) with metrics, plots, checkpoints and resume', run: trainCommand },
   'range-test': { summary: 'LR range test: loss curve, plot and suggested max/min LR', run: rangeTestCommand },
+  eval: { summary: "evaluate a run's newest checkpoint on the test set (loss, accuracy, per class)", run: async (argv) => (await import('./evalCommand.ts')).evalCommand(argv) },
+  download: { summary: 'download CIFAR-10/100 (MD5-checked, atomic) and print the path for train --data', run: async (argv) => (await import('./downloadCommand.ts')).downloadCommand(argv) },
+  tune: { summary: 'choose weight decay and batchnorm momentum by successive halving of short One Cycle runs', run: tuneCommand },
 };
 
 function usage(): string {
