@@ -112,6 +112,13 @@ describe('conv2d', () => {
         ref: refConv2d(2, 1),
         gradTol: GRAD_TOL,
       });
+      // 64-row tiles with 8×4 blocks in all three kernels
+      await checkOp(device, {
+        inputs: [randomArr(rng, [2, 64, 6, 6]), randomArr(rng, [64, 64, 3, 3])],
+        gpu: ([x, w]) => conv2d(x!, w!, null, { padding: 1 }),
+        ref: refConv2d(1, 1),
+        gradTol: GRAD_TOL,
+      });
     } finally {
       convKernelConfig.unroll = saved;
     }
