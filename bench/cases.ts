@@ -13,6 +13,7 @@ import type { Device } from '../engine/device.ts';
 import {
   type Tensor, batchNormRelu, conv2d, conv2dBackwardFilter, conv2dBackwardInput, add, matmul, noGrad, randn, relu, zeros,
 } from '../engine/index.ts';
+import { chooseConfig, configName } from '../kernels/matmul.ts';
 import { sgdUpdate } from '../kernels/sgd.ts';
 import type { EngineWork } from './timing.ts';
 import type { Tensor4D } from '@tensorflow/tfjs-core';
@@ -40,6 +41,8 @@ export interface BenchCase {
   peer?: (tf: Tf) => PeerCase;
   /** skip the peer under --quick (it would take too long) */
   peerFullOnly?: boolean;
+  /** which of our kernels runs (asked when the case runs, after any tuning) */
+  detail?: () => string;
 }
 
 const prod = (s: readonly number[]): number => s.reduce((a, b) => a * b, 1);
@@ -87,6 +90,7 @@ export function matmulCases(quick: boolean, device: Device): BenchCase[] {
       ours: oursOp(() => [randn(device, aShape, { seed: 1 }), randn(device, bShape, { seed: 2 })], ([a, b]) => matmul(a!, b!, flags)),
       peer: (tf) => peerOp(tf, [aShape, bShape], ([a, b]) => tf.matMul(a!, b!, flags.transA, flags.transB)),
       peerFullOnly: s.M >= 2048,
+      detail: () => configName(chooseConfig(device, { ...s, ...flags, batchA: 1, batchB: 1, batch: 1 })),
     });
   }
   return cases;

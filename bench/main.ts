@@ -8,13 +8,17 @@
 // Options: --quick (fewer shapes and rounds, < ~2 min on lavapipe), --no-peer
 // (skip TF.js), --only <text> (cases whose id or label contains it), --rounds N,
 // --threshold F (regression threshold for --compare, default 0.15),
-// --dawn-flag <flag> (extra dawn.node flag, repeatable), --no-step.
+// --dawn-flag <flag> (extra dawn.node flag, repeatable), --no-step, --tune (time
+// the matmul kernels on the square shapes first and keep the fastest per shape
+// class in .cache/matmul-tuning.json, which later runs and training then use).
 //
 // See BENCHMARKS.md for recorded figures and how to read them.
 import { execSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { type Device, createDevice } from '../engine/device.ts';
+import { randn } from '../engine/tensor.ts';
+import { configName, tuneMatmul } from '../kernels/matmul.ts';
 import { type BenchCase, convCases, matmulCases, memoryCases, optimizerCases } from './cases.ts';
 import { FMA_VARIANTS, copyCase, fmaCase } from './peak.ts';
 import { type BenchResult, type CaseResult, type Peaks, type SideResult, compareResults, formatTable } from './report.ts';
@@ -35,10 +39,11 @@ interface Args {
   threshold: number;
   dawnFlags: string[];
   step: boolean;
+  tune: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { quick: false, json: null, compare: [], peer: true, only: null, rounds: null, threshold: 0.15, dawnFlags: [], step: true };
+  const a: Args = { quick: false, json: null, compare: [], peer: true, only: null, rounds: null, threshold: 0.15, dawnFlags: [], step: true, tune: false };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const value = (): string => {
@@ -53,6 +58,7 @@ function parseArgs(argv: string[]): Args {
       if (argv[i + 1] && !argv[i + 1]!.startsWith('--')) a.compare.push(argv[++i]!);
     } else if (arg === '--no-peer') a.peer = false;
     else if (arg === '--no-step') a.step = false;
+    else if (arg === '--tune') a.tune = true;
     else if (arg === '--only') a.only = value();
     else if (arg === '--rounds') a.rounds = Number(value());
     else if (arg === '--threshold') a.threshold = Number(value());
@@ -79,9 +85,15 @@ function log(msg: string): void {
   process.stderr.write(`[${((performance.now() - started) / 1000).toFixed(0).padStart(4)} s] ${msg}\n`);
 }
 
-async function measurePeaks(device: Device, timer: GpuTimer | null, o: TimingOptions, quick: boolean): Promise<Peaks> {
+/** The reference kernels each case is interleaved with, so its peak fraction is measured under the same load. */
+interface PeakProbes {
+  fma: ReturnType<typeof fmaCase>;
+  copy: ReturnType<typeof copyCase>;
+}
+
+async function measurePeaks(device: Device, timer: GpuTimer | null, o: TimingOptions, quick: boolean): Promise<{ peak: Peaks; probes: PeakProbes }> {
   const fmaAll: Record<string, number> = {};
-  let best = { gflops: 0, name: '' };
+  let best = { gflops: 0, name: '', variant: FMA_VARIANTS[0]! };
   for (const v of quick ? FMA_VARIANTS.slice(0, 3) : FMA_VARIANTS) {
     const c = fmaCase(device, v, 1e9);
     const [m] = await interleave([engineRound(device, timer, c)], o);
@@ -90,19 +102,24 @@ async function measurePeaks(device: Device, timer: GpuTimer | null, o: TimingOpt
     const g = c.flops / (ms * 1e6);
     const name = `${v.chains}×${v.vec === 4 ? 'vec4' : 'f32'} chains, ×${v.unroll} unrolled, wg ${v.workgroup}`;
     fmaAll[name] = g;
-    if (g > best.gflops) best = { gflops: g, name };
+    if (g > best.gflops) best = { gflops: g, name, variant: v };
   }
   const copy = copyCase(device, 32 << 20);
   const [cm] = await interleave([engineRound(device, timer, copy)], o);
   copy.dispose();
   const copyMs = cm!.gpu?.median ?? cm!.wall.median;
-  return { fmaGflops: best.gflops, fmaVariant: best.name, fmaAll, copyGBs: copy.bytes / (copyMs * 1e6) };
+  const peak = { fmaGflops: best.gflops, fmaVariant: best.name, fmaAll, copyGBs: copy.bytes / (copyMs * 1e6) };
+  // smaller versions of the best FMA loop and of the copy, run beside every case
+  return { peak, probes: { fma: fmaCase(device, best.variant, 2e8), copy: copyCase(device, 8 << 20) } };
 }
 
-async function runCase(c: BenchCase, device: Device, timer: GpuTimer | null, peer: TfPeer | null, o: TimingOptions, quick: boolean): Promise<CaseResult> {
+async function runCase(
+  c: BenchCase, device: Device, timer: GpuTimer | null, peer: TfPeer | null, o: TimingOptions, quick: boolean, probes: PeakProbes,
+): Promise<CaseResult> {
   const res: CaseResult = { id: c.id, group: c.group, label: c.label, ours: null, peer: null };
   if (c.flops !== undefined) res.flops = c.flops;
   if (c.bytes !== undefined) res.bytes = c.bytes;
+  if (c.detail) res.detail = c.detail();
   const ours = c.ours ? c.ours(device) : null;
   let peerCase = null;
   if (!peer) res.peerNote = 'no peer';
@@ -120,6 +137,11 @@ async function runCase(c: BenchCase, device: Device, timer: GpuTimer | null, pee
   if (ours) {
     sides.push(engineRound(device, timer, ours));
     kinds.push('ours');
+    // the adapter's peak, interleaved with the case: its fraction of peak is taken under the same load
+    if (c.flops || c.bytes) {
+      sides.push(engineRound(device, timer, c.flops ? probes.fma : probes.copy));
+      kinds.push('probe');
+    }
   }
   if (peerCase && peer) {
     const r = tfRounds(peer, peerCase.run);
@@ -137,7 +159,10 @@ async function runCase(c: BenchCase, device: Device, timer: GpuTimer | null, pee
     const peerSide: Partial<SideResult> = {};
     ms.forEach((m, i) => {
       if (kinds[i] === 'ours') res.ours = m;
-      else if (kinds[i] === 'peer-gpu') {
+      else if (kinds[i] === 'probe') {
+        const ms = m.gpu?.median ?? m.wall.median;
+        res.localPeak = c.flops ? probes.fma.flops / (ms * 1e6) : probes.copy.bytes / (ms * 1e6);
+      } else if (kinds[i] === 'peer-gpu') {
         peerSide.gpu = m.gpu;
         peerSide.wall = m.wall; // profiled wall: replaced by the unprofiled one when measured
       } else {
@@ -184,8 +209,21 @@ async function main(): Promise<void> {
     log(`bench: peer ${peerDesc}`);
   }
 
+  let tuning: BenchResult['meta']['tuning'];
+  if (args.tune) {
+    log('bench: tuning matmul for the square shapes (results kept in .cache/matmul-tuning.json)');
+    const sizes = args.quick ? [256, 512, 1024] : [256, 512, 1024, 2048];
+    const res = await tuneMatmul(device, sizes.map((n) => ({ transA: false, transB: false, M: n, N: n, K: n })), (s) => randn(device, s, { seed: 9 }));
+    tuning = res.map((r) => ({
+      shape: r.shape,
+      best: configName(r.best),
+      times: Object.fromEntries(r.times.map((t) => [configName(t.config), t.ms])),
+    }));
+    for (const t of tuning) log(`bench:   ${t.shape}: ${t.best}`);
+  }
+
   log('bench: peaks');
-  const peak = await measurePeaks(device, timer, o, args.quick);
+  const { peak, probes } = await measurePeaks(device, timer, o, args.quick);
   const all: BenchCase[] = [
     ...matmulCases(args.quick, device),
     ...convCases(args.quick, device),
@@ -197,7 +235,7 @@ async function main(): Promise<void> {
   const results: CaseResult[] = [];
   for (const c of cases) {
     log(`bench: ${c.label}`);
-    results.push(await runCase(c, device, timer, peer, o, args.quick));
+    results.push(await runCase(c, device, timer, peer, o, args.quick, probes));
   }
   const steps = args.step && !only ? await stepBenchmarks({ device, timer, peer, quick: args.quick, log }) : [];
 
@@ -212,6 +250,7 @@ async function main(): Promise<void> {
       cpus: `${os.cpus().length}× ${os.cpus()[0]?.model ?? '?'}`,
       loadAverage: load,
       gitCommit: gitCommit(),
+      ...(tuning ? { tuning } : {}),
       dawnFlags,
       timing: timer ? 'gpu-timestamps' : 'wall-clock',
       quick: args.quick,
@@ -233,6 +272,8 @@ async function main(): Promise<void> {
     console.log(`\n${text}`);
     if (regressions) process.exitCode = 1;
   }
+  probes.fma.dispose();
+  probes.copy.dispose();
   timer?.destroy();
   peer?.destroy();
   device.destroy();

@@ -22,6 +22,10 @@ export interface CaseResult {
   error?: string;
   /** why the peer has no figure (skipped, unsupported, failed) */
   peerNote?: string;
+  /** which of our kernels ran */
+  detail?: string;
+  /** the peak (GFLOP/s of the FMA loop, or GB/s of the copy) measured in rounds interleaved with this case */
+  localPeak?: number;
 }
 
 export interface StepResult {
@@ -65,6 +69,8 @@ export interface BenchResult {
     cpus: string;
     loadAverage: number[];
     gitCommit: string | null;
+    /** matmul tuning done by --tune in this run */
+    tuning?: { shape: string; best: string; times: Record<string, number> }[];
     dawnFlags: string[];
     timing: 'gpu-timestamps' | 'wall-clock';
     quick: boolean;
@@ -91,7 +97,7 @@ export function peerRatio(c: { ours: SideResult | null; peer: SideResult | null 
 export interface Rate {
   value: number;
   unit: 'GFLOP/s' | 'GB/s';
-  /** fraction of the adapter's measured peak (FMA loop or copy) */
+  /** fraction of the adapter's peak (FMA loop or copy), as measured beside the case when it was */
   ofPeak: number;
 }
 
@@ -100,11 +106,11 @@ export function rate(c: CaseResult, peak: Peaks, side: SideResult | null = c.our
   if (!f) return null;
   if (c.flops) {
     const v = c.flops / (f.ms * 1e6);
-    return { value: v, unit: 'GFLOP/s', ofPeak: v / peak.fmaGflops };
+    return { value: v, unit: 'GFLOP/s', ofPeak: v / (c.localPeak ?? peak.fmaGflops) };
   }
   if (c.bytes) {
     const v = c.bytes / (f.ms * 1e6);
-    return { value: v, unit: 'GB/s', ofPeak: v / peak.copyGBs };
+    return { value: v, unit: 'GB/s', ofPeak: v / (c.localPeak ?? peak.copyGBs) };
   }
   return null;
 }
@@ -126,8 +132,9 @@ export function formatTable(r: BenchResult): string {
   out.push(`adapter: ${m.adapter}`);
   out.push(`timing: ${m.timing}; peer: ${m.peer}; load average ${m.loadAverage.map((x) => x.toFixed(2)).join(' ')}`);
   out.push(
-    `peak: FMA loop ${r.peak.fmaGflops.toFixed(1)} GFLOP/s (${r.peak.fmaVariant}), copy ${r.peak.copyGBs.toFixed(2)} GB/s (read + write)`,
+    `peak: FMA loop ${r.peak.fmaGflops.toFixed(1)} GFLOP/s (${r.peak.fmaVariant}), copy ${r.peak.copyGBs.toFixed(2)} GB/s (read + write);`,
   );
+  out.push('"of peak" divides by the peak re-measured in rounds interleaved with each case (same machine load)');
   const widths = [52, 9, 5, 16, 7, 10, 8];
   out.push('');
   out.push(row(['case', 'ours ms', '±', 'rate', 'of peak', 'TF.js ms', '×TF.js'], widths));
@@ -196,7 +203,7 @@ export function formatTargets(r: BenchResult): string[] {
   const mmRate = mm ? rate(mm, r.peak) : null;
   out.push(
     `  ${mark(mmRate ? mmRate.ofPeak >= 0.6 : null)} matmul 1024³ ≥ 60% of the FMA peak: ` +
-      (mmRate ? `${(mmRate.ofPeak * 100).toFixed(0)}% (${mmRate.value.toFixed(1)} of ${r.peak.fmaGflops.toFixed(1)} GFLOP/s)` : 'not measured'),
+      (mmRate ? `${(mmRate.ofPeak * 100).toFixed(0)}% (${mmRate.value.toFixed(1)} of ${(mm!.localPeak ?? r.peak.fmaGflops).toFixed(1)} GFLOP/s)` : 'not measured'),
   );
   const convs = r.cases.filter((c) => c.group === 'conv2d' && !c.error);
   const ratios = convs.map((c) => peerRatio(c)).filter((x): x is number => x !== null);
@@ -227,10 +234,10 @@ export interface CompareOptions {
 
 /**
  * Compares a new result with an old one case by case. Raw times move with machine
- * load, so each case's time is also given normalised by its run's FMA peak (the
- * peak kernel is measured in the same run, under the same load), and its ratio to
- * the peer (measured in interleaved rounds). A case regresses when its
- * peak-normalised time grows by more than the threshold.
+ * load, so each case's time is also given normalised by the adapter's peak as
+ * measured in rounds interleaved with that case (same load), and its ratio to the
+ * peer (also interleaved). A case regresses when its peak-normalised time grows
+ * by more than the threshold.
  */
 export function compareResults(oldR: BenchResult, newR: BenchResult, o: CompareOptions): { text: string; regressions: number } {
   const out: string[] = [];
@@ -247,8 +254,10 @@ export function compareResults(oldR: BenchResult, newR: BenchResult, o: CompareO
     const b = figure(c.ours);
     if (!prev || !a || !b) continue;
     const change = b.ms / a.ms - 1;
-    // time × peak: the time the case would take on a machine of peak 1 GFLOP/s
-    const normChange = (b.ms * newR.peak.fmaGflops) / (a.ms * oldR.peak.fmaGflops) - 1;
+    // time × peak (the peak measured beside the case where it was, else the run's):
+    // the time the case would take on an adapter of unit peak, so machine load cancels
+    const pk = (r: BenchResult, x: CaseResult): number => x.localPeak ?? (x.flops ? r.peak.fmaGflops : r.peak.copyGBs);
+    const normChange = (b.ms * pk(newR, c)) / (a.ms * pk(oldR, prev)) - 1;
     const reg = normChange > o.threshold;
     if (reg) regressions++;
     const ro = peerRatio(prev);
@@ -270,8 +279,8 @@ export function compareResults(oldR: BenchResult, newR: BenchResult, o: CompareO
   }
   out.push(
     regressions
-      ? `${regressions} case(s) slower by more than ${(o.threshold * 100).toFixed(0)}% (time normalised by each run's FMA peak)`
-      : `no case slower by more than ${(o.threshold * 100).toFixed(0)}% (time normalised by each run's FMA peak)`,
+      ? `${regressions} case(s) slower by more than ${(o.threshold * 100).toFixed(0)}% (time normalised by the peak measured beside it)`
+      : `no case slower by more than ${(o.threshold * 100).toFixed(0)}% (time normalised by the peak measured beside it)`,
   );
   return { text: out.join('\n'), regressions };
 }

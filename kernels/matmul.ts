@@ -32,7 +32,9 @@
 //     bindings in Device.dispatch; see BENCHMARKS.md and bench/experiments/)
 // Larger register blocks spill (16 ymm registers) and LLVM's compile time grows
 // steeply with the block (8×16: 13 s, 16×16: 25 s), so the default is 4×8.
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 import type { Device } from '../engine/device.ts';
 import type { Tensor } from '../engine/tensor.ts';
@@ -66,8 +68,8 @@ export const matmulKernelConfig: { force: MatmulConfig | null; tuning: Map<strin
   tuning: null,
 };
 
-/** Where tuneMatmul's results live: per adapter, per shape class. */
-export const TUNING_FILE = '.cache/matmul-tuning.json';
+/** Where tuneMatmul's results live (per adapter, per shape class): .cache/ at the repository root. */
+export const TUNING_FILE = fileURLToPath(new URL('../.cache/matmul-tuning.json', import.meta.url));
 
 export const DIRECT_DEFAULT: MatmulConfig = { kind: 'direct', tm: 4, tn: 8, wx: 8, wy: 8 };
 
@@ -355,6 +357,82 @@ export function chooseConfig(device: Device, o: MatmulOptions): MatmulConfig {
   // Small products are not worth the direct kernel's longer compile on a software adapter.
   if (isSoftware(device) && o.M * o.N * o.K >= 1 << 18) return DIRECT_DEFAULT;
   return { kind: 'tiled' };
+}
+
+// ------------------------------------------------------------------ tuning
+
+export const TUNE_CANDIDATES: MatmulConfig[] = [
+  { kind: 'tiled' },
+  { kind: 'direct', tm: 4, tn: 4, wx: 8, wy: 8 },
+  { kind: 'direct', tm: 4, tn: 8, wx: 8, wy: 8 },
+  { kind: 'direct', tm: 8, tn: 8, wx: 8, wy: 8 },
+];
+
+export interface TuneResult {
+  shape: string;
+  /** ms per matmul of each candidate (fastest wall-clock repetition, after a warm-up that compiles it) */
+  times: { config: MatmulConfig; ms: number }[];
+  best: MatmulConfig;
+}
+
+/**
+ * Times every candidate on each shape and records the fastest for its shape class,
+ * in memory and in TUNING_FILE under this adapter's label, so later processes on
+ * the same adapter start with it. Each candidate's first run (its compile) is not
+ * timed; `budgetMs` bounds the timed part per candidate.
+ */
+export async function tuneMatmul(
+  device: Device,
+  shapes: Pick<MatmulOptions, 'transA' | 'transB' | 'M' | 'N' | 'K'>[],
+  make: (shape: number[]) => Tensor,
+  o: { candidates?: MatmulConfig[]; budgetMs?: number; write?: boolean } = {},
+): Promise<TuneResult[]> {
+  const results: TuneResult[] = [];
+  const prevForce = matmulKernelConfig.force;
+  try {
+    for (const s of shapes) {
+      const a = make(s.transA ? [s.K, s.M] : [s.M, s.K]);
+      const b = make(s.transB ? [s.N, s.K] : [s.K, s.N]);
+      const c = make([s.M, s.N]);
+      const opts: MatmulOptions = { ...s, batchA: 1, batchB: 1, batch: 1 };
+      const times: TuneResult['times'] = [];
+      for (const config of o.candidates ?? TUNE_CANDIDATES) {
+        matmulKernelConfig.force = config;
+        matmulKernel(device, a, b, c, opts);
+        await device.sync();
+        // the fastest repetition: other processes only ever make a repetition slower
+        let best = Infinity;
+        const start = performance.now();
+        for (let rep = 0; rep < 20 && (rep < 2 || performance.now() - start < (o.budgetMs ?? 300)); rep++) {
+          const t0 = performance.now();
+          matmulKernel(device, a, b, c, opts);
+          await device.sync();
+          best = Math.min(best, performance.now() - t0);
+        }
+        times.push({ config, ms: best });
+      }
+      [a, b, c].forEach((t) => t.dispose());
+      const best = times.reduce((x, y) => (y.ms < x.ms ? y : x)).config;
+      results.push({ shape: shapeClass(s), times, best });
+    }
+  } finally {
+    matmulKernelConfig.force = prevForce;
+  }
+  const table = tuningFor(device) ?? new Map<string, MatmulConfig>();
+  for (const r of results) table.set(r.shape, r.best);
+  matmulKernelConfig.tuning = table;
+  if (o.write ?? true) {
+    let all: Record<string, Record<string, MatmulConfig>> = {};
+    try {
+      all = JSON.parse(readFileSync(TUNING_FILE, 'utf8')) as typeof all;
+    } catch {
+      // first tuning on this machine
+    }
+    all[device.label] = Object.fromEntries(table);
+    mkdirSync(dirname(TUNING_FILE), { recursive: true });
+    writeFileSync(TUNING_FILE, JSON.stringify(all, null, 1));
+  }
+  return results;
 }
 
 // ------------------------------------------------------------------ dispatch

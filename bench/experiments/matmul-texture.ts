@@ -1,0 +1,200 @@
+// Matmul kernels the engine cannot run yet, against the one it runs, on one
+// adapter: C = A·B (M = N = K = --size, default 512), A and B row-major.
+//
+//   buffer    kernels/matmul.ts's direct kernel as generated for this shape: each
+//             thread TM×TN, vec4 loads from storage buffers (what the engine uses).
+//   texture   the same loop with A and B in rgba32float read-only storage textures
+//             (texel (k/4, m) = A[m, k..k+3]; texel (n/4, k) = B[k, n..n+3]). On
+//             lavapipe a storage-texture load costs ~1/3 of a storage-buffer load
+//             (bench/experiments/lavapipe-loads.ts). Needs texture bindings in
+//             Device.dispatch and a buffer → texture copy or repack per operand.
+//   subgroup  texture + the subgroups feature: the 8 lanes of a subgroup share TM
+//             rows of A; lane l loads rows l, l+8, … (one texel each per 4 k) and
+//             subgroupBroadcast hands every row's value to every lane, so A costs
+//             TM/8 loads per 4 k instead of TM. Needs the device to request the
+//             'subgroups' feature.
+//
+//   node --import tsx bench/experiments/matmul-texture.ts [--size 512] [--ghz 2.45]
+//
+// Figures are GFLOP per CPU-second (robust to other load on a software adapter;
+// ×2 on 2 idle cores) and as a fraction of the FMA loop's figure, measured the same way.
+import { makeRawDevice, rawTime } from './raw.ts';
+
+const args = process.argv.slice(2);
+const arg = (name: string, d: number): number => {
+  const i = args.indexOf(name);
+  return i >= 0 ? Number(args[i + 1]) : d;
+};
+const SIZE = arg('--size', 512);
+const M = SIZE;
+const N = SIZE;
+const K = SIZE;
+const XYZW = ['x', 'y', 'z', 'w'];
+
+interface Variant {
+  name: string;
+  kind: 'buffer' | 'texture' | 'subgroup';
+  tm: number;
+  tn: number;
+  wx: number;
+  wy: number;
+}
+
+function source(v: Variant): string {
+  const nq = v.tn / 4;
+  const acc: string[] = [];
+  for (let i = 0; i < v.tm; i++) for (let q = 0; q < nq; q++) acc.push(`var c${i}_${q} = vec4<f32>();`);
+  const body: string[] = [];
+  const ldA = (row: string): string =>
+    v.kind === 'buffer' ? `A[(${row}) * (p.K / 4u) + kq]` : `textureLoad(A, vec2<u32>(kq, ${row}))`;
+  const ldB = (col: string, k: string): string =>
+    v.kind === 'buffer' ? `B[(${k}) * (p.N / 4u) + ${col}]` : `textureLoad(B, vec2<u32>(${col}, ${k}))`;
+  if (v.kind === 'subgroup') {
+    for (let g = 0; g < v.tm / 8; g++) body.push(`let ag${g} = ${ldA(`m0 + ${g * 8}u + sg`)};`);
+  } else {
+    for (let i = 0; i < v.tm; i++) body.push(`let a${i} = ${ldA(`m0 + ${i}u`)};`);
+  }
+  for (let kk = 0; kk < 4; kk++) {
+    for (let q = 0; q < nq; q++) body.push(`let b${kk}_${q} = ${ldB(`nq + ${q}u`, `k + ${kk}u`)};`);
+    for (let i = 0; i < v.tm; i++) {
+      const a = v.kind === 'subgroup' ? `subgroupBroadcast(ag${i >> 3}.${XYZW[kk]}, ${i & 7}u)` : `a${i}.${XYZW[kk]}`;
+      if (v.kind === 'subgroup') body.push(`let s${kk}_${i} = ${a};`);
+      for (let q = 0; q < nq; q++) body.push(`c${i}_${q} = fma(vec4<f32>(${v.kind === 'subgroup' ? `s${kk}_${i}` : a}), b${kk}_${q}, c${i}_${q});`);
+    }
+  }
+  const stores: string[] = [];
+  for (let i = 0; i < v.tm; i++) for (let q = 0; q < nq; q++) stores.push(`C[((m0 + ${i}u) * p.N) / 4u + nq + ${q}u] = c${i}_${q};`);
+  const decl =
+    v.kind === 'buffer'
+      ? '@group(0) @binding(0) var<storage, read> A: array<vec4<f32>>;\n@group(0) @binding(1) var<storage, read> B: array<vec4<f32>>;'
+      : '@group(0) @binding(0) var A: texture_storage_2d<rgba32float, read>;\n@group(0) @binding(1) var B: texture_storage_2d<rgba32float, read>;';
+  // subgroup: one subgroup (8 lanes along n) per workgroup row shares m0
+  const m0 = v.kind === 'subgroup' ? `(wid.y * ${v.wy}u + lid.y) * ${v.tm}u` : `g.y * ${v.tm}u`;
+  return `${v.kind === 'subgroup' ? 'enable subgroups;' : ''}
+struct P { M: u32, N: u32, K: u32, _p: u32 }
+${decl}
+@group(0) @binding(2) var<storage, read_write> C: array<vec4<f32>>;
+@group(0) @binding(3) var<uniform> p: P;
+@compute @workgroup_size(${v.wx}, ${v.wy})
+fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>${v.kind === 'subgroup' ? ', @builtin(subgroup_invocation_id) sg: u32' : ''}) {
+  let m0 = ${m0};
+  let nq = g.x * ${nq}u;
+  ${acc.join(' ')}
+  for (var k = 0u; k < p.K; k += 4u) {
+    let kq = k / 4u;
+    ${body.join('\n    ')}
+  }
+  ${stores.join('\n  ')}
+}`;
+}
+
+const VARIANTS: Variant[] = [
+  { name: 'buffer 4×8 (in-tree direct)', kind: 'buffer', tm: 4, tn: 8, wx: 8, wy: 8 },
+  { name: 'texture 4×8', kind: 'texture', tm: 4, tn: 8, wx: 8, wy: 8 },
+  { name: 'texture 4×4', kind: 'texture', tm: 4, tn: 4, wx: 8, wy: 8 },
+  { name: 'subgroup 8×4', kind: 'subgroup', tm: 8, tn: 4, wx: 8, wy: 8 },
+  { name: 'subgroup 16×4', kind: 'subgroup', tm: 16, tn: 4, wx: 8, wy: 4 },
+  { name: 'subgroup 8×8', kind: 'subgroup', tm: 8, tn: 8, wx: 8, wy: 8 },
+];
+
+function fmaSource(chains: number, unroll: number): string {
+  const decl = Array.from({ length: chains }, (_, c) => `var a${c} = f32(gid.x) * 1e-9 + ${(c + 1) * 0.01};`).join(' ');
+  const body: string[] = [];
+  for (let u = 0; u < unroll; u++) for (let c = 0; c < chains; c++) body.push(`a${c} = fma(a${c}, m, d);`);
+  return `@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<uniform> p: vec4<u32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let m = bitcast<f32>(p.y); let d = bitcast<f32>(p.z);
+  ${decl}
+  for (var i = 0u; i < p.x; i++) { ${body.join(' ')} }
+  out[gid.x] = ${Array.from({ length: chains }, (_, c) => `a${c}`).join(' + ')};
+}`;
+}
+
+const dev = await makeRawDevice([], true);
+const gpu = dev.device;
+console.log(`adapter: ${dev.label}; subgroups ${dev.hasSubgroups ? 'available' : 'NOT available'}; ${M}×${N}×${K}`);
+
+// FMA reference, measured the same way (CPU time per GFLOP)
+const fmaOut = gpu.createBuffer({ size: 1 << 20, usage: GPUBufferUsage.STORAGE });
+const fmaParams = gpu.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+gpu.queue.writeBuffer(fmaParams, 0, new Uint32Array([256, 0x3f7ff972, 0x3a83126f, 0]));
+const fmaK = dev.kernel(fmaSource(12, 4), [{ buffer: fmaOut }, { buffer: fmaParams }], [1024]);
+const fmaFlops = 64 * 1024 * 256 * 12 * 4 * 2;
+
+const a = new Float32Array(M * K).map(() => Math.random() - 0.5);
+const b = new Float32Array(K * N).map(() => Math.random() - 0.5);
+const texture = (w: number, h: number, data: Float32Array<ArrayBuffer>): GPUTexture => {
+  const t = gpu.createTexture({ size: [w, h], format: 'rgba32float', usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST });
+  gpu.queue.writeTexture({ texture: t }, data, { bytesPerRow: w * 16 }, [w, h]);
+  return t;
+};
+const buffer = (data: Float32Array<ArrayBuffer>): GPUBuffer => {
+  const buf = gpu.createBuffer({ size: data.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+  gpu.queue.writeBuffer(buf, 0, data);
+  return buf;
+};
+const At = texture(K / 4, M, a);
+const Bt = texture(N / 4, K, b);
+const Ab = buffer(a);
+const Bb = buffer(b);
+const C = gpu.createBuffer({ size: M * N * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
+const readC = gpu.createBuffer({ size: M * N * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+const params = gpu.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+gpu.queue.writeBuffer(params, 0, new Uint32Array([M, N, K, 0]));
+
+async function maxError(): Promise<number> {
+  const enc = gpu.createCommandEncoder();
+  enc.copyBufferToBuffer(C, 0, readC, 0, M * N * 4);
+  gpu.queue.submit([enc.finish()]);
+  await readC.mapAsync(GPUMapMode.READ);
+  const got = new Float32Array(readC.getMappedRange().slice(0));
+  readC.unmap();
+  let err = 0;
+  for (let s = 0; s < 256; s++) {
+    const i = (s * 7919) % M;
+    const j = (s * 104729) % N;
+    let r = 0;
+    for (let k = 0; k < K; k++) r += a[i * K + k]! * b[k * N + j]!;
+    err = Math.max(err, Math.abs(r - got[i * N + j]!));
+  }
+
+  return err;
+}
+
+const flops = 2 * M * N * K;
+const rows: string[] = [];
+let fmaBest = Infinity;
+const kernels = VARIANTS.filter((v) => v.kind !== 'subgroup' || dev.hasSubgroups).map((v) => {
+  const t0 = performance.now();
+  const res: GPUBindingResource[] = v.kind === 'buffer' ? [{ buffer: Ab }, { buffer: Bb }] : [At.createView(), Bt.createView()];
+  const k = dev.kernel(source(v), [...res, { buffer: C }, { buffer: params }], [N / v.tn / v.wx, M / v.tm / v.wy]);
+  return { v, k, built: performance.now() - t0, cpu: Infinity, gpu: Infinity, err: 0 };
+});
+for (const x of kernels) {
+  const t0 = performance.now();
+  await rawTime(dev, [x.k], 1, 0);
+  x.built += performance.now() - t0;
+  x.err = await maxError();
+}
+for (let round = 0; round < 3; round++) {
+  fmaBest = Math.min(fmaBest, (await rawTime(dev, [fmaK], 2, 1)).cpuMs);
+  for (const x of kernels) {
+    const t = await rawTime(dev, [x.k], 1, 1);
+    x.cpu = Math.min(x.cpu, t.cpuMs);
+    x.gpu = Math.min(x.gpu, t.gpuMs);
+  }
+}
+const fmaRate = fmaFlops / (fmaBest * 1e6);
+console.log(`FMA loop: ${fmaRate.toFixed(1)} GFLOP per CPU-second`);
+for (const x of kernels) {
+  const r = flops / (x.cpu * 1e6);
+  rows.push(
+    `${x.v.name.padEnd(30)} ${r.toFixed(2).padStart(6)} GFLOP/cpu-s  ${((r / fmaRate) * 100).toFixed(0).padStart(3)}% of FMA   ` +
+      `GPU ${x.gpu.toFixed(1).padStart(7)} ms  first use ${(x.built / 1000).toFixed(1)} s  max |err| ${x.err.toExponential(1)}`,
+  );
+}
+console.log(rows.join('\n'));
+dev.destroy();
