@@ -20,7 +20,7 @@ import { type Device, createDevice } from '../engine/device.ts';
 import { randn } from '../engine/tensor.ts';
 import { configName, tuneMatmul } from '../kernels/matmul.ts';
 import { type BenchCase, convCases, matmulCases, memoryCases, optimizerCases } from './cases.ts';
-import { FMA_VARIANTS, copyCase, fmaCase } from './peak.ts';
+import { COPY_VARIANTS, FMA_VARIANTS, copyCase, fmaCase } from './peak.ts';
 import { type BenchResult, type CaseResult, type Peaks, type SideResult, compareResults, formatTable } from './report.ts';
 import { stepBenchmarks } from './step.ts';
 import { type TfPeer, loadTf, tfRounds } from './tfjs.ts';
@@ -104,13 +104,28 @@ async function measurePeaks(device: Device, timer: GpuTimer | null, o: TimingOpt
     fmaAll[name] = g;
     if (g > best.gflops) best = { gflops: g, name, variant: v };
   }
-  const copy = copyCase(device, 32 << 20);
-  const [cm] = await interleave([engineRound(device, timer, copy)], o);
-  copy.dispose();
-  const copyMs = cm!.gpu?.median ?? cm!.wall.median;
-  const peak = { fmaGflops: best.gflops, fmaVariant: best.name, fmaAll, copyGBs: copy.bytes / (copyMs * 1e6) };
-  // smaller versions of the best FMA loop and of the copy, run beside every case
-  return { peak, probes: { fma: fmaCase(device, best.variant, 2e8), copy: copyCase(device, 8 << 20) } };
+  const copyAll: Record<string, number> = {};
+  let bestCopy = { gbs: 0, name: '', variant: COPY_VARIANTS[0]! };
+  let memcpy = 0;
+  for (const v of [...(quick ? COPY_VARIANTS.slice(0, 2) : COPY_VARIANTS), 'copyBufferToBuffer' as const]) {
+    const copy = copyCase(device, 32 << 20, v);
+    const [cm] = await interleave([engineRound(device, timer, copy)], o);
+    copy.dispose();
+    const gbs = copy.bytes / ((cm!.gpu?.median ?? cm!.wall.median) * 1e6);
+    if (v === 'copyBufferToBuffer') {
+      memcpy = gbs;
+      continue;
+    }
+    const name = `${v.vec === 4 ? 'vec4' : 'f32'}×${v.per} per invocation, wg ${v.workgroup}`;
+    copyAll[name] = gbs;
+    if (gbs > bestCopy.gbs) bestCopy = { gbs, name, variant: v };
+  }
+  const peak: Peaks = {
+    fmaGflops: best.gflops, fmaVariant: best.name, fmaAll,
+    copyGBs: bestCopy.gbs, copyVariant: bestCopy.name, copyAll, copyBufferToBufferGBs: memcpy,
+  };
+  // smaller versions of the best FMA loop and copy kernel, run beside every case
+  return { peak, probes: { fma: fmaCase(device, best.variant, 2e8), copy: copyCase(device, 8 << 20, bestCopy.variant) } };
 }
 
 async function runCase(

@@ -9,8 +9,12 @@
 // lane of an 8-wide AVX2 vector, so an f32 chain is one ymm register and a vec4
 // chain four). Several shapes are tried; the best is the peak.
 //
-// Copy: vec4 per invocation, dst[i] = src[i], over a buffer much larger than
-// the last-level cache.
+// Copy: dst[i] = src[i] over buffers larger than the last-level cache, in a few
+// shapes (vec4 or f32, one or several elements per invocation); the best is the
+// peak. The queue's copyBufferToBuffer is measured too, for reference: on a
+// software adapter it is a memcpy, and kernels there are bound by the cost of
+// each (per-lane) access rather than by bandwidth, so a kernel whose data sits in
+// cache can exceed the copy kernel's figure.
 import type { Device } from '../engine/device.ts';
 import { UniformWriter, grid1d } from '../kernels/common.ts';
 
@@ -88,41 +92,70 @@ export const FMA_VARIANTS: FmaVariant[] = [
   { chains: 12, vec: 1, workgroup: 256, unroll: 8 },
 ];
 
-const copySource = (wg: number): string => /* wgsl */ `
+export interface CopyVariant {
+  vec: 1 | 4;
+  /** elements per invocation (strided by the workgroup so lanes stay adjacent) */
+  per: number;
+  workgroup: number;
+}
+
+export const COPY_VARIANTS: CopyVariant[] = [
+  { vec: 4, per: 1, workgroup: 256 },
+  { vec: 4, per: 4, workgroup: 64 },
+  { vec: 1, per: 8, workgroup: 64 },
+];
+
+const copySource = (v: CopyVariant): string => {
+  const t = v.vec === 4 ? 'vec4<f32>' : 'f32';
+  const body = Array.from({ length: v.per }, (_, j) => `{ let i = base + ${j * v.workgroup}u; if (i < p.n) { dst[i] = src[i]; } }`);
+  return /* wgsl */ `
 struct Params { n: u32, _p0: u32, _p1: u32, _p2: u32 }
-@group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read_write> dst: array<vec4<f32>>;
+@group(0) @binding(0) var<storage, read> src: array<${t}>;
+@group(0) @binding(1) var<storage, read_write> dst: array<${t}>;
 @group(0) @binding(2) var<uniform> p: Params;
-@compute @workgroup_size(${wg})
+@compute @workgroup_size(${v.workgroup})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,
         @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = (wid.x + wid.y * nwg.x) * ${wg}u + li;
-  if (i < p.n) { dst[i] = src[i]; }
+  let base = (wid.x + wid.y * nwg.x) * ${v.workgroup * v.per}u + li;
+  ${body.join('\n  ')}
 }`;
+};
 
 export interface CopyCase {
   bytes: number;
+  variant: CopyVariant | 'copyBufferToBuffer';
   record: () => void;
   dispose: () => void;
 }
 
-/** Copies `bytes` (read `bytes`, write `bytes`) per repetition. */
-export function copyCase(device: Device, bytes: number, wg = 256): CopyCase {
-  const n = Math.ceil(bytes / 16);
-  const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST;
-  const src = device.gpu.createBuffer({ size: n * 16, usage });
-  const dst = device.gpu.createBuffer({ size: n * 16, usage });
-  const pipeline = device.pipeline(`bench:copy:${wg}`, `bench copy vec4 wg${wg}`, () => copySource(wg));
-  const grid = grid1d(n, wg);
+/**
+ * Copies `bytes` (read `bytes`, write `bytes`) per repetition with a kernel, or
+ * with the queue's copyBufferToBuffer (a memcpy on a software adapter: the
+ * memory system's bandwidth, which no kernel there approaches).
+ */
+export function copyCase(device: Device, bytes: number, v: CopyVariant | 'copyBufferToBuffer' = COPY_VARIANTS[0]!): CopyCase {
+  const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
+  const size = Math.ceil(bytes / 16) * 16;
+  const src = device.gpu.createBuffer({ size, usage });
+  const dst = device.gpu.createBuffer({ size, usage });
+  const dispose = (): void => {
+    src.destroy();
+    dst.destroy();
+  };
+  if (v === 'copyBufferToBuffer') {
+    return { bytes: size * 2, variant: v, record: () => device.copy(src, 0, dst, 0, size), dispose };
+  }
+  const n = size / (4 * v.vec);
+  const key = `bench:copy:${v.vec}:${v.per}:${v.workgroup}`;
+  const pipeline = device.pipeline(key, `bench copy ${v.vec === 4 ? 'vec4' : 'f32'}×${v.per} wg${v.workgroup}`, () => copySource(v));
+  const grid = grid1d(Math.ceil(n / v.per), v.workgroup);
   return {
-    bytes: n * 16 * 2,
+    bytes: size * 2,
+    variant: v,
     record: () => {
       const u = device.uniforms(new UniformWriter().u32(n, 0, 0, 0).bytes());
       device.dispatch(pipeline, [src, dst, u], grid);
     },
-    dispose: () => {
-      src.destroy();
-      dst.destroy();
-    },
+    dispose,
   };
 }

@@ -47,21 +47,25 @@ export interface StepBenchOptions {
 
 export async function stepBenchmarks(o: StepBenchOptions): Promise<StepResult[]> {
   const out: StepResult[] = [];
-  // --quick: batch 16 (a batch-128 step takes 30-60 s on lavapipe); dispatches, submits and growth do not depend on it
-  const configs = o.quick ? [{ depth: 20, batch: 16 }] : [{ depth: 20, batch: 128 }, { depth: 56, batch: 128 }];
-  for (const { depth, batch } of configs) {
+  // --quick: batch 16 (a batch-128 step takes 30-60 s on lavapipe); dispatches, submits and growth do not depend on it.
+  // ResNet-56 (about 3× ResNet-20's work) gets the fewest steps and no peer (the peer target is ResNet-20's).
+  const configs = o.quick
+    ? [{ depth: 20, batch: 16, light: false, peer: false }]
+    : [{ depth: 20, batch: 128, light: false, peer: true }, { depth: 56, batch: 128, light: true, peer: false }];
+  for (const { depth, batch, light, peer } of configs) {
     o.log(`bench: ResNet-${depth} training step, batch ${batch}`);
     const r: StepResult = { id: `step/resnet${depth}/b${batch}`, label: `ResNet-${depth} step, batch ${batch}`, batch, ours: null, peer: null };
     const notes: string[] = [];
     try {
       const built = await buildOurs(o.device, depth);
       if (typeof built === 'string') notes.push(`ours: ${built}`);
-      else r.ours = await oursStep(o, built, batch);
+      else r.ours = await oursStep(o, built, batch, light);
     } catch (e) {
       notes.push(`ours failed: ${(e as Error).message.split('\n')[0]}`);
     }
     if (!o.peer) notes.push('no peer');
     else if (o.quick) notes.push('TF.js step skipped under --quick (about 20 s per step on lavapipe)');
+    else if (!peer) notes.push('TF.js not run for this depth');
     else {
       try {
         r.peer = await peerStep(o.peer, depth, batch);
@@ -77,7 +81,7 @@ export async function stepBenchmarks(o: StepBenchOptions): Promise<StepResult[]>
 
 // ------------------------------------------------------------------ ours
 
-async function oursStep(o: StepBenchOptions, model: Model, batch: number): Promise<StepFigures> {
+async function oursStep(o: StepBenchOptions, model: Model, batch: number, light: boolean): Promise<StepFigures> {
   const { device } = o;
   model.train(true);
   const opt = new SGD({ params: model.parameters(), lr: 0.05, momentum: 0.9, weightDecay: 5e-4 });
@@ -92,10 +96,10 @@ async function oursStep(o: StepBenchOptions, model: Model, batch: number): Promi
   };
   try {
     // warm-up: compiles every pipeline and fills the buffer pool
-    for (let i = 0; i < (o.quick ? 1 : 2); i++) step();
+    for (let i = 0; i < (light ? 1 : 2); i++) step();
     await device.sync();
 
-    const steps = o.quick ? 1 : 3;
+    const steps = o.quick || light ? 1 : 2;
     const e0 = device.executionStats();
     const m0 = device.memoryStats();
     for (let i = 0; i < steps; i++) step();
@@ -104,7 +108,7 @@ async function oursStep(o: StepBenchOptions, model: Model, batch: number): Promi
     const m1 = device.memoryStats();
 
     const [timed] = await interleave([engineRound(device, o.timer, { record: step })], {
-      rounds: o.quick ? 1 : 3, warmup: 0, targetMs: 0, maxReps: 1,
+      rounds: o.quick || light ? 1 : 2, warmup: 0, targetMs: 0, maxReps: 1,
     });
     const ms = timed!.gpu?.median ?? timed!.wall.median;
     const fig: StepFigures = {
@@ -115,7 +119,7 @@ async function oursStep(o: StepBenchOptions, model: Model, batch: number): Promi
       buffersCreatedPerStep: (m1.createdBuffers - m0.createdBuffers) / steps,
       liveBytesGrowthPerStep: (m1.liveBytes - m0.liveBytes) / steps,
     };
-    if (o.timer) fig.phases = { ...(await phases(o, model, forward, opt)), step: ms };
+    if (o.timer && !light) fig.phases = { ...(await phases(o, model, forward, opt)), step: ms };
     return fig;
   } finally {
     x.dispose();
@@ -129,7 +133,7 @@ async function phases(o: StepBenchOptions, _model: Model, forward: () => Tensor,
   const { device } = o;
   const timers = [new GpuTimer(device), new GpuTimer(device), new GpuTimer(device)];
   const sums = [0, 0, 0];
-  const n = o.quick ? 1 : 2;
+  const n = 1;
   try {
     for (let i = 0; i < n; i++) {
       await device.sync();
