@@ -1,0 +1,31 @@
+// suggestLr on range-test curves recorded by this engine (test/fixtures/range-tests,
+// written by `range-test` on lavapipe): every method answers inside the sweep and
+// below the divergence point, and `auto` sits in the low-loss region it reports.
+import assert from 'node:assert/strict';
+import { readFileSync, readdirSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { suggestLr } from '../rangetest/suggest.ts';
+
+const DIR = new URL('./fixtures/range-tests/', import.meta.url);
+const fixtures = readdirSync(DIR).filter((f) => f.endsWith('.json'));
+
+describe('range-test fixtures recorded by this engine', () => {
+  it('there are fixtures', () => assert.ok(fixtures.length >= 2));
+  for (const file of fixtures) {
+    it(file, () => {
+      const curve = JSON.parse(readFileSync(new URL(file, DIR), 'utf8')) as { lrs: number[]; losses: number[] };
+      const lo = curve.lrs[0]!;
+      const hi = curve.lrs[curve.lrs.length - 1]!;
+      const auto = suggestLr(curve);
+      for (const method of ['auto', 'steepest', 'minimum', 'valley'] as const) {
+        const s = suggestLr(curve, { method });
+        assert.ok(Number.isFinite(s.maxLr) && s.maxLr >= lo && s.maxLr <= hi, `${method}: ${s.maxLr} outside [${lo}, ${hi}]`);
+        assert.ok(Math.abs(s.minLr - s.maxLr / 10) < 1e-12 * s.maxLr, `${method}: minLr`);
+        if (auto.divergenceLr !== null) assert.ok(s.maxLr < auto.divergenceLr, `${method}: ${s.maxLr} at or past divergence ${auto.divergenceLr}`);
+      }
+      // auto: the smoothed loss at its answer is below the curve's start
+      const i = auto.smoothed.lrs.findIndex((lr) => lr >= auto.maxLr);
+      assert.ok(auto.smoothed.losses[Math.max(0, i)]! < auto.smoothed.losses[0]!, auto.reason);
+    });
+  }
+});
