@@ -13,16 +13,24 @@ const COMMANDS: Record<string, { summary: string; run: (argv: string[]) => Promi
 };
 
 function usage(): string {
-  const lines = ['usage: npm start -- COMMAND [flags]    (COMMAND --help for its flags)', '', 'commands:'];
+  const lines = [
+    'usage: npm start -- COMMAND [flags]    (COMMAND --help for its flags)',
+    '       npm start                       trains the quick-start model (recipes/quickstart.json)',
+    '',
+    'commands:',
+  ];
   for (const [name, c] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(12)} ${c.summary}`);
   return lines.join('\n');
 }
 
+/** `npm start` with no command: the main job on the built-in default. */
+const QUICKSTART = ['train', '--recipe', new URL('../recipes/quickstart.json', import.meta.url).pathname];
+
 async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
+  const [command, ...rest] = argv.length ? argv : QUICKSTART;
   if (!command || command === '--help' || command === '-h' || command === 'help') {
     process.stdout.write(`${usage()}\n`);
-    return command ? 0 : 1;
+    return 0;
   }
   const c = COMMANDS[command];
   if (!c) {
