@@ -44,6 +44,11 @@ describe('device', () => {
     assert.ok(device.limits.maxComputeInvocationsPerWorkgroup >= 256);
   });
 
+  it('no adapter: an error that says what to install, not a bare null', async () => {
+    // a backend this machine does not have stands in for a machine without a driver
+    await assert.rejects(createDevice({ dawnFlags: ['backend=d3d12'] }), (e: Error) => e instanceof GpuError && /lavapipe/.test(e.message) && /Vulkan/.test(e.message));
+  });
+
   it('an invalid kernel surfaces as an error naming the kernel', async () => {
     const p = device.pipeline('test:broken', 'deliberately broken kernel', () => '@compute @workgroup_size(1) fn main() { let x: f32 = 1u; }');
     const buf = device.acquire(16);

@@ -1,9 +1,10 @@
 // Every issue-2 op against the float64 reference on fast-check-generated shapes
 // (odd sizes, batch 1, sizes that are not multiples of the 64×64 matmul tile),
 // forward and every input's gradient; the reference's backward by finite differences.
+import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { Rng, add, linear, matmul, mean, mul, relu, scale, softmaxCrossEntropy, sub, sum, type Device } from '../engine/index.ts';
+import { Rng, accuracy, add, argmax, linear, tensor, matmul, mean, mul, relu, scale, softmaxCrossEntropy, sub, sum, type Device } from '../engine/index.ts';
 import { checkOp, checkRefGrad, destroyTestDevice, randomArr, testDevice } from './helpers.ts';
 import {
   arr, refAdd, refLinear, refMatmul, refMul, refReduce, refRelu, refScale, refSoftmaxCrossEntropy, refSub,
@@ -177,5 +178,32 @@ describe('softmax cross-entropy', () => {
       gpu: ([l, t]) => softmaxCrossEntropy(l!, t!),
       ref: refSoftmaxCrossEntropy(0),
     });
+  });
+});
+
+describe('argmax and accuracy', () => {
+  it('match a reference, first index on ties', async () => {
+    await fc.assert(
+      fc.asyncProperty(dim(300), dim(20), fc.nat(), async (N, C, seed) => {
+        const rng = new Rng(seed);
+        // few distinct values, so ties happen
+        const z = Float32Array.from({ length: N * C }, () => rng.int(4));
+        const y = Int32Array.from({ length: N }, () => rng.int(C));
+        const want = Array.from({ length: N }, (_, n) => {
+          let best = 0;
+          for (let c = 1; c < C; c++) if (z[n * C + c]! > z[n * C + best]!) best = c;
+          return best;
+        });
+        const zt = tensor(device, z, [N, C]);
+        const yt = tensor(device, y, [N], 'i32');
+        const am = argmax(zt);
+        const acc = accuracy(zt, yt);
+        assert.deepEqual([...(await am.toInt32Array())], want);
+        const hits = want.filter((w, n) => w === y[n]).length;
+        assert.ok(Math.abs((await acc.item()) - hits / N) < 1e-6);
+        for (const t of [zt, yt, am, acc]) t.dispose();
+      }),
+      RUNS,
+    );
   });
 });
