@@ -249,6 +249,9 @@ async function main(): Promise<void> {
   ];
   const only = args.only;
   const cases = only ? all.filter((c) => c.id.includes(only) || c.label.includes(only)) : all;
+  // keep each group's cases together (the case lists interleave groups by shape)
+  const order = [...new Set(cases.map((c) => c.group))];
+  cases.sort((a, b) => order.indexOf(a.group) - order.indexOf(b.group));
   const results: CaseResult[] = [];
   for (const c of cases) {
     log(`bench: ${c.label}`);
