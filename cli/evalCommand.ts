@@ -1,0 +1,294 @@
+// `eval`: evaluates a trained checkpoint on its test set. The model is rebuilt
+// from the configuration saved in the checkpoint's sidecar, loaded with the
+// saved weights and batchnorm running statistics, and run in eval mode; loss,
+// accuracy, per-class accuracy and the confusion matrix go to the terminal and
+// to eval.json. With the run's own settings the accuracy is the one its
+// summary.json reports (same test images, same batch size, same kernels).
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { type Device, createDevice } from '../engine/device.ts';
+import { writeFileAtomic } from '../engine/io/atomic.ts';
+import { loadCheckpoint } from '../engine/io/checkpoint.ts';
+import { argmax, softmaxCrossEntropy } from '../engine/ops/loss.ts';
+import { type Tensor, keep, noGrad, tidy } from '../engine/tensor.ts';
+import { loadCifar } from '../data/cifar.ts';
+import { type Dataset, datasetSize, subset } from '../data/dataset.ts';
+import { syntheticDataset } from '../data/synthetic.ts';
+import { parameterCount } from '../models/index.ts';
+import { type TrainSidecar, augmenterFor, evalSource, modelFor } from '../train/session.ts';
+import { DATASETS, type DatasetName, type TrainConfig, validateConfig } from './config.ts';
+
+export interface EvalOptions {
+  /** a run folder (its checkpoints/), a checkpoints folder (its `latest`), or one ckpt-NNNNNN folder */
+  checkpoint: string;
+  dataset?: DatasetName | undefined;
+  data?: string | undefined;
+  /** first N test images; 0: the whole test set; absent: as the run was trained */
+  testSubset?: number | undefined;
+  /** images per evaluation batch (default: as the run evaluated) */
+  batchSize?: number | undefined;
+  /** eval.json's path (default: in the run folder, else in the folder given) */
+  out?: string | undefined;
+}
+
+export interface ClassResult {
+  name: string;
+  correct: number;
+  total: number;
+  /** correct / total; null for a class with no test image */
+  accuracy: number | null;
+}
+
+export interface EvalReport {
+  checkpoint: string;
+  step: number | null;
+  totalSteps: number;
+  model: string;
+  parameters: number;
+  dataset: string;
+  images: number;
+  batchSize: number;
+  /** mean cross-entropy, with the run's label smoothing (as in its metrics.jsonl) */
+  loss: number;
+  labelSmoothing: number;
+  accuracy: number;
+  correct: number;
+  perClass: ClassResult[];
+  /** confusion[true][predicted] image counts */
+  confusion: number[][];
+  adapter: string;
+  evaluatedAt: string;
+  /** where eval.json was written */
+  path: string;
+}
+
+export const EVAL_HELP = `usage: npm start -- eval --checkpoint PATH [flags]
+
+Evaluates a trained checkpoint on the test set: rebuilds the model from the settings saved with the
+checkpoint, loads its weights and batchnorm running statistics, runs it in eval mode, and prints the
+loss, the accuracy and the accuracy of each class; writes them (and the confusion matrix) to eval.json.
+
+flags:
+  --checkpoint PATH             a run folder (its newest checkpoint), its checkpoints/ folder, or one
+                                checkpoints/ckpt-NNNNNN folder (required)
+  --dataset NAME                evaluate on another dataset: ${DATASETS.join(', ')} [the run's]
+  --data PATH                   dataset folder or official .tar.gz [the run's]
+  --test-subset N               only the first N test images; 0: the whole test set [the run's]
+  --batch-size N                images per evaluation batch [the run's, at least 256]
+  --out FILE                    where to write eval.json [RUN/eval.json, or in the folder given]
+  --quiet                       no progress lines on stderr
+  --help                        this text
+
+exit status: 0 evaluated; 1 error (a missing or corrupt checkpoint is named with the reason).`;
+
+const EVAL_FLAGS = {
+  checkpoint: { type: 'string' },
+  dataset: { type: 'string' },
+  data: { type: 'string' },
+  'test-subset': { type: 'string' },
+  'batch-size': { type: 'string' },
+  out: { type: 'string' },
+  quiet: { type: 'boolean' },
+  help: { type: 'boolean' },
+} as const;
+
+function intFlag(name: string, v: string | undefined, min: number): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isInteger(n) || n < min) {
+    throw new Error(`--${name}: expected ${min === 0 ? 'a non-negative' : 'a positive'} integer, got '${v}'`);
+  }
+  return n;
+}
+
+/** Parses eval's flags; null for --help. */
+export function parseEvalArgs(argv: string[]): (EvalOptions & { quiet: boolean }) | null {
+  const { values, positionals } = parseArgs({ args: argv, options: EVAL_FLAGS, allowPositionals: true, strict: true });
+  if (values.help) return null;
+  if (positionals.length) throw new Error(`unexpected argument '${positionals[0]}' (flags start with --; the checkpoint goes after --checkpoint)`);
+  if (!values.checkpoint) throw new Error('--checkpoint PATH is required (a run folder, its checkpoints/ folder or a ckpt-NNNNNN folder)');
+  const dataset = values.dataset;
+  if (dataset !== undefined && !(DATASETS as readonly string[]).includes(dataset)) {
+    throw new Error(`--dataset: unknown dataset '${dataset}' (one of ${DATASETS.join(', ')})`);
+  }
+  return {
+    checkpoint: values.checkpoint,
+    dataset: dataset as DatasetName | undefined,
+    data: values.data,
+    testSubset: intFlag('test-subset', values['test-subset'], 0),
+    batchSize: intFlag('batch-size', values['batch-size'], 1),
+    out: values.out,
+    quiet: Boolean(values.quiet),
+  };
+}
+
+/** The test set a configuration names, with its subset (the training set is not kept). */
+async function loadTestSet(c: TrainConfig): Promise<Dataset> {
+  let test: Dataset;
+  if (c.dataset === 'synthetic') {
+    // the test set's normalisation comes from the training set, so both are generated
+    test = syntheticDataset({ seed: c.seed, imageSize: c.imageSize, trainSize: c.syntheticTrain, testSize: c.syntheticTest }).test;
+  } else {
+    try {
+      // one training file is read only because loadCifar reads them with the test file
+      test = (await loadCifar(c.dataset, c.data!, { trainFiles: [1] })).test;
+    } catch (e) {
+      throw new Error(`${(e as Error).message} (the data path comes from the checkpoint's settings unless --data gives another)`);
+    }
+  }
+  return c.testSubset ? subset(test, Math.min(c.testSubset, datasetSize(test))) : test;
+}
+
+function isDir(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** Evaluates the checkpoint `o.checkpoint` names and writes eval.json. */
+export async function evaluateCheckpoint(o: EvalOptions, opts: { device?: Device; log?: (s: string) => void } = {}): Promise<EvalReport> {
+  const log = opts.log ?? (() => {});
+  if (!existsSync(o.checkpoint)) throw new Error(`--checkpoint ${o.checkpoint}: no such file or folder`);
+  const runDir = isDir(join(o.checkpoint, 'checkpoints')) ? o.checkpoint : null;
+  const ckpt = await loadCheckpoint<TrainSidecar>(runDir ? join(runDir, 'checkpoints') : o.checkpoint);
+  const s = ckpt.sidecar;
+  if (!s || typeof s !== 'object' || !s.config || typeof s.config !== 'object') {
+    throw new Error(`${join(ckpt.dir, 'state.json')}: cannot evaluate: its sidecar holds no training configuration (not written by 'train'?)`);
+  }
+  const saved = s.config;
+  const config = validateConfig(
+    {
+      ...saved,
+      ...(o.dataset ? { dataset: o.dataset } : {}),
+      ...(o.data ? { data: o.data } : {}),
+      ...(o.testSubset !== undefined ? { testSubset: o.testSubset || undefined } : {}),
+    },
+    `${ckpt.dir} + command line`,
+  );
+  // the batch size the run evaluated its test set with (train's evalSource; a
+  // validation run's final test pass used 256)
+  const batchSize = o.batchSize ?? (saved.valSplit > 0 ? 256 : Math.max(saved.batchSize, 256));
+  const test = await loadTestSet(config);
+  const n = datasetSize(test);
+  const device = opts.device ?? (await createDevice());
+  try {
+    const model = modelFor(device, config, test);
+    const augmenter = augmenterFor(device, config, test);
+    try {
+      try {
+        const state: Record<string, ArrayLike<number> | BigInt64Array> = {};
+        for (const [k, t] of Object.entries(ckpt.tensors)) state[k] = t.data as ArrayLike<number> | BigInt64Array;
+        model.loadStateDict(state);
+      } catch (e) {
+        throw new Error(`${ckpt.dir}: the weights do not fit ${config.model} on ${test.name}: ${(e as Error).message}`);
+      }
+      log(`evaluating ${ckpt.dir} (step ${ckpt.step ?? '?'} of ${s.totalSteps}): ${config.model} on ${n} ${test.name} images, batches of ${batchSize}`);
+      const counted = await countPredictions(model, evalSource(device, test, augmenter, batchSize), test, config.labelSmoothing);
+      const perClass = counted.confusion.map((row, c): ClassResult => {
+        const total = row.reduce((a, b) => a + b, 0);
+        return { name: test.classNames[c] ?? String(c), correct: row[c]!, total, accuracy: total ? row[c]! / total : null };
+      });
+      const correct = perClass.reduce((a, p) => a + p.correct, 0);
+      const path = o.out ?? join(runDir ?? o.checkpoint, 'eval.json');
+      const report: EvalReport = {
+        checkpoint: ckpt.dir,
+        step: ckpt.step,
+        totalSteps: s.totalSteps,
+        model: config.model,
+        parameters: parameterCount(model),
+        dataset: test.name,
+        images: n,
+        batchSize,
+        loss: counted.loss,
+        labelSmoothing: config.labelSmoothing,
+        accuracy: correct / Math.max(1, n),
+        correct,
+        perClass,
+        confusion: counted.confusion,
+        adapter: device.label,
+        evaluatedAt: new Date().toISOString(),
+        path,
+      };
+      await writeFileAtomic(path, `${JSON.stringify(report, null, 2)}\n`);
+      return report;
+    } finally {
+      augmenter.dispose();
+      model.dispose();
+    }
+  } finally {
+    if (!opts.device) device.destroy();
+  }
+}
+
+/**
+ * One pass in eval mode: the loss on the GPU (the kernel train/fit.ts's
+ * evaluate uses), and each image's predicted class (argmax, first index on
+ * ties, as the accuracy kernel) read back for the per-class counts. Like
+ * evaluate, every batch is queued first and read back at the end.
+ */
+async function countPredictions(
+  model: { forward(x: Tensor): Tensor; eval(): unknown; train(mode?: boolean): unknown },
+  source: ReturnType<typeof evalSource>,
+  data: Dataset,
+  labelSmoothing: number,
+): Promise<{ loss: number; confusion: number[][] }> {
+  model.eval();
+  const parts: { loss: Tensor; predicted: Tensor; size: number }[] = [];
+  noGrad(() => {
+    for (const { x, y } of source.batches()) {
+      const [loss, predicted] = tidy(() => {
+        const logits = model.forward(x);
+        return [softmaxCrossEntropy(logits, y, { labelSmoothing }), argmax(logits)];
+      });
+      parts.push({ loss: keep(loss!), predicted: keep(predicted!), size: y.shape[0]! });
+      x.dispose();
+      y.dispose();
+    }
+  });
+  const k = data.numClasses;
+  const confusion = Array.from({ length: k }, () => new Array<number>(k).fill(0));
+  let loss = 0;
+  let at = 0;
+  for (const p of parts) {
+    loss += (await p.loss.toArray())[0]! * p.size;
+    const predicted = await p.predicted.toInt32Array();
+    for (let i = 0; i < p.size; i++) confusion[data.labels[at + i]!]![predicted[i]!]!++;
+    at += p.size;
+    p.loss.dispose();
+    p.predicted.dispose();
+  }
+  model.train();
+  return { loss: loss / Math.max(1, at), confusion };
+}
+
+const pct = (v: number | null): string => (v === null ? '   n/a' : `${(100 * v).toFixed(2).padStart(6)}%`);
+
+/** The terminal report. */
+export function formatEvalReport(r: EvalReport): string {
+  const width = Math.max(...r.perClass.map((p) => p.name.length), 5);
+  const lines = [
+    `${r.checkpoint}: ${r.model} at step ${r.step ?? '?'}/${r.totalSteps}, ${r.images} ${r.dataset} images`,
+    `loss ${r.loss.toFixed(4)}${r.labelSmoothing ? ` (label smoothing ${r.labelSmoothing})` : ''}, accuracy ${(100 * r.accuracy).toFixed(2)}% (${r.correct}/${r.images})`,
+    'per class:',
+  ];
+  // at most 20 classes on the terminal; all of them are in eval.json
+  const shown = r.perClass.length > 20 ? [...r.perClass].sort((a, b) => (a.accuracy ?? 2) - (b.accuracy ?? 2)) : r.perClass;
+  for (const p of shown.slice(0, 20)) lines.push(`  ${p.name.padEnd(width)} ${pct(p.accuracy)}  (${p.correct}/${p.total})`);
+  if (r.perClass.length > 20) lines.push(`  … the 20 worst of ${r.perClass.length} classes shown`);
+  lines.push(`wrote ${r.path}`);
+  return lines.join('\n');
+}
+
+export async function evalCommand(argv: string[]): Promise<number> {
+  const o = parseEvalArgs(argv);
+  if (!o) {
+    process.stdout.write(`${EVAL_HELP}\n`);
+    return 0;
+  }
+  const report = await evaluateCheckpoint(o, { log: (s) => void (o.quiet || process.stderr.write(`${s}\n`)) });
+  process.stdout.write(`${formatEvalReport(report)}\n`);
+  return 0;
+}
