@@ -28,13 +28,16 @@
 //   direct, storage buffers, 4×8 per thread, wg 8×8                 ~1.8
 //   direct, storage buffers, 8×8 per thread, wg 8×8                 ~2.3  (LLVM compile 13 s)
 //   direct, 4×4 / 8×4 / 2×16                                         1.0-1.5
-//   direct, A and B in rgba32f storage textures, 4×8               ~7     (needs texture
+//   direct, A and B in rgba32f storage textures, 4×8               4-7    (needs texture
 //     bindings in Device.dispatch; see BENCHMARKS.md and bench/experiments/)
+//   textures + subgroupBroadcast of A (8 lanes share 8 rows), 8×4  ~6.6   (also needs
+//     the 'subgroups' feature requested by createDevice)
 //   classifier shapes (128×10×64 and its gradients): tiled 0.6-1.4 ms, direct 4×4
 //     per thread in 4×4 workgroups 0.17-0.29 ms (more workgroups keep both cores busy)
 // Larger register blocks spill (16 ymm registers) and LLVM's compile time grows
 // steeply with the block (8×8: 13 s, 16×16: 25 s), so the default is 4×8, and
-// 4×4 in 4×4 workgroups for outputs up to 128×128.
+// 4×4 in 4×4 workgroups for outputs up to 128×128. tuneMatmul (bench --tune) times
+// the candidates per shape class and keeps the winners per adapter on disk.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
