@@ -10,7 +10,7 @@ import { parameterCount } from '../models/index.ts';
 import type { TrainConfig } from './config.ts';
 import { totalIterations } from './config.ts';
 import { parseTrainArgs, trainHelp } from './flags.ts';
-import { type FitResult, fit } from '../train/fit.ts';
+import { type FitResult, evaluate, fit } from '../train/fit.ts';
 import { RunOutputs } from '../train/outputs.ts';
 import { TrainingProgress } from '../train/progress.ts';
 import { buildSchedules } from '../train/schedules.ts';
@@ -139,7 +139,6 @@ export async function runTraining(
     let testAccuracy: number | null = null;
     if (result.end === 'completed' && data.validation) {
       // report the held-out test set too, once, at the end
-      const { evaluate } = await import('../train/fit.ts');
       const r = await evaluate(device, model, evalSource(device, data.test, augmenter, 256), result.steps, config.labelSmoothing);
       outputs.appendEval(r, 'test');
       testAccuracy = r.acc;

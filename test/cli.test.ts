@@ -5,21 +5,18 @@
 // run's summary, and `download` from a local 127.0.0.1 server (never the internet).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { type Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { gzipSync } from 'node:zlib';
 import { DEFAULTS, type TrainConfig, readRecipe, resolveConfig, totalIterations, validateConfig } from '../cli/config.ts';
 import { runTraining } from '../cli/train.ts';
 import type { EvalReport } from '../cli/evalCommand.ts';
 import type { Device } from '../engine/device.ts';
-import { Rng } from '../engine/random.ts';
-import { CIFAR10, encodeCifarRecords, loadCifar10 } from '../data/cifar.ts';
-import { writeTar } from '../data/tar.ts';
+import { loadCifar10 } from '../data/cifar.ts';
+import { generatedCifar10Archive } from './cifarArchive.ts';
 import { buildSchedules } from '../train/schedules.ts';
 import { destroyTestDevice, testDevice } from './helpers.ts';
 
@@ -262,16 +259,9 @@ describe('cli: eval', () => {
 });
 
 describe('cli: download (from a local 127.0.0.1 server)', () => {
-  // a CIFAR-10-layout archive of 4 records per file, as test/data-download.test.ts builds
+  // a CIFAR-10-layout archive of 4 records per file
   const N = 4;
-  const rng = new Rng(5);
-  const members = [...CIFAR10.trainFiles, CIFAR10.testFile].map((name) => {
-    const labels = Int32Array.from({ length: N }, () => rng.int(10));
-    const images = Uint8Array.from({ length: N * 3072 }, () => rng.int(256));
-    return { name: `cifar-10-batches-bin/${name}`, data: encodeCifarRecords(images, labels, CIFAR10) };
-  });
-  const ARCHIVE = gzipSync(writeTar(members));
-  const MD5 = createHash('md5').update(ARCHIVE).digest('hex');
+  const { archive: ARCHIVE, md5: MD5 } = generatedCifar10Archive(5, N);
   let server: Server;
   let base: string;
   let hits = 0;

@@ -3,28 +3,18 @@
 // loads; a wrong checksum, an HTTP error, a cut connection or a refused one
 // leave nothing behind (and an older file untouched).
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { type Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { gzipSync } from 'node:zlib';
-import { Rng } from '../engine/random.ts';
-import { CIFAR10, encodeCifarRecords, loadCifar10 } from '../data/cifar.ts';
+import { loadCifar10 } from '../data/cifar.ts';
 import { CIFAR10_ARCHIVE, CIFAR100_ARCHIVE, downloadCifar, downloadFile, fileMd5 } from '../data/download.ts';
-import { writeTar } from '../data/tar.ts';
+import { generatedCifar10Archive } from './cifarArchive.ts';
 
 const N = 4;
-const rng = new Rng(11);
-const members = [...CIFAR10.trainFiles, CIFAR10.testFile].map((name) => {
-  const labels = Int32Array.from({ length: N }, () => rng.int(10));
-  const images = Uint8Array.from({ length: N * 3072 }, () => rng.int(256));
-  return { name: `cifar-10-batches-bin/${name}`, data: encodeCifarRecords(images, labels, CIFAR10) };
-});
-const ARCHIVE = gzipSync(writeTar(members));
-const MD5 = createHash('md5').update(ARCHIVE).digest('hex');
+const { archive: ARCHIVE, md5: MD5 } = generatedCifar10Archive(11, N);
 
 let server: Server;
 let base: string;
