@@ -20,6 +20,8 @@ export interface MemoryStats {
   pooledBuffers: number;
   /** GPU buffers ever created by the pool */
   createdBuffers: number;
+  /** storage textures ever created by the texture pool (their bytes count in liveBytes/pooledBytes) */
+  createdTextures: number;
 }
 
 export interface ExecutionStats {
@@ -32,6 +34,17 @@ export interface PooledBuffer {
   readonly buffer: GPUBuffer;
   readonly size: number;
 }
+
+/** An rgba32float storage texture (2-D array) from the pool, with the view kernels bind. */
+export interface PooledTexture {
+  readonly texture: GPUTexture;
+  readonly view: GPUTextureView;
+  readonly key: string;
+  readonly bytes: number;
+}
+
+/** What a dispatch binds: a whole buffer, a buffer range, or a texture view. */
+export type Binding = GPUBuffer | GPUBufferBinding | GPUTextureView;
 
 const UNIFORM_ALIGN = 256; // minUniformBufferOffsetAlignment on every adapter we target
 const UNIFORM_ARENA_BYTES = 1 << 20;
@@ -57,6 +70,10 @@ export class Device {
   readonly adapterInfo: GPUAdapterInfo;
   readonly limits: GPUSupportedLimits;
   readonly hasTimestampQuery: boolean;
+  /** Whether the device was created with the 'subgroups' feature (WGSL `enable subgroups;`). */
+  readonly hasSubgroups: boolean;
+  /** The adapter's subgroup size when it has only one (8 on lavapipe with AVX2), else 0. */
+  readonly subgroupSize: number;
 
   private pool = new Map<number, GPUBuffer[]>();
   private liveBytes = 0;
@@ -64,6 +81,8 @@ export class Device {
   private pooledBytes = 0;
   private pooledBuffers = 0;
   private createdBuffers = 0;
+  private texturePool = new Map<string, PooledTexture[]>();
+  private createdTextures = 0;
 
   private pipelines = new Map<string, { pipeline: GPUComputePipeline; label: string }>();
   private encoder: GPUCommandEncoder | null = null;
@@ -92,6 +111,9 @@ export class Device {
     this.adapterInfo = adapterInfo;
     this.limits = gpu.limits;
     this.hasTimestampQuery = gpu.features.has('timestamp-query');
+    this.hasSubgroups = gpu.features.has('subgroups' as GPUFeatureName);
+    const info = adapterInfo as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
+    this.subgroupSize = this.hasSubgroups && info.subgroupMinSize === info.subgroupMaxSize ? (info.subgroupMinSize ?? 0) : 0;
     gpu.addEventListener('uncapturederror', (ev: Event) => {
       const e = (ev as GPUUncapturedErrorEvent).error;
       this.uncaptured.push(e.message);
@@ -142,10 +164,47 @@ export class Device {
     this.pooledBuffers++;
   }
 
-  /** Destroys every pooled (unused) buffer. */
+  /**
+   * An rgba32float 2-D array texture of exactly width × height × layers texels
+   * from the pool (contents undefined), usable as a read-only or write-only
+   * storage texture. Kernels on software adapters read textures about twice as
+   * fast as buffers (kernels/conv2dTexture.ts).
+   */
+  acquireTexture(width: number, height: number, layers: number): PooledTexture {
+    const key = `${width}x${height}x${layers}`;
+    let t = this.texturePool.get(key)?.pop();
+    const bytes = width * height * layers * 16;
+    if (t) {
+      this.pooledBytes -= bytes;
+    } else {
+      const texture = this.gpu.createTexture({
+        size: [width, height, layers],
+        format: 'rgba32float',
+        usage: GPUTextureUsage.STORAGE_BINDING,
+      });
+      t = { texture, view: texture.createView({ dimension: '2d-array' }), key, bytes };
+      this.createdTextures++;
+    }
+    this.liveBytes += bytes;
+    return t;
+  }
+
+  /** Returns a texture to the pool; like release(), safe while queued work still reads it. */
+  releaseTexture(t: PooledTexture): void {
+    this.liveBytes -= t.bytes;
+    if (this.destroyed) return;
+    let free = this.texturePool.get(t.key);
+    if (!free) this.texturePool.set(t.key, (free = []));
+    free.push(t);
+    this.pooledBytes += t.bytes;
+  }
+
+  /** Destroys every pooled (unused) buffer and texture. */
   trimPool(): void {
     for (const free of this.pool.values()) for (const b of free) b.destroy();
     this.pool.clear();
+    for (const free of this.texturePool.values()) for (const t of free) t.texture.destroy();
+    this.texturePool.clear();
     this.pooledBytes = 0;
     this.pooledBuffers = 0;
   }
@@ -157,6 +216,7 @@ export class Device {
       liveBuffers: this.liveBuffers,
       pooledBuffers: this.pooledBuffers,
       createdBuffers: this.createdBuffers,
+      createdTextures: this.createdTextures,
     };
   }
 
@@ -237,7 +297,7 @@ export class Device {
    */
   dispatch(
     pipeline: GPUComputePipeline,
-    bindings: (GPUBuffer | GPUBufferBinding)[],
+    bindings: Binding[],
     workgroups: [number, number?, number?],
   ): void {
     if (this.destroyed) throw new GpuError('device was destroyed');
@@ -250,7 +310,7 @@ export class Device {
     const pass = this.computePass(); // first, so the bind group's validation lands in this batch's error scope
     const entries: GPUBindGroupEntry[] = bindings.map((b, i) => ({
       binding: i,
-      resource: 'buffer' in b ? b : { buffer: b },
+      resource: b instanceof GPUTextureView || 'buffer' in b ? b : { buffer: b },
     }));
     const group = this.gpu.createBindGroup({ label: pipeline.label, layout: pipeline.getBindGroupLayout(0), entries });
     pass.setPipeline(pipeline);
@@ -398,6 +458,8 @@ export async function createDevice(options: CreateDeviceOptions = {}): Promise<D
   };
   const requiredFeatures: GPUFeatureName[] = [];
   if (adapter.features.has('timestamp-query')) requiredFeatures.push('timestamp-query');
+  // subgroup operations let the lanes of a SIMD group share loaded values (kernels/conv2dTexture.ts)
+  if (adapter.features.has('subgroups')) requiredFeatures.push('subgroups' as GPUFeatureName);
   let device: GPUDevice;
   try {
     device = await adapter.requestDevice({ requiredLimits, requiredFeatures });

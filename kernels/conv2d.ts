@@ -54,6 +54,14 @@ import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 import type { Device } from '../engine/device.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import { UniformWriter, grid1d, WG, FLAT_INDEX } from './common.ts';
+import {
+  conv2dForwardTexture,
+  conv2dGradInputTexture,
+  conv2dGradWeightTexture,
+  gradWeightSlicesTexture,
+  useTextureConv,
+  useTextureConvGradInput,
+} from './conv2dTexture.ts';
 
 const BN = 64;
 const BK = 16;
@@ -265,6 +273,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 
 /** Records Y = conv2d(X, W) (+ bias). Shapes are the caller's to check. */
 export function conv2dForward(device: Device, x: Tensor, weight: Tensor, bias: Tensor | undefined, y: Tensor, g: ConvGeometry): void {
+  if (useTextureConv(device, g)) return conv2dForwardTexture(device, x, weight, bias, y, g);
   const M = g.cout;
   const N = g.batch * g.ho * g.wo;
   const K = g.cin * g.kh * g.kw;
@@ -388,6 +397,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 
 /** Records dX = ∂(conv2d)/∂X applied to dY. */
 export function conv2dGradInput(device: Device, dy: Tensor, weight: Tensor, dx: Tensor, g: ConvGeometry): void {
+  if (useTextureConvGradInput(device, g)) return conv2dGradInputTexture(device, dy, weight, dx, g);
   const M = g.cin;
   const BM = tileRows(M);
   const TM = threadRows(BM);
@@ -513,8 +523,9 @@ const WGRAD_MIN_CHUNK = 512;
 /** Cap on the partial-product buffer. */
 const WGRAD_MAX_PARTIAL_BYTES = 64 << 20;
 
-/** How the grad-weight GEMM's K = batch·Ho·Wo is split across workgroups. */
-export function gradWeightSplits(g: ConvGeometry): { splits: number; chunk: number } {
+/** How the grad-weight GEMM's K = batch·Ho·Wo is split across workgroups (partial products to sum). */
+export function gradWeightSplits(g: ConvGeometry, device: Device): { splits: number; chunk: number } {
+  if (useTextureConv(device, g)) return { splits: gradWeightSlicesTexture(g).slices, chunk: 0 };
   const M = g.cout;
   const N = g.cin * g.kh * g.kw;
   const K = g.batch * g.ho * g.wo;
@@ -528,7 +539,7 @@ export function gradWeightSplits(g: ConvGeometry): { splits: number; chunk: numb
 
 /**
  * Records dW = ∂(conv2d)/∂W applied to dY. `scratch` must hold splits·|W|
- * floats when gradWeightSplits(g).splits > 1 (ignored otherwise).
+ * floats when gradWeightSplits(g, device).splits > 1 (ignored otherwise).
  */
 export function conv2dGradWeight(device: Device, dy: Tensor, x: Tensor, dw: Tensor, g: ConvGeometry, scratch?: Tensor): void {
   const M = g.cout;
@@ -536,17 +547,21 @@ export function conv2dGradWeight(device: Device, dy: Tensor, x: Tensor, dw: Tens
   const K = g.batch * g.ho * g.wo;
   const BM = tileRows(M);
   const TM = threadRows(BM);
-  const { splits, chunk } = gradWeightSplits(g);
+  const { splits, chunk } = gradWeightSplits(g, device);
   if (splits > 1 && (!scratch || scratch.size < splits * M * N)) {
     throw new Error(`conv2dGradWeight: split-K over ${splits} parts needs a scratch tensor of ${splits * M * N} floats`);
   }
-  const unroll = unrollFor(device);
-  const pipeline = device.pipeline(`conv2d gradWeight:${BM}x${TM}:${sizeKey(g.kh, g.kw)}:${unroll}`, `conv2d grad weight ${sizeKey(g.kh, g.kw)} (BM ${BM})`, () =>
-    gradWeightSource(BM, TM, g.kh, g.kw, unroll),
-  );
   const target = splits > 1 ? scratch! : dw;
-  const u = device.uniforms(params(g, M, N, K, chunk));
-  device.dispatch(pipeline, [dy.buffer, x.buffer, target.buffer, u], [Math.ceil(N / BN), Math.ceil(M / BM), splits]);
+  if (useTextureConv(device, g)) {
+    conv2dGradWeightTexture(device, dy, x, target, g);
+  } else {
+    const unroll = unrollFor(device);
+    const pipeline = device.pipeline(`conv2d gradWeight:${BM}x${TM}:${sizeKey(g.kh, g.kw)}:${unroll}`, `conv2d grad weight ${sizeKey(g.kh, g.kw)} (BM ${BM})`, () =>
+      gradWeightSource(BM, TM, g.kh, g.kw, unroll),
+    );
+    const u = device.uniforms(params(g, M, N, K, chunk));
+    device.dispatch(pipeline, [dy.buffer, x.buffer, target.buffer, u], [Math.ceil(N / BN), Math.ceil(M / BM), splits]);
+  }
   if (splits > 1) {
     const sum = device.pipeline('conv2d sumSplits', 'conv2d grad weight split-K sum', () => sumSplitsSource);
     const us = device.uniforms(new UniformWriter().u32(M * N, splits).bytes());

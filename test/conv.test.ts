@@ -81,7 +81,7 @@ describe('conv2d', () => {
     // a stride-2 3×3 downsampling conv and its 1×1 projection (16 → 32 channels),
     // and a 3×3 stride-1 conv whose weight gradient splits K = 8·16·16 four ways
     const g = { batch: 8, cin: 16, h: 16, w: 16, cout: 64, kh: 3, kw: 3, ho: 16, wo: 16, strideH: 1, strideW: 1, padH: 1, padW: 1 };
-    assert.ok(gradWeightSplits(g).splits > 1, 'this shape exercises split-K');
+    assert.ok(gradWeightSplits(g, device).splits > 1, 'this shape exercises split-K');
     for (const [cout, k, stride, padding] of [
       [32, 3, 2, 1],
       [32, 1, 2, 0],

@@ -29,6 +29,10 @@ const DECL: Record<string, string> = {
   uniform: '@group(0) @binding(0) var<uniform> S: array<vec4<f32>, 4096>;',
   texture: '@group(0) @binding(0) var T: texture_2d<f32>;',
   storageTexture: '@group(0) @binding(0) var T: texture_storage_2d<rgba32float, read>;',
+  storageUniform: '@group(0) @binding(0) var<storage, read> S: array<vec4<f32>>;',
+  storageTextureUniform: '@group(0) @binding(0) var T: texture_storage_2d<rgba32float, read>;',
+  uniformUniform: '@group(0) @binding(0) var<uniform> S: array<vec4<f32>, 4096>;',
+  workgroupUniform: 'var<workgroup> S: array<vec4<f32>, 1024>; @group(0) @binding(0) var<storage, read> D: array<vec4<f32>>;',
 };
 
 function load(kind: string, idx: string): string {
@@ -38,6 +42,11 @@ function load(kind: string, idx: string): string {
     case 'uniform': return `S[(${idx}) & 4095u]`;
     case 'texture': return `textureLoad(T, vec2<u32>((${idx}) & 1023u, ((${idx}) >> 10u) & 1023u), 0)`;
     case 'storageTexture': return `textureLoad(T, vec2<u32>((${idx}) & 1023u, ((${idx}) >> 10u) & 1023u))`;
+    // the same address in every lane of the workgroup (derived from workgroup_id and the loop counter only)
+    case 'storageUniform': return `S[(${idx.replace('li', 'wid.x')}) & 65535u]`;
+    case 'uniformUniform': return `S[(${idx.replace('li', 'wid.x')}) & 4095u]`;
+    case 'workgroupUniform': return `S[(${idx.replace('li', 'wid.x')}) & 1023u]`;
+    case 'storageTextureUniform': return `textureLoad(T, vec2<u32>((${idx.replace('li', 'wid.x')}) & 1023u, 0u))`;
     default: return `vec4<f32>(f32(${idx}))`;
   }
 }
@@ -49,8 +58,8 @@ function source(kind: string): string {
 @group(0) @binding(1) var<storage, read_write> out: array<vec4<f32>>;
 @group(0) @binding(2) var<uniform> p: vec4<u32>;
 @compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  ${kind === 'workgroup' ? 'S[li] = D[li]; S[li + 64u] = D[li]; workgroupBarrier();' : ''}
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  ${kind.startsWith('workgroup') ? 'S[li] = D[li]; S[li + 64u] = D[li]; workgroupBarrier();' : ''}
   let m = vec4<f32>(bitcast<f32>(p.y));
   ${acc}
   for (var i = 0u; i < p.x; i++) {
@@ -69,11 +78,11 @@ const params = gpu.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | GPUB
 gpu.queue.writeBuffer(params, 0, new Uint32Array([ITERS, 0x3f7ff972, 0, 0]));
 const tex = gpu.createTexture({ size: [1024, 1024], format: 'rgba32float', usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.STORAGE_BINDING });
 
-const kinds = ['compute', 'storage', 'workgroup', 'uniform', 'texture', 'storageTexture'];
+const kinds = ['compute', 'storage', 'workgroup', 'uniform', 'texture', 'storageTexture', 'storageUniform', 'storageTextureUniform', 'uniformUniform', 'workgroupUniform'];
 const best: Record<string, { cpu: number; gpu: number }> = {};
 for (let round = 0; round < 3; round++) {
   for (const kind of kinds) {
-    const first: GPUBindingResource = kind === 'uniform' ? { buffer: uniform } : kind.endsWith('exture') ? tex.createView() : { buffer: storage };
+    const first: GPUBindingResource = kind.startsWith('uniform') ? { buffer: uniform } : kind.includes('exture') ? tex.createView() : { buffer: storage };
     const k = dev.kernel(source(kind), [first, { buffer: out }, { buffer: params }], [INVOCATIONS / 64]);
     const t = await rawTime(dev, [k], 2);
     const per = INVOCATIONS * ITERS * LOADS;

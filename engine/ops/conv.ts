@@ -79,7 +79,7 @@ function gradInput(dy: Tensor, weight: Tensor, g: ConvGeometry): Tensor {
 function gradWeight(dy: Tensor, x: Tensor, g: ConvGeometry): Tensor {
   const device = dy.device;
   const dw = empty(device, [g.cout, g.cin, g.kh, g.kw], 'f32', 'conv2d grad weight');
-  const { splits } = gradWeightSplits(g);
+  const { splits } = gradWeightSplits(g, device);
   const scratch = splits > 1 ? empty(device, [splits, dw.size], 'f32', 'conv2d grad weight partials') : undefined;
   conv2dGradWeight(device, dy, x, dw, g, scratch);
   scratch?.dispose(); // back to the pool; the queue orders any reuse after this kernel

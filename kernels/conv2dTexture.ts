@@ -1,0 +1,384 @@
+// Convolution for software adapters whose SIMD groups are exposed as subgroups
+// of 8 lanes (lavapipe/llvmpipe on AVX2): the same three GEMMs as
+// kernels/conv2d.ts, laid out for how such an adapter executes a kernel.
+//
+// Why another path: llvmpipe runs 8 invocations as the 8 lanes of AVX2 vectors
+// and turns every buffer or workgroup-memory load into 8 bounds-checked scalar
+// loads, 40-200 cycles per vec4 (bench/experiments/lavapipe-loads.ts); a read of
+// a read-only storage texture costs about 25. So here:
+//   - activations are repacked once per kernel into rgba32float 2-D array textures,
+//     NHWC with channels in groups of 4 (texel (x·C4 + c4, y), layer n) and the
+//     convolution's zero padding stored as texels, so the inner loops load one
+//     texel per 4 channels and never test bounds;
+//   - lanes take consecutive output pixels; weights are loaded by one lane per
+//     row and handed to all 8 with subgroupBroadcast (a register shuffle), so a
+//     TM-row weight block costs TM/8 loads instead of TM.
+// The repacks read each activation once (a few ms on lavapipe, next to hundreds
+// for the convolution) and the textures come from the device's pool.
+//
+//   forward      lane = output pixel (TN of them, 64 apart), TM output channels;
+//                K loop over taps × input channel quads: per step TN + TM/8 texel
+//                loads, 4·TM broadcasts, 4·TM·TN multiply-adds.
+//   grad input   stride 1: the forward kernel on dY padded by K−1−p with the weight
+//                flipped and transposed (a full correlation). Other strides keep
+//                kernels/conv2d.ts's phase decomposition.
+//   grad weight  each workgroup is one subgroup and owns TM output channels × one
+//                input channel quad × one filter row (KW taps); lanes walk disjoint
+//                output pixels of a slice of the batch accumulating TM·4·KW sums,
+//                which subgroupAdd folds at the end; slices are summed by a second
+//                kernel (split-K, deterministic).
+//
+// Versions measured are in BENCHMARKS.md; the buffer kernels remain for GPUs.
+import type { Device, PooledTexture } from '../engine/device.ts';
+import type { Tensor } from '../engine/tensor.ts';
+import type { ConvGeometry } from './conv2d.ts';
+import { UniformWriter } from './common.ts';
+
+/** Which conv kernels run: 'auto' takes the texture path where usable (software adapter, subgroups of 8). */
+export const convPathConfig: { path: 'auto' | 'texture' | 'buffer'; tm: number; tn: number } = { path: 'auto', tm: 16, tn: 4 };
+
+const SUBGROUP = 8;
+
+function software(device: Device): boolean {
+  const i = device.adapterInfo;
+  return /llvmpipe|lavapipe|swiftshader/i.test(`${i.vendor} ${i.architecture} ${i.device} ${i.description}`);
+}
+
+/** Whether this device can run the texture path at all (subgroups of exactly 8 lanes). */
+export function textureConvSupported(device: Device): boolean {
+  return device.hasSubgroups && device.subgroupSize === SUBGROUP;
+}
+
+/** Whether conv kernels with geometry g take the texture path on this device. */
+export function useTextureConv(device: Device, g: ConvGeometry): boolean {
+  if (convPathConfig.path === 'buffer' || !textureConvSupported(device)) return false;
+  if (convPathConfig.path === 'auto' && !software(device)) return false;
+  const l = device.limits;
+  const c4 = Math.ceil(Math.max(g.cin, g.cout) / 4);
+  const maxPad = Math.max(g.padH, g.padW, g.kh - 1, g.kw - 1);
+  return (
+    g.batch <= l.maxTextureArrayLayers &&
+    (Math.max(g.w, g.wo) + 2 * maxPad) * c4 <= l.maxTextureDimension2D &&
+    Math.max(g.h, g.ho) + 2 * maxPad <= l.maxTextureDimension2D &&
+    g.kh * g.kw * c4 <= l.maxTextureDimension2D
+  );
+}
+
+/** Grad input takes the texture path only at stride 1 with padding < kernel size. */
+export function useTextureConvGradInput(device: Device, g: ConvGeometry): boolean {
+  return g.strideH === 1 && g.strideW === 1 && g.padH < g.kh && g.padW < g.kw && useTextureConv(device, g);
+}
+
+// ------------------------------------------------------------------ repacks
+
+const packActivationSource = /* wgsl */ `
+struct P { c: u32, h: u32, w: u32, c4: u32, padH: u32, padW: u32, tw: u32, th: u32 }
+@group(0) @binding(0) var<storage, read> X: array<f32>;
+@group(0) @binding(1) var T: texture_storage_2d_array<rgba32float, write>;
+@group(0) @binding(2) var<uniform> p: P;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  if (gid.x >= p.tw * p.th) { return; }
+  let n = gid.y;
+  let tx = gid.x % p.tw;
+  let ty = gid.x / p.tw;
+  let c0 = (tx % p.c4) * 4u;
+  let ih = i32(ty) - i32(p.padH);
+  let iw = i32(tx / p.c4) - i32(p.padW);
+  var v = vec4<f32>();
+  if (ih >= 0 && ih < i32(p.h) && iw >= 0 && iw < i32(p.w)) {
+    let hw = p.h * p.w;
+    let base = n * p.c * hw + u32(ih) * p.w + u32(iw);
+    for (var j = 0u; j < 4u; j++) {
+      if (c0 + j < p.c) { v[j] = X[base + (c0 + j) * hw]; }
+    }
+  }
+  textureStore(T, vec2<u32>(tx, ty), n, v);
+}`;
+
+/**
+ * NCHW activations [batch, c, h, w] → texture (w + 2·padW)·⌈c/4⌉ × (h + 2·padH) ×
+ * batch, texel (x·C4 + c4, y) of layer n = channels 4·c4 … 4·c4+3 of padded pixel
+ * (y, x), zeros in the border and past c.
+ */
+export function packActivation(device: Device, x: Tensor, c: number, h: number, w: number, padH: number, padW: number): PooledTexture {
+  const batch = x.size / (c * h * w);
+  const c4 = Math.ceil(c / 4);
+  const tw = (w + 2 * padW) * c4;
+  const th = h + 2 * padH;
+  const t = device.acquireTexture(tw, th, batch);
+  const pipeline = device.pipeline('conv2d tex:packActivation', 'conv2d texture pack (activation)', () => packActivationSource);
+  const u = device.uniforms(new UniformWriter().u32(c, h, w, c4, padH, padW, tw, th).bytes());
+  device.dispatch(pipeline, [x.buffer, t.view, u], [Math.ceil((tw * th) / 64), batch, 1]);
+  return t;
+}
+
+const packWeightSource = /* wgsl */ `
+struct P { rows: u32, inner: u32, c4: u32, kh: u32, kw: u32, flip: u32, tw: u32, th: u32, cin: u32 }
+@group(0) @binding(0) var<storage, read> W: array<f32>;
+@group(0) @binding(1) var T: texture_storage_2d_array<rgba32float, write>;
+@group(0) @binding(2) var<uniform> p: P;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  if (gid.x >= p.tw * p.th) { return; }
+  let tx = gid.x % p.tw;
+  let row = gid.x / p.tw;
+  let tap = tx / p.c4;
+  let c0 = (tx % p.c4) * 4u;
+  let ky = tap / p.kw;
+  let kx = tap % p.kw;
+  var v = vec4<f32>();
+  if (row < p.rows) {
+    for (var j = 0u; j < 4u; j++) {
+      let c = c0 + j;
+      if (c < p.inner) {
+        // forward: W[row, c, ky, kx]; flipped (grad input): W[c, row, KH−1−ky, KW−1−kx]
+        if (p.flip == 0u) {
+          v[j] = W[((row * p.cin + c) * p.kh + ky) * p.kw + kx];
+        } else {
+          v[j] = W[((c * p.cin + row) * p.kh + (p.kh - 1u - ky)) * p.kw + (p.kw - 1u - kx)];
+        }
+      }
+    }
+  }
+  textureStore(T, vec2<u32>(tx, row), 0u, v);
+}`;
+
+/**
+ * OIHW weights → texture KH·KW·⌈inner/4⌉ × rowsPadded, texel (tap·C4 + c4, row) =
+ * the weights of output row `row` for inner channels 4·c4 … 4·c4+3 at tap
+ * ky·KW + kx. Forward: rows = Cout, inner = Cin. Flipped (grad input as a full
+ * correlation): rows = Cin, inner = Cout, taps rotated by 180°.
+ */
+function packWeight(device: Device, weight: Tensor, g: ConvGeometry, flip: boolean, rowsPadded: number): PooledTexture {
+  const rows = flip ? g.cin : g.cout;
+  const inner = flip ? g.cout : g.cin;
+  const c4 = Math.ceil(inner / 4);
+  const tw = g.kh * g.kw * c4;
+  const t = device.acquireTexture(tw, rowsPadded, 1);
+  const pipeline = device.pipeline('conv2d tex:packWeight', 'conv2d texture pack (weight)', () => packWeightSource);
+  const u = device.uniforms(new UniformWriter().u32(rows, inner, c4, g.kh, g.kw, flip ? 1 : 0, tw, rowsPadded, g.cin).bytes());
+  device.dispatch(pipeline, [weight.buffer, t.view, u], [Math.ceil((tw * rowsPadded) / 64), 1, 1]);
+  return t;
+}
+
+// -------------------------------------------------- forward (and grad input)
+
+const XYZW = ['x', 'y', 'z', 'w'];
+
+/**
+ * Y[n, m, oy, ox] = Σ_{ky,kx,c} Wt(ky,kx,c; m) · Xt(n; oy·s+ky, ox·s+kx; c), Xt
+ * already padded. Each workgroup: 64 lanes × TN pixels (pixel j of lane l is
+ * wid.x·64·TN + 64·j + l), TM output channels from wid.y·TM.
+ */
+function correlateSource(TM: number, TN: number, hasBias: boolean): string {
+  const decl: string[] = [];
+  const body: string[] = [];
+  for (let m = 0; m < TM; m++) for (let j = 0; j < TN; j++) decl.push(`var a${m}_${j} = 0.0;`);
+  for (let g = 0; g < TM / SUBGROUP; g++) body.push(`let w${g} = textureLoad(Wt, vec2<u32>(wx, m0 + ${g * SUBGROUP}u + sg), 0u);`);
+  for (let j = 0; j < TN; j++) body.push(`let x${j} = textureLoad(Xt, vec2<u32>(bx${j} + xo, by${j}), n${j});`);
+  for (let m = 0; m < TM; m++) {
+    body.push(`let s${m} = subgroupBroadcast(w${m >> 3}, ${m & 7}u);`);
+    for (let j = 0; j < TN; j++) {
+      const terms = XYZW.reduce((acc, c) => `fma(s${m}.${c}, x${j}.${c}, ${acc})`, `a${m}_${j}`);
+      body.push(`a${m}_${j} = ${terms};`);
+    }
+  }
+  const pix: string[] = [];
+  const stores: string[] = [];
+  for (let j = 0; j < TN; j++) {
+    pix.push(`let q${j} = min(pix0 + ${j * 64}u, p.N - 1u);
+  let n${j} = q${j} / p.hwo;
+  let r${j} = q${j} % p.hwo;
+  let bx${j} = (r${j} % p.wo) * p.sw * p.c4;
+  let by${j} = (r${j} / p.wo) * p.sh;
+  let yo${j} = n${j} * p.M * p.hwo + r${j};`);
+    const rows = Array.from({ length: TM }, (_, m) => `if (m0 + ${m}u < p.M) { Y[yo${j} + (m0 + ${m}u) * p.hwo] = a${m}_${j}${hasBias ? ` + bias[m0 + ${m}u]` : ''}; }`);
+    stores.push(`if (pix0 + ${j * 64}u < p.N) {\n    ${rows.join('\n    ')}\n  }`);
+  }
+  return /* wgsl */ `enable subgroups;
+struct P { N: u32, M: u32, hwo: u32, wo: u32, sh: u32, sw: u32, c4: u32, kh: u32, kw: u32, _p0: u32, _p1: u32, _p2: u32 }
+@group(0) @binding(0) var Xt: texture_storage_2d_array<rgba32float, read>;
+@group(0) @binding(1) var Wt: texture_storage_2d_array<rgba32float, read>;
+@group(0) @binding(2) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(3) var<uniform> p: P;
+${hasBias ? '@group(0) @binding(4) var<storage, read> bias: array<f32>;' : ''}
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,
+        @builtin(subgroup_invocation_id) sg: u32) {
+  let m0 = wid.y * ${TM}u;
+  let pix0 = wid.x * ${64 * TN}u + li;
+  ${pix.join('\n  ')}
+  ${decl.join(' ')}
+  var wx = 0u;
+  for (var ky = 0u; ky < p.kh; ky++) {
+    ${Array.from({ length: TN }, (_, j) => `let by${j} = by${j} + ky;`).join(' ')}
+    for (var kx = 0u; kx < p.kw; kx++) {
+      let xo0 = kx * p.c4;
+      for (var c4 = 0u; c4 < p.c4; c4++) {
+        let xo = xo0 + c4;
+        ${body.join('\n        ')}
+        wx++;
+      }
+    }
+  }
+  ${stores.join('\n  ')}
+}`;
+}
+
+interface Correlation {
+  x: PooledTexture; // padded NHWC4 input
+  w: PooledTexture; // packed weights, rows padded to TM
+  out: Tensor;
+  bias?: Tensor;
+  batch: number;
+  M: number; // output channels
+  ho: number;
+  wo: number;
+  sh: number;
+  sw: number;
+  c4: number; // input channel quads
+  kh: number;
+  kw: number;
+}
+
+function correlate(device: Device, c: Correlation, TM: number, TN: number): void {
+  const hasBias = c.bias !== undefined;
+  const pipeline = device.pipeline(`conv2d tex:correlate:${TM}x${TN}:${hasBias}`, `conv2d texture correlate (${TM}×${TN}${hasBias ? ', +bias' : ''})`, () =>
+    correlateSource(TM, TN, hasBias),
+  );
+  const N = c.batch * c.ho * c.wo;
+  const u = device.uniforms(new UniformWriter().u32(N, c.M, c.ho * c.wo, c.wo, c.sh, c.sw, c.c4, c.kh, c.kw, 0, 0, 0).bytes());
+  const bindings = [c.x.view, c.w.view, c.out.buffer, u];
+  if (c.bias) bindings.push(c.bias.buffer);
+  device.dispatch(pipeline, bindings, [Math.ceil(N / (64 * TN)), Math.ceil(c.M / TM), 1]);
+}
+
+/** Rows per block: 8, 16 or convPathConfig.tm, whichever wastes least for M rows. */
+function blockRows(M: number): number {
+  const tm = convPathConfig.tm;
+  return M <= 8 ? 8 : M <= 16 || tm <= 16 ? Math.min(16, tm) : tm;
+}
+
+/** Records Y = conv2d(X, W) (+ bias) on the texture path. */
+export function conv2dForwardTexture(device: Device, x: Tensor, weight: Tensor, bias: Tensor | undefined, y: Tensor, g: ConvGeometry): void {
+  const TM = blockRows(g.cout);
+  const xt = packActivation(device, x, g.cin, g.h, g.w, g.padH, g.padW);
+  const wt = packWeight(device, weight, g, false, Math.ceil(g.cout / TM) * TM);
+  correlate(device, { x: xt, w: wt, out: y, bias, batch: g.batch, M: g.cout, ho: g.ho, wo: g.wo, sh: g.strideH, sw: g.strideW, c4: Math.ceil(g.cin / 4), kh: g.kh, kw: g.kw }, TM, convPathConfig.tn);
+  device.releaseTexture(xt);
+  device.releaseTexture(wt);
+}
+
+/** Records dX for a stride-1 convolution: dY padded by K−1−p, correlated with the flipped, transposed weight. */
+export function conv2dGradInputTexture(device: Device, dy: Tensor, weight: Tensor, dx: Tensor, g: ConvGeometry): void {
+  const TM = blockRows(g.cin);
+  const dyt = packActivation(device, dy, g.cout, g.ho, g.wo, g.kh - 1 - g.padH, g.kw - 1 - g.padW);
+  const wt = packWeight(device, weight, g, true, Math.ceil(g.cin / TM) * TM);
+  correlate(device, { x: dyt, w: wt, out: dx, batch: g.batch, M: g.cin, ho: g.h, wo: g.w, sh: 1, sw: 1, c4: Math.ceil(g.cout / 4), kh: g.kh, kw: g.kw }, TM, convPathConfig.tn);
+  device.releaseTexture(dyt);
+  device.releaseTexture(wt);
+}
+
+// -------------------------------------------------------------- grad weight
+
+/**
+ * Partial dW over one slice of output rows (n, oy): workgroup (slice, block)
+ * with block = (co block, ci quad, ky). Lane l takes ox = l, l+8, … of each row.
+ * part[slice][co][ci][ky][kx] = Σ dY[n,co,oy,ox] · Xpad[n,ci,oy·sh+ky,ox·sw+kx].
+ */
+function gradWeightSource(TM: number, KW: number): string {
+  const decl: string[] = [];
+  const body: string[] = [];
+  const q = TM / 4;
+  for (let m = 0; m < TM; m++) for (let c = 0; c < 4; c++) for (let k = 0; k < KW; k++) decl.push(`var a${m}_${c}_${k} = 0.0;`);
+  for (let i = 0; i < q; i++) body.push(`let d${i} = textureLoad(dYt, vec2<u32>(dyx + ${i}u, oy), n);`);
+  for (let k = 0; k < KW; k++) body.push(`let x${k} = textureLoad(Xt, vec2<u32>(xx + ${k}u * p.ci4, iy), n);`);
+  for (let m = 0; m < TM; m++) {
+    for (let k = 0; k < KW; k++) {
+      for (let c = 0; c < 4; c++) body.push(`a${m}_${c}_${k} = fma(d${m >> 2}.${XYZW[m & 3]}, x${k}.${XYZW[c]}, a${m}_${c}_${k});`);
+    }
+  }
+  const out: string[] = [];
+  let idx = 0;
+  for (let m = 0; m < TM; m++) {
+    for (let c = 0; c < 4; c++) {
+      for (let k = 0; k < KW; k++) {
+        out.push(`{ let s = subgroupAdd(a${m}_${c}_${k}); if (sg == ${idx % SUBGROUP}u && co0 + ${m}u < p.cout && ci0 + ${c}u < p.cin) { part[base + ((co0 + ${m}u) * p.cin + ci0 + ${c}u) * p.khw + ky * ${KW}u + ${k}u] = s; } }`);
+        idx++;
+      }
+    }
+  }
+  return /* wgsl */ `enable subgroups;
+struct P { rows: u32, rowsPerSlice: u32, ho: u32, wo: u32, sh: u32, sw: u32, co4: u32, ci4: u32,
+           cout: u32, cin: u32, khw: u32, coBlocks: u32, kh: u32, _p0: u32, _p1: u32, _p2: u32 }
+@group(0) @binding(0) var dYt: texture_storage_2d_array<rgba32float, read>;
+@group(0) @binding(1) var Xt: texture_storage_2d_array<rgba32float, read>;
+@group(0) @binding(2) var<storage, read_write> part: array<f32>;
+@group(0) @binding(3) var<uniform> p: P;
+@compute @workgroup_size(${SUBGROUP})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) sg: u32) {
+  // block = (ky, ci quad, co block), co block fastest
+  let coBlock = wid.y % p.coBlocks;
+  let ci4 = (wid.y / p.coBlocks) % p.ci4;
+  let ky = wid.y / (p.coBlocks * p.ci4);
+  let co0 = coBlock * ${TM}u;
+  let ci0 = ci4 * 4u;
+  let r0 = wid.x * p.rowsPerSlice;
+  let r1 = min(p.rows, r0 + p.rowsPerSlice);
+  ${decl.join(' ')}
+  var n = r0 / p.ho;
+  var oy = r0 % p.ho;
+  for (var r = r0; r < r1; r++) {
+    let iy = oy * p.sh + ky;
+    for (var ox = sg; ox < p.wo; ox += ${SUBGROUP}u) {
+      let dyx = ox * p.co4 + coBlock * ${q}u;
+      let xx = ox * p.sw * p.ci4 + ci4;
+      ${body.join('\n      ')}
+    }
+    oy++;
+    if (oy == p.ho) { oy = 0u; n++; }
+  }
+  let base = wid.x * p.cout * p.cin * p.khw;
+  ${out.join('\n  ')}
+}`;
+}
+
+/** Workgroups the grad-weight kernel aims for, and the fewest output rows worth a slice. */
+const WGRAD_TARGET_WORKGROUPS = 96;
+const WGRAD_MIN_ROWS = 8;
+
+/** How many slices of the batch's output rows the texture grad-weight kernel sums separately. */
+export function gradWeightSlicesTexture(g: ConvGeometry): { slices: number; rowsPerSlice: number } {
+  const TM = blockRows(g.cout);
+  const blocks = Math.ceil(g.cout / TM) * Math.ceil(g.cin / 4) * g.kh;
+  const rows = g.batch * g.ho;
+  let slices = Math.max(1, Math.min(Math.ceil(WGRAD_TARGET_WORKGROUPS / blocks), Math.floor(rows / WGRAD_MIN_ROWS)));
+  const rowsPerSlice = Math.ceil(rows / slices);
+  slices = Math.ceil(rows / rowsPerSlice);
+  return { slices, rowsPerSlice };
+}
+
+/**
+ * Records the partial weight gradients of the texture path into `parts`
+ * ([slices, Cout, Cin, KH, KW]); the caller sums the slices.
+ */
+export function conv2dGradWeightTexture(device: Device, dy: Tensor, x: Tensor, parts: Tensor, g: ConvGeometry): void {
+  const TM = blockRows(g.cout);
+  const { slices, rowsPerSlice } = gradWeightSlicesTexture(g);
+  if (parts.size < slices * g.cout * g.cin * g.kh * g.kw) throw new Error(`conv2dGradWeightTexture: partials tensor too small for ${slices} slices`);
+  const dyt = packActivation(device, dy, g.cout, g.ho, g.wo, 0, 0);
+  const xt = packActivation(device, x, g.cin, g.h, g.w, g.padH, g.padW);
+  const pipeline = device.pipeline(`conv2d tex:gradWeight:${TM}:${g.kw}`, `conv2d texture grad weight (${TM} rows, KW ${g.kw})`, () => gradWeightSource(TM, g.kw));
+  const coBlocks = Math.ceil(g.cout / TM);
+  const ci4 = Math.ceil(g.cin / 4);
+  const u = device.uniforms(
+    new UniformWriter()
+      .u32(g.batch * g.ho, rowsPerSlice, g.ho, g.wo, g.strideH, g.strideW, Math.ceil(g.cout / 4), ci4)
+      .u32(g.cout, g.cin, g.kh * g.kw, coBlocks, g.kh, 0, 0, 0)
+      .bytes(),
+  );
+  device.dispatch(pipeline, [dyt.view, xt.view, parts.buffer, u], [slices, coBlocks * ci4 * g.kh, 1]);
+  device.releaseTexture(dyt);
+  device.releaseTexture(xt);
+}
