@@ -6,7 +6,8 @@
 //   node --import tsx bench/main.ts --compare old.json new.json      (no run: compare two files)
 //
 // Options: --quick (fewer shapes and rounds, < ~2 min on lavapipe), --no-peer
-// (skip TF.js), --only <text> (cases whose id or label contains it), --rounds N,
+// (skip TF.js), --only <text> (cases and steps whose id or label contains it,
+// e.g. 'conv dX' or 'step/resnet20'), --rounds N,
 // --threshold F (regression threshold for --compare, default 0.25),
 // --dawn-flag <flag> (extra dawn.node flag, repeatable), --no-step, --tune (time
 // the matmul kernels on the square shapes first and keep the fastest per shape
@@ -257,7 +258,8 @@ async function main(): Promise<void> {
     log(`bench: ${c.label}`);
     results.push(await runCase(c, device, timer, peer, o, args.quick, probes));
   }
-  const steps = args.step && !only ? await stepBenchmarks({ device, timer, peer, quick: args.quick, log }) : [];
+  // --only also selects training steps by id (e.g. --only step/resnet20)
+  const steps = args.step ? await stepBenchmarks({ device, timer, peer, quick: args.quick, log, only }) : [];
 
   const load = os.loadavg();
   const result: BenchResult = {

@@ -43,6 +43,8 @@ export interface StepBenchOptions {
   peer: TfPeer | null;
   quick: boolean;
   log: (msg: string) => void;
+  /** run only the steps whose id (step/resnet20/b128) contains this */
+  only?: string | null;
 }
 
 export async function stepBenchmarks(o: StepBenchOptions): Promise<StepResult[]> {
@@ -53,6 +55,7 @@ export async function stepBenchmarks(o: StepBenchOptions): Promise<StepResult[]>
     ? [{ depth: 20, batch: 16, light: false, peer: false }]
     : [{ depth: 20, batch: 128, light: false, peer: true }, { depth: 56, batch: 128, light: true, peer: false }];
   for (const { depth, batch, light, peer } of configs) {
+    if (o.only && !`step/resnet${depth}/b${batch}`.includes(o.only)) continue;
     o.log(`bench: ResNet-${depth} training step, batch ${batch}`);
     const r: StepResult = { id: `step/resnet${depth}/b${batch}`, label: `ResNet-${depth} step, batch ${batch}`, batch, ours: null, peer: null };
     const notes: string[] = [];

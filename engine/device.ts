@@ -101,6 +101,7 @@ export class Device {
   private destroyed = false;
 
   private stats: ExecutionStats = { dispatches: 0, submits: 0 };
+  private profiler: KernelProfiler | null = null;
   // The Dawn instance must outlive the device: if it is garbage-collected, dawn.node's
   // event processing runs on a freed instance and the process crashes at random.
   private instance: GPU | null;
@@ -307,7 +308,11 @@ export class Device {
       throw new GpuError(`kernel '${pipeline.label}': dispatch (${x}, ${y}, ${z}) exceeds ${max} workgroups per dimension`);
     }
     if (x === 0 || y === 0 || z === 0) return;
-    const pass = this.computePass(); // first, so the bind group's validation lands in this batch's error scope
+    // profiling: every dispatch in a pass of its own between timestamps
+    if (this.profiler) this.endPass();
+    const pass = this.profiler
+      ? (this.pass = this.commandEncoder().beginComputePass({ timestampWrites: this.profiler.next(pipeline.label) }))
+      : this.computePass(); // first, so the bind group's validation lands in this batch's error scope
     const entries: GPUBindGroupEntry[] = bindings.map((b, i) => ({
       binding: i,
       resource: b instanceof GPUTextureView || 'buffer' in b ? b : { buffer: b },
@@ -316,6 +321,7 @@ export class Device {
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, group);
     pass.dispatchWorkgroups(x, y, z);
+    if (this.profiler) this.endPass();
     this.pendingLabels.push(pipeline.label);
     this.stats.dispatches++;
   }
@@ -359,6 +365,7 @@ export class Device {
     }
     const labels = this.pendingLabels;
     this.pendingLabels = [];
+    this.profiler?.resolve(this.encoder);
     const cb = this.encoder.finish();
     this.gpu.queue.submit([cb]);
     const named = (e: GPUError | null): GPUError | null =>
@@ -370,6 +377,26 @@ export class Device {
     // (the queue orders them anyway; rotation keeps the mirror simple to reason about).
     this.uniformOffset = 0;
     this.uniformArenaIndex = (this.uniformArenaIndex + 1) % 2;
+  }
+
+  /**
+   * Runs `record` with every dispatch timed on its own (one compute pass each,
+   * timestamps around it) and returns GPU milliseconds per kernel label, in order
+   * of total time. For finding where a step's time goes; needs 'timestamp-query'.
+   */
+  async profile(record: () => void | Promise<void>): Promise<{ label: string; ms: number; count: number }[]> {
+    if (!this.hasTimestampQuery) throw new GpuError('profiling needs the timestamp-query feature');
+    await this.sync();
+    const profiler = new KernelProfiler(this.gpu);
+    this.profiler = profiler;
+    try {
+      await record();
+      this.flush();
+    } finally {
+      this.profiler = null;
+    }
+    await this.sync();
+    return profiler.collect();
   }
 
   /** Waits for all submitted work and throws the first GPU error, naming its kernel. */
@@ -467,4 +494,54 @@ export async function createDevice(options: CreateDeviceOptions = {}): Promise<D
     throw new GpuError(`requesting a device from adapter '${adapter.info.description}' failed: ${(e as Error).message}`);
   }
   return new Device(gpu, device, adapter.info);
+}
+
+/** Timestamp pairs around single dispatches (Device.profile). */
+class KernelProfiler {
+  private static readonly CAPACITY = 2048; // query pairs per submit (WebGPU allows 4096 queries per set)
+  private set: GPUQuerySet;
+  private used = 0;
+  private labels: string[] = [];
+  private pending: { labels: string[]; resolved: GPUBuffer; readback: GPUBuffer }[] = [];
+
+  constructor(private gpu: GPUDevice) {
+    this.set = gpu.createQuerySet({ type: 'timestamp', count: 2 * KernelProfiler.CAPACITY });
+  }
+
+  next(label: string): GPUComputePassTimestampWrites {
+    if (this.used >= KernelProfiler.CAPACITY) throw new GpuError(`profile: more than ${KernelProfiler.CAPACITY} dispatches in one submit`);
+    const i = this.used++;
+    this.labels.push(label);
+    return { querySet: this.set, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 };
+  }
+
+  resolve(encoder: GPUCommandEncoder): void {
+    if (this.used === 0) return;
+    const bytes = 16 * this.used;
+    const resolved = this.gpu.createBuffer({ size: bytes, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+    const readback = this.gpu.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    encoder.resolveQuerySet(this.set, 0, 2 * this.used, resolved, 0);
+    encoder.copyBufferToBuffer(resolved, 0, readback, 0, bytes);
+    this.pending.push({ labels: this.labels, resolved, readback });
+    this.labels = [];
+    this.used = 0;
+  }
+
+  async collect(): Promise<{ label: string; ms: number; count: number }[]> {
+    const totals = new Map<string, { ms: number; count: number }>();
+    for (const { labels, resolved, readback } of this.pending) {
+      await readback.mapAsync(GPUMapMode.READ);
+      const t = new BigInt64Array(readback.getMappedRange());
+      labels.forEach((label, i) => {
+        const e = totals.get(label) ?? { ms: 0, count: 0 };
+        e.ms += Number(t[2 * i + 1]! - t[2 * i]!) / 1e6;
+        e.count++;
+        totals.set(label, e);
+      });
+      readback.destroy();
+      resolved.destroy();
+    }
+    this.set.destroy();
+    return [...totals].map(([label, e]) => ({ label, ...e })).sort((a, b) => b.ms - a.ms);
+  }
 }
