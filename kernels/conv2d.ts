@@ -59,6 +59,7 @@ import {
   conv2dGradInputTexture,
   conv2dGradWeightTexture,
   gradWeightSlicesTexture,
+  type PackedGradOutput,
   useTextureConv,
   useTextureConvGradInput,
 } from './conv2dTexture.ts';
@@ -396,8 +397,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }
 
 /** Records dX = ∂(conv2d)/∂X applied to dY. */
-export function conv2dGradInput(device: Device, dy: Tensor, weight: Tensor, dx: Tensor, g: ConvGeometry): void {
-  if (useTextureConvGradInput(device, g)) return conv2dGradInputTexture(device, dy, weight, dx, g);
+export function conv2dGradInput(device: Device, dy: Tensor, weight: Tensor, dx: Tensor, g: ConvGeometry, shared?: PackedGradOutput): void {
+  if (useTextureConvGradInput(device, g)) return conv2dGradInputTexture(device, dy, weight, dx, g, shared);
   const M = g.cin;
   const BM = tileRows(M);
   const TM = threadRows(BM);
@@ -541,7 +542,7 @@ export function gradWeightSplits(g: ConvGeometry, device: Device): { splits: num
  * Records dW = ∂(conv2d)/∂W applied to dY. `scratch` must hold splits·|W|
  * floats when gradWeightSplits(g, device).splits > 1 (ignored otherwise).
  */
-export function conv2dGradWeight(device: Device, dy: Tensor, x: Tensor, dw: Tensor, g: ConvGeometry, scratch?: Tensor): void {
+export function conv2dGradWeight(device: Device, dy: Tensor, x: Tensor, dw: Tensor, g: ConvGeometry, scratch?: Tensor, shared?: PackedGradOutput): void {
   const M = g.cout;
   const N = g.cin * g.kh * g.kw;
   const K = g.batch * g.ho * g.wo;
@@ -553,7 +554,7 @@ export function conv2dGradWeight(device: Device, dy: Tensor, x: Tensor, dw: Tens
   }
   const target = splits > 1 ? scratch! : dw;
   if (useTextureConv(device, g)) {
-    conv2dGradWeightTexture(device, dy, x, target, g);
+    conv2dGradWeightTexture(device, dy, x, target, g, shared);
   } else {
     const unroll = unrollFor(device);
     const pipeline = device.pipeline(`conv2d gradWeight:${BM}x${TM}:${sizeKey(g.kh, g.kw)}:${unroll}`, `conv2d grad weight ${sizeKey(g.kh, g.kw)} (BM ${BM})`, () =>

@@ -35,7 +35,13 @@ import type { ConvGeometry } from './conv2d.ts';
 import { UniformWriter } from './common.ts';
 
 /** Which conv kernels run: 'auto' takes the texture path where usable (software adapter, subgroups of 8). */
-export const convPathConfig: { path: 'auto' | 'texture' | 'buffer'; tm: number; tn: number } = { path: 'auto', tm: 16, tn: 4 };
+export const convPathConfig: { path: 'auto' | 'texture' | 'buffer'; tm: number; tn: number; wgrad?: GradWeightBlock } = { path: 'auto', tm: 16, tn: 4 };
+// experiments: CONV_TEX="tm,tn" and CONV_WGRAD="tm,cq,kr" override the blocks
+if (process.env.CONV_TEX) [convPathConfig.tm, convPathConfig.tn] = process.env.CONV_TEX.split(',').map(Number) as [number, number];
+if (process.env.CONV_WGRAD) {
+  const [tm, cq, kr] = process.env.CONV_WGRAD.split(',').map(Number) as [number, number, number];
+  convPathConfig.wgrad = { tm, cq, kr };
+}
 
 const SUBGROUP = 8;
 
@@ -71,30 +77,38 @@ export function useTextureConvGradInput(device: Device, g: ConvGeometry): boolea
 
 // ------------------------------------------------------------------ repacks
 
-const packActivationSource = /* wgsl */ `
-struct P { c: u32, h: u32, w: u32, c4: u32, padH: u32, padW: u32, tw: u32, th: u32 }
+// One invocation per texel on a 3-D grid (texel x, row, image): no flattened
+// index to divide, and C4 is a constant so x / C4 is a multiply and shift
+// (llvmpipe divides by a runtime value with 8 scalar divisions per vector).
+function packActivationSource(c4: number, fullQuads: boolean): string {
+  return /* wgsl */ `
+struct P { c: u32, h: u32, w: u32, padH: u32, padW: u32, tw: u32, th: u32, _p: u32 }
+const C4 = ${c4}u;
 @group(0) @binding(0) var<storage, read> X: array<f32>;
 @group(0) @binding(1) var T: texture_storage_2d_array<rgba32float, write>;
 @group(0) @binding(2) var<uniform> p: P;
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  if (gid.x >= p.tw * p.th) { return; }
-  let n = gid.y;
-  let tx = gid.x % p.tw;
-  let ty = gid.x / p.tw;
-  let c0 = (tx % p.c4) * 4u;
+  let tx = gid.x;
+  let ty = gid.y;
+  let n = gid.z;
+  if (tx >= p.tw) { return; }
+  let c0 = (tx % C4) * 4u;
   let ih = i32(ty) - i32(p.padH);
-  let iw = i32(tx / p.c4) - i32(p.padW);
+  let iw = i32(tx / C4) - i32(p.padW);
   var v = vec4<f32>();
   if (ih >= 0 && ih < i32(p.h) && iw >= 0 && iw < i32(p.w)) {
     let hw = p.h * p.w;
-    let base = n * p.c * hw + u32(ih) * p.w + u32(iw);
-    for (var j = 0u; j < 4u; j++) {
-      if (c0 + j < p.c) { v[j] = X[base + (c0 + j) * hw]; }
-    }
+    let base = (n * p.c + c0) * hw + u32(ih) * p.w + u32(iw);
+${
+  fullQuads
+    ? '    v = vec4<f32>(X[base], X[base + hw], X[base + 2u * hw], X[base + 3u * hw]);'
+    : '    for (var j = 0u; j < 4u; j++) { if (c0 + j < p.c) { v[j] = X[base + j * hw]; } }'
+}
   }
   textureStore(T, vec2<u32>(tx, ty), n, v);
 }`;
+}
 
 /**
  * NCHW activations [batch, c, h, w] → texture (w + 2·padW)·⌈c/4⌉ × (h + 2·padH) ×
@@ -107,9 +121,10 @@ export function packActivation(device: Device, x: Tensor, c: number, h: number, 
   const tw = (w + 2 * padW) * c4;
   const th = h + 2 * padH;
   const t = device.acquireTexture(tw, th, batch);
-  const pipeline = device.pipeline('conv2d tex:packActivation', 'conv2d texture pack (activation)', () => packActivationSource);
-  const u = device.uniforms(new UniformWriter().u32(c, h, w, c4, padH, padW, tw, th).bytes());
-  device.dispatch(pipeline, [x.buffer, t.view, u], [Math.ceil((tw * th) / 64), batch, 1]);
+  const full = c % 4 === 0;
+  const pipeline = device.pipeline(`conv2d tex:packActivation:${c4}:${full}`, 'conv2d texture pack (activation)', () => packActivationSource(c4, full));
+  const u = device.uniforms(new UniformWriter().u32(c, h, w, padH, padW, tw, th, 0).bytes());
+  device.dispatch(pipeline, [x.buffer, t.view, u], [Math.ceil(tw / 64), th, batch]);
   return t;
 }
 
@@ -270,59 +285,104 @@ export function conv2dForwardTexture(device: Device, x: Tensor, weight: Tensor, 
   device.releaseTexture(wt);
 }
 
+/** dY packed once for both gradients: padded by K−1−p as grad input at stride 1 needs it. */
+export interface PackedGradOutput {
+  texture: PooledTexture;
+  padH: number;
+  padW: number;
+}
+
+export function packGradOutput(device: Device, dy: Tensor, g: ConvGeometry): PackedGradOutput {
+  const padH = g.kh - 1 - g.padH;
+  const padW = g.kw - 1 - g.padW;
+  return { texture: packActivation(device, dy, g.cout, g.ho, g.wo, padH, padW), padH, padW };
+}
+
 /** Records dX for a stride-1 convolution: dY padded by K−1−p, correlated with the flipped, transposed weight. */
-export function conv2dGradInputTexture(device: Device, dy: Tensor, weight: Tensor, dx: Tensor, g: ConvGeometry): void {
+export function conv2dGradInputTexture(device: Device, dy: Tensor, weight: Tensor, dx: Tensor, g: ConvGeometry, shared?: PackedGradOutput): void {
   const TM = blockRows(g.cin);
-  const dyt = packActivation(device, dy, g.cout, g.ho, g.wo, g.kh - 1 - g.padH, g.kw - 1 - g.padW);
+  const dyt = shared?.texture ?? packActivation(device, dy, g.cout, g.ho, g.wo, g.kh - 1 - g.padH, g.kw - 1 - g.padW);
   const wt = packWeight(device, weight, g, true, Math.ceil(g.cin / TM) * TM);
   correlate(device, { x: dyt, w: wt, out: dx, batch: g.batch, M: g.cin, ho: g.h, wo: g.w, sh: 1, sw: 1, c4: Math.ceil(g.cout / 4), kh: g.kh, kw: g.kw }, TM, convPathConfig.tn);
-  device.releaseTexture(dyt);
+  if (!shared) device.releaseTexture(dyt);
   device.releaseTexture(wt);
 }
 
 // -------------------------------------------------------------- grad weight
 
+/** Grad-weight block: TM output channels × CQ input-channel quads × KR filter rows (all KW taps). */
+export interface GradWeightBlock {
+  tm: number;
+  cq: number;
+  kr: number;
+}
+
+/** The block for geometry g: convPathConfig.wgrad if set, else 16 (or 8) channels × 1 quad × 1 row. */
+function gradWeightBlock(g: ConvGeometry): GradWeightBlock {
+  const b = convPathConfig.wgrad ?? { tm: 16, cq: 1, kr: 1 };
+  return { tm: g.cout <= 8 ? 8 : b.tm, cq: Math.min(b.cq, Math.ceil(g.cin / 4)), kr: g.kh % b.kr === 0 ? b.kr : 1 };
+}
+
 /**
- * Partial dW over one slice of output rows (n, oy): workgroup (slice, block)
- * with block = (co block, ci quad, ky). Lane l takes ox = l, l+8, … of each row.
+ * Partial dW over one slice of output rows (n, oy): workgroup (slice, block),
+ * block = (ky row group, ci quad group, co block), co block fastest. Lane l takes
+ * ox = l, l+8, … of each row. dY is read from a texture padded by (dyPadH, dyPadW)
+ * (grad input's, when both are computed), X from one padded by the conv's padding.
  * part[slice][co][ci][ky][kx] = Σ dY[n,co,oy,ox] · Xpad[n,ci,oy·sh+ky,ox·sw+kx].
  */
-function gradWeightSource(TM: number, KW: number): string {
+function gradWeightSource(b: GradWeightBlock, KW: number): string {
+  const { tm: TM, cq: CQ, kr: KR } = b;
   const decl: string[] = [];
   const body: string[] = [];
-  const q = TM / 4;
-  for (let m = 0; m < TM; m++) for (let c = 0; c < 4; c++) for (let k = 0; k < KW; k++) decl.push(`var a${m}_${c}_${k} = 0.0;`);
-  for (let i = 0; i < q; i++) body.push(`let d${i} = textureLoad(dYt, vec2<u32>(dyx + ${i}u, oy), n);`);
-  for (let k = 0; k < KW; k++) body.push(`let x${k} = textureLoad(Xt, vec2<u32>(xx + ${k}u * p.ci4, iy), n);`);
+  const acc = (m: number, c: number, r: number, k: number): string => `a${m}_${c}_${r}_${k}`;
+  for (let m = 0; m < TM; m++) for (let c = 0; c < 4 * CQ; c++) for (let r = 0; r < KR; r++) for (let k = 0; k < KW; k++) decl.push(`var ${acc(m, c, r, k)} = 0.0;`);
+  for (let i = 0; i < TM / 4; i++) body.push(`let d${i} = textureLoad(dYt, vec2<u32>(dyx + ${i}u, dyy), n);`);
+  for (let q = 0; q < CQ; q++) {
+    for (let r = 0; r < KR; r++) {
+      for (let k = 0; k < KW; k++) body.push(`let x${q}_${r}_${k} = textureLoad(Xt, vec2<u32>(xx + ${k}u * p.ci4 + ${q}u, iy + ${r}u), n);`);
+    }
+  }
   for (let m = 0; m < TM; m++) {
-    for (let k = 0; k < KW; k++) {
-      for (let c = 0; c < 4; c++) body.push(`a${m}_${c}_${k} = fma(d${m >> 2}.${XYZW[m & 3]}, x${k}.${XYZW[c]}, a${m}_${c}_${k});`);
+    for (let q = 0; q < CQ; q++) {
+      for (let r = 0; r < KR; r++) {
+        for (let k = 0; k < KW; k++) {
+          for (let c = 0; c < 4; c++) {
+            const a = acc(m, 4 * q + c, r, k);
+            body.push(`${a} = fma(d${m >> 2}.${XYZW[m & 3]}, x${q}_${r}_${k}.${XYZW[c]}, ${a});`);
+          }
+        }
+      }
     }
   }
   const out: string[] = [];
   let idx = 0;
   for (let m = 0; m < TM; m++) {
-    for (let c = 0; c < 4; c++) {
-      for (let k = 0; k < KW; k++) {
-        out.push(`{ let s = subgroupAdd(a${m}_${c}_${k}); if (sg == ${idx % SUBGROUP}u && co0 + ${m}u < p.cout && ci0 + ${c}u < p.cin) { part[base + ((co0 + ${m}u) * p.cin + ci0 + ${c}u) * p.khw + ky * ${KW}u + ${k}u] = s; } }`);
-        idx++;
+    for (let c = 0; c < 4 * CQ; c++) {
+      for (let r = 0; r < KR; r++) {
+        for (let k = 0; k < KW; k++) {
+          out.push(
+            `{ let s = subgroupAdd(${acc(m, c, r, k)}); if (sg == ${idx % SUBGROUP}u && co0 + ${m}u < p.cout && ci0 + ${c}u < p.cin) { ` +
+              `part[base + ((co0 + ${m}u) * p.cin + ci0 + ${c}u) * p.khw + (ky0 + ${r}u) * ${KW}u + ${k}u] = s; } }`,
+          );
+          idx++;
+        }
       }
     }
   }
   return /* wgsl */ `enable subgroups;
 struct P { rows: u32, rowsPerSlice: u32, ho: u32, wo: u32, sh: u32, sw: u32, co4: u32, ci4: u32,
-           cout: u32, cin: u32, khw: u32, coBlocks: u32, kh: u32, _p0: u32, _p1: u32, _p2: u32 }
+           cout: u32, cin: u32, khw: u32, coBlocks: u32, cqBlocks: u32, dyPadH: u32, dyPadW: u32, _p: u32 }
 @group(0) @binding(0) var dYt: texture_storage_2d_array<rgba32float, read>;
 @group(0) @binding(1) var Xt: texture_storage_2d_array<rgba32float, read>;
 @group(0) @binding(2) var<storage, read_write> part: array<f32>;
 @group(0) @binding(3) var<uniform> p: P;
 @compute @workgroup_size(${SUBGROUP})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) sg: u32) {
-  // block = (ky, ci quad, co block), co block fastest
   let coBlock = wid.y % p.coBlocks;
-  let ci4 = (wid.y / p.coBlocks) % p.ci4;
-  let ky = wid.y / (p.coBlocks * p.ci4);
+  let cqBlock = (wid.y / p.coBlocks) % p.cqBlocks;
+  let ky0 = (wid.y / (p.coBlocks * p.cqBlocks)) * ${KR}u;
   let co0 = coBlock * ${TM}u;
+  let ci4 = cqBlock * ${CQ}u;
   let ci0 = ci4 * 4u;
   let r0 = wid.x * p.rowsPerSlice;
   let r1 = min(p.rows, r0 + p.rowsPerSlice);
@@ -330,9 +390,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   var n = r0 / p.ho;
   var oy = r0 % p.ho;
   for (var r = r0; r < r1; r++) {
-    let iy = oy * p.sh + ky;
+    let iy = oy * p.sh + ky0;
+    let dyy = oy + p.dyPadH;
     for (var ox = sg; ox < p.wo; ox += ${SUBGROUP}u) {
-      let dyx = ox * p.co4 + coBlock * ${q}u;
+      let dyx = (ox + p.dyPadW) * p.co4 + coBlock * ${TM / 4}u;
       let xx = ox * p.sw * p.ci4 + ci4;
       ${body.join('\n      ')}
     }
@@ -348,10 +409,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
 const WGRAD_TARGET_WORKGROUPS = 96;
 const WGRAD_MIN_ROWS = 8;
 
+function gradWeightBlocks(g: ConvGeometry, b: GradWeightBlock): { coBlocks: number; cqBlocks: number; rowBlocks: number } {
+  return { coBlocks: Math.ceil(g.cout / b.tm), cqBlocks: Math.ceil(Math.ceil(g.cin / 4) / b.cq), rowBlocks: g.kh / b.kr };
+}
+
 /** How many slices of the batch's output rows the texture grad-weight kernel sums separately. */
 export function gradWeightSlicesTexture(g: ConvGeometry): { slices: number; rowsPerSlice: number } {
-  const TM = blockRows(g.cout);
-  const blocks = Math.ceil(g.cout / TM) * Math.ceil(g.cin / 4) * g.kh;
+  const { coBlocks, cqBlocks, rowBlocks } = gradWeightBlocks(g, gradWeightBlock(g));
+  const blocks = coBlocks * cqBlocks * rowBlocks;
   const rows = g.batch * g.ho;
   let slices = Math.max(1, Math.min(Math.ceil(WGRAD_TARGET_WORKGROUPS / blocks), Math.floor(rows / WGRAD_MIN_ROWS)));
   const rowsPerSlice = Math.ceil(rows / slices);
@@ -361,24 +426,32 @@ export function gradWeightSlicesTexture(g: ConvGeometry): { slices: number; rows
 
 /**
  * Records the partial weight gradients of the texture path into `parts`
- * ([slices, Cout, Cin, KH, KW]); the caller sums the slices.
+ * ([slices, Cout, Cin, KH, KW]); the caller sums the slices. `dyTex`, when
+ * given, is dY already packed with padding (padH, padW) (grad input's).
  */
-export function conv2dGradWeightTexture(device: Device, dy: Tensor, x: Tensor, parts: Tensor, g: ConvGeometry): void {
-  const TM = blockRows(g.cout);
+export function conv2dGradWeightTexture(
+  device: Device,
+  dy: Tensor,
+  x: Tensor,
+  parts: Tensor,
+  g: ConvGeometry,
+  dyTex?: PackedGradOutput,
+): void {
+  const b = gradWeightBlock(g);
   const { slices, rowsPerSlice } = gradWeightSlicesTexture(g);
   if (parts.size < slices * g.cout * g.cin * g.kh * g.kw) throw new Error(`conv2dGradWeightTexture: partials tensor too small for ${slices} slices`);
-  const dyt = packActivation(device, dy, g.cout, g.ho, g.wo, 0, 0);
+  const dyt = dyTex?.texture ?? packActivation(device, dy, g.cout, g.ho, g.wo, 0, 0);
   const xt = packActivation(device, x, g.cin, g.h, g.w, g.padH, g.padW);
-  const pipeline = device.pipeline(`conv2d tex:gradWeight:${TM}:${g.kw}`, `conv2d texture grad weight (${TM} rows, KW ${g.kw})`, () => gradWeightSource(TM, g.kw));
-  const coBlocks = Math.ceil(g.cout / TM);
-  const ci4 = Math.ceil(g.cin / 4);
+  const key = `${b.tm}x${b.cq}x${b.kr}:${g.kw}`;
+  const pipeline = device.pipeline(`conv2d tex:gradWeight:${key}`, `conv2d texture grad weight (${b.tm}×${b.cq}×${b.kr}, KW ${g.kw})`, () => gradWeightSource(b, g.kw));
+  const { coBlocks, cqBlocks, rowBlocks } = gradWeightBlocks(g, b);
   const u = device.uniforms(
     new UniformWriter()
-      .u32(g.batch * g.ho, rowsPerSlice, g.ho, g.wo, g.strideH, g.strideW, Math.ceil(g.cout / 4), ci4)
-      .u32(g.cout, g.cin, g.kh * g.kw, coBlocks, g.kh, 0, 0, 0)
+      .u32(g.batch * g.ho, rowsPerSlice, g.ho, g.wo, g.strideH, g.strideW, Math.ceil(g.cout / 4), Math.ceil(g.cin / 4))
+      .u32(g.cout, g.cin, g.kh * g.kw, coBlocks, cqBlocks, dyTex?.padH ?? 0, dyTex?.padW ?? 0, 0)
       .bytes(),
   );
-  device.dispatch(pipeline, [dyt.view, xt.view, parts.buffer, u], [slices, coBlocks * ci4 * g.kh, 1]);
-  device.releaseTexture(dyt);
+  device.dispatch(pipeline, [dyt.view, xt.view, parts.buffer, u], [slices, coBlocks * cqBlocks * rowBlocks, 1]);
+  if (!dyTex) device.releaseTexture(dyt);
   device.releaseTexture(xt);
 }

@@ -3,6 +3,7 @@
 // a correlation of the input with dY, the bias gradient dY summed over N, H, W.
 // All three are implicit GEMMs in kernels/conv2d.ts.
 import { type ConvGeometry, conv2dForward, conv2dGradInput, conv2dGradWeight, gradWeightSplits, outSize } from '../../kernels/conv2d.ts';
+import { type PackedGradOutput, packGradOutput, useTextureConvGradInput } from '../../kernels/conv2dTexture.ts';
 import { sumTo } from '../../kernels/reduce.ts';
 import { type Shape, type Tensor, empty, recordOp, shapeStr } from '../tensor.ts';
 
@@ -57,8 +58,11 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options:
   conv2dForward(device, x, weight, bias ?? undefined, out, g);
   const inputs = bias ? [x, weight, bias] : [x, weight];
   return recordOp(out, inputs, (dy) => {
-    const dx = x.requiresGrad ? gradInput(dy, weight, g) : null;
-    const dw = weight.requiresGrad ? gradWeight(dy, x, g) : null;
+    // both gradients read dY: on the texture path it is repacked once for the two
+    const shared = x.requiresGrad && weight.requiresGrad && useTextureConvGradInput(device, g) ? packGradOutput(device, dy, g) : undefined;
+    const dx = x.requiresGrad ? gradInput(dy, weight, g, shared) : null;
+    const dw = weight.requiresGrad ? gradWeight(dy, x, g, shared) : null;
+    if (shared) device.releaseTexture(shared.texture);
     let db: Tensor | null = null;
     if (bias?.requiresGrad) {
       const sums = empty(device, [1, g.cout, 1, 1], 'f32', 'conv2d bias grad');
@@ -70,18 +74,18 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options:
   });
 }
 
-function gradInput(dy: Tensor, weight: Tensor, g: ConvGeometry): Tensor {
+function gradInput(dy: Tensor, weight: Tensor, g: ConvGeometry, shared?: PackedGradOutput): Tensor {
   const dx = empty(dy.device, [g.batch, g.cin, g.h, g.w], 'f32', 'conv2d grad input');
-  conv2dGradInput(dy.device, dy, weight, dx, g);
+  conv2dGradInput(dy.device, dy, weight, dx, g, shared);
   return dx;
 }
 
-function gradWeight(dy: Tensor, x: Tensor, g: ConvGeometry): Tensor {
+function gradWeight(dy: Tensor, x: Tensor, g: ConvGeometry, shared?: PackedGradOutput): Tensor {
   const device = dy.device;
   const dw = empty(device, [g.cout, g.cin, g.kh, g.kw], 'f32', 'conv2d grad weight');
   const { splits } = gradWeightSplits(g, device);
   const scratch = splits > 1 ? empty(device, [splits, dw.size], 'f32', 'conv2d grad weight partials') : undefined;
-  conv2dGradWeight(device, dy, x, dw, g, scratch);
+  conv2dGradWeight(device, dy, x, dw, g, scratch, shared);
   scratch?.dispose(); // back to the pool; the queue orders any reuse after this kernel
   return dw;
 }
