@@ -70,9 +70,12 @@ export function useTextureConv(device: Device, g: ConvGeometry): boolean {
   );
 }
 
-/** Grad input takes the texture path only at stride 1 with padding < kernel size. */
+/** Grad input takes the texture path where the convolution does (every stride and padding). */
 export function useTextureConvGradInput(device: Device, g: ConvGeometry): boolean {
-  return g.strideH === 1 && g.strideW === 1 && g.padH < g.kh && g.padW < g.kw && useTextureConv(device, g);
+  if (!useTextureConv(device, g)) return false;
+  const [padH, padW] = gradOutputPadding(g);
+  const c4 = Math.ceil(g.cout / 4);
+  return (g.wo + 2 * padW) * c4 <= device.limits.maxTextureDimension2D && g.ho + 2 * padH <= device.limits.maxTextureDimension2D;
 }
 
 // ------------------------------------------------------------------ repacks
@@ -129,7 +132,8 @@ export function packActivation(device: Device, x: Tensor, c: number, h: number, 
 }
 
 const packWeightSource = /* wgsl */ `
-struct P { rows: u32, inner: u32, c4: u32, kh: u32, kw: u32, flip: u32, tw: u32, th: u32, cin: u32 }
+struct P { rows: u32, inner: u32, c4: u32, kh: u32, kw: u32, flip: u32, tw: u32, th: u32,
+           cin: u32, tkh: u32, tkw: u32, rh: u32, rw: u32, sh: u32, sw: u32, _p: u32 }
 @group(0) @binding(0) var<storage, read> W: array<f32>;
 @group(0) @binding(1) var T: texture_storage_2d_array<rgba32float, write>;
 @group(0) @binding(2) var<uniform> p: P;
@@ -140,18 +144,21 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let row = gid.x / p.tw;
   let tap = tx / p.c4;
   let c0 = (tx % p.c4) * 4u;
-  let ky = tap / p.kw;
-  let kx = tap % p.kw;
+  let ty = tap / p.tkw;
+  let tx2 = tap % p.tkw;
   var v = vec4<f32>();
-  if (row < p.rows) {
+  if (row < p.rows && tap < p.tkh * p.tkw) {
     for (var j = 0u; j < 4u; j++) {
       let c = c0 + j;
       if (c < p.inner) {
-        // forward: W[row, c, ky, kx]; flipped (grad input): W[c, row, KH−1−ky, KW−1−kx]
         if (p.flip == 0u) {
-          v[j] = W[((row * p.cin + c) * p.kh + ky) * p.kw + kx];
+          // forward: W[row, c, ky, kx]
+          v[j] = W[((row * p.cin + c) * p.kh + ty) * p.kw + tx2];
         } else {
-          v[j] = W[((c * p.cin + row) * p.kh + (p.kh - 1u - ky)) * p.kw + (p.kw - 1u - kx)];
+          // grad input, phase (rh, rw): W[c, row, rh + (tkh−1−ty)·sh, rw + (tkw−1−tx)·sw]
+          let kh = p.rh + (p.tkh - 1u - ty) * p.sh;
+          let kw = p.rw + (p.tkw - 1u - tx2) * p.sw;
+          v[j] = W[((c * p.cin + row) * p.kh + kh) * p.kw + kw];
         }
       }
     }
@@ -159,20 +166,37 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   textureStore(T, vec2<u32>(tx, row), 0u, v);
 }`;
 
+/** Which taps a flipped weight pack holds: those of phase (rh, rw) of a stride (sh, sw) convolution. */
+interface Phase {
+  rh: number;
+  rw: number;
+  /** taps of the phase along each axis (kh = rh + t·sh) */
+  tkh: number;
+  tkw: number;
+}
+
 /**
- * OIHW weights → texture KH·KW·⌈inner/4⌉ × rowsPadded, texel (tap·C4 + c4, row) =
+ * OIHW weights → texture taps·⌈inner/4⌉ × rowsPadded, texel (tap·C4 + c4, row) =
  * the weights of output row `row` for inner channels 4·c4 … 4·c4+3 at tap
- * ky·KW + kx. Forward: rows = Cout, inner = Cin. Flipped (grad input as a full
- * correlation): rows = Cin, inner = Cout, taps rotated by 180°.
+ * ty·taps_w + tx. Forward: rows = Cout, inner = Cin, all KH·KW taps. Flipped
+ * (grad input as a correlation of dY): rows = Cin, inner = Cout, the taps of one
+ * phase in reverse order (stride 1: the whole kernel rotated by 180°).
  */
-function packWeight(device: Device, weight: Tensor, g: ConvGeometry, flip: boolean, rowsPadded: number): PooledTexture {
-  const rows = flip ? g.cin : g.cout;
-  const inner = flip ? g.cout : g.cin;
+function packWeight(device: Device, weight: Tensor, g: ConvGeometry, phase: Phase | null, rowsPadded: number): PooledTexture {
+  const rows = phase ? g.cin : g.cout;
+  const inner = phase ? g.cout : g.cin;
   const c4 = Math.ceil(inner / 4);
-  const tw = g.kh * g.kw * c4;
+  const tkh = phase ? phase.tkh : g.kh;
+  const tkw = phase ? phase.tkw : g.kw;
+  const tw = Math.max(1, tkh * tkw * c4);
   const t = device.acquireTexture(tw, rowsPadded, 1);
   const pipeline = device.pipeline('conv2d tex:packWeight', 'conv2d texture pack (weight)', () => packWeightSource);
-  const u = device.uniforms(new UniformWriter().u32(rows, inner, c4, g.kh, g.kw, flip ? 1 : 0, tw, rowsPadded, g.cin).bytes());
+  const u = device.uniforms(
+    new UniformWriter()
+      .u32(rows, inner, c4, g.kh, g.kw, phase ? 1 : 0, tw, rowsPadded)
+      .u32(g.cin, tkh, tkw, phase?.rh ?? 0, phase?.rw ?? 0, g.strideH, g.strideW, 0)
+      .bytes(),
+  );
   device.dispatch(pipeline, [weight.buffer, t.view, u], [Math.ceil((tw * rowsPadded) / 64), 1, 1]);
   return t;
 }
@@ -205,14 +229,18 @@ function correlateSource(TM: number, TN: number, hasBias: boolean): string {
     pix.push(`let q${j} = min(pix0 + ${j * 64}u, p.N - 1u);
   let n${j} = q${j} / p.hwo;
   let r${j} = q${j} % p.hwo;
-  let bx${j} = (r${j} % p.wo) * p.sw * p.c4;
-  let by${j} = (r${j} / p.wo) * p.sh;
-  let yo${j} = n${j} * p.M * p.hwo + r${j};`);
-    const rows = Array.from({ length: TM }, (_, m) => `if (m0 + ${m}u < p.M) { Y[yo${j} + (m0 + ${m}u) * p.hwo] = a${m}_${j}${hasBias ? ` + bias[m0 + ${m}u]` : ''}; }`);
+  let ox${j} = r${j} % p.wo;
+  let oy${j} = r${j} / p.wo;
+  let bx${j} = (ox${j} * p.sw + p.inOffX) * p.c4;
+  let by${j} = oy${j} * p.sh + p.inOffY;
+  let yo${j} = n${j} * p.M * p.outHW + (p.outOffY + oy${j} * p.outStrideY) * p.outW + p.outOffX + ox${j} * p.outStrideX;`);
+    const rows = Array.from({ length: TM }, (_, m) => `if (m0 + ${m}u < p.M) { Y[yo${j} + (m0 + ${m}u) * p.outHW] = a${m}_${j}${hasBias ? ` + bias[m0 + ${m}u]` : ''}; }`);
     stores.push(`if (pix0 + ${j * 64}u < p.N) {\n    ${rows.join('\n    ')}\n  }`);
   }
   return /* wgsl */ `enable subgroups;
-struct P { N: u32, M: u32, hwo: u32, wo: u32, sh: u32, sw: u32, c4: u32, kh: u32, kw: u32, _p0: u32, _p1: u32, _p2: u32 }
+struct P { N: u32, M: u32, hwo: u32, wo: u32, sh: u32, sw: u32, c4: u32, kh: u32,
+           kw: u32, inOffY: u32, inOffX: u32, outHW: u32, outW: u32, outOffY: u32, outOffX: u32, outStrideY: u32,
+           outStrideX: u32, _p0: u32, _p1: u32, _p2: u32 }
 @group(0) @binding(0) var Xt: texture_storage_2d_array<rgba32float, read>;
 @group(0) @binding(1) var Wt: texture_storage_2d_array<rgba32float, read>;
 @group(0) @binding(2) var<storage, read_write> Y: array<f32>;
@@ -248,13 +276,17 @@ interface Correlation {
   bias?: Tensor;
   batch: number;
   M: number; // output channels
-  ho: number;
+  ho: number; // output grid computed (rows, columns)
   wo: number;
   sh: number;
   sw: number;
   c4: number; // input channel quads
-  kh: number;
+  kh: number; // taps
   kw: number;
+  /** texels of Xt skipped before (0, 0) of the grid (grad-input phases) */
+  inOff?: [number, number];
+  /** where the grid lands in an output image of outH × outW: pixel (off + i·stride) (grad-input phases) */
+  outImage?: { h: number; w: number; off: [number, number]; stride: [number, number] };
 }
 
 function correlate(device: Device, c: Correlation, TM: number, TN: number): void {
@@ -263,7 +295,15 @@ function correlate(device: Device, c: Correlation, TM: number, TN: number): void
     correlateSource(TM, TN, hasBias),
   );
   const N = c.batch * c.ho * c.wo;
-  const u = device.uniforms(new UniformWriter().u32(N, c.M, c.ho * c.wo, c.wo, c.sh, c.sw, c.c4, c.kh, c.kw, 0, 0, 0).bytes());
+  const o = c.outImage ?? { h: c.ho, w: c.wo, off: [0, 0], stride: [1, 1] };
+  const [inY, inX] = c.inOff ?? [0, 0];
+  const u = device.uniforms(
+    new UniformWriter()
+      .u32(N, c.M, c.ho * c.wo, c.wo, c.sh, c.sw, c.c4, c.kh)
+      .u32(c.kw, inY, inX, o.h * o.w, o.w, o.off[0], o.off[1], o.stride[0])
+      .u32(o.stride[1], 0, 0, 0)
+      .bytes(),
+  );
   const bindings = [c.x.view, c.w.view, c.out.buffer, u];
   if (c.bias) bindings.push(c.bias.buffer);
   device.dispatch(pipeline, bindings, [Math.ceil(N / (64 * TN)), Math.ceil(c.M / TM), 1]);
@@ -279,13 +319,60 @@ function blockRows(M: number): number {
 export function conv2dForwardTexture(device: Device, x: Tensor, weight: Tensor, bias: Tensor | undefined, y: Tensor, g: ConvGeometry): void {
   const TM = blockRows(g.cout);
   const xt = packActivation(device, x, g.cin, g.h, g.w, g.padH, g.padW);
-  const wt = packWeight(device, weight, g, false, Math.ceil(g.cout / TM) * TM);
+  const wt = packWeight(device, weight, g, null, Math.ceil(g.cout / TM) * TM);
   correlate(device, { x: xt, w: wt, out: y, bias, batch: g.batch, M: g.cout, ho: g.ho, wo: g.wo, sh: g.strideH, sw: g.strideW, c4: Math.ceil(g.cin / 4), kh: g.kh, kw: g.kw }, TM, convPathConfig.tn);
   device.releaseTexture(xt);
   device.releaseTexture(wt);
 }
 
-/** dY packed once for both gradients: padded by K−1−p as grad input at stride 1 needs it. */
+// Grad input as correlations of dY, one per phase. For stride s the input pixels
+// ih split by r = (ih + p) mod s; pixel ih = ih0 + i·s of phase r is reached only
+// by taps kh = r + t·s (t < tkh), from dY row b0 + i − t, b0 = (ih0 + p − r)/s.
+// Reversing t makes it a correlation: dY rows b0 − (tkh − 1) + i + u, u < tkh,
+// which a texture of dY padded by P on each side holds at texel row
+// i + u + (b0 − tkh + 1 + P). At stride 1 there is one phase: the full kernel
+// rotated by 180° over dY padded by K − 1 − p.
+
+interface PhaseGeometry extends Phase {
+  ih0: number;
+  iw0: number;
+  hph: number; // pixels of the phase along each axis
+  wph: number;
+  b0h: number;
+  b0w: number;
+}
+
+function axisPhase(r: number, s: number, pad: number, size: number, k: number): { i0: number; n: number; taps: number; b0: number } {
+  const i0 = (((r - pad) % s) + s) % s;
+  const n = i0 < size ? Math.ceil((size - i0) / s) : 0;
+  const taps = r < k ? Math.ceil((k - r) / s) : 0;
+  return { i0, n, taps, b0: (i0 + pad - r) / s };
+}
+
+function phases(g: ConvGeometry): PhaseGeometry[] {
+  const out: PhaseGeometry[] = [];
+  for (let rh = 0; rh < g.strideH; rh++) {
+    for (let rw = 0; rw < g.strideW; rw++) {
+      const h = axisPhase(rh, g.strideH, g.padH, g.h, g.kh);
+      const w = axisPhase(rw, g.strideW, g.padW, g.w, g.kw);
+      out.push({ rh, rw, tkh: h.taps, tkw: w.taps, ih0: h.i0, iw0: w.i0, hph: h.n, wph: w.n, b0h: h.b0, b0w: w.b0 });
+    }
+  }
+  return out;
+}
+
+/** dY's padding for grad input: enough zero rows above and below for every phase. */
+function gradOutputPadding(g: ConvGeometry): [number, number] {
+  let padH = 0;
+  let padW = 0;
+  for (const ph of phases(g)) {
+    padH = Math.max(padH, ph.tkh - 1 - ph.b0h, ph.b0h + ph.hph - g.ho);
+    padW = Math.max(padW, ph.tkw - 1 - ph.b0w, ph.b0w + ph.wph - g.wo);
+  }
+  return [padH, padW];
+}
+
+/** dY packed once for both gradients, with the padding grad input needs. */
 export interface PackedGradOutput {
   texture: PooledTexture;
   padH: number;
@@ -293,19 +380,31 @@ export interface PackedGradOutput {
 }
 
 export function packGradOutput(device: Device, dy: Tensor, g: ConvGeometry): PackedGradOutput {
-  const padH = g.kh - 1 - g.padH;
-  const padW = g.kw - 1 - g.padW;
+  const [padH, padW] = gradOutputPadding(g);
   return { texture: packActivation(device, dy, g.cout, g.ho, g.wo, padH, padW), padH, padW };
 }
 
-/** Records dX for a stride-1 convolution: dY padded by K−1−p, correlated with the flipped, transposed weight. */
+/** Records dX = ∂(conv2d)/∂X applied to dY: one correlation per phase (one at stride 1). */
 export function conv2dGradInputTexture(device: Device, dy: Tensor, weight: Tensor, dx: Tensor, g: ConvGeometry, shared?: PackedGradOutput): void {
   const TM = blockRows(g.cin);
-  const dyt = shared?.texture ?? packActivation(device, dy, g.cout, g.ho, g.wo, g.kh - 1 - g.padH, g.kw - 1 - g.padW);
-  const wt = packWeight(device, weight, g, true, Math.ceil(g.cin / TM) * TM);
-  correlate(device, { x: dyt, w: wt, out: dx, batch: g.batch, M: g.cin, ho: g.h, wo: g.w, sh: 1, sw: 1, c4: Math.ceil(g.cout / 4), kh: g.kh, kw: g.kw }, TM, convPathConfig.tn);
-  if (!shared) device.releaseTexture(dyt);
-  device.releaseTexture(wt);
+  const packed = shared ?? packGradOutput(device, dy, g);
+  for (const ph of phases(g)) {
+    if (ph.hph === 0 || ph.wph === 0) continue;
+    const wt = packWeight(device, weight, g, ph, Math.ceil(g.cin / TM) * TM);
+    correlate(
+      device,
+      {
+        x: packed.texture, w: wt, out: dx, batch: g.batch, M: g.cin, ho: ph.hph, wo: ph.wph, sh: 1, sw: 1,
+        c4: Math.ceil(g.cout / 4), kh: ph.tkh, kw: ph.tkw,
+        inOff: [ph.b0h - ph.tkh + 1 + packed.padH, ph.b0w - ph.tkw + 1 + packed.padW],
+        outImage: { h: g.h, w: g.w, off: [ph.ih0, ph.iw0], stride: [g.strideH, g.strideW] },
+      },
+      TM,
+      convPathConfig.tn,
+    );
+    device.releaseTexture(wt);
+  }
+  if (!shared) device.releaseTexture(packed.texture);
 }
 
 // -------------------------------------------------------------- grad weight
