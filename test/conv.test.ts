@@ -13,6 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { type Device, Rng, conv2d, conv2dBackwardFilter, conv2dBackwardInput, tensor, tidy } from '../engine/index.ts';
 import { convKernelConfig, gradWeightSplits } from '../kernels/conv2d.ts';
+import { convPathConfig, textureConvSupported } from '../kernels/conv2dTexture.ts';
 import { assertClose, checkOp, checkRefGrad, destroyTestDevice, randomArr, testDevice } from './helpers.ts';
 import { refConv2d, refOutSize } from './reference-conv.ts';
 
@@ -56,6 +57,59 @@ describe('conv2d', () => {
       }),
       { numRuns: 15 },
     );
+  });
+
+  // The property above runs whichever path this adapter takes ('auto': the texture
+  // kernels on lavapipe, the buffer kernels on GPUs); the other one is checked here.
+  it('the other conv path (buffer kernels on lavapipe, texture kernels where a GPU has subgroups of 8) matches too', async (t) => {
+    const saved = convPathConfig.path;
+    const software = /llvmpipe|lavapipe|swiftshader/i.test(`${device.adapterInfo.device} ${device.adapterInfo.description}`);
+    const other = software && textureConvSupported(device) ? 'buffer' : 'texture';
+    if (other === 'texture' && !textureConvSupported(device)) return t.skip('this adapter has no subgroups of 8 lanes: only the buffer kernels run here');
+    convPathConfig.path = other;
+    try {
+      await fc.assert(
+        fc.asyncProperty(convCase, async (c) => {
+          const rng = new Rng(c.seed);
+          const inputs = [randomArr(rng, [c.batch, c.cin, c.h, c.w]), randomArr(rng, [c.cout, c.cin, c.k, c.k])];
+          if (c.bias) inputs.push(randomArr(rng, [c.cout]));
+          await checkOp(device, {
+            inputs,
+            gpu: ([x, w, b]) => conv2d(x!, w!, b, { stride: c.stride, padding: c.padding }),
+            ref: refConv2d(c.stride, c.padding),
+            gradTol: GRAD_TOL,
+            seed: c.seed,
+          });
+        }),
+        { numRuns: 8 },
+      );
+    } finally {
+      convPathConfig.path = saved;
+    }
+  });
+
+  it('texture path: wide layers (32-row blocks), many grad-weight slices, stride 3 phases', async (t) => {
+    if (!textureConvSupported(device)) return t.skip('no subgroups of 8 lanes on this adapter');
+    const saved = { ...convPathConfig };
+    convPathConfig.path = 'texture';
+    convPathConfig.tm = 32;
+    try {
+      const rng = new Rng(21);
+      for (const [cin, cout, size, k, stride, padding] of [
+        [20, 40, 10, 3, 1, 1],
+        [6, 9, 13, 3, 3, 0],
+        [5, 7, 9, 5, 2, 2],
+      ] as const) {
+        await checkOp(device, {
+          inputs: [randomArr(rng, [3, cin, size, size + 1]), randomArr(rng, [cout, cin, k, k]), randomArr(rng, [cout])],
+          gpu: ([x, w, b]) => conv2d(x!, w!, b, { stride, padding }),
+          ref: refConv2d(stride, padding),
+          gradTol: GRAD_TOL,
+        });
+      }
+    } finally {
+      Object.assign(convPathConfig, saved);
+    }
   });
 
   it('non-square kernels, strides and padding', async () => {

@@ -2,7 +2,7 @@
 // garbage from other tests is collected, and returned to the pool, mid-measurement.
 import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
-import { type Device, Rng, SGD, type Tensor, keep, linear, relu, softmaxCrossEntropy, tensor, tidy } from '../engine/index.ts';
+import { type Device, Rng, SGD, type Tensor, conv2d, globalAvgPool2d, keep, linear, relu, softmaxCrossEntropy, tensor, tidy } from '../engine/index.ts';
 import { destroyTestDevice, testDevice } from './helpers.ts';
 
 let device: Device;
@@ -41,4 +41,35 @@ it('500 steps of an MLP leave live and pooled memory flat after warm-up, with on
   assert.equal(end.pooledBytes, warm.pooledBytes, 'pooled bytes changed');
   assert.equal(end.createdBuffers, warm.createdBuffers, 'buffers were created after warm-up');
   assert.equal(device.executionStats().submits - submits0, 500, 'one submit per training step');
+});
+
+it('a small CNN: conv kernels (their repacked textures included) create nothing after warm-up', async () => {
+  const rng = new Rng(5);
+  const N = 4;
+  const x = keep(tensor(device, Float32Array.from({ length: N * 3 * 12 * 12 }, () => rng.uniform(-1, 1)), [N, 3, 12, 12]));
+  const y = keep(tensor(device, Int32Array.from({ length: N }, (_, i) => i % 3), [N], 'i32'));
+  const init = (shape: number[]): Tensor =>
+    tensor(device, Float32Array.from({ length: shape.reduce((a, b) => a * b) }, () => rng.uniform(-0.3, 0.3)), shape).requireGrad();
+  const params = [init([8, 3, 3, 3]), init([16, 8, 3, 3]), init([3, 16]), init([3])];
+  const [c1, c2, w, b] = params as [Tensor, Tensor, Tensor, Tensor];
+  const opt = new SGD({ params, lr: 0.05, momentum: 0.9 });
+  const step = (): void => {
+    tidy(() => {
+      const h = relu(conv2d(relu(conv2d(x, c1, null, { padding: 1 })), c2, null, { stride: 2, padding: 1 }));
+      softmaxCrossEntropy(linear(globalAvgPool2d(h).reshape([N, 16]), w, b), y).backward();
+    });
+    opt.step();
+    opt.zeroGrad();
+    device.flush();
+  };
+  for (let i = 0; i < 3; i++) step();
+  await device.sync();
+  const warm = device.memoryStats();
+  for (let i = 0; i < 30; i++) step();
+  await device.sync();
+  const end = device.memoryStats();
+  assert.equal(end.liveBytes, warm.liveBytes, 'live bytes changed');
+  assert.equal(end.pooledBytes, warm.pooledBytes, 'pooled bytes changed');
+  assert.equal(end.createdBuffers, warm.createdBuffers, 'buffers were created after warm-up');
+  assert.equal(end.createdTextures, warm.createdTextures, 'textures were created after warm-up');
 });
