@@ -45,6 +45,7 @@ import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 import type { Device } from '../engine/device.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import { UniformWriter } from './common.ts';
+import { matmulTexture } from './matmulTexture.ts';
 
 export interface MatmulOptions {
   transA: boolean;
@@ -62,7 +63,8 @@ export interface MatmulOptions {
 
 export type MatmulConfig =
   | { kind: 'tiled' }
-  | { kind: 'direct'; tm: number; tn: number; wx: number; wy: number };
+  | { kind: 'direct'; tm: number; tn: number; wx: number; wy: number }
+  | { kind: 'texture' };
 
 /**
  * Forces a kernel for every matmul (tests, benchmarks); null = chooseConfig.
@@ -80,7 +82,10 @@ export const TUNING_FILE = fileURLToPath(new URL('../.cache/matmul-tuning.json',
 export const DIRECT_DEFAULT: MatmulConfig = { kind: 'direct', tm: 4, tn: 8, wx: 8, wy: 8 };
 export const DIRECT_SMALL: MatmulConfig = { kind: 'direct', tm: 4, tn: 4, wx: 4, wy: 4 };
 
+export const TEXTURE: MatmulConfig = { kind: 'texture' };
+
 export function configName(c: MatmulConfig): string {
+  if (c.kind === 'texture') return 'texture 8×8 per lane, subgroup-shared A (kernels/matmulTexture.ts)';
   return c.kind === 'tiled' ? 'tiled 64×64 (4×4, BK 16, workgroup memory)' : `direct ${c.tm}×${c.tn} per thread, wg ${c.wx}×${c.wy}`;
 }
 
@@ -358,10 +363,14 @@ function tuningFor(device: Device): Map<string, MatmulConfig> | null {
 
 /** The kernel for this matmul: forced, tuned for its shape class on this adapter, or the adapter's default. */
 export function chooseConfig(device: Device, o: MatmulOptions): MatmulConfig {
-  if (matmulKernelConfig.force) return matmulKernelConfig.force;
+  const texture = device.hasSubgroups && device.subgroupSize === 8;
+  const force = matmulKernelConfig.force;
+  if (force) return force.kind === 'texture' && !texture ? DIRECT_DEFAULT : force;
   const tuned = tuningFor(device)?.get(shapeClass(o));
-  if (tuned) return tuned;
+  if (tuned && (tuned.kind !== 'texture' || texture)) return tuned;
   if (!isSoftware(device)) return { kind: 'tiled' };
+  // Large products on lavapipe: textures + subgroups, 2-3× the direct kernel (kernels/matmulTexture.ts).
+  if (texture && o.M >= 64 && o.N >= 64 && o.K >= 64) return TEXTURE;
   // Small outputs (a classifier's 128×10) get small blocks and workgroups, so both
   // cores have work: 3-6× faster than the tiled kernel there (measured on lavapipe).
   return o.M * o.N <= 128 * 128 ? DIRECT_SMALL : DIRECT_DEFAULT;
@@ -375,6 +384,7 @@ export const TUNE_CANDIDATES: MatmulConfig[] = [
   { kind: 'direct', tm: 4, tn: 4, wx: 8, wy: 8 },
   { kind: 'direct', tm: 4, tn: 8, wx: 8, wy: 8 },
   { kind: 'direct', tm: 8, tn: 8, wx: 8, wy: 8 },
+  { kind: 'texture' },
 ];
 
 export interface TuneResult {
@@ -455,6 +465,7 @@ export function matmulKernel(device: Device, a: Tensor, b: Tensor, c: Tensor, o:
   const bindings: (GPUBuffer | GPUBufferBinding)[] = [a.buffer, b.buffer, c.buffer, u];
   if (o.bias) bindings.push(o.bias.buffer);
   const cfg = chooseConfig(device, o);
+  if (cfg.kind === 'texture') return matmulTexture(device, a, b, c, o);
   const label = `matmul${o.transA ? ' Aᵀ' : ''}${o.transB ? ' Bᵀ' : ''}${hasBias ? ' +bias' : ''}`;
   if (cfg.kind === 'tiled') {
     const pipeline = device.pipeline(`matmul:${o.transA}:${o.transB}:${hasBias}`, label, () => tiledSource(o.transA, o.transB, hasBias));

@@ -1,4 +1,4 @@
-// Every matmul kernel of kernels/matmul.ts, forced in turn, against the float64
+// Every matmul kernel of kernels/matmul.ts and kernels/matmulTexture.ts, forced in turn, against the float64
 // reference (forward and both gradients, which run the other transposes): shapes
 // whose dimensions are and are not multiples of 4 (the direct kernel's vec4 and
 // scalar load paths), of the tile, batched and broadcast, with and without the
@@ -23,6 +23,8 @@ const CONFIGS: MatmulConfig[] = [
   { kind: 'tiled' },
   { kind: 'direct', tm: 4, tn: 8, wx: 8, wy: 8 },
   { kind: 'direct', tm: 8, tn: 4, wx: 4, wy: 2 },
+  // textures + subgroups (lavapipe); where the adapter has no subgroups of 8 this falls back to the direct kernel
+  { kind: 'texture' },
 ];
 const dim = fc.constantFrom(1, 3, 4, 13, 36, 70);
 
