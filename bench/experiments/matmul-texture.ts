@@ -96,6 +96,9 @@ const VARIANTS: Variant[] = [
   { name: 'subgroup 8×4', kind: 'subgroup', tm: 8, tn: 4, wx: 8, wy: 8 },
   { name: 'subgroup 16×4', kind: 'subgroup', tm: 16, tn: 4, wx: 8, wy: 4 },
   { name: 'subgroup 8×8', kind: 'subgroup', tm: 8, tn: 8, wx: 8, wy: 8 },
+  { name: 'subgroup 16×8', kind: 'subgroup', tm: 16, tn: 8, wx: 8, wy: 4 },
+  { name: 'subgroup 8×16', kind: 'subgroup', tm: 8, tn: 16, wx: 8, wy: 8 },
+  { name: 'subgroup 16×16', kind: 'subgroup', tm: 16, tn: 16, wx: 8, wy: 4 },
 ];
 
 function fmaSource(chains: number, unroll: number): string {
