@@ -188,7 +188,7 @@ function packWeight(device: Device, weight: Tensor, g: ConvGeometry, phase: Phas
   const c4 = Math.ceil(inner / 4);
   const tkh = phase ? phase.tkh : g.kh;
   const tkw = phase ? phase.tkw : g.kw;
-  const tw = Math.max(1, tkh * tkw * c4);
+  const tw = Math.max(1, tkh * tkw) * c4; // a phase no tap reaches gets one tap of zeros
   const t = device.acquireTexture(tw, rowsPadded, 1);
   const pipeline = device.pipeline('conv2d tex:packWeight', 'conv2d texture pack (weight)', () => packWeightSource);
   const u = device.uniforms(
@@ -210,17 +210,21 @@ const XYZW = ['x', 'y', 'z', 'w'];
  * already padded. Each workgroup: 64 lanes × TN pixels (pixel j of lane l is
  * wid.x·64·TN + 64·j + l), TM output channels from wid.y·TM.
  */
-function correlateSource(TM: number, TN: number, hasBias: boolean): string {
+function correlateSource(TM: number, TN: number, KW: number, hasBias: boolean): string {
   const decl: string[] = [];
   const body: string[] = [];
   for (let m = 0; m < TM; m++) for (let j = 0; j < TN; j++) decl.push(`var a${m}_${j} = 0.0;`);
-  for (let g = 0; g < TM / SUBGROUP; g++) body.push(`let w${g} = textureLoad(Wt, vec2<u32>(wx, m0 + ${g * SUBGROUP}u + sg), 0u);`);
-  for (let j = 0; j < TN; j++) body.push(`let x${j} = textureLoad(Xt, vec2<u32>(bx${j} + xo, by${j}), n${j});`);
+  // the KW taps of a filter row in one iteration: each accumulator is written once per 4·KW multiply-adds
+  for (let k = 0; k < KW; k++) {
+    for (let g = 0; g < TM / SUBGROUP; g++) body.push(`let w${g}_${k} = textureLoad(Wt, vec2<u32>(wx + ${k}u * p.c4, m0 + ${g * SUBGROUP}u + sg), 0u);`);
+    for (let j = 0; j < TN; j++) body.push(`let x${j}_${k} = textureLoad(Xt, vec2<u32>(bx${j} + xo + ${k}u * p.c4, by${j}), n${j});`);
+  }
   for (let m = 0; m < TM; m++) {
-    body.push(`let s${m} = subgroupBroadcast(w${m >> 3}, ${m & 7}u);`);
+    for (let k = 0; k < KW; k++) body.push(`let s${m}_${k} = subgroupBroadcast(w${m >> 3}_${k}, ${m & 7}u);`);
     for (let j = 0; j < TN; j++) {
-      const terms = XYZW.reduce((acc, c) => `fma(s${m}.${c}, x${j}.${c}, ${acc})`, `a${m}_${j}`);
-      body.push(`a${m}_${j} = ${terms};`);
+      let e = `a${m}_${j}`;
+      for (let k = 0; k < KW; k++) e = XYZW.reduce((acc, c) => `fma(s${m}_${k}.${c}, x${j}_${k}.${c}, ${acc})`, e);
+      body.push(`a${m}_${j} = ${e};`);
     }
   }
   const pix: string[] = [];
@@ -253,16 +257,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let pix0 = wid.x * ${64 * TN}u + li;
   ${pix.join('\n  ')}
   ${decl.join(' ')}
-  var wx = 0u;
   for (var ky = 0u; ky < p.kh; ky++) {
     ${Array.from({ length: TN }, (_, j) => `let by${j} = by${j} + ky;`).join(' ')}
-    for (var kx = 0u; kx < p.kw; kx++) {
-      let xo0 = kx * p.c4;
-      for (var c4 = 0u; c4 < p.c4; c4++) {
-        let xo = xo0 + c4;
-        ${body.join('\n        ')}
-        wx++;
-      }
+    for (var c4 = 0u; c4 < p.c4; c4++) {
+      let wx = ky * ${KW}u * p.c4 + c4;
+      let xo = c4;
+      ${body.join('\n      ')}
     }
   }
   ${stores.join('\n  ')}
@@ -291,8 +291,8 @@ interface Correlation {
 
 function correlate(device: Device, c: Correlation, TM: number, TN: number): void {
   const hasBias = c.bias !== undefined;
-  const pipeline = device.pipeline(`conv2d tex:correlate:${TM}x${TN}:${hasBias}`, `conv2d texture correlate (${TM}×${TN}${hasBias ? ', +bias' : ''})`, () =>
-    correlateSource(TM, TN, hasBias),
+  const pipeline = device.pipeline(`conv2d tex:correlate:${TM}x${TN}:${c.kw}:${hasBias}`, `conv2d texture correlate (${TM}×${TN}, KW ${c.kw}${hasBias ? ', +bias' : ''})`, () =>
+    correlateSource(TM, TN, c.kw, hasBias),
   );
   const N = c.batch * c.ho * c.wo;
   const o = c.outImage ?? { h: c.ho, w: c.wo, off: [0, 0], stride: [1, 1] };
@@ -391,12 +391,14 @@ export function conv2dGradInputTexture(device: Device, dy: Tensor, weight: Tenso
   for (const ph of phases(g)) {
     if (ph.hph === 0 || ph.wph === 0) continue;
     const wt = packWeight(device, weight, g, ph, Math.ceil(g.cin / TM) * TM);
+    // no tap reaches this phase (kernel smaller than the stride): one tap of zero weights writes its zeros
+    const empty = ph.tkh === 0 || ph.tkw === 0;
     correlate(
       device,
       {
         x: packed.texture, w: wt, out: dx, batch: g.batch, M: g.cin, ho: ph.hph, wo: ph.wph, sh: 1, sw: 1,
-        c4: Math.ceil(g.cout / 4), kh: ph.tkh, kw: ph.tkw,
-        inOff: [ph.b0h - ph.tkh + 1 + packed.padH, ph.b0w - ph.tkw + 1 + packed.padW],
+        c4: Math.ceil(g.cout / 4), kh: empty ? 1 : ph.tkh, kw: empty ? 1 : ph.tkw,
+        inOff: empty ? [0, 0] : [ph.b0h - ph.tkh + 1 + packed.padH, ph.b0w - ph.tkw + 1 + packed.padW],
         outImage: { h: g.h, w: g.w, off: [ph.ih0, ph.iw0], stride: [g.strideH, g.strideW] },
       },
       TM,
@@ -425,7 +427,7 @@ function gradWeightBlock(g: ConvGeometry): GradWeightBlock {
 /**
  * Partial dW over one slice of output rows (n, oy): workgroup (slice, block),
  * block = (ky row group, ci quad group, co block), co block fastest. Each loop
- * iteration a lane takes R rows × PX pixels (ox = l, l+8, … l+8·(PX−1)) and
+ * iteration a lane takes R rows × PX pixels (ox = x0 + l, x0 + l+8, … ) and
  * chains their R·PX products into each accumulator: llvmpipe blends every value
  * written inside a loop with the loop mask, once per write, so one write per
  * R·PX multiply-adds instead of one per multiply-add (≈2.5× faster). Pixels past
@@ -446,12 +448,13 @@ function gradWeightSource(b: GradWeightBlock, KW: number, R: number, PX: number)
   }
   // per row of the iteration: its image and row (uniform), and whether it is in the slice
   for (let rr = 0; rr < R; rr++) {
-    body.push(`var oy${rr} = oy + ${rr}u; var n${rr} = n; while (oy${rr} >= p.ho) { oy${rr} -= p.ho; n${rr}++; }`);
+    // R ≤ ho, so a row of the iteration wraps into the next image at most once (no loop, no mask)
+    body.push(`let w${rr} = select(0u, 1u, oy + ${rr}u >= p.ho); let oy${rr} = oy + ${rr}u - w${rr} * p.ho; let n${rr} = n + w${rr};`);
     body.push(`let rowOk${rr} = r + ${rr}u < r1;`);
   }
   for (const sl of slots) {
     const [rr, px] = sl.split('_');
-    body.push(`let ox${sl} = sg + ${8 * Number(px)}u; let ok${sl} = rowOk${rr} && ox${sl} < p.wo; let oxc${sl} = min(ox${sl}, p.wo - 1u);`);
+    body.push(`let ox${sl} = x0 + sg + ${8 * Number(px)}u; let ok${sl} = rowOk${rr} && ox${sl} < p.wo; let oxc${sl} = min(ox${sl}, p.wo - 1u);`);
     body.push(`let dyx${sl} = (oxc${sl} + p.dyPadW) * p.co4 + coBlock * ${TM / 4}u; let xx${sl} = oxc${sl} * p.sw * p.ci4 + ci4;`);
     body.push(`let iy${sl} = oy${rr} * p.sh + ky0; let dyy${sl} = oy${rr} + p.dyPadH;`);
     for (let i = 0; i < TM / 4; i++) body.push(`let d${i}_${sl} = select(vec4<f32>(), textureLoad(dYt, vec2<u32>(dyx${sl} + ${i}u, dyy${sl}), n${rr}), ok${sl});`);
@@ -510,7 +513,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   var n = r0 / p.ho;
   var oy = r0 % p.ho;
   for (var r = r0; r < r1; r += ${R}u) {
-    ${body.join('\n    ')}
+    // rows wider than 8·PX (R is then 1) take several column blocks
+    for (var x0 = 0u; x0 < p.wo; x0 += ${8 * PX}u) {
+      ${body.join('\n      ')}
+    }
     oy += ${R}u;
     while (oy >= p.ho) { oy -= p.ho; n++; }
   }
@@ -519,10 +525,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
 }`;
 }
 
-/** Pixels per lane per iteration of the grad-weight loop: PX columns (ox = l + 8j) × R rows, about 4 in all. */
-function gradWeightSlots(wo: number): { R: number; PX: number } {
+/** Pixels per lane per iteration of the grad-weight loop: PX columns (ox = l + 8j) × R rows (R ≤ ho), about 4 in all. */
+function gradWeightSlots(wo: number, ho: number): { R: number; PX: number } {
   const PX = Math.min(4, Math.ceil(wo / SUBGROUP));
-  return { R: Math.max(1, Math.floor(4 / PX)), PX };
+  return { R: Math.max(1, Math.min(ho, Math.floor(4 / PX))), PX };
 }
 
 /** Workgroups the grad-weight kernel aims for, and the fewest output rows worth a slice. */
@@ -562,7 +568,7 @@ export function conv2dGradWeightTexture(
   if (parts.size < slices * g.cout * g.cin * g.kh * g.kw) throw new Error(`conv2dGradWeightTexture: partials tensor too small for ${slices} slices`);
   const dyt = dyTex?.texture ?? packActivation(device, dy, g.cout, g.ho, g.wo, 0, 0);
   const xt = packActivation(device, x, g.cin, g.h, g.w, g.padH, g.padW);
-  const { R, PX } = gradWeightSlots(g.wo);
+  const { R, PX } = gradWeightSlots(g.wo, g.ho);
   const key = `${b.tm}x${b.cq}x${b.kr}:${g.kw}:${R}x${PX}`;
   const pipeline = device.pipeline(`conv2d tex:gradWeight:${key}`, `conv2d texture grad weight (${b.tm}×${b.cq}×${b.kr}, KW ${g.kw}, ${R}×${PX} px)`, () =>
     gradWeightSource(b, g.kw, R, PX),

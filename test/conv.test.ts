@@ -88,7 +88,7 @@ describe('conv2d', () => {
     }
   });
 
-  it('texture path: wide layers (32-row blocks), many grad-weight slices, stride 3 phases', async (t) => {
+  it('texture path: wide layers (32-row blocks), wide rows, stride 2 and 3 phases', async (t) => {
     if (!textureConvSupported(device)) return t.skip('no subgroups of 8 lanes on this adapter');
     const saved = { ...convPathConfig };
     convPathConfig.path = 'texture';
@@ -99,6 +99,8 @@ describe('conv2d', () => {
         [20, 40, 10, 3, 1, 1],
         [6, 9, 13, 3, 3, 0],
         [5, 7, 9, 5, 2, 2],
+        [4, 6, 40, 3, 1, 1], // rows wider than one grad-weight column block (8 lanes × 4)
+        [3, 8, 2, 1, 2, 1], // 1×1 stride 2 with padding: phases no tap reaches
       ] as const) {
         await checkOp(device, {
           inputs: [randomArr(rng, [3, cin, size, size + 1]), randomArr(rng, [cout, cin, k, k]), randomArr(rng, [cout])],
