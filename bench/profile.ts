@@ -3,6 +3,7 @@
 // (Device.profile). Totals per kernel label, largest first.
 //
 //   node --import tsx bench/profile.ts [--depth 20] [--batch 128] [--top 25]
+//          [--conv tm,tn] [--wgrad tm,cq,kr] [--wgrad-slots n]   (texture-path blocks, kernels/conv2dTexture.ts)
 //
 // Passes of their own add a little per dispatch, so the sum is a bit above the
 // step's time in bench/main.ts; the shares are what this is for.
@@ -10,6 +11,7 @@ import { createDevice } from '../engine/device.ts';
 import { softmaxCrossEntropy } from '../engine/ops/loss.ts';
 import { SGD } from '../engine/optim.ts';
 import { randn, tensor, tidy } from '../engine/tensor.ts';
+import { convPathConfig } from '../kernels/conv2dTexture.ts';
 import { resnet } from '../models/resnet.ts';
 
 
@@ -21,6 +23,15 @@ const arg = (name: string, d: number): number => {
 const depth = arg('--depth', 20);
 const batch = arg('--batch', 128);
 const top = arg('--top', 25);
+const list = (name: string): number[] | null => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1]!.split(',').map(Number) : null;
+};
+const conv = list('--conv');
+if (conv) [convPathConfig.tm, convPathConfig.tn] = conv as [number, number];
+const wgrad = list('--wgrad');
+if (wgrad) convPathConfig.wgrad = { tm: wgrad[0]!, cq: wgrad[1]!, kr: wgrad[2]! };
+convPathConfig.wgradSlots = arg('--wgrad-slots', convPathConfig.wgradSlots);
 
 const device = await createDevice({ dawnFlags: ['disable-dawn-features=timestamp_quantization'] });
 const model = resnet(device, { depth, numClasses: 10, shortcut: 'A' });

@@ -103,10 +103,7 @@ export function backward(root: Tensor, gradOutput?: Tensor): void {
       drop(g);
     }
     // release the graph: saved tensors of the closures become unreachable
-    for (const node of order) {
-      node.parents = [];
-      node.backwardFn = null;
-    }
+    for (const node of order) node.releaseGraphNode();
   });
 }
 

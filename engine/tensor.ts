@@ -61,6 +61,8 @@ export class Tensor {
   parents: Tensor[] = [];
   /** @internal tape: the op's backward */
   backwardFn: BackwardFn | null = null;
+  /** @internal tape: frees what the op saved for its backward (beyond tensors), once the graph is released */
+  releaseSaved: (() => void) | null = null;
 
   private storage: Storage;
   private disposed = false;
@@ -140,9 +142,17 @@ export class Tensor {
     this.disposed = true;
     finalizer.unregister(this);
     this.storage.release();
+    this.releaseGraphNode();
+    untrackInScope(this);
+  }
+
+  /** @internal drops this node's backward and what it saved (after backward, or on dispose) */
+  releaseGraphNode(): void {
     this.parents = [];
     this.backwardFn = null;
-    untrackInScope(this);
+    const release = this.releaseSaved;
+    this.releaseSaved = null;
+    release?.();
   }
 
   /** @internal a new tensor sharing this storage (used by views). */
@@ -300,11 +310,14 @@ export function noGrad<T>(fn: () => T): T {
  * Links `out` into the tape if any input needs a gradient. Every op calls this
  * right after dispatching its forward, with its backward beside it.
  */
-export function recordOp(out: Tensor, inputs: Tensor[], backward: BackwardFn): Tensor {
+export function recordOp(out: Tensor, inputs: Tensor[], backward: BackwardFn, releaseSaved?: () => void): Tensor {
   if (gradEnabled && inputs.some((t) => t.requiresGrad)) {
     out.requiresGrad = true;
     out.parents = inputs;
     out.backwardFn = backward;
+    out.releaseSaved = releaseSaved ?? null;
+  } else {
+    releaseSaved?.(); // nothing will run the backward
   }
   return out;
 }

@@ -51,7 +51,7 @@
 //     fma() into mul + add, so on a CPU these kernels are load-bound whatever
 //     the blocking.
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import type { Device } from '../engine/device.ts';
+import type { Device, PooledTexture } from '../engine/device.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import { UniformWriter, grid1d, WG, FLAT_INDEX } from './common.ts';
 import {
@@ -273,8 +273,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }
 
 /** Records Y = conv2d(X, W) (+ bias). Shapes are the caller's to check. */
-export function conv2dForward(device: Device, x: Tensor, weight: Tensor, bias: Tensor | undefined, y: Tensor, g: ConvGeometry): void {
-  if (useTextureConv(device, g)) return conv2dForwardTexture(device, x, weight, bias, y, g);
+export function conv2dForward(device: Device, x: Tensor, weight: Tensor, bias: Tensor | undefined, y: Tensor, g: ConvGeometry, keepInput = false): PooledTexture | undefined {
+  if (useTextureConv(device, g)) return conv2dForwardTexture(device, x, weight, bias, y, g, keepInput);
   const M = g.cout;
   const N = g.batch * g.ho * g.wo;
   const K = g.cin * g.kh * g.kw;
@@ -288,6 +288,7 @@ export function conv2dForward(device: Device, x: Tensor, weight: Tensor, bias: T
   const bindings: (GPUBuffer | GPUBufferBinding)[] = [x.buffer, weight.buffer, y.buffer, device.uniforms(params(g, M, N, K))];
   if (bias) bindings.push(bias.buffer);
   device.dispatch(pipeline, bindings, [Math.ceil(N / BN), Math.ceil(M / BM), 1]);
+  return undefined;
 }
 
 // --------------------------------------------------------------- grad input
@@ -542,7 +543,16 @@ export function gradWeightSplits(g: ConvGeometry, device: Device): { splits: num
  * Records dW = ∂(conv2d)/∂W applied to dY. `scratch` must hold splits·|W|
  * floats when gradWeightSplits(g, device).splits > 1 (ignored otherwise).
  */
-export function conv2dGradWeight(device: Device, dy: Tensor, x: Tensor, dw: Tensor, g: ConvGeometry, scratch?: Tensor, shared?: PackedGradOutput): void {
+export function conv2dGradWeight(
+  device: Device,
+  dy: Tensor,
+  x: Tensor,
+  dw: Tensor,
+  g: ConvGeometry,
+  scratch?: Tensor,
+  shared?: PackedGradOutput,
+  xTex?: PooledTexture,
+): void {
   const M = g.cout;
   const N = g.cin * g.kh * g.kw;
   const K = g.batch * g.ho * g.wo;
@@ -554,7 +564,7 @@ export function conv2dGradWeight(device: Device, dy: Tensor, x: Tensor, dw: Tens
   }
   const target = splits > 1 ? scratch! : dw;
   if (useTextureConv(device, g)) {
-    conv2dGradWeightTexture(device, dy, x, target, g, shared);
+    conv2dGradWeightTexture(device, dy, x, target, g, shared, xTex);
   } else {
     const unroll = unrollFor(device);
     const pipeline = device.pipeline(`conv2d gradWeight:${BM}x${TM}:${sizeKey(g.kh, g.kw)}:${unroll}`, `conv2d grad weight ${sizeKey(g.kh, g.kw)} (BM ${BM})`, () =>

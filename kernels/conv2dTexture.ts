@@ -35,13 +35,18 @@ import type { ConvGeometry } from './conv2d.ts';
 import { UniformWriter } from './common.ts';
 
 /** Which conv kernels run: 'auto' takes the texture path where usable (software adapter, subgroups of 8). */
-export const convPathConfig: { path: 'auto' | 'texture' | 'buffer'; tm: number; tn: number; wgrad?: GradWeightBlock } = { path: 'auto', tm: 16, tn: 4 };
-// experiments: CONV_TEX="tm,tn" and CONV_WGRAD="tm,cq,kr" override the blocks
-if (process.env.CONV_TEX) [convPathConfig.tm, convPathConfig.tn] = process.env.CONV_TEX.split(',').map(Number) as [number, number];
-if (process.env.CONV_WGRAD) {
-  const [tm, cq, kr] = process.env.CONV_WGRAD.split(',').map(Number) as [number, number, number];
-  convPathConfig.wgrad = { tm, cq, kr };
-}
+/**
+ * Which conv kernels run ('auto': the texture path where usable: software adapter,
+ * subgroups of 8) and their blocks: tm × tn per lane in the correlation, the
+ * grad-weight block and pixels per lane per iteration (bench/profile.ts sets them
+ * for experiments; the defaults measured best on lavapipe, within its noise).
+ */
+export const convPathConfig: { path: 'auto' | 'texture' | 'buffer'; tm: number; tn: number; wgrad?: GradWeightBlock; wgradSlots: number } = {
+  path: 'auto',
+  tm: 16,
+  tn: 4,
+  wgradSlots: 4,
+};
 
 const SUBGROUP = 8;
 
@@ -372,14 +377,20 @@ function blockRows(M: number): number {
   return M <= 8 ? 8 : M <= 16 || tm <= 16 ? Math.min(16, tm) : tm;
 }
 
-/** Records Y = conv2d(X, W) (+ bias) on the texture path. */
-export function conv2dForwardTexture(device: Device, x: Tensor, weight: Tensor, bias: Tensor | undefined, y: Tensor, g: ConvGeometry): void {
+/**
+ * Records Y = conv2d(X, W) (+ bias) on the texture path. With `keepInput` the
+ * packed X is returned instead of released, for the weight gradient to reuse
+ * (the caller releases it).
+ */
+export function conv2dForwardTexture(device: Device, x: Tensor, weight: Tensor, bias: Tensor | undefined, y: Tensor, g: ConvGeometry, keepInput = false): PooledTexture | undefined {
   const TM = blockRows(g.cout);
   const xt = packActivation(device, x, g.cin, g.h, g.w, g.padH, g.padW);
   const wt = packWeight(device, weight, g, null, Math.ceil(g.cout / TM) * TM);
   correlate(device, { x: xt, w: wt, out: y, bias, batch: g.batch, M: g.cout, ho: g.ho, wo: g.wo, sh: g.strideH, sw: g.strideW, c4: Math.ceil(g.cin / 4), kh: g.kh, kw: g.kw }, TM, convPathConfig.tn);
-  device.releaseTexture(xt);
   device.releaseTexture(wt);
+  if (keepInput) return xt;
+  device.releaseTexture(xt);
+  return undefined;
 }
 
 // Grad input as correlations of dY, one per phase. For stride s the input pixels
@@ -558,13 +569,14 @@ struct P { rows: u32, rowsPerSlice: u32, ho: u32, wo: u32, sh: u32, sw: u32, co4
 @group(0) @binding(3) var<uniform> p: P;
 @compute @workgroup_size(${SUBGROUP})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) sg: u32) {
-  let coBlock = wid.y % p.coBlocks;
-  let cqBlock = (wid.y / p.coBlocks) % p.cqBlocks;
-  let ky0 = (wid.y / (p.coBlocks * p.cqBlocks)) * ${KR}u;
+  // x = block (fastest: the blocks of one slice run back to back while its texels are in cache), y = slice
+  let coBlock = wid.x % p.coBlocks;
+  let cqBlock = (wid.x / p.coBlocks) % p.cqBlocks;
+  let ky0 = (wid.x / (p.coBlocks * p.cqBlocks)) * ${KR}u;
   let co0 = coBlock * ${TM}u;
   let ci4 = cqBlock * ${CQ}u;
   let ci0 = ci4 * 4u;
-  let r0 = wid.x * p.rowsPerSlice;
+  let r0 = wid.y * p.rowsPerSlice;
   let r1 = min(p.rows, r0 + p.rowsPerSlice);
   ${decl.join(' ')}
   var n = r0 / p.ho;
@@ -577,20 +589,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
     oy += ${R}u;
     while (oy >= p.ho) { oy -= p.ho; n++; }
   }
-  let base = wid.x * p.cout * p.cin * p.khw;
+  let base = wid.y * p.cout * p.cin * p.khw;
   ${out.join('\n  ')}
 }`;
 }
 
 /** Pixels per lane per iteration of the grad-weight loop: PX columns (ox = l + 8j) × R rows (R ≤ ho), about 4 in all. */
 function gradWeightSlots(wo: number, ho: number): { R: number; PX: number } {
-  const PX = Math.min(4, Math.ceil(wo / SUBGROUP));
-  return { R: Math.max(1, Math.min(ho, Math.floor(4 / PX))), PX };
+  const slots = convPathConfig.wgradSlots;
+  const PX = Math.min(slots, Math.ceil(wo / SUBGROUP));
+  return { R: Math.max(1, Math.min(ho, Math.floor(slots / PX))), PX };
 }
 
-/** Workgroups the grad-weight kernel aims for, and the fewest output rows worth a slice. */
-const WGRAD_TARGET_WORKGROUPS = 96;
-const WGRAD_MIN_ROWS = 8;
+/**
+ * Slices of the batch's output rows: each slice's texels (dY and X rows) should
+ * fit in a core's L2, since every block of the slice reads all of them; at least
+ * WGRAD_MIN_WORKGROUPS workgroups in all; partial sums bounded in size.
+ */
+const WGRAD_SLICE_BYTES = 256 << 10;
+const WGRAD_MIN_WORKGROUPS = 96;
+const WGRAD_MAX_PARTIAL_BYTES = 32 << 20;
 
 function gradWeightBlocks(g: ConvGeometry, b: GradWeightBlock): { coBlocks: number; cqBlocks: number; rowBlocks: number } {
   return { coBlocks: Math.ceil(g.cout / b.tm), cqBlocks: Math.ceil(Math.ceil(g.cin / 4) / b.cq), rowBlocks: g.kh / b.kr };
@@ -601,7 +619,12 @@ export function gradWeightSlicesTexture(g: ConvGeometry): { slices: number; rows
   const { coBlocks, cqBlocks, rowBlocks } = gradWeightBlocks(g, gradWeightBlock(g));
   const blocks = coBlocks * cqBlocks * rowBlocks;
   const rows = g.batch * g.ho;
-  let slices = Math.max(1, Math.min(Math.ceil(WGRAD_TARGET_WORKGROUPS / blocks), Math.floor(rows / WGRAD_MIN_ROWS)));
+  // texel bytes one output row brings in: its dY row and the sh input rows it steps over
+  const rowBytes = 16 * ((g.wo + 2 * g.padW + 2) * Math.ceil(g.cout / 4) + g.strideH * (g.w + 2 * g.padW) * Math.ceil(g.cin / 4));
+  const byCache = Math.ceil(rows / Math.max(1, Math.floor(WGRAD_SLICE_BYTES / rowBytes)));
+  const byWork = Math.ceil(WGRAD_MIN_WORKGROUPS / blocks);
+  const byMemory = Math.max(1, Math.floor(WGRAD_MAX_PARTIAL_BYTES / (4 * g.cout * g.cin * g.kh * g.kw)));
+  let slices = Math.max(1, Math.min(Math.max(byCache, byWork), byMemory, rows));
   const rowsPerSlice = Math.ceil(rows / slices);
   slices = Math.ceil(rows / rowsPerSlice);
   return { slices, rowsPerSlice };
@@ -610,7 +633,8 @@ export function gradWeightSlicesTexture(g: ConvGeometry): { slices: number; rows
 /**
  * Records the partial weight gradients of the texture path into `parts`
  * ([slices, Cout, Cin, KH, KW]); the caller sums the slices. `dyTex`, when
- * given, is dY already packed with padding (padH, padW) (grad input's).
+ * given, is dY already packed with padding (padH, padW) (grad input's);
+ * `xTex`, when given, X packed by the forward pass (conv2dForwardTexture's keepInput).
  */
 export function conv2dGradWeightTexture(
   device: Device,
@@ -619,12 +643,13 @@ export function conv2dGradWeightTexture(
   parts: Tensor,
   g: ConvGeometry,
   dyTex?: PackedGradOutput,
+  xTex?: PooledTexture,
 ): void {
   const b = gradWeightBlock(g);
   const { slices, rowsPerSlice } = gradWeightSlicesTexture(g);
   if (parts.size < slices * g.cout * g.cin * g.kh * g.kw) throw new Error(`conv2dGradWeightTexture: partials tensor too small for ${slices} slices`);
   const dyt = dyTex?.texture ?? packActivation(device, dy, g.cout, g.ho, g.wo, 0, 0);
-  const xt = packActivation(device, x, g.cin, g.h, g.w, g.padH, g.padW);
+  const xt = xTex ?? packActivation(device, x, g.cin, g.h, g.w, g.padH, g.padW);
   const { R, PX } = gradWeightSlots(g.wo, g.ho);
   const key = `${b.tm}x${b.cq}x${b.kr}:${g.kw}:${R}x${PX}`;
   const pipeline = device.pipeline(`conv2d tex:gradWeight:${key}`, `conv2d texture grad weight (${b.tm}×${b.cq}×${b.kr}, KW ${g.kw}, ${R}×${PX} px)`, () =>
@@ -637,7 +662,7 @@ export function conv2dGradWeightTexture(
       .u32(g.cout, g.cin, g.kh * g.kw, coBlocks, cqBlocks, dyTex?.padH ?? 0, dyTex?.padW ?? 0, 0)
       .bytes(),
   );
-  device.dispatch(pipeline, [dyt.view, xt.view, parts.buffer, u], [slices, coBlocks * cqBlocks * rowBlocks, 1]);
+  device.dispatch(pipeline, [dyt.view, xt.view, parts.buffer, u], [coBlocks * cqBlocks * rowBlocks, slices, 1]);
   if (!dyTex) device.releaseTexture(dyt);
-  device.releaseTexture(xt);
+  if (!xTex) device.releaseTexture(xt);
 }

@@ -11,7 +11,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { type Device, Rng, conv2d, conv2dBackwardFilter, conv2dBackwardInput, tensor, tidy } from '../engine/index.ts';
+import { type Device, Rng, conv2d, conv2dBackwardFilter, conv2dBackwardInput, sum, tensor, tidy } from '../engine/index.ts';
 import { convKernelConfig, gradWeightSplits } from '../kernels/conv2d.ts';
 import { convPathConfig, textureConvSupported } from '../kernels/conv2dTexture.ts';
 import { assertClose, checkOp, checkRefGrad, destroyTestDevice, randomArr, testDevice } from './helpers.ts';
@@ -112,6 +112,29 @@ describe('conv2d', () => {
     } finally {
       Object.assign(convPathConfig, saved);
     }
+  });
+
+  it('what the forward saves for the weight gradient is freed after backward, or with the graph when no backward runs', async () => {
+    const rng = new Rng(31);
+    const xd = randomArr(rng, [2, 4, 8, 8]);
+    const wd = randomArr(rng, [4, 4, 3, 3]);
+    const x = tensor(device, xd.data, xd.shape);
+    const w = tensor(device, wd.data, wd.shape).requireGrad();
+    await device.sync();
+    const base = device.memoryStats().liveBytes;
+    tidy(() => {
+      conv2d(x, w, null, { padding: 1 }); // never backpropagated
+    });
+    assert.equal(device.memoryStats().liveBytes, base, 'forward without backward');
+    tidy(() => {
+      sum(conv2d(x, w, null, { padding: 1 })).backward();
+    });
+    w.grad?.dispose();
+    w.grad = null;
+    assert.equal(device.memoryStats().liveBytes, base, 'forward and backward');
+    await device.sync();
+    x.dispose();
+    w.dispose();
   });
 
   it('non-square kernels, strides and padding', async () => {

@@ -5,7 +5,8 @@
 import { type ConvGeometry, conv2dForward, conv2dGradInput, conv2dGradWeight, gradWeightSplits, outSize } from '../../kernels/conv2d.ts';
 import { type PackedGradOutput, packGradOutput, useTextureConvGradInput } from '../../kernels/conv2dTexture.ts';
 import { sumTo } from '../../kernels/reduce.ts';
-import { type Shape, type Tensor, empty, recordOp, shapeStr } from '../tensor.ts';
+import type { PooledTexture } from '../device.ts';
+import { type Shape, type Tensor, empty, isGradEnabled, recordOp, shapeStr } from '../tensor.ts';
 
 export interface Conv2dOptions {
   /** stride, one number for both axes or [h, w]; default 1 */
@@ -55,13 +56,16 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options:
   }
   const device = x.device;
   const out = empty(device, [g.batch, g.cout, g.ho, g.wo], 'f32', 'conv2d');
-  conv2dForward(device, x, weight, bias ?? undefined, out, g);
+  // the texture path keeps X as packed for the weight gradient, released with the graph
+  const keepInput = weight.requiresGrad && isGradEnabled();
+  const packedX = conv2dForward(device, x, weight, bias ?? undefined, out, g, keepInput);
   const inputs = bias ? [x, weight, bias] : [x, weight];
+  const release = packedX ? () => device.releaseTexture(packedX) : undefined;
   return recordOp(out, inputs, (dy) => {
     // both gradients read dY: on the texture path it is repacked once for the two
     const shared = x.requiresGrad && weight.requiresGrad && useTextureConvGradInput(device, g) ? packGradOutput(device, dy, g) : undefined;
     const dx = x.requiresGrad ? gradInput(dy, weight, g, shared) : null;
-    const dw = weight.requiresGrad ? gradWeight(dy, x, g, shared) : null;
+    const dw = weight.requiresGrad ? gradWeight(dy, x, g, shared, packedX) : null;
     if (shared) device.releaseTexture(shared.texture);
     let db: Tensor | null = null;
     if (bias?.requiresGrad) {
@@ -71,7 +75,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options:
       sums.dispose();
     }
     return [dx, dw, db];
-  });
+  }, release);
 }
 
 function gradInput(dy: Tensor, weight: Tensor, g: ConvGeometry, shared?: PackedGradOutput): Tensor {
@@ -80,12 +84,12 @@ function gradInput(dy: Tensor, weight: Tensor, g: ConvGeometry, shared?: PackedG
   return dx;
 }
 
-function gradWeight(dy: Tensor, x: Tensor, g: ConvGeometry, shared?: PackedGradOutput): Tensor {
+function gradWeight(dy: Tensor, x: Tensor, g: ConvGeometry, shared?: PackedGradOutput, packedX?: PooledTexture): Tensor {
   const device = dy.device;
   const dw = empty(device, [g.cout, g.cin, g.kh, g.kw], 'f32', 'conv2d grad weight');
   const { splits } = gradWeightSplits(g, device);
   const scratch = splits > 1 ? empty(device, [splits, dw.size], 'f32', 'conv2d grad weight partials') : undefined;
-  conv2dGradWeight(device, dy, x, dw, g, scratch, shared);
+  conv2dGradWeight(device, dy, x, dw, g, scratch, shared, packedX);
   scratch?.dispose(); // back to the pool; the queue orders any reuse after this kernel
   return dw;
 }
