@@ -207,3 +207,16 @@ describe('argmax and accuracy', () => {
     );
   });
 });
+
+describe('elementwise kernels: vec4 (size a multiple of 4) and scalar paths', () => {
+  it('relu, scale, add, sub, mul and their backwards (reluGrad, accumulation) on sizes 4k and 4k ± 1', async () => {
+    const rng = new Rng(77);
+    for (const shape of [[3, 4], [5, 8], [3, 5], [1, 7], [2, 2, 3]]) {
+      await checkOp(device, { inputs: [randomArr(rng, shape)], gpu: ([x]) => relu(x!), ref: refRelu });
+      await checkOp(device, { inputs: [randomArr(rng, shape)], gpu: ([x]) => scale(x!, -1.5), ref: refScale(-1.5) });
+      for (const [op, ref] of [[add, refAdd], [sub, refSub], [mul, refMul]] as const) {
+        await checkOp(device, { inputs: [randomArr(rng, shape), randomArr(rng, shape)], gpu: ([a, b]) => op(a!, b!), ref });
+      }
+    }
+  });
+});
