@@ -19,12 +19,38 @@
 //   gradPartial / gradFinalize reduce Σg and Σg·ĥ per channel the same split way
 //   (they are also dβ and dγ); gradInput writes
 //   dx = γ/σ·(g − Σg/M − ĥ·Σg·ĥ/M) in training, γ/σ·g in eval, and dresidual = g.
+//
+// Planes of a multiple of 4 values are walked as vec4 (lavapipe: a vec4 access
+// costs about what a scalar one does), with workgroups no wider than a plane's
+// vec4 count so small planes (8×8 = 16 vec4) do not leave lanes idle.
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 import type { Device } from '../engine/device.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import { FLAT_INDEX, UniformWriter, WG, grid1d } from './common.ts';
 
 const RWG = 64;
+
+/** How a kernel walks the activations: vec4 or scalar elements, and its workgroup size. */
+interface Walk {
+  v4: boolean;
+  wg: number;
+}
+
+/** vec4 when the plane is a multiple of 4; workgroup = the plane's elements up to `max`, a power of two ≥ 8. */
+function walkFor(g: BnGeometry, max: number): Walk {
+  const v4 = g.plane % 4 === 0;
+  const n = v4 ? g.plane / 4 : g.plane;
+  return { v4, wg: Math.min(max, Math.max(8, 2 ** Math.ceil(Math.log2(n)))) };
+}
+
+const walkKey = (w: Walk): string => `${w.v4 ? 'v4' : 's'}${w.wg}`;
+/** the element type, its zero, the sum of its components, and the plane length in elements */
+const T = (w: Walk): string => (w.v4 ? 'vec4<f32>' : 'f32');
+const Z = (w: Walk): string => (w.v4 ? 'vec4<f32>(0.0)' : '0.0');
+const HSUM = (w: Walk, e: string): string => (w.v4 ? `dot(${e}, vec4<f32>(1.0))` : e);
+const PLANE = (w: Walk): string => (w.v4 ? '(p.plane / 4u)' : 'p.plane');
+/** activation tensors (walked elementwise); the others (stats, γ, β, partials) stay f32 */
+const ACTIVATIONS = new Set(['x', 'y', 'dy', 'dx', 'res', 'dres']);
 
 /** The shape of a batchnorm problem: x is [N, C, H, W] viewed as C channels of M = N·H·W values. */
 export interface BnGeometry {
@@ -48,8 +74,10 @@ export function bnSplits(g: BnGeometry): { splits: number; chunk: number } {
 /** Storage bindings of a kernel variant, in binding order (the uniform block comes last). */
 type Binding = [name: string, access: 'read' | 'read_write', type?: string];
 
-function declare(bs: Binding[], params: string): string {
-  const lines = bs.map(([name, access, type], i) => `@group(0) @binding(${i}) var<storage, ${access}> ${name}: array<${type ?? 'f32'}>;`);
+function declare(bs: Binding[], params: string, w?: Walk): string {
+  const lines = bs.map(
+    ([name, access, type], i) => `@group(0) @binding(${i}) var<storage, ${access}> ${name}: array<${type ?? (w && ACTIVATIONS.has(name) ? T(w) : 'f32')}>;`,
+  );
   lines.push(`@group(0) @binding(${bs.length}) var<uniform> p: ${params};`);
   return lines.join('\n');
 }
@@ -57,11 +85,11 @@ function declare(bs: Binding[], params: string): string {
 // Walks channel c's values in images begin .. end−1: each thread takes pixels
 // lid, lid + RWG, … of every plane, so no element divides (CPUs have no vector
 // integer division; on GPUs it is a long sequence). BODY uses i, the index in x.
-function channelWalk(body: string): string {
+function channelWalk(body: string, w: Walk): string {
   return /* wgsl */ `
   for (var b = begin; b < end; b++) {
-    let base = (b * p.channels + c) * p.plane;
-    for (var q = lid.x; q < p.plane; q += ${RWG}u) {
+    let base = (b * p.channels + c) * ${PLANE(w)};
+    for (var q = lid.x; q < ${PLANE(w)}; q += ${w.wg}u) {
       let i = base + q;
       ${body}
     }
@@ -78,15 +106,15 @@ function splitParams(g: BnGeometry): Uint8Array {
 
 // ------------------------------------------------------------ training stats
 
-const statsPartialSource = /* wgsl */ `
+const statsPartialSource = (w: Walk): string => /* wgsl */ `
 ${SPLIT_PARAMS}
-${declare([['x', 'read'], ['partials', 'read_write']], 'SplitParams')}
-var<workgroup> tree: array<f32, ${RWG}>;
+${declare([['x', 'read'], ['partials', 'read_write']], 'SplitParams', w)}
+var<workgroup> tree: array<f32, ${w.wg}>;
 
 fn treeSum(lid: u32, v: f32) -> f32 {
   tree[lid] = v;
   workgroupBarrier();
-  for (var s = ${RWG / 2}u; s > 0u; s = s / 2u) {
+  for (var s = ${w.wg / 2}u; s > 0u; s = s / 2u) {
     if (lid < s) { tree[lid] += tree[lid + s]; }
     workgroupBarrier();
   }
@@ -95,19 +123,19 @@ fn treeSum(lid: u32, v: f32) -> f32 {
   return total;
 }
 
-@compute @workgroup_size(${RWG})
+@compute @workgroup_size(${w.wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let s = wid.x;
   let c = wid.y;
   let begin = s * p.chunk;
   let end = min(p.batch, begin + p.chunk);
   let n = f32((end - min(begin, end)) * p.plane);
-  var acc = 0.0;
-  ${channelWalk('acc += x[i];')}
-  let mean = treeSum(lid.x, acc) / max(n, 1.0);
-  var dev = 0.0;
-  ${channelWalk('let d = x[i] - mean; dev = fma(d, d, dev);')}
-  let m2 = treeSum(lid.x, dev);
+  var acc = ${Z(w)};
+  ${channelWalk('acc += x[i];', w)}
+  let mean = treeSum(lid.x, ${HSUM(w, 'acc')}) / max(n, 1.0);
+  var dev = ${Z(w)};
+  ${channelWalk('let d = x[i] - mean; dev += d * d;', w)}
+  let m2 = treeSum(lid.x, ${HSUM(w, 'dev')});
   if (lid.x == 0u) {
     let o = (c * p.splits + s) * 3u;
     partials[o] = n;
@@ -180,7 +208,8 @@ export function batchStats(
   running?: BnRunning,
 ): void {
   const { splits } = bnSplits(g);
-  const partial = device.pipeline('bn statsPartial', 'batchnorm statistics (partial)', () => statsPartialSource);
+  const w = walkFor(g, RWG);
+  const partial = device.pipeline(`bn statsPartial:${walkKey(w)}`, 'batchnorm statistics (partial)', () => statsPartialSource(w));
   device.dispatch(partial, [x.buffer, scratch.buffer, device.uniforms(splitParams(g))], [splits, g.channels]);
   const nbt = running?.numBatchesTracked;
   const nbtType = nbt ? nbt.dtype : null;
@@ -245,22 +274,22 @@ function elementGrid(g: BnGeometry): [number, number] {
 }
 
 // Opens the loop over this workgroup's planes; the kernel closes it.
-const PLANE_MAIN = /* wgsl */ `@compute @workgroup_size(${PWG})
+const PLANE_MAIN = (w: Walk): string => /* wgsl */ `@compute @workgroup_size(${w.wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
   let first = (wid.x + wid.y * nwg.x) * p.perGroup;
   for (var plane = first; plane < min(first + p.perGroup, p.planes); plane++) {
   let c = plane % p.channels;
-  let base = plane * p.plane;`;
+  let base = plane * ${PLANE(w)};`;
 
-const applySource = (f: BnFusion): string => {
+const applySource = (f: BnFusion, w: Walk): string => {
   const bs: Binding[] = [['x', 'read'], ['stats', 'read'], ['y', 'read_write']];
   if (f.affine) bs.push(['gamma', 'read'], ['beta', 'read']);
   if (f.residual) bs.push(['res', 'read']);
   return wgsl`
 ${ELEMENT_PARAMS}
-${declare(bs, 'ElementParams')}
-${PLANE_MAIN}
+${declare(bs, 'ElementParams', w)}
+${PLANE_MAIN(w)}
   let mean = stats[c];
 #if ${f.affine}
   let k = stats[p.channels + c] * gamma[c];
@@ -269,14 +298,14 @@ ${PLANE_MAIN}
   let k = stats[p.channels + c];
   let shift = 0.0;
 #endif
-  for (var q = lid.x; q < p.plane; q += ${PWG}u) {
+  for (var q = lid.x; q < ${PLANE(w)}; q += ${w.wg}u) {
     let i = base + q;
-    var v = fma(x[i] - mean, k, shift);
+    var v = (x[i] - mean) * k + shift;
 #if ${f.residual}
     v += res[i];
 #endif
 #if ${f.relu}
-    v = max(v, 0.0);
+    v = max(v, ${Z(w)});
 #endif
     y[i] = v;
   }
@@ -298,7 +327,8 @@ export function bnApply(
 ): void {
   const key = `bn apply:${f.affine}:${f.residual}:${f.relu}`;
   const label = `batchnorm${f.residual ? ' + residual' : ''}${f.relu ? ' + relu' : ''}`;
-  const pipeline = device.pipeline(key, label, () => applySource(f));
+  const w = walkFor(g, PWG);
+  const pipeline = device.pipeline(`${key}:${walkKey(w)}`, label, () => applySource(f, w));
   const bindings: (GPUBuffer | GPUBufferBinding)[] = [x.buffer, stats.buffer, y.buffer];
   if (f.affine) bindings.push(gamma!.buffer, beta!.buffer);
   if (f.residual) bindings.push(residual!.buffer);
@@ -308,15 +338,15 @@ export function bnApply(
 
 // ---------------------------------------------------------------- backward
 
-const gradPartialSource = (relu: boolean): string => {
+const gradPartialSource = (relu: boolean, w: Walk): string => {
   const bs: Binding[] = [['x', 'read'], ['dy', 'read'], ['stats', 'read'], ['partials', 'read_write']];
   if (relu) bs.push(['y', 'read']);
   return wgsl`
 ${SPLIT_PARAMS}
-${declare(bs, 'SplitParams')}
-var<workgroup> tree: array<vec2<f32>, ${RWG}>;
+${declare(bs, 'SplitParams', w)}
+var<workgroup> tree: array<vec2<f32>, ${w.wg}>;
 
-@compute @workgroup_size(${RWG})
+@compute @workgroup_size(${w.wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let s = wid.x;
   let c = wid.y;
@@ -324,12 +354,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let end = min(p.batch, begin + p.chunk);
   let mean = stats[c];
   let invstd = stats[p.channels + c];
-  var acc = vec2<f32>(0.0);
-  ${channelWalk(`${relu ? 'let g = select(0.0, dy[i], y[i] > 0.0);' : 'let g = dy[i];'}
-      acc += vec2<f32>(g, g * (x[i] - mean) * invstd);`)}
-  tree[lid.x] = acc;
+  var accG = ${Z(w)};
+  var accGX = ${Z(w)};
+  ${channelWalk(
+    `${relu ? `let g = select(${Z(w)}, dy[i], y[i] > ${Z(w)});` : 'let g = dy[i];'}
+      accG += g;
+      accGX += g * (x[i] - mean) * invstd;`,
+    w,
+  )}
+  tree[lid.x] = vec2<f32>(${HSUM(w, 'accG')}, ${HSUM(w, 'accGX')});
   workgroupBarrier();
-  for (var t = ${RWG / 2}u; t > 0u; t = t / 2u) {
+  for (var t = ${w.wg / 2}u; t > 0u; t = t / 2u) {
     if (lid.x < t) { tree[lid.x] += tree[lid.x + t]; }
     workgroupBarrier();
   }
@@ -387,7 +422,10 @@ export function bnGradSums(
   dbeta?: Tensor,
 ): void {
   const { splits } = bnSplits(g);
-  const partial = device.pipeline(`bn gradPartial:${relu}`, `batchnorm${relu ? ' + relu' : ''} backward sums (partial)`, () => gradPartialSource(relu));
+  const w = walkFor(g, RWG);
+  const partial = device.pipeline(`bn gradPartial:${relu}:${walkKey(w)}`, `batchnorm${relu ? ' + relu' : ''} backward sums (partial)`, () =>
+    gradPartialSource(relu, w),
+  );
   const u = device.uniforms(splitParams(g));
   const pb: (GPUBuffer | GPUBufferBinding)[] = [x.buffer, dy.buffer, stats.buffer, scratch.buffer];
   if (relu) pb.push(y!.buffer);
@@ -401,7 +439,7 @@ export function bnGradSums(
   device.dispatch(finalize, fb, grid1d(g.channels));
 }
 
-const gradInputSource = (training: boolean, f: BnFusion): string => {
+const gradInputSource = (training: boolean, f: BnFusion, w: Walk): string => {
   const bs: Binding[] = [['dy', 'read'], ['stats', 'read'], ['dx', 'read_write']];
   if (training) bs.push(['x', 'read'], ['sums', 'read']);
   if (f.affine) bs.push(['gamma', 'read']);
@@ -409,8 +447,8 @@ const gradInputSource = (training: boolean, f: BnFusion): string => {
   if (f.residual) bs.push(['dres', 'read_write']);
   return wgsl`
 ${ELEMENT_PARAMS}
-${declare(bs, 'ElementParams')}
-${PLANE_MAIN}
+${declare(bs, 'ElementParams', w)}
+${PLANE_MAIN(w)}
   let invstd = stats[p.channels + c];
 #if ${f.affine}
   let k = gamma[c] * invstd;
@@ -423,10 +461,10 @@ ${PLANE_MAIN}
   let meanG = sums[c] * inv;
   let meanGX = sums[p.channels + c] * inv;
 #endif
-  for (var q = lid.x; q < p.plane; q += ${PWG}u) {
+  for (var q = lid.x; q < ${PLANE(w)}; q += ${w.wg}u) {
     let i = base + q;
 #if ${f.relu}
-    let g = select(0.0, dy[i], y[i] > 0.0);
+    let g = select(${Z(w)}, dy[i], y[i] > ${Z(w)});
 #else
     let g = dy[i];
 #endif
@@ -459,8 +497,9 @@ export function bnGradInput(
   o: { sums?: Tensor | undefined; gamma?: Tensor | undefined; y?: Tensor | undefined; dres?: Tensor | undefined },
 ): void {
   const key = `bn gradInput:${training}:${f.affine}:${f.relu}:${f.residual}`;
-  const pipeline = device.pipeline(key, `batchnorm${f.residual ? ' + residual' : ''}${f.relu ? ' + relu' : ''} grad input`, () =>
-    gradInputSource(training, f),
+  const w = walkFor(g, PWG);
+  const pipeline = device.pipeline(`${key}:${walkKey(w)}`, `batchnorm${f.residual ? ' + residual' : ''}${f.relu ? ' + relu' : ''} grad input`, () =>
+    gradInputSource(training, f, w),
   );
   // x is only read in training mode (eval's kernel does not declare it)
   const bindings: (GPUBuffer | GPUBufferBinding)[] = [dy.buffer, stats.buffer, dx.buffer];
