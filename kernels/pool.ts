@@ -263,53 +263,75 @@ const WG = ${WG}u;
 struct Params {
   n: u32, cin: u32, cout: u32, before: u32,
   h: u32, w: u32, ho: u32, wo: u32,
-  stride: u32, _p0: u32, _p1: u32, _p2: u32,
+  stride: u32, planeOffset: u32, _p1: u32, _p2: u32,
 }`;
 
-function shortcutParams(g: ShortcutGeometry, n: number): Uint8Array {
-  return new UniformWriter().u32(n, g.cin, g.cout, g.before, g.h, g.w, g.ho, g.wo, g.stride, 0, 0, 0).bytes();
+function shortcutParams(g: ShortcutGeometry, n: number, planeOffset = 0): Uint8Array {
+  return new UniformWriter().u32(n, g.cin, g.cout, g.before, g.h, g.w, g.ho, g.wo, g.stride, planeOffset, 0, 0).bytes();
 }
 
-const shortcutForwardSource = /* wgsl */ `
+// One invocation per element on a 3-D grid (column, row, image·channel plane)
+// with the channel count and stride as constants: no runtime division per element
+// (llvmpipe divides with 8 scalar divisions per vector). More planes than a grid
+// dimension holds (65535) go in several dispatches, each from its planeOffset.
+const shortcutForwardSource = (cout: number, stride: number): string => /* wgsl */ `
 ${SHORTCUT_PARAMS}
+const COUT = ${cout}u;
+const STRIDE = ${stride}u;
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
 @group(0) @binding(2) var<uniform> p: Params;
-${MAIN}
-  let ow = i % p.wo;
-  let oh = (i / p.wo) % p.ho;
-  let c = (i / (p.wo * p.ho)) % p.cout;
-  let n = i / (p.wo * p.ho * p.cout);
+@compute @workgroup_size(8, 8)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let ow = gid.x;
+  let oh = gid.y;
+  let plane = gid.z + p.planeOffset;
+  if (ow >= p.wo || oh >= p.ho) { return; }
+  let c = plane % COUT;
+  let n = plane / COUT;
   var v = 0.0;
   if (c >= p.before && c < p.before + p.cin) {
-    v = x[((n * p.cin + c - p.before) * p.h + oh * p.stride) * p.w + ow * p.stride];
+    v = x[((n * p.cin + c - p.before) * p.h + oh * STRIDE) * p.w + ow * STRIDE];
   }
-  y[i] = v;
+  y[(plane * p.ho + oh) * p.wo + ow] = v;
 }`;
 
-const shortcutBackwardSource = /* wgsl */ `
+const shortcutBackwardSource = (cin: number, stride: number): string => /* wgsl */ `
 ${SHORTCUT_PARAMS}
+const CIN = ${cin}u;
+const STRIDE = ${stride}u;
 @group(0) @binding(0) var<storage, read> dy: array<f32>;
 @group(0) @binding(1) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(2) var<uniform> p: Params;
-${MAIN}
-  let iw = i % p.w;
-  let ih = (i / p.w) % p.h;
-  let c = (i / (p.w * p.h)) % p.cin;
-  let n = i / (p.w * p.h * p.cin);
+@compute @workgroup_size(8, 8)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let iw = gid.x;
+  let ih = gid.y;
+  let plane = gid.z + p.planeOffset;
+  if (iw >= p.w || ih >= p.h) { return; }
+  let c = plane % CIN;
+  let n = plane / CIN;
   var v = 0.0;
-  if (ih % p.stride == 0u && iw % p.stride == 0u) {
-    v = dy[((n * p.cout + c + p.before) * p.ho + ih / p.stride) * p.wo + iw / p.stride];
+  if (ih % STRIDE == 0u && iw % STRIDE == 0u) {
+    v = dy[((n * p.cout + c + p.before) * p.ho + ih / STRIDE) * p.wo + iw / STRIDE];
   }
-  dx[i] = v;
+  dx[(plane * p.h + ih) * p.w + iw] = v;
 }`;
 
+/** Dispatches over `planes` image planes in chunks a grid dimension can hold. */
+function dispatchPlanes(device: Device, pipeline: GPUComputePipeline, bufs: GPUBuffer[], g: ShortcutGeometry, n: number, w: number, h: number, planes: number): void {
+  const max = device.limits.maxComputeWorkgroupsPerDimension;
+  for (let first = 0; first < planes; first += max) {
+    device.dispatch(pipeline, [...bufs, device.uniforms(shortcutParams(g, n, first))], [Math.ceil(w / 8), Math.ceil(h / 8), Math.min(max, planes - first)]);
+  }
+}
+
 export function shortcutForward(device: Device, x: Tensor, y: Tensor, g: ShortcutGeometry): void {
-  const pipeline = device.pipeline('shortcutA forward', 'subsample + pad channels', () => shortcutForwardSource);
-  device.dispatch(pipeline, [x.buffer, y.buffer, device.uniforms(shortcutParams(g, y.size))], grid1d(y.size));
+  const pipeline = device.pipeline(`shortcutA forward:${g.cout}:${g.stride}`, 'subsample + pad channels', () => shortcutForwardSource(g.cout, g.stride));
+  dispatchPlanes(device, pipeline, [x.buffer, y.buffer], g, y.size, g.wo, g.ho, g.batch * g.cout);
 }
 
 export function shortcutBackward(device: Device, dy: Tensor, dx: Tensor, g: ShortcutGeometry): void {
-  const pipeline = device.pipeline('shortcutA backward', 'subsample + pad channels backward', () => shortcutBackwardSource);
-  device.dispatch(pipeline, [dy.buffer, dx.buffer, device.uniforms(shortcutParams(g, dx.size))], grid1d(dx.size));
+  const pipeline = device.pipeline(`shortcutA backward:${g.cin}:${g.stride}`, 'subsample + pad channels backward', () => shortcutBackwardSource(g.cin, g.stride));
+  dispatchPlanes(device, pipeline, [dy.buffer, dx.buffer], g, dx.size, g.w, g.h, g.batch * g.cin);
 }
