@@ -1,0 +1,41 @@
+// `bench`: the benchmark suite (bench/main.ts) or the per-kernel profile of a
+// training step (bench/profile.ts), run as a child process so the bench owns its
+// device and Dawn flags. Figures and how to read them: BENCHMARKS.md.
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const USAGE = `usage: npm start -- bench [flags]
+       npm start -- bench --profile [--depth 20] [--batch 128] [--top 25]
+
+Kernel microbenchmarks and the ResNet training step, ours and TensorFlow.js's WebGPU
+backend side by side on the same adapter, each figure also a fraction of the adapter's
+measured FMA and copy peaks (see BENCHMARKS.md).
+
+flags:
+  --quick              fewer shapes and rounds (about 1 min on lavapipe)
+  --json FILE          also write the results as JSON
+  --compare OLD [NEW]  compare with an earlier JSON (and, given NEW, compare two files without running)
+  --threshold F        regression threshold for --compare (default 0.25)
+  --only TEXT          only the cases and steps whose id or label contains TEXT (e.g. 'conv dX', 'step/resnet20')
+  --no-peer            skip TensorFlow.js
+  --no-step            skip the training steps
+  --rounds N           timed rounds per case
+  --tune               time the matmul kernels first and keep the fastest per shape class
+  --dawn-flag FLAG     extra dawn.node flag (repeatable)
+  --profile            instead: GPU time per kernel of one ResNet training step
+  --help               this text`;
+
+export async function benchCommand(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const profile = argv.includes('--profile');
+  const script = fileURLToPath(new URL(profile ? '../bench/profile.ts' : '../bench/main.ts', import.meta.url));
+  const args = argv.filter((a) => a !== '--profile');
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], { stdio: 'inherit' });
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve(code ?? (signal ? 130 : 1)));
+  });
+}
