@@ -1,11 +1,14 @@
 // Batched matrix multiply C[b] = op(A[b]) · op(B[b]) (+ bias[n]), op = identity
 // or transpose, row-major, batch dimension broadcast when an operand has batch 1.
 //
-// Two kernels, picked per adapter and shape (chooseConfig):
+// Three kernels, picked per adapter and shape (chooseConfig):
 //
 // tiled   A workgroup of 16×16 threads computes a 64×64 tile of C, each thread a
 //         4×4 register block; K is walked in slices of 16 staged in workgroup
 //         memory. Any M, N, K. The classic GPU kernel.
+// texture kernels/matmulTexture.ts: operands repacked into storage textures, rows
+//         of A shared by the 8 lanes of a subgroup. Software adapters with
+//         subgroups of 8 (lavapipe), products ≥ 64 in every dimension.
 // direct  No workgroup memory and no barriers: each thread computes a TM×TN block
 //         of C (vec4 accumulators along n) reading its operands straight from
 //         the storage buffers, four k at a time as vec4 where the layout allows
@@ -28,15 +31,14 @@
 //   direct, storage buffers, 4×8 per thread, wg 8×8                 ~1.8
 //   direct, storage buffers, 8×8 per thread, wg 8×8                 ~2.3  (LLVM compile 13 s)
 //   direct, 4×4 / 8×4 / 2×16                                         1.0-1.5
-//   direct, A and B in rgba32f storage textures, 4×8               4-7    (needs texture
-//     bindings in Device.dispatch; see BENCHMARKS.md and bench/experiments/)
-//   textures + subgroupBroadcast of A (8 lanes share 8 rows), 8×4  ~6.6   (also needs
-//     the 'subgroups' feature requested by createDevice)
+//   direct, A and B in rgba32f storage textures, 4×8               4-7
+//   textures + subgroupBroadcast of A (8 lanes share 8 rows), 8×8  ~10-13 (kernels/matmulTexture.ts,
+//     the default on lavapipe for products ≥ 64 in every dimension)
 //   classifier shapes (128×10×64 and its gradients): tiled 0.6-1.4 ms, direct 4×4
 //     per thread in 4×4 workgroups 0.17-0.29 ms (more workgroups keep both cores busy)
 // Larger register blocks spill (16 ymm registers) and LLVM's compile time grows
-// steeply with the block (8×8: 13 s, 16×16: 25 s), so the default is 4×8, and
-// 4×4 in 4×4 workgroups for outputs up to 128×128. tuneMatmul (bench --tune) times
+// steeply with the block (8×8: 13 s, 16×16: 25 s), so the direct default is 4×8,
+// and 4×4 in 4×4 workgroups for outputs up to 128×128. tuneMatmul (bench --tune) times
 // the candidates per shape class and keeps the winners per adapter on disk.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';

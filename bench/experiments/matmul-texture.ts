@@ -1,18 +1,19 @@
-// Matmul kernels the engine cannot run yet, against the one it runs, on one
-// adapter: C = A·B (M = N = K = --size, default 512), A and B row-major.
+// Variants of the matmul kernels on one adapter, outside the engine (raw WebGPU):
+// C = A·B (M = N = K = --size, default 512), A and B row-major. The engine runs
+// 'buffer 4×8' (kernels/matmul.ts, direct) and 'subgroup 8×8'
+// (kernels/matmulTexture.ts, its default on lavapipe); the others are what was
+// measured against them.
 //
 //   buffer    kernels/matmul.ts's direct kernel as generated for this shape: each
 //             thread TM×TN, vec4 loads from storage buffers (what the engine uses).
 //   texture   the same loop with A and B in rgba32float read-only storage textures
 //             (texel (k/4, m) = A[m, k..k+3]; texel (n/4, k) = B[k, n..n+3]). On
 //             lavapipe a storage-texture load costs ~1/3 of a storage-buffer load
-//             (bench/experiments/lavapipe-loads.ts). Needs texture bindings in
-//             Device.dispatch and a buffer → texture copy or repack per operand.
+//             (bench/experiments/lavapipe-loads.ts).
 //   subgroup  texture + the subgroups feature: the 8 lanes of a subgroup share TM
 //             rows of A; lane l loads rows l, l+8, … (one texel each per 4 k) and
 //             subgroupBroadcast hands every row's value to every lane, so A costs
-//             TM/8 loads per 4 k instead of TM. Needs the device to request the
-//             'subgroups' feature.
+//             TM/8 loads per 4 k instead of TM.
 //
 //   node --import tsx bench/experiments/matmul-texture.ts [--size 512] [--ghz 2.45]
 //
