@@ -33,6 +33,7 @@ import type { Device, PooledTexture } from '../engine/device.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import type { ConvGeometry } from './conv2d.ts';
 import { UniformWriter } from './common.ts';
+import { fill } from './elementwise.ts';
 
 /** Which conv kernels run: 'auto' takes the texture path where usable (software adapter, subgroups of 8). */
 /**
@@ -75,6 +76,27 @@ export function useTextureConv(device: Device, g: ConvGeometry): boolean {
   );
 }
 
+/**
+ * A 1×1 convolution with stride s and no padding reads only every s-th pixel: its
+ * input is packed subsampled and the convolution run at stride 1 on that (the
+ * forward, the weight gradient and the input gradient's one non-empty phase).
+ */
+function pointwiseStrided(g: ConvGeometry): boolean {
+  return g.kh === 1 && g.kw === 1 && g.padH === 0 && g.padW === 0 && (g.strideH > 1 || g.strideW > 1);
+}
+
+/** X packed as the forward and the weight gradient read it (padded; subsampled for pointwise strided convs). */
+function packInput(device: Device, x: Tensor, g: ConvGeometry): PooledTexture {
+  return pointwiseStrided(g)
+    ? packActivation(device, x, g.cin, g.h, g.w, 0, 0, [g.strideH, g.strideW])
+    : packActivation(device, x, g.cin, g.h, g.w, g.padH, g.padW);
+}
+
+/** The stride the kernels step over the packed input with (1 once subsampled). */
+function inputStride(g: ConvGeometry): [number, number] {
+  return pointwiseStrided(g) ? [1, 1] : [g.strideH, g.strideW];
+}
+
 /** Grad input takes the texture path where the convolution does (every stride and padding). */
 export function useTextureConvGradInput(device: Device, g: ConvGeometry): boolean {
   if (!useTextureConv(device, g)) return false;
@@ -90,7 +112,8 @@ export function useTextureConvGradInput(device: Device, g: ConvGeometry): boolea
 // (llvmpipe divides by a runtime value with 8 scalar divisions per vector).
 function packActivationSource(c4: number, fullQuads: boolean): string {
   return /* wgsl */ `
-struct P { c: u32, h: u32, w: u32, padH: u32, padW: u32, tw: u32, th: u32, _p: u32 }
+struct P { c: u32, h: u32, w: u32, padH: u32, padW: u32, tw: u32, th: u32, w4: u32,
+           sh: u32, sw: u32, hs: u32, ws: u32 }
 const C4 = ${c4}u;
 @group(0) @binding(0) var<storage, read> X: array<f32>;
 @group(0) @binding(1) var T: texture_storage_2d_array<rgba32float, write>;
@@ -105,9 +128,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let ih = i32(ty) - i32(p.padH);
   let iw = i32(tx / C4) - i32(p.padW);
   var v = vec4<f32>();
-  if (ih >= 0 && ih < i32(p.h) && iw >= 0 && iw < i32(p.w)) {
+  // (ih, iw) in the packed image of hs × ws pixels: source pixel (ih·sh, iw·sw)
+  if (ih >= 0 && ih < i32(p.hs) && iw >= 0 && iw < i32(p.ws)) {
     let hw = p.h * p.w;
-    let base = (n * p.c + c0) * hw + u32(ih) * p.w + u32(iw);
+    let base = (n * p.c + c0) * hw + u32(ih) * p.sh * p.w + u32(iw) * p.sw;
 ${
   fullQuads
     ? '    v = vec4<f32>(X[base], X[base + hw], X[base + 2u * hw], X[base + 3u * hw]);'
@@ -171,17 +195,32 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 /**
  * NCHW activations [batch, c, h, w] → texture (w + 2·padW)·⌈c/4⌉ × (h + 2·padH) ×
  * batch, texel (x·C4 + c4, y) of layer n = channels 4·c4 … 4·c4+3 of padded pixel
- * (y, x), zeros in the border and past c.
+ * (y, x), zeros in the border and past c. With `subsample` [sh, sw] the image
+ * packed is every sh-th row and sw-th column (⌈h/sh⌉ × ⌈w/sw⌉ pixels).
  */
-export function packActivation(device: Device, x: Tensor, c: number, h: number, w: number, padH: number, padW: number): PooledTexture {
+export function packActivation(
+  device: Device,
+  x: Tensor,
+  c: number,
+  h: number,
+  w: number,
+  padH: number,
+  padW: number,
+  subsample: [number, number] = [1, 1],
+): PooledTexture {
   const batch = x.size / (c * h * w);
   const c4 = Math.ceil(c / 4);
-  const tw = (w + 2 * padW) * c4;
-  const th = h + 2 * padH;
+  const [sh, sw] = subsample;
+  const strided = sh > 1 || sw > 1;
+  // the packed image: every sh-th row and sw-th column of the source
+  const hs = Math.ceil(h / sh);
+  const ws = Math.ceil(w / sw);
+  const tw = (ws + 2 * padW) * c4;
+  const th = hs + 2 * padH;
   const t = device.acquireTexture(tw, th, batch);
   const full = c % 4 === 0;
-  const u = device.uniforms(new UniformWriter().u32(c, h, w, padH, padW, tw, th, w / 4).bytes());
-  if (w % 4 === 0) {
+  const u = device.uniforms(new UniformWriter().u32(c, h, w, padH, padW, tw, th, w / 4, sh, sw, hs, ws).bytes());
+  if (w % 4 === 0 && !strided) {
     const pipeline = device.pipeline(`conv2d tex:packActivation4:${c4}:${full}:${padW}`, 'conv2d texture pack (activation, vec4)', () =>
       packActivationVec4Source(c4, full, padW),
     );
@@ -384,9 +423,10 @@ function blockRows(M: number): number {
  */
 export function conv2dForwardTexture(device: Device, x: Tensor, weight: Tensor, bias: Tensor | undefined, y: Tensor, g: ConvGeometry, keepInput = false): PooledTexture | undefined {
   const TM = blockRows(g.cout);
-  const xt = packActivation(device, x, g.cin, g.h, g.w, g.padH, g.padW);
+  const xt = packInput(device, x, g);
   const wt = packWeight(device, weight, g, null, Math.ceil(g.cout / TM) * TM);
-  correlate(device, { x: xt, w: wt, out: y, bias, batch: g.batch, M: g.cout, ho: g.ho, wo: g.wo, sh: g.strideH, sw: g.strideW, c4: Math.ceil(g.cin / 4), kh: g.kh, kw: g.kw }, TM, convPathConfig.tn);
+  const [sh, sw] = inputStride(g);
+  correlate(device, { x: xt, w: wt, out: y, bias, batch: g.batch, M: g.cout, ho: g.ho, wo: g.wo, sh, sw, c4: Math.ceil(g.cin / 4), kh: g.kh, kw: g.kw }, TM, convPathConfig.tn);
   device.releaseTexture(wt);
   if (keepInput) return xt;
   device.releaseTexture(xt);
@@ -456,11 +496,17 @@ export function packGradOutput(device: Device, dy: Tensor, g: ConvGeometry): Pac
 export function conv2dGradInputTexture(device: Device, dy: Tensor, weight: Tensor, dx: Tensor, g: ConvGeometry, shared?: PackedGradOutput): void {
   const TM = blockRows(g.cin);
   const packed = shared ?? packGradOutput(device, dy, g);
-  for (const ph of phases(g)) {
+  const all = phases(g);
+  // phases no tap reaches (kernel smaller than the stride, e.g. 1×1 stride 2) are zeros:
+  // one fill of dX is cheaper than a correlation per such phase
+  const skipEmpty = all.some((ph) => ph.tkh === 0 || ph.tkw === 0) && all.some((ph) => ph.tkh > 0 && ph.tkw > 0);
+  if (skipEmpty) fill(device, dx, 0);
+  for (const ph of all) {
     if (ph.hph === 0 || ph.wph === 0) continue;
-    const wt = packWeight(device, weight, g, ph, Math.ceil(g.cin / TM) * TM);
-    // no tap reaches this phase (kernel smaller than the stride): one tap of zero weights writes its zeros
+    // no tap reaches this phase: skipped after the fill, or (every phase empty) one tap of zero weights writes its zeros
     const empty = ph.tkh === 0 || ph.tkw === 0;
+    if (empty && skipEmpty) continue;
+    const wt = packWeight(device, weight, g, ph, Math.ceil(g.cin / TM) * TM);
     correlate(
       device,
       {
@@ -649,7 +695,8 @@ export function conv2dGradWeightTexture(
   const { slices, rowsPerSlice } = gradWeightSlicesTexture(g);
   if (parts.size < slices * g.cout * g.cin * g.kh * g.kw) throw new Error(`conv2dGradWeightTexture: partials tensor too small for ${slices} slices`);
   const dyt = dyTex?.texture ?? packActivation(device, dy, g.cout, g.ho, g.wo, 0, 0);
-  const xt = xTex ?? packActivation(device, x, g.cin, g.h, g.w, g.padH, g.padW);
+  const xt = xTex ?? packInput(device, x, g);
+  const [sh, sw] = inputStride(g);
   const { R, PX } = gradWeightSlots(g.wo, g.ho);
   const key = `${b.tm}x${b.cq}x${b.kr}:${g.kw}:${R}x${PX}`;
   const pipeline = device.pipeline(`conv2d tex:gradWeight:${key}`, `conv2d texture grad weight (${b.tm}×${b.cq}×${b.kr}, KW ${g.kw}, ${R}×${PX} px)`, () =>
@@ -658,7 +705,7 @@ export function conv2dGradWeightTexture(
   const { coBlocks, cqBlocks, rowBlocks } = gradWeightBlocks(g, b);
   const u = device.uniforms(
     new UniformWriter()
-      .u32(g.batch * g.ho, rowsPerSlice, g.ho, g.wo, g.strideH, g.strideW, Math.ceil(g.cout / 4), Math.ceil(g.cin / 4))
+      .u32(g.batch * g.ho, rowsPerSlice, g.ho, g.wo, sh, sw, Math.ceil(g.cout / 4), Math.ceil(g.cin / 4))
       .u32(g.cout, g.cin, g.kh * g.kw, coBlocks, cqBlocks, dyTex?.padH ?? 0, dyTex?.padW ?? 0, 0)
       .bytes(),
   );

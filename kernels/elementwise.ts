@@ -7,7 +7,7 @@
 // index arithmetic entirely (specialised with #if).
 //
 // Sizes that are multiples of 4 run as vec4 (unary maps, same-shape binaries, the
-// accumulate): on lavapipe a vec4 access costs little more than a scalar one
+// accumulate, fill): on lavapipe a vec4 access costs little more than a scalar one
 // (bench/experiments/lavapipe-loads.ts), so these move ~2-3× the bytes per second.
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 import type { Device } from '../engine/device.ts';
@@ -146,21 +146,23 @@ export function axpyInPlace(device: Device, dst: Tensor, src: Tensor, alpha = 1)
   device.dispatch(pipeline, [dst.buffer, src.buffer, u], grid1d(n));
 }
 
-const fillSource = /* wgsl */ `
+const fillSource = (vec4: boolean): string => /* wgsl */ `
 const WG = ${WG}u;
 struct Params { n: u32, value: f32 }
-@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+@group(0) @binding(0) var<storage, read_write> out: array<${elem(vec4).T}>;
 @group(0) @binding(1) var<uniform> p: Params;
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = ${FLAT_INDEX};
-  if (i < p.n) { out[i] = p.value; }
+  if (i < p.n) { out[i] = ${elem(vec4).T}(p.value); }
 }`;
 
 /** out = value everywhere: a dispatch, so filling never forces a submit as a host upload would. */
 export function fill(device: Device, out: Tensor, value: number): void {
-  const pipeline = device.pipeline('fill', 'fill', () => fillSource);
-  const u = device.uniforms(new UniformWriter().u32(out.size).f32(value).bytes());
-  device.dispatch(pipeline, [out.buffer, u], grid1d(out.size));
+  const v4 = out.size % 4 === 0;
+  const n = v4 ? out.size / 4 : out.size;
+  const pipeline = device.pipeline(`fill:${v4}`, 'fill', () => fillSource(v4));
+  const u = device.uniforms(new UniformWriter().u32(n).f32(value).bytes());
+  device.dispatch(pipeline, [out.buffer, u], grid1d(n));
 }
