@@ -40,21 +40,24 @@ const convCase = fc
   })
   .filter((c) => c.k <= c.h + 2 * c.padding && c.k <= c.w + 2 * c.padding);
 
+/** conv2d of a generated case against the reference: forward and every gradient. */
+async function checkConvCase(c: typeof convCase extends fc.Arbitrary<infer T> ? T : never): Promise<void> {
+  const rng = new Rng(c.seed);
+  const inputs = [randomArr(rng, [c.batch, c.cin, c.h, c.w]), randomArr(rng, [c.cout, c.cin, c.k, c.k])];
+  if (c.bias) inputs.push(randomArr(rng, [c.cout]));
+  await checkOp(device, {
+    inputs,
+    gpu: ([x, w, b]) => conv2d(x!, w!, b, { stride: c.stride, padding: c.padding }),
+    ref: refConv2d(c.stride, c.padding),
+    gradTol: GRAD_TOL,
+    seed: c.seed,
+  });
+}
+
 describe('conv2d', () => {
   it('forward, input gradient and weight gradient match the reference', async () => {
     await fc.assert(
-      fc.asyncProperty(convCase, async (c) => {
-        const rng = new Rng(c.seed);
-        const inputs = [randomArr(rng, [c.batch, c.cin, c.h, c.w]), randomArr(rng, [c.cout, c.cin, c.k, c.k])];
-        if (c.bias) inputs.push(randomArr(rng, [c.cout]));
-        await checkOp(device, {
-          inputs,
-          gpu: ([x, w, b]) => conv2d(x!, w!, b, { stride: c.stride, padding: c.padding }),
-          ref: refConv2d(c.stride, c.padding),
-          gradTol: GRAD_TOL,
-          seed: c.seed,
-        });
-      }),
+      fc.asyncProperty(convCase, checkConvCase),
       { numRuns: 15 },
     );
   });
@@ -69,18 +72,7 @@ describe('conv2d', () => {
     convPathConfig.path = other;
     try {
       await fc.assert(
-        fc.asyncProperty(convCase, async (c) => {
-          const rng = new Rng(c.seed);
-          const inputs = [randomArr(rng, [c.batch, c.cin, c.h, c.w]), randomArr(rng, [c.cout, c.cin, c.k, c.k])];
-          if (c.bias) inputs.push(randomArr(rng, [c.cout]));
-          await checkOp(device, {
-            inputs,
-            gpu: ([x, w, b]) => conv2d(x!, w!, b, { stride: c.stride, padding: c.padding }),
-            ref: refConv2d(c.stride, c.padding),
-            gradTol: GRAD_TOL,
-            seed: c.seed,
-          });
-        }),
+        fc.asyncProperty(convCase, checkConvCase),
         { numRuns: 8 },
       );
     } finally {
