@@ -65,6 +65,29 @@ describe('device', () => {
     await assert.rejects(device.sync(), /kernel with a missing binding/);
   });
 
+  it('profile times each dispatch by kernel label, largest first, and dispatching works as before afterwards', async (t) => {
+    if (!device.hasTimestampQuery) return t.skip('no timestamp-query on this adapter');
+    const a = tensor(device, new Float32Array(4096).fill(1), [4096]);
+    const rows = await device.profile(() => {
+      tidy(() => {
+        add(a, a);
+        add(a, a);
+        relu(a);
+      });
+    });
+    const byLabel = new Map(rows.map((r) => [r.label, r]));
+    const adds = [...byLabel.keys()].filter((l) => l.startsWith('binary add'));
+    assert.equal(adds.length, 1, `one add label: ${[...byLabel.keys()].join(', ')}`);
+    assert.equal(byLabel.get(adds[0]!)!.count, 2);
+    assert.ok(rows.every((r) => r.ms >= 0 && Number.isFinite(r.ms)), JSON.stringify(rows));
+    assert.deepEqual(rows.map((r) => r.ms), [...rows.map((r) => r.ms)].sort((x, y) => y - x), 'largest first');
+    const before = device.executionStats().dispatches;
+    tidy(() => add(a, a));
+    assert.equal(device.executionStats().dispatches - before, 1);
+    assert.deepEqual(Array.from(new Float32Array(await device.read(a.buffer, 0, 16))), [1, 1, 1, 1]);
+    a.dispose();
+  });
+
   it('a script that destroys its device exits by itself', () => {
     const script = [
       "import { createDevice, randn, matmul } from './engine/index.ts';",
