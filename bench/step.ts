@@ -4,15 +4,13 @@
 // step after warm-up (both should be 0). The peer is the same network written
 // with tfjs-layers and trained with TF.js's momentum optimizer.
 //
-// Our model is models/resnet.ts (CifarResNet, option-A shortcuts as in the
-// paper), loaded with a dynamic import so the bench still runs where it is absent.
+// Our model is models/resnet.ts (CifarResNet, option-A shortcuts as in the paper).
 //
 // The peer's shortcuts are option B (1×1 conv + batchnorm) because tfjs-layers
 // has no strided-slice layer for option A; that adds ~1% of the FLOPs to the
 // peer's step. The peer's optimizer has no weight decay (a few elementwise ops).
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import type { Device } from '../engine/device.ts';
+import { resnet } from '../models/resnet.ts';
 import { SGD } from '../engine/optim.ts';
 import { softmaxCrossEntropy } from '../engine/ops/loss.ts';
 import { type Tensor, randn, tensor, tidy } from '../engine/tensor.ts';
@@ -28,13 +26,9 @@ interface Model {
   dispose?(): void;
 }
 
-/** Our ResNet of `depth` from models/resnet.ts, or the reason there is none. */
-async function buildOurs(device: Device, depth: number): Promise<Model | string> {
-  const file = fileURLToPath(new URL('../models/resnet.ts', import.meta.url));
-  if (!existsSync(file)) return 'models/resnet.ts does not exist';
-  const mod = (await import(file)) as { resnet?: (d: Device, o: { depth: number; numClasses: number; shortcut: 'A' }) => Model };
-  if (typeof mod.resnet !== 'function') return 'models/resnet.ts has no resnet(device, options) factory; adapt buildOurs() in bench/step.ts';
-  return mod.resnet(device, { depth, numClasses: 10, shortcut: 'A' });
+/** Our ResNet of `depth` (models/resnet.ts, option-A shortcuts as in the paper). */
+function buildOurs(device: Device, depth: number): Model {
+  return resnet(device, { depth, numClasses: 10, shortcut: 'A' });
 }
 
 export interface StepBenchOptions {
@@ -60,9 +54,7 @@ export async function stepBenchmarks(o: StepBenchOptions): Promise<StepResult[]>
     const r: StepResult = { id: `step/resnet${depth}/b${batch}`, label: `ResNet-${depth} step, batch ${batch}`, batch, ours: null, peer: null };
     const notes: string[] = [];
     try {
-      const built = await buildOurs(o.device, depth);
-      if (typeof built === 'string') notes.push(`ours: ${built}`);
-      else r.ours = await oursStep(o, built, batch, light);
+      r.ours = await oursStep(o, buildOurs(o.device, depth), batch, light);
     } catch (e) {
       notes.push(`ours failed: ${(e as Error).message.split('\n')[0]}`);
     }
