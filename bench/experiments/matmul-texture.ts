@@ -39,6 +39,8 @@ interface Variant {
   tn: number;
   wx: number;
   wy: number;
+  /** subgroupShuffle from the row's lane instead of subgroupBroadcast */
+  shuffle?: boolean;
 }
 
 function source(v: Variant): string {
@@ -58,7 +60,7 @@ function source(v: Variant): string {
   for (let kk = 0; kk < 4; kk++) {
     for (let q = 0; q < nq; q++) body.push(`let b${kk}_${q} = ${ldB(`nq + ${q}u`, `k + ${kk}u`)};`);
     for (let i = 0; i < v.tm; i++) {
-      const a = v.kind === 'subgroup' ? `subgroupBroadcast(ag${i >> 3}.${XYZW[kk]}, ${i & 7}u)` : `a${i}.${XYZW[kk]}`;
+      const a = v.kind === 'subgroup' ? `${v.shuffle ? 'subgroupShuffle' : 'subgroupBroadcast'}(ag${i >> 3}.${XYZW[kk]}, ${i & 7}u)` : `a${i}.${XYZW[kk]}`;
       if (v.kind === 'subgroup') body.push(`let s${kk}_${i} = ${a};`);
       for (let q = 0; q < nq; q++) body.push(`c${i}_${q} = fma(vec4<f32>(${v.kind === 'subgroup' ? `s${kk}_${i}` : a}), b${kk}_${q}, c${i}_${q});`);
     }
@@ -97,6 +99,7 @@ const VARIANTS: Variant[] = [
   { name: 'subgroup 8×4', kind: 'subgroup', tm: 8, tn: 4, wx: 8, wy: 8 },
   { name: 'subgroup 16×4', kind: 'subgroup', tm: 16, tn: 4, wx: 8, wy: 4 },
   { name: 'subgroup 8×8', kind: 'subgroup', tm: 8, tn: 8, wx: 8, wy: 8 },
+  { name: 'subgroup 8×8 (shuffle)', kind: 'subgroup', tm: 8, tn: 8, wx: 8, wy: 8, shuffle: true },
   { name: 'subgroup 16×8', kind: 'subgroup', tm: 16, tn: 8, wx: 8, wy: 4 },
   { name: 'subgroup 8×16', kind: 'subgroup', tm: 8, tn: 16, wx: 8, wy: 8 },
   { name: 'subgroup 16×16', kind: 'subgroup', tm: 16, tn: 16, wx: 8, wy: 4 },
