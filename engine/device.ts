@@ -308,7 +308,8 @@ export class Device {
       throw new GpuError(`kernel '${pipeline.label}': dispatch (${x}, ${y}, ${z}) exceeds ${max} workgroups per dimension`);
     }
     if (x === 0 || y === 0 || z === 0) return;
-    // profiling: every dispatch in a pass of its own between timestamps
+    // profiling: every dispatch in a pass of its own between timestamps (a new submit when the query set is full)
+    if (this.profiler?.full) this.flush();
     if (this.profiler) this.endPass();
     const pass = this.profiler
       ? (this.pass = this.commandEncoder().beginComputePass({ timestampWrites: this.profiler.next(pipeline.label) }))
@@ -482,6 +483,9 @@ export async function createDevice(options: CreateDeviceOptions = {}): Promise<D
     maxComputeWorkgroupSizeZ: l.maxComputeWorkgroupSizeZ,
     maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
     maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+    // storage textures of activations and matmul operands (kernels/conv2dTexture.ts, matmulTexture.ts)
+    maxTextureDimension2D: l.maxTextureDimension2D,
+    maxTextureArrayLayers: l.maxTextureArrayLayers,
   };
   const requiredFeatures: GPUFeatureName[] = [];
   if (adapter.features.has('timestamp-query')) requiredFeatures.push('timestamp-query');
@@ -506,6 +510,10 @@ class KernelProfiler {
 
   constructor(private gpu: GPUDevice) {
     this.set = gpu.createQuerySet({ type: 'timestamp', count: 2 * KernelProfiler.CAPACITY });
+  }
+
+  get full(): boolean {
+    return this.used >= KernelProfiler.CAPACITY;
   }
 
   next(label: string): GPUComputePassTimestampWrites {

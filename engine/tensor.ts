@@ -29,6 +29,9 @@ export type BackwardFn = (gradOut: Tensor) => (Tensor | null)[];
 // Tensors dropped without dispose() still return their buffer to the pool once
 // collected; dispose() (or tidy) is the deterministic path.
 const finalizer = new FinalizationRegistry<Storage>((s) => s.release());
+// What an op saved for its backward beyond tensors (a packed texture), freed like the
+// storage when the output is collected without dispose() or backward.
+const savedFinalizer = new FinalizationRegistry<() => void>((release) => release());
 
 export function sizeOf(shape: Shape): number {
   let n = 1;
@@ -152,7 +155,10 @@ export class Tensor {
     this.backwardFn = null;
     const release = this.releaseSaved;
     this.releaseSaved = null;
-    release?.();
+    if (release) {
+      savedFinalizer.unregister(this);
+      release();
+    }
   }
 
   /** @internal a new tensor sharing this storage (used by views). */
@@ -316,6 +322,7 @@ export function recordOp(out: Tensor, inputs: Tensor[], backward: BackwardFn, re
     out.parents = inputs;
     out.backwardFn = backward;
     out.releaseSaved = releaseSaved ?? null;
+    if (releaseSaved) savedFinalizer.register(out, releaseSaved, out);
   } else {
     releaseSaved?.(); // nothing will run the backward
   }

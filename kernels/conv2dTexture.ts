@@ -70,11 +70,19 @@ export function useTextureConv(device: Device, g: ConvGeometry): boolean {
   const l = device.limits;
   const c4 = Math.ceil(Math.max(g.cin, g.cout) / 4);
   const maxPad = Math.max(g.padH, g.padW, g.kh - 1, g.kw - 1);
+  const grid = l.maxComputeWorkgroupsPerDimension;
+  const rows = Math.max(g.cin, g.cout) + 32; // weight rows, padded to at most a 32-row block
+  const pixels = g.batch * Math.max(g.h * g.w, g.ho * g.wo);
   return (
     g.batch <= l.maxTextureArrayLayers &&
+    g.batch <= grid &&
     (Math.max(g.w, g.wo) + 2 * maxPad) * c4 <= l.maxTextureDimension2D &&
     Math.max(g.h, g.ho) + 2 * maxPad <= l.maxTextureDimension2D &&
-    g.kh * g.kw * c4 <= l.maxTextureDimension2D
+    g.kh * g.kw * c4 <= l.maxTextureDimension2D &&
+    // 1-D grids of the weight pack, the correlation and the grad-weight blocks
+    Math.ceil((g.kh * g.kw * c4 * rows) / 64) <= grid &&
+    Math.ceil(pixels / 64) <= grid &&
+    Math.ceil(g.cout / 8) * c4 * g.kh <= grid
   );
 }
 
@@ -291,7 +299,7 @@ function packWeight(device: Device, weight: Tensor, g: ConvGeometry, phase: Phas
   const c4 = Math.ceil(inner / 4);
   const tkh = phase ? phase.tkh : g.kh;
   const tkw = phase ? phase.tkw : g.kw;
-  const tw = Math.max(1, tkh * tkw) * c4; // a phase no tap reaches gets one tap of zeros
+  const tw = tkh * tkw * c4;
   const t = device.acquireTexture(tw, rowsPadded, 1);
   const pipeline = device.pipeline('conv2d tex:packWeight', 'conv2d texture pack (weight)', () => packWeightSource);
   const u = device.uniforms(
@@ -501,20 +509,18 @@ export function conv2dGradInputTexture(device: Device, dy: Tensor, weight: Tenso
   const all = phases(g);
   // phases no tap reaches (kernel smaller than the stride, e.g. 1×1 stride 2) are zeros:
   // one fill of dX is cheaper than a correlation per such phase
-  const skipEmpty = all.some((ph) => ph.tkh === 0 || ph.tkw === 0) && all.some((ph) => ph.tkh > 0 && ph.tkw > 0);
-  if (skipEmpty) fill(device, dx, 0);
+  // (phase (0, 0) always has a tap, so some phase is always computed)
+  const empty = (ph: PhaseGeometry): boolean => ph.tkh === 0 || ph.tkw === 0;
+  if (all.some(empty)) fill(device, dx, 0);
   for (const ph of all) {
-    if (ph.hph === 0 || ph.wph === 0) continue;
-    // no tap reaches this phase: skipped after the fill, or (every phase empty) one tap of zero weights writes its zeros
-    const empty = ph.tkh === 0 || ph.tkw === 0;
-    if (empty && skipEmpty) continue;
+    if (ph.hph === 0 || ph.wph === 0 || empty(ph)) continue;
     const wt = packWeight(device, weight, g, ph, Math.ceil(g.cin / TM) * TM);
     correlate(
       device,
       {
         x: packed.texture, w: wt, out: dx, batch: g.batch, M: g.cin, ho: ph.hph, wo: ph.wph, sh: 1, sw: 1,
-        c4: Math.ceil(g.cout / 4), kh: empty ? 1 : ph.tkh, kw: empty ? 1 : ph.tkw,
-        inOff: empty ? [0, 0] : [ph.b0h - ph.tkh + 1 + packed.padH, ph.b0w - ph.tkw + 1 + packed.padW],
+        c4: Math.ceil(g.cout / 4), kh: ph.tkh, kw: ph.tkw,
+        inOff: [ph.b0h - ph.tkh + 1 + packed.padH, ph.b0w - ph.tkw + 1 + packed.padW],
         outImage: { h: g.h, w: g.w, off: [ph.ih0, ph.iw0], stride: [g.strideH, g.strideW] },
       },
       TM,
@@ -672,7 +678,8 @@ export function gradWeightSlicesTexture(g: ConvGeometry): { slices: number; rows
   const byCache = Math.ceil(rows / Math.max(1, Math.floor(WGRAD_SLICE_BYTES / rowBytes)));
   const byWork = Math.ceil(WGRAD_MIN_WORKGROUPS / blocks);
   const byMemory = Math.max(1, Math.floor(WGRAD_MAX_PARTIAL_BYTES / (4 * g.cout * g.cin * g.kh * g.kw)));
-  let slices = Math.max(1, Math.min(Math.max(byCache, byWork), byMemory, rows));
+  // (at most 65535: the grid's y; WebGPU's guaranteed workgroups per dimension)
+  let slices = Math.max(1, Math.min(Math.max(byCache, byWork), byMemory, rows, 65535));
   const rowsPerSlice = Math.ceil(rows / slices);
   slices = Math.ceil(rows / rowsPerSlice);
   return { slices, rowsPerSlice };

@@ -47,7 +47,7 @@ import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 import type { Device } from '../engine/device.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import { UniformWriter } from './common.ts';
-import { matmulTexture } from './matmulTexture.ts';
+import { matmulTexture, matmulTextureFits } from './matmulTexture.ts';
 
 export interface MatmulOptions {
   transA: boolean;
@@ -367,12 +367,13 @@ function tuningFor(device: Device): Map<string, MatmulConfig> | null {
 export function chooseConfig(device: Device, o: MatmulOptions): MatmulConfig {
   const texture = device.hasSubgroups && device.subgroupSize === 8;
   const force = matmulKernelConfig.force;
-  if (force) return force.kind === 'texture' && !texture ? DIRECT_DEFAULT : force;
+  const textureOk = texture && matmulTextureFits(device, o);
+  if (force) return force.kind === 'texture' && !textureOk ? DIRECT_DEFAULT : force;
   const tuned = tuningFor(device)?.get(shapeClass(o));
-  if (tuned && (tuned.kind !== 'texture' || texture)) return tuned;
+  if (tuned && (tuned.kind !== 'texture' || textureOk)) return tuned;
   if (!isSoftware(device)) return { kind: 'tiled' };
   // Large products on lavapipe: textures + subgroups, 2-3× the direct kernel (kernels/matmulTexture.ts).
-  if (texture && o.M >= 64 && o.N >= 64 && o.K >= 64) return TEXTURE;
+  if (texture && o.M >= 64 && o.N >= 64 && o.K >= 64 && matmulTextureFits(device, o)) return TEXTURE;
   // Small outputs (a classifier's 128×10) get small blocks and workgroups, so both
   // cores have work: 3-6× faster than the tiled kernel there (measured on lavapipe).
   return o.M * o.N <= 128 * 128 ? DIRECT_SMALL : DIRECT_DEFAULT;

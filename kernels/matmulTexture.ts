@@ -100,7 +100,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }`;
 }
 
-/** Records C = op(A)·op(B) (+ bias) through textures. Needs subgroups of exactly 8 lanes. */
+/** Whether this product's textures and grids fit the device's limits (else the direct kernel runs). */
+export function matmulTextureFits(device: Device, o: Pick<MatmulOptions, 'M' | 'N' | 'K' | 'batch' | 'batchA' | 'batchB'>): boolean {
+  const l = device.limits;
+  const Mp = pad(o.M, ROWS);
+  const Np = pad(o.N, COLS);
+  const Kp = pad(o.K, 4);
+  const dim = l.maxTextureDimension2D;
+  const grid = l.maxComputeWorkgroupsPerDimension;
+  return (
+    Kp / 4 <= dim && Mp <= dim && Np / 4 <= dim && Kp <= dim &&
+    Math.max(o.batchA, o.batchB) <= l.maxTextureArrayLayers &&
+    Math.max(Mp, Kp, o.batch) <= grid // pack rows and batch, multiply batch
+  );
+}
+
+/**
+ * Records C = op(A)·op(B) (+ bias) through textures. Needs subgroups of exactly 8
+ * lanes that are the rows (local_invocation_id.y) of the 8×8 workgroup, as on
+ * lavapipe, where alone it is chosen.
+ */
 export function matmulTexture(device: Device, a: Tensor, b: Tensor, c: Tensor, o: MatmulOptions): void {
   const { M, N, K } = o;
   const Mp = pad(M, ROWS);

@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { type Device, Rng, conv2d, conv2dBackwardFilter, conv2dBackwardInput, sum, tensor, tidy } from '../engine/index.ts';
 import { convKernelConfig, gradWeightSplits } from '../kernels/conv2d.ts';
-import { convPathConfig, textureConvSupported } from '../kernels/conv2dTexture.ts';
+import { convPathConfig, textureConvSupported, useTextureConv } from '../kernels/conv2dTexture.ts';
 import { assertClose, checkOp, checkRefGrad, destroyTestDevice, randomArr, testDevice } from './helpers.ts';
 import { refConv2d, refOutSize } from './reference-conv.ts';
 
@@ -127,6 +127,20 @@ describe('conv2d', () => {
     await device.sync();
     x.dispose();
     w.dispose();
+  });
+
+  it('the texture path declines geometries whose grids or textures exceed the device limits', () => {
+    const g = { batch: 8, cin: 16, h: 16, w: 16, cout: 16, kh: 3, kw: 3, ho: 16, wo: 16, strideH: 1, strideW: 1, padH: 1, padW: 1 };
+    const saved = convPathConfig.path;
+    convPathConfig.path = 'texture';
+    try {
+      if (textureConvSupported(device)) assert.ok(useTextureConv(device, g), 'a small conv takes the texture path');
+      // 2048 → 2048 channels: the weight pack's 1-D grid alone exceeds 65535 workgroups
+      assert.equal(useTextureConv(device, { ...g, cin: 2048, cout: 2048 }), false);
+      assert.equal(useTextureConv(device, { ...g, batch: device.limits.maxTextureArrayLayers + 1 }), false);
+    } finally {
+      convPathConfig.path = saved;
+    }
   });
 
   it('non-square kernels, strides and padding', async () => {

@@ -88,6 +88,16 @@ describe('device', () => {
     a.dispose();
   });
 
+  it('profile takes more dispatches than one query set holds (a new submit when it is full)', async (t) => {
+    if (!device.hasTimestampQuery) return t.skip('no timestamp-query on this adapter');
+    const a = tensor(device, new Float32Array(64).fill(2), [64]);
+    const rows = await device.profile(() => {
+      for (let i = 0; i < 2100; i++) tidy(() => relu(a));
+    });
+    assert.equal(rows.reduce((n, r) => n + r.count, 0), 2100);
+    a.dispose();
+  });
+
   it('a script that destroys its device exits by itself', () => {
     const script = [
       "import { createDevice, randn, matmul } from './engine/index.ts';",

@@ -3,10 +3,11 @@
 // whose dimensions are and are not multiples of 4 (the direct kernel's vec4 and
 // scalar load paths), of the tile, batched and broadcast, with and without the
 // fused bias. test/ops.test.ts covers the default choice on random shapes.
+import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { type Device, Rng, linear, matmul } from '../engine/index.ts';
-import { type MatmulConfig, configName, matmulKernelConfig } from '../kernels/matmul.ts';
+import { type MatmulConfig, chooseConfig, configName, matmulKernelConfig } from '../kernels/matmul.ts';
 import { checkOp, destroyTestDevice, randomArr, testDevice } from './helpers.ts';
 import { refLinear, refMatmul } from './reference.ts';
 
@@ -66,3 +67,19 @@ for (const cfg of CONFIGS) {
     });
   });
 }
+
+describe('matmul kernel choice', () => {
+  it('the texture kernel is never chosen (even forced) where its textures or grids would exceed the device limits', () => {
+    const l = device.limits;
+    const base = { transA: false, transB: false, batchA: 1, batchB: 1, batch: 1, M: 256, N: 256, K: 256 };
+    const tooTall = { ...base, M: l.maxTextureDimension2D + 64 };
+    const tooManyLayers = { ...base, batchA: l.maxTextureArrayLayers + 1, batch: l.maxTextureArrayLayers + 1 };
+    for (const o of [tooTall, tooManyLayers]) assert.notEqual(chooseConfig(device, o).kind, 'texture', JSON.stringify(o));
+    matmulKernelConfig.force = { kind: 'texture' };
+    try {
+      assert.notEqual(chooseConfig(device, tooTall).kind, 'texture');
+    } finally {
+      matmulKernelConfig.force = null;
+    }
+  });
+});
