@@ -12,7 +12,7 @@ backend side by side on the same adapter, each figure also a fraction of the ada
 measured FMA and copy peaks (see BENCHMARKS.md).
 
 flags:
-  --quick              fewer shapes and rounds (about 1 min on lavapipe)
+  --quick              fewer shapes and rounds (about 30 s on lavapipe)
   --json FILE          also write the results as JSON
   --compare OLD [NEW]  compare with an earlier JSON (and, given NEW, compare two files without running)
   --threshold F        regression threshold for --compare (default 0.25)
