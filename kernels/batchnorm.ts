@@ -26,7 +26,7 @@
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 import type { Device } from '../engine/device.ts';
 import type { Tensor } from '../engine/tensor.ts';
-import { FLAT_INDEX, UniformWriter, WG, grid1d } from './common.ts';
+import { FLAT_INDEX, UniformWriter, WG, grid1d, vecElem } from './common.ts';
 
 const RWG = 64;
 
@@ -45,8 +45,8 @@ function walkFor(g: BnGeometry, max: number): Walk {
 
 const walkKey = (w: Walk): string => `${w.v4 ? 'v4' : 's'}${w.wg}`;
 /** the element type, its zero, the sum of its components, and the plane length in elements */
-const T = (w: Walk): string => (w.v4 ? 'vec4<f32>' : 'f32');
-const Z = (w: Walk): string => (w.v4 ? 'vec4<f32>(0.0)' : '0.0');
+const T = (w: Walk): string => vecElem(w.v4).T;
+const Z = (w: Walk): string => vecElem(w.v4).Z;
 const HSUM = (w: Walk, e: string): string => (w.v4 ? `dot(${e}, vec4<f32>(1.0))` : e);
 const PLANE = (w: Walk): string => (w.v4 ? '(p.plane / 4u)' : 'p.plane');
 /** activation tensors (walked elementwise); the others (stats, γ, β, partials) stay f32 */
@@ -82,8 +82,8 @@ function declare(bs: Binding[], params: string, w?: Walk): string {
   return lines.join('\n');
 }
 
-// Walks channel c's values in images begin .. end−1: each thread takes pixels
-// lid, lid + RWG, … of every plane, so no element divides (CPUs have no vector
+// Walks channel c's values in images begin .. end−1: each thread takes elements
+// (f32 or vec4) lid, lid + wg, … of every plane, so no element divides (CPUs have no vector
 // integer division; on GPUs it is a long sequence). BODY uses i, the index in x.
 function channelWalk(body: string, w: Walk): string {
   return /* wgsl */ `

@@ -1,8 +1,25 @@
 // Helpers every kernel dispatcher shares: 1-D grids that stay inside the
 // 65535-workgroups-per-dimension limit, uniform packing, and broadcast strides.
+import type { Device } from '../engine/device.ts';
 import type { Shape } from '../engine/tensor.ts';
 
 export const WG = 256;
+
+/** Whether the adapter is a CPU rasteriser (lavapipe/llvmpipe, SwiftShader), where kernels want other shapes than on GPUs. */
+export function isSoftwareAdapter(device: Device): boolean {
+  const i = device.adapterInfo;
+  return /llvmpipe|lavapipe|swiftshader/i.test(`${i.vendor} ${i.architecture} ${i.device} ${i.description}`);
+}
+
+/** Whether every subgroup has exactly 8 lanes (lavapipe on AVX2): what the texture kernels are written for. */
+export function hasSubgroupsOf8(device: Device): boolean {
+  return device.hasSubgroups && device.subgroupSize === 8;
+}
+
+/** WGSL element type and zero of a kernel that walks f32 data as scalars or as vec4. */
+export function vecElem(vec4: boolean): { T: string; Z: string } {
+  return vec4 ? { T: 'vec4<f32>', Z: 'vec4<f32>(0.0)' } : { T: 'f32', Z: '0.0' };
+}
 
 /** Workgroup counts covering `n` invocations of `wg` threads, folded into y past the limit. */
 export function grid1d(n: number, wg = WG, maxPerDim = 65535): [number, number] {

@@ -56,7 +56,7 @@
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 import type { Device, PooledTexture } from '../engine/device.ts';
 import type { Tensor } from '../engine/tensor.ts';
-import { UniformWriter, grid1d, WG, FLAT_INDEX } from './common.ts';
+import { UniformWriter, grid1d, WG, FLAT_INDEX, isSoftwareAdapter } from './common.ts';
 import {
   conv2dForwardTexture,
   conv2dGradInputTexture,
@@ -79,8 +79,7 @@ export const convKernelConfig: { unroll: 'auto' | boolean } = { unroll: 'auto' }
 
 function unrollFor(device: Device): boolean {
   if (convKernelConfig.unroll !== 'auto') return convKernelConfig.unroll;
-  const i = device.adapterInfo;
-  return !/llvmpipe|lavapipe|swiftshader/i.test(`${i.vendor} ${i.architecture} ${i.device} ${i.description}`);
+  return !isSoftwareAdapter(device);
 }
 
 /** 1×1 and 3×3 kernels get KH, KW as constants; other sizes share one kernel reading them from the uniforms. */

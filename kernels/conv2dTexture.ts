@@ -34,10 +34,9 @@
 import type { Device, PooledTexture } from '../engine/device.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import type { ConvGeometry } from './conv2d.ts';
-import { UniformWriter } from './common.ts';
+import { UniformWriter, hasSubgroupsOf8, isSoftwareAdapter } from './common.ts';
 import { fill } from './elementwise.ts';
 
-/** Which conv kernels run: 'auto' takes the texture path where usable (software adapter, subgroups of 8). */
 /**
  * Which conv kernels run ('auto': the texture path where usable: software adapter,
  * subgroups of 8) and their blocks: tm × tn per lane in the correlation, the
@@ -53,20 +52,15 @@ export const convPathConfig: { path: 'auto' | 'texture' | 'buffer'; tm: number; 
 
 const SUBGROUP = 8;
 
-function software(device: Device): boolean {
-  const i = device.adapterInfo;
-  return /llvmpipe|lavapipe|swiftshader/i.test(`${i.vendor} ${i.architecture} ${i.device} ${i.description}`);
-}
-
 /** Whether this device can run the texture path at all (subgroups of exactly 8 lanes). */
 export function textureConvSupported(device: Device): boolean {
-  return device.hasSubgroups && device.subgroupSize === SUBGROUP;
+  return hasSubgroupsOf8(device);
 }
 
 /** Whether conv kernels with geometry g take the texture path on this device. */
 export function useTextureConv(device: Device, g: ConvGeometry): boolean {
   if (convPathConfig.path === 'buffer' || !textureConvSupported(device)) return false;
-  if (convPathConfig.path === 'auto' && !software(device)) return false;
+  if (convPathConfig.path === 'auto' && !isSoftwareAdapter(device)) return false;
   const l = device.limits;
   const c4 = Math.ceil(Math.max(g.cin, g.cout) / 4);
   const maxPad = Math.max(g.padH, g.padW, g.kh - 1, g.kw - 1);
@@ -258,7 +252,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let ty = tap / p.tkw;
   let tx2 = tap % p.tkw;
   var v = vec4<f32>();
-  if (row < p.rows && tap < p.tkh * p.tkw) {
+  if (row < p.rows) {
     for (var j = 0u; j < 4u; j++) {
       let c = c0 + j;
       if (c < p.inner) {
@@ -547,12 +541,12 @@ function gradWeightBlock(g: ConvGeometry): GradWeightBlock {
 }
 
 /**
- * Partial dW over one slice of output rows (n, oy): workgroup (slice, block),
+ * Partial dW over one slice of output rows (n, oy): workgroup (block, slice),
  * block = (ky row group, ci quad group, co block), co block fastest. Each loop
  * iteration a lane takes R rows × PX pixels (ox = x0 + l, x0 + l+8, … ) and
  * chains their R·PX products into each accumulator: llvmpipe blends every value
  * written inside a loop with the loop mask, once per write, so one write per
- * R·PX multiply-adds instead of one per multiply-add (≈2.5× faster). Pixels past
+ * R·PX multiply-adds instead of one per multiply-add (≈1.6× faster). Pixels past
  * the row or the slice read clamped texels and a zeroed dY.
  * dY is read from a texture padded by (dyPadH, dyPadW) (grad input's, when both
  * are computed), X from one padded by the conv's padding.

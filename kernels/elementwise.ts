@@ -12,7 +12,7 @@
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 import type { Device } from '../engine/device.ts';
 import type { Tensor } from '../engine/tensor.ts';
-import { FLAT_INDEX, UniformWriter, WG, broadcastStrides, grid1d, pad6 } from './common.ts';
+import { FLAT_INDEX, UniformWriter, WG, broadcastStrides, grid1d, pad6, vecElem } from './common.ts';
 
 export type UnaryOp = 'relu' | 'scale' | 'neg' | 'exp' | 'log' | 'addScalar' | 'copy';
 export type BinaryOp = 'add' | 'sub' | 'mul' | 'div' | 'reluGrad';
@@ -37,17 +37,12 @@ const BINARY_EXPR: Record<BinaryOp, string> = {
   reluGrad: 'select(Z, b, a > Z)',
 };
 
-/** Scalar or vec4 form of an element type and its zero. */
-function elem(vec4: boolean): { T: string; Z: string } {
-  return vec4 ? { T: 'vec4<f32>', Z: 'vec4<f32>(0.0)' } : { T: 'f32', Z: '0.0' };
-}
-
 const unarySource = (op: UnaryOp, vec4: boolean): string => /* wgsl */ `
 const WG = ${WG}u;
-const Z = ${elem(vec4).Z};
+const Z = ${vecElem(vec4).Z};
 struct Params { n: u32, scalar: f32 }
-@group(0) @binding(0) var<storage, read> xs: array<${elem(vec4).T}>;
-@group(0) @binding(1) var<storage, read_write> out: array<${elem(vec4).T}>;
+@group(0) @binding(0) var<storage, read> xs: array<${vecElem(vec4).T}>;
+@group(0) @binding(1) var<storage, read_write> out: array<${vecElem(vec4).T}>;
 @group(0) @binding(2) var<uniform> p: Params;
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
@@ -69,16 +64,16 @@ export function unary(device: Device, op: UnaryOp, x: Tensor, out: Tensor, scala
 // vec4 only with sameShape (the broadcast path indexes single elements)
 const binarySource = (op: BinaryOp, sameShape: boolean, vec4: boolean): string => wgsl`
 const WG = ${WG}u;
-const Z = ${elem(vec4).Z};
+const Z = ${vecElem(vec4).Z};
 struct Params {
   n: u32, _p0: u32, _p1: u32, _p2: u32,
   shape: array<vec4<u32>, 2>,
   sa: array<vec4<u32>, 2>,
   sb: array<vec4<u32>, 2>,
 }
-@group(0) @binding(0) var<storage, read> as_: array<${elem(vec4).T}>;
-@group(0) @binding(1) var<storage, read> bs: array<${elem(vec4).T}>;
-@group(0) @binding(2) var<storage, read_write> out: array<${elem(vec4).T}>;
+@group(0) @binding(0) var<storage, read> as_: array<${vecElem(vec4).T}>;
+@group(0) @binding(1) var<storage, read> bs: array<${vecElem(vec4).T}>;
+@group(0) @binding(2) var<storage, read_write> out: array<${vecElem(vec4).T}>;
 @group(0) @binding(3) var<uniform> p: Params;
 
 fn dim(v: array<vec4<u32>, 2>, d: u32) -> u32 { return v[d / 4u][d % 4u]; }
@@ -125,8 +120,8 @@ export function binary(device: Device, op: BinaryOp, a: Tensor, b: Tensor, out: 
 const axpySource = (vec4: boolean): string => /* wgsl */ `
 const WG = ${WG}u;
 struct Params { n: u32, alpha: f32 }
-@group(0) @binding(0) var<storage, read_write> dst: array<${elem(vec4).T}>;
-@group(0) @binding(1) var<storage, read> src: array<${elem(vec4).T}>;
+@group(0) @binding(0) var<storage, read_write> dst: array<${vecElem(vec4).T}>;
+@group(0) @binding(1) var<storage, read> src: array<${vecElem(vec4).T}>;
 @group(0) @binding(2) var<uniform> p: Params;
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
@@ -149,13 +144,13 @@ export function axpyInPlace(device: Device, dst: Tensor, src: Tensor, alpha = 1)
 const fillSource = (vec4: boolean): string => /* wgsl */ `
 const WG = ${WG}u;
 struct Params { n: u32, value: f32 }
-@group(0) @binding(0) var<storage, read_write> out: array<${elem(vec4).T}>;
+@group(0) @binding(0) var<storage, read_write> out: array<${vecElem(vec4).T}>;
 @group(0) @binding(1) var<uniform> p: Params;
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = ${FLAT_INDEX};
-  if (i < p.n) { out[i] = ${elem(vec4).T}(p.value); }
+  if (i < p.n) { out[i] = ${vecElem(vec4).T}(p.value); }
 }`;
 
 /** out = value everywhere: a dispatch, so filling never forces a submit as a host upload would. */

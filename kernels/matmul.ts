@@ -46,7 +46,7 @@ import { fileURLToPath } from 'node:url';
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 import type { Device } from '../engine/device.ts';
 import type { Tensor } from '../engine/tensor.ts';
-import { UniformWriter } from './common.ts';
+import { UniformWriter, hasSubgroupsOf8 } from './common.ts';
 import { matmulTexture, matmulTextureFits } from './matmulTexture.ts';
 
 export interface MatmulOptions {
@@ -365,15 +365,14 @@ function tuningFor(device: Device): Map<string, MatmulConfig> | null {
 
 /** The kernel for this matmul: forced, tuned for its shape class on this adapter, or the adapter's default. */
 export function chooseConfig(device: Device, o: MatmulOptions): MatmulConfig {
-  const texture = device.hasSubgroups && device.subgroupSize === 8;
   const force = matmulKernelConfig.force;
-  const textureOk = texture && matmulTextureFits(device, o);
+  const textureOk = hasSubgroupsOf8(device) && matmulTextureFits(device, o);
   if (force) return force.kind === 'texture' && !textureOk ? DIRECT_DEFAULT : force;
   const tuned = tuningFor(device)?.get(shapeClass(o));
   if (tuned && (tuned.kind !== 'texture' || textureOk)) return tuned;
   if (!isSoftware(device)) return { kind: 'tiled' };
   // Large products on lavapipe: textures + subgroups, 2-3× the direct kernel (kernels/matmulTexture.ts).
-  if (texture && o.M >= 64 && o.N >= 64 && o.K >= 64 && matmulTextureFits(device, o)) return TEXTURE;
+  if (textureOk && o.M >= 64 && o.N >= 64 && o.K >= 64) return TEXTURE;
   // Small outputs (a classifier's 128×10) get small blocks and workgroups, so both
   // cores have work: 3-6× faster than the tiled kernel there (measured on lavapipe).
   return o.M * o.N <= 128 * 128 ? DIRECT_SMALL : DIRECT_DEFAULT;
@@ -461,14 +460,14 @@ export async function tuneMatmul(
 
 /** Records C = op(A)·op(B) (+ bias). Shapes are the caller's to check. */
 export function matmulKernel(device: Device, a: Tensor, b: Tensor, c: Tensor, o: MatmulOptions): void {
+  const cfg = chooseConfig(device, o);
+  if (cfg.kind === 'texture') return matmulTexture(device, a, b, c, o);
   const hasBias = o.bias !== undefined;
   const strideA = o.batchA === 1 ? 0 : o.M * o.K;
   const strideB = o.batchB === 1 ? 0 : o.K * o.N;
   const u = device.uniforms(new UniformWriter().u32(o.M, o.N, o.K, strideA, strideB, 0, 0, 0).bytes());
   const bindings: (GPUBuffer | GPUBufferBinding)[] = [a.buffer, b.buffer, c.buffer, u];
   if (o.bias) bindings.push(o.bias.buffer);
-  const cfg = chooseConfig(device, o);
-  if (cfg.kind === 'texture') return matmulTexture(device, a, b, c, o);
   const label = `matmul${o.transA ? ' Aᵀ' : ''}${o.transB ? ' Bᵀ' : ''}${hasBias ? ' +bias' : ''}`;
   if (cfg.kind === 'tiled') {
     const pipeline = device.pipeline(`matmul:${o.transA}:${o.transB}:${hasBias}`, label, () => tiledSource(o.transA, o.transB, hasBias));
