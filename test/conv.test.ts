@@ -14,6 +14,7 @@ import fc from 'fast-check';
 import { type Device, Rng, conv2d, conv2dBackwardFilter, conv2dBackwardInput, sum, tensor, tidy } from '../engine/index.ts';
 import { convKernelConfig, gradWeightSplits } from '../kernels/conv2d.ts';
 import { convPathConfig, textureConvSupported, useTextureConv } from '../kernels/conv2dTexture.ts';
+import { isSoftwareAdapter } from '../kernels/common.ts';
 import { assertClose, checkOp, checkRefGrad, destroyTestDevice, randomArr, testDevice } from './helpers.ts';
 import { refConv2d, refOutSize } from './reference-conv.ts';
 
@@ -66,8 +67,7 @@ describe('conv2d', () => {
   // kernels on lavapipe, the buffer kernels on GPUs); the other one is checked here.
   it('the other conv path (buffer kernels on lavapipe, texture kernels where a GPU has subgroups of 8) matches too', async (t) => {
     const saved = convPathConfig.path;
-    const software = /llvmpipe|lavapipe|swiftshader/i.test(`${device.adapterInfo.device} ${device.adapterInfo.description}`);
-    const other = software && textureConvSupported(device) ? 'buffer' : 'texture';
+    const other = isSoftwareAdapter(device) && textureConvSupported(device) ? 'buffer' : 'texture';
     if (other === 'texture' && !textureConvSupported(device)) return t.skip('this adapter has no subgroups of 8 lanes: only the buffer kernels run here');
     convPathConfig.path = other;
     try {
@@ -184,9 +184,8 @@ describe('conv2d', () => {
   // On a GPU every test here already runs the unrolled kernels. Software adapters get
   // the rolled loops (kernels/conv2d.ts: compile time); forcing the unrolled form
   // there costs about 15 s of LLVM per kernel on a cold shader cache, so it is opt-in.
-  const software = (): boolean => /llvmpipe|lavapipe|swiftshader/i.test(`${device.adapterInfo.device} ${device.adapterInfo.description}`);
   it('the unrolled kernels compute the same (on software adapters with TEST_UNROLLED=1)', async (t) => {
-    if (software() && process.env.TEST_UNROLLED !== '1') return t.skip('set TEST_UNROLLED=1 to compile the unrolled kernels on lavapipe');
+    if (isSoftwareAdapter(device) && process.env.TEST_UNROLLED !== '1') return t.skip('set TEST_UNROLLED=1 to compile the unrolled kernels on lavapipe');
     const saved = convKernelConfig.unroll;
     convKernelConfig.unroll = true;
     try {

@@ -11,6 +11,32 @@ before(async () => {
 });
 after(destroyTestDevice);
 
+/** One training step: the loss's backward in a scope, the optimizer step, one submit. */
+function trainStep(opt: SGD, loss: () => Tensor): () => void {
+  return () => {
+    tidy(() => loss().backward());
+    opt.step();
+    opt.zeroGrad();
+    device.flush();
+  };
+}
+
+/** Runs `warmup` steps, then `steps` more, and asserts memory (buffers and textures) stayed flat; returns submits counted. */
+async function assertFlatAfterWarmUp(step: () => void, warmup: number, steps: number): Promise<number> {
+  for (let i = 0; i < warmup; i++) step();
+  await device.sync();
+  const warm = device.memoryStats();
+  const submits0 = device.executionStats().submits;
+  for (let i = 0; i < steps; i++) step();
+  await device.sync();
+  const end = device.memoryStats();
+  assert.equal(end.liveBytes, warm.liveBytes, 'live bytes changed');
+  assert.equal(end.pooledBytes, warm.pooledBytes, 'pooled bytes changed');
+  assert.equal(end.createdBuffers, warm.createdBuffers, 'buffers were created after warm-up');
+  assert.equal(end.createdTextures, warm.createdTextures, 'textures were created after warm-up');
+  return device.executionStats().submits - submits0;
+}
+
 it('500 steps of an MLP leave live and pooled memory flat after warm-up, with one submit per step', async () => {
   const rng = new Rng(3);
   const N = 128;
@@ -24,23 +50,8 @@ it('500 steps of an MLP leave live and pooled memory flat after warm-up, with on
   const params = [init([32, dim], dim), init([32], dim), init([2, 32], 32), init([2], 32)];
   const [w1, b1, w2, b2] = params as [Tensor, Tensor, Tensor, Tensor];
   const opt = new SGD({ params, lr: 0.1, momentum: 0.9 });
-  const step = (): void => {
-    tidy(() => softmaxCrossEntropy(linear(relu(linear(x, w1, b1)), w2, b2), y).backward());
-    opt.step();
-    opt.zeroGrad();
-    device.flush();
-  };
-  for (let i = 0; i < 20; i++) step();
-  await device.sync();
-  const warm = device.memoryStats();
-  const submits0 = device.executionStats().submits;
-  for (let i = 0; i < 500; i++) step();
-  await device.sync();
-  const end = device.memoryStats();
-  assert.equal(end.liveBytes, warm.liveBytes, 'live bytes changed');
-  assert.equal(end.pooledBytes, warm.pooledBytes, 'pooled bytes changed');
-  assert.equal(end.createdBuffers, warm.createdBuffers, 'buffers were created after warm-up');
-  assert.equal(device.executionStats().submits - submits0, 500, 'one submit per training step');
+  const step = trainStep(opt, () => softmaxCrossEntropy(linear(relu(linear(x, w1, b1)), w2, b2), y));
+  assert.equal(await assertFlatAfterWarmUp(step, 20, 500), 500, 'one submit per training step');
 });
 
 it('a small CNN: conv kernels (their repacked textures included) create nothing after warm-up', async () => {
@@ -53,23 +64,9 @@ it('a small CNN: conv kernels (their repacked textures included) create nothing 
   const params = [init([8, 3, 3, 3]), init([16, 8, 3, 3]), init([3, 16]), init([3])];
   const [c1, c2, w, b] = params as [Tensor, Tensor, Tensor, Tensor];
   const opt = new SGD({ params, lr: 0.05, momentum: 0.9 });
-  const step = (): void => {
-    tidy(() => {
-      const h = relu(conv2d(relu(conv2d(x, c1, null, { padding: 1 })), c2, null, { stride: 2, padding: 1 }));
-      softmaxCrossEntropy(linear(globalAvgPool2d(h).reshape([N, 16]), w, b), y).backward();
-    });
-    opt.step();
-    opt.zeroGrad();
-    device.flush();
-  };
-  for (let i = 0; i < 3; i++) step();
-  await device.sync();
-  const warm = device.memoryStats();
-  for (let i = 0; i < 30; i++) step();
-  await device.sync();
-  const end = device.memoryStats();
-  assert.equal(end.liveBytes, warm.liveBytes, 'live bytes changed');
-  assert.equal(end.pooledBytes, warm.pooledBytes, 'pooled bytes changed');
-  assert.equal(end.createdBuffers, warm.createdBuffers, 'buffers were created after warm-up');
-  assert.equal(end.createdTextures, warm.createdTextures, 'textures were created after warm-up');
+  const step = trainStep(opt, () => {
+    const h = relu(conv2d(relu(conv2d(x, c1, null, { padding: 1 })), c2, null, { stride: 2, padding: 1 }));
+    return softmaxCrossEntropy(linear(globalAvgPool2d(h).reshape([N, 16]), w, b), y);
+  });
+  await assertFlatAfterWarmUp(step, 3, 30);
 });
