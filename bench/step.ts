@@ -43,8 +43,8 @@ export interface StepBenchOptions {
 
 export async function stepBenchmarks(o: StepBenchOptions): Promise<StepResult[]> {
   const out: StepResult[] = [];
-  // --quick: batch 16 (a batch-128 step takes 30-60 s on lavapipe); dispatches, submits and growth do not depend on it.
-  // ResNet-56 (about 3× ResNet-20's work) gets the fewest steps and no peer (the peer target is ResNet-20's).
+  // --quick: batch 16 (a batch-128 step takes 2-3 s on lavapipe); dispatches, submits and growth do not depend on it.
+  // ResNet-56 (about 3× ResNet-20's work) gets one measured step and round, and no peer (the peer target is ResNet-20's).
   const configs = o.quick
     ? [{ depth: 20, batch: 16, light: false, peer: false }]
     : [{ depth: 20, batch: 128, light: false, peer: true }, { depth: 56, batch: 128, light: true, peer: false }];
@@ -90,8 +90,9 @@ async function oursStep(o: StepBenchOptions, model: Model, batch: number, light:
     device.flush();
   };
   try {
-    // warm-up: compiles every pipeline and fills the buffer pool
-    for (let i = 0; i < (light ? 1 : 2); i++) step();
+    // warm-up: compiles every pipeline and fills the buffer and texture pools (two steps:
+    // the first step's pool is still filling when the second starts recording)
+    for (let i = 0; i < 2; i++) step();
     await device.sync();
 
     const steps = o.quick || light ? 1 : 2;
@@ -114,7 +115,7 @@ async function oursStep(o: StepBenchOptions, model: Model, batch: number, light:
       buffersCreatedPerStep: (m1.createdBuffers - m0.createdBuffers) / steps,
       liveBytesGrowthPerStep: (m1.liveBytes - m0.liveBytes) / steps,
     };
-    if (o.timer && !light) fig.phases = { ...(await phases(o, model, forward, opt)), step: ms };
+    if (o.timer) fig.phases = { ...(await phases(o, model, forward, opt)), step: ms };
     return fig;
   } finally {
     x.dispose();
