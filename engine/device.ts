@@ -181,7 +181,7 @@ export class Device {
       const texture = this.gpu.createTexture({
         size: [width, height, layers],
         format: 'rgba32float',
-        usage: GPUTextureUsage.STORAGE_BINDING,
+        usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST,
       });
       t = { texture, view: texture.createView({ dimension: '2d-array' }), key, bytes };
       this.createdTextures++;
@@ -331,6 +331,21 @@ export class Device {
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
     this.endPass();
     this.commandEncoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+  }
+
+  /**
+   * Records a copy of `layers` images of `height` rows of `width` texels from a buffer
+   * (rows `width`·16 bytes apart, a multiple of 256; images `height` rows apart) into
+   * a pooled texture: a packing kernel's work where the buffer already holds the
+   * texture's layout.
+   */
+  copyToTexture(src: GPUBuffer, dst: PooledTexture, width: number, height: number, layers: number): void {
+    this.endPass();
+    this.commandEncoder().copyBufferToTexture(
+      { buffer: src, bytesPerRow: width * 16, rowsPerImage: height },
+      { texture: dst.texture },
+      [width, height, layers],
+    );
   }
 
   /** The current command encoder, for callers that record their own commands (timestamp queries). */

@@ -6,9 +6,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { type Device, Rng, linear, matmul } from '../engine/index.ts';
+import { type Device, Rng, linear, matmul, tensor, tidy } from '../engine/index.ts';
+import { hasSubgroupsOf8 } from '../kernels/common.ts';
 import { type MatmulConfig, chooseConfig, configName, matmulKernelConfig } from '../kernels/matmul.ts';
-import { checkOp, destroyTestDevice, randomArr, testDevice } from './helpers.ts';
+import { DEFAULT_TOL, assertClose, checkOp, destroyTestDevice, randomArr, testDevice } from './helpers.ts';
 import { refLinear, refMatmul } from './reference.ts';
 
 let device: Device;
@@ -67,6 +68,35 @@ for (const cfg of CONFIGS) {
     });
   });
 }
+
+describe('texture matmul: operands already in the packed layout', () => {
+  // Row-major operands whose rows are whole 256-byte copy rows (K and N multiples of 64)
+  // are copied into the textures instead of packed; a copy leaves A's padding rows (past
+  // M) holding whatever the pooled texture held, which must never reach C.
+  it('are copied, not packed, and stale padding rows never reach the result', async () => {
+    if (!hasSubgroupsOf8(device)) return; // the texture kernel does not run here
+    matmulKernelConfig.force = { kind: 'texture' };
+    try {
+      const rng = new Rng(7);
+      // leave huge values in pooled textures of the sizes the next products take
+      for (const [M, K, N] of [[64, 128, 64], [64, 64, 128]] as const) {
+        const big = (n: number) => new Float32Array(n).fill(3e38);
+        await tidy(() => matmul(tensor(device, big(M * K), [M, K]), tensor(device, big(K * N), [K, N]))).toArray();
+      }
+      for (const [ba, bb, M, K, N] of [[0, 0, 37, 128, 64], [2, 0, 5, 64, 128], [2, 2, 61, 64, 128]] as const) {
+        const a = randomArr(rng, [...(ba ? [ba] : []), M, K]);
+        const b = randomArr(rng, [...(bb ? [bb] : []), K, N]);
+        const before = device.executionStats().dispatches;
+        const c = tidy(() => matmul(tensor(device, a.data, a.shape), tensor(device, b.data, b.shape)));
+        assert.equal(device.executionStats().dispatches - before, 1, `${a.shape}·${b.shape}: only the multiply is dispatched`);
+        assertClose(await c.toArray(), refMatmul().forward([a, b]), DEFAULT_TOL, `${a.shape}·${b.shape}`);
+        c.dispose();
+      }
+    } finally {
+      matmulKernelConfig.force = null;
+    }
+  });
+});
 
 describe('matmul kernel choice', () => {
   it('the texture kernel is never chosen (even forced) where its textures or grids would exceed the device limits', () => {

@@ -41,6 +41,10 @@ interface Variant {
   wy: number;
   /** subgroupShuffle from the row's lane instead of subgroupBroadcast */
   shuffle?: boolean;
+  /** k-texels (4 k each) per loop iteration, each accumulator written once per iteration
+   * as one chained expression (llvmpipe blends every loop-carried write with the loop
+   * mask); 0: one statement per k (the old form) */
+  chain?: number;
 }
 
 function source(v: Variant): string {
@@ -52,6 +56,22 @@ function source(v: Variant): string {
     v.kind === 'buffer' ? `A[(${row}) * (p.K / 4u) + kq]` : `textureLoad(A, vec2<u32>(kq, ${row}))`;
   const ldB = (col: string, k: string): string =>
     v.kind === 'buffer' ? `B[(${k}) * (p.N / 4u) + ${col}]` : `textureLoad(B, vec2<u32>(${col}, ${k}))`;
+  const kt = v.chain ?? 0;
+  if (kt > 0) {
+    // chained: per k-texel t, load A (subgroup) and B, then one expression per accumulator
+    for (let t = 0; t < kt; t++) {
+      for (let g = 0; g < v.tm / 8; g++) body.push(`let ag${t}_${g} = ${ldA(`m0 + ${g * 8}u + sg`).replace('kq', `kq + ${t}u`)};`);
+      for (let kk = 0; kk < 4; kk++) for (let q = 0; q < nq; q++) body.push(`let b${t}_${kk}_${q} = ${ldB(`nq + ${q}u`, `k + ${4 * t + kk}u`)};`);
+      for (let kk = 0; kk < 4; kk++) for (let i = 0; i < v.tm; i++) body.push(`let s${t}_${kk}_${i} = vec4<f32>(${v.shuffle ? 'subgroupShuffle' : 'subgroupBroadcast'}(ag${t}_${i >> 3}.${XYZW[kk]}, ${i & 7}u));`);
+    }
+    for (let i = 0; i < v.tm; i++) {
+      for (let q = 0; q < nq; q++) {
+        let e = `c${i}_${q}`;
+        for (let t = 0; t < kt; t++) for (let kk = 0; kk < 4; kk++) e = `fma(s${t}_${kk}_${i}, b${t}_${kk}_${q}, ${e})`;
+        body.push(`c${i}_${q} = ${e};`);
+      }
+    }
+  } else {
   if (v.kind === 'subgroup') {
     for (let g = 0; g < v.tm / 8; g++) body.push(`let ag${g} = ${ldA(`m0 + ${g * 8}u + sg`)};`);
   } else {
@@ -64,6 +84,7 @@ function source(v: Variant): string {
       if (v.kind === 'subgroup') body.push(`let s${kk}_${i} = ${a};`);
       for (let q = 0; q < nq; q++) body.push(`c${i}_${q} = fma(vec4<f32>(${v.kind === 'subgroup' ? `s${kk}_${i}` : a}), b${kk}_${q}, c${i}_${q});`);
     }
+  }
   }
   const stores: string[] = [];
   for (let i = 0; i < v.tm; i++) for (let q = 0; q < nq; q++) stores.push(`C[((m0 + ${i}u) * p.N) / 4u + nq + ${q}u] = c${i}_${q};`);
@@ -84,7 +105,7 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(workgroup_id) wid:
   let m0 = ${m0};
   let nq = g.x * ${nq}u;
   ${acc.join(' ')}
-  for (var k = 0u; k < p.K; k += 4u) {
+  for (var k = 0u; k < p.K; k += ${4 * Math.max(1, v.chain ?? 0)}u) {
     let kq = k / 4u;
     ${body.join('\n    ')}
   }
@@ -100,6 +121,19 @@ const VARIANTS: Variant[] = [
   { name: 'subgroup 16×4', kind: 'subgroup', tm: 16, tn: 4, wx: 8, wy: 4 },
   { name: 'subgroup 8×8', kind: 'subgroup', tm: 8, tn: 8, wx: 8, wy: 8 },
   { name: 'subgroup 8×8 (shuffle)', kind: 'subgroup', tm: 8, tn: 8, wx: 8, wy: 8, shuffle: true },
+  { name: 'subgroup 8×8 chained', kind: 'subgroup', tm: 8, tn: 8, wx: 8, wy: 8, chain: 1 },
+  { name: 'subgroup 8×8 chained ×2', kind: 'subgroup', tm: 8, tn: 8, wx: 8, wy: 8, chain: 2 },
+  { name: 'subgroup 16×8 chained', kind: 'subgroup', tm: 16, tn: 8, wx: 8, wy: 4, chain: 1 },
+  { name: 'subgroup 16×8 chained wg 8×1', kind: 'subgroup', tm: 16, tn: 8, wx: 8, wy: 1, chain: 1 },
+  { name: 'subgroup 16×8 chained wg 8×8', kind: 'subgroup', tm: 16, tn: 8, wx: 8, wy: 8, chain: 1 },
+  { name: 'subgroup 16×8 chained (shuffle)', kind: 'subgroup', tm: 16, tn: 8, wx: 8, wy: 4, chain: 1, shuffle: true },
+  { name: 'subgroup 32×4 chained', kind: 'subgroup', tm: 32, tn: 4, wx: 8, wy: 2, chain: 1 },
+  { name: 'subgroup 32×8 chained', kind: 'subgroup', tm: 32, tn: 8, wx: 8, wy: 2, chain: 1 },
+  { name: 'subgroup 16×12 chained', kind: 'subgroup', tm: 16, tn: 12, wx: 8, wy: 4, chain: 1 },
+  { name: 'subgroup 24×8 chained', kind: 'subgroup', tm: 24, tn: 8, wx: 8, wy: 4, chain: 1 },
+  { name: 'subgroup 16×4 chained', kind: 'subgroup', tm: 16, tn: 4, wx: 8, wy: 4, chain: 1 },
+  { name: 'subgroup 16×4 chained ×2', kind: 'subgroup', tm: 16, tn: 4, wx: 8, wy: 4, chain: 2 },
+  { name: 'subgroup 16×8 chained ×2', kind: 'subgroup', tm: 16, tn: 8, wx: 8, wy: 4, chain: 2 },
   { name: 'subgroup 16×8', kind: 'subgroup', tm: 16, tn: 8, wx: 8, wy: 4 },
   { name: 'subgroup 8×16', kind: 'subgroup', tm: 8, tn: 16, wx: 8, wy: 8 },
   { name: 'subgroup 16×16', kind: 'subgroup', tm: 16, tn: 16, wx: 8, wy: 4 },
@@ -134,7 +168,8 @@ const fmaFlops = 64 * 1024 * 256 * 12 * 4 * 2;
 const a = new Float32Array(M * K).map(() => Math.random() - 0.5);
 const b = new Float32Array(K * N).map(() => Math.random() - 0.5);
 const texture = (w: number, h: number, data: Float32Array<ArrayBuffer>): GPUTexture => {
-  const t = gpu.createTexture({ size: [w, h], format: 'rgba32float', usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST });
+  // --pad-texels P widens each texture row by P texels (row strides off powers of two)
+  const t = gpu.createTexture({ size: [w + arg('--pad-texels', 0), h], format: 'rgba32float', usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST });
   gpu.queue.writeTexture({ texture: t }, data, { bytesPerRow: w * 16 }, [w, h]);
   return t;
 };
@@ -174,7 +209,8 @@ async function maxError(): Promise<number> {
 const flops = 2 * M * N * K;
 const rows: string[] = [];
 let fmaBest = Infinity;
-const kernels = VARIANTS.filter((v) => v.kind !== 'subgroup' || dev.hasSubgroups).map((v) => {
+const only = args.includes('--only') ? args[args.indexOf('--only') + 1]! : '';
+const kernels = VARIANTS.filter((v) => (v.kind !== 'subgroup' || dev.hasSubgroups) && v.name.includes(only)).map((v) => {
   const t0 = performance.now();
   const res: GPUBindingResource[] = v.kind === 'buffer' ? [{ buffer: Ab }, { buffer: Bb }] : [At.createView(), Bt.createView()];
   const k = dev.kernel(source(v), [...res, { buffer: C }, { buffer: params }], [N / v.tn / v.wx, M / v.tm / v.wy]);
