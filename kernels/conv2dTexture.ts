@@ -35,16 +35,18 @@ import type { Device, PooledTexture } from '../engine/device.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import type { ConvGeometry } from './conv2d.ts';
 import { UniformWriter, hasSubgroupsOf8, isSoftwareAdapter } from './common.ts';
+import { rowConv, rowConvFits } from './conv2dRows.ts';
 import { fill } from './elementwise.ts';
 
 /**
  * Which conv kernels run ('auto': the texture path where usable: software adapter,
- * subgroups of 8) and their blocks: tm × tn per lane in the correlation, the
+ * subgroups of 8; `rows`: its row kernel, kernels/conv2dRows.ts, where that fits) and their blocks: tm × tn per lane in the correlation, the
  * grad-weight block and pixels per lane per iteration (bench/profile.ts sets them
  * for experiments; the defaults measured best on lavapipe, within its noise).
  */
-export const convPathConfig: { path: 'auto' | 'texture' | 'buffer'; tm: number; tn: number; wgrad?: GradWeightBlock; wgradSlots: number } = {
+export const convPathConfig: { path: 'auto' | 'texture' | 'buffer'; rows: boolean; tm: number; tn: number; wgrad?: GradWeightBlock; wgradSlots: number } = {
   path: 'auto',
+  rows: process.env.CONV_ROWS !== '0', // TEMP
   tm: 16,
   tn: 4,
   wgradSlots: 4,
@@ -426,6 +428,11 @@ function blockRows(M: number): number {
  * (the caller releases it).
  */
 export function conv2dForwardTexture(device: Device, x: Tensor, weight: Tensor, bias: Tensor | undefined, y: Tensor, g: ConvGeometry, keepInput = false): PooledTexture | undefined {
+  // the row kernel reads X unpacked (the weight gradient then packs it itself)
+  if (convPathConfig.rows && rowConvFits(device, g, false)) {
+    rowConv(device, x, weight, bias, y, g, false);
+    return undefined;
+  }
   const TM = blockRows(g.cout);
   const xt = packInput(device, x, g);
   const wt = packWeight(device, weight, g, null, Math.ceil(g.cout / TM) * TM);
@@ -498,6 +505,10 @@ export function packGradOutput(device: Device, dy: Tensor, g: ConvGeometry): Pac
 
 /** Records dX = ∂(conv2d)/∂X applied to dY: one correlation per phase (one at stride 1). */
 export function conv2dGradInputTexture(device: Device, dy: Tensor, weight: Tensor, dx: Tensor, g: ConvGeometry, shared?: PackedGradOutput): void {
+  if (convPathConfig.rows && rowConvFits(device, g, true)) {
+    rowConv(device, dy, weight, undefined, dx, g, true);
+    return;
+  }
   const TM = blockRows(g.cin);
   const packed = shared ?? packGradOutput(device, dy, g);
   const all = phases(g);

@@ -15,6 +15,7 @@ import { type Device, Rng, conv2d, conv2dBackwardFilter, conv2dBackwardInput, su
 import { convKernelConfig, gradWeightSplits } from '../kernels/conv2d.ts';
 import { convPathConfig, textureConvSupported, useTextureConv } from '../kernels/conv2dTexture.ts';
 import { isSoftwareAdapter } from '../kernels/common.ts';
+import { rowConvFits } from '../kernels/conv2dRows.ts';
 import { assertClose, checkOp, checkRefGrad, destroyTestDevice, randomArr, testDevice } from './helpers.ts';
 import { refConv2d, refOutSize } from './reference-conv.ts';
 
@@ -100,6 +101,40 @@ describe('conv2d', () => {
           ref: refConv2d(stride, padding),
           gradTol: GRAD_TOL,
         });
+      }
+    } finally {
+      Object.assign(convPathConfig, saved);
+    }
+  });
+
+  it('texture path, row kernel (NCHW read through a copied texture): 1, 2, 4 and 8 lanes per row, strides 1 and 2, 1×1 and 3×3, channels not multiples of 4 or of the block; and the repacked correlation on the same shapes', async (t) => {
+    if (!textureConvSupported(device)) return t.skip('no subgroups of 8 lanes on this adapter');
+    const saved = { ...convPathConfig };
+    convPathConfig.path = 'texture';
+    try {
+      const rng = new Rng(41);
+      for (const [batch, cin, cout, h, w, k, stride] of [
+        [3, 5, 17, 8, 16, 3, 1], // 4 lanes per row, 17 output channels: two blocks, one partial
+        [2, 4, 8, 4, 4, 3, 1], // 1 lane per row: both neighbours are padding
+        [2, 3, 16, 32, 32, 3, 1], // the stem: 8 lanes per row
+        [3, 8, 20, 16, 16, 3, 2], // stride 2: 2 lanes per output row
+        [2, 8, 12, 8, 32, 1, 2], // 1×1 stride 2 (a projection shortcut)
+        [3, 4, 8, 6, 8, 1, 1], // 1×1 stride 1
+      ] as const) {
+        const padding = (k - 1) / 2;
+        const g = { batch, cin, h, w, cout, kh: k, kw: k, ho: h / stride, wo: w / stride, strideH: stride, strideW: stride, padH: padding, padW: padding };
+        assert.ok(rowConvFits(device, g, false), `row kernel takes the forward of ${JSON.stringify(g)}`);
+        if (stride === 1) assert.ok(rowConvFits(device, g, true), `row kernel takes the grad input of ${JSON.stringify(g)}`);
+        const inputs = [randomArr(rng, [batch, cin, h, w]), randomArr(rng, [cout, cin, k, k]), randomArr(rng, [cout])];
+        for (const rows of [true, false]) {
+          convPathConfig.rows = rows;
+          await checkOp(device, {
+            inputs,
+            gpu: ([x, wt, b]) => conv2d(x!, wt!, b, { stride, padding }),
+            ref: refConv2d(stride, padding),
+            gradTol: GRAD_TOL,
+          });
+        }
       }
     } finally {
       Object.assign(convPathConfig, saved);
