@@ -13,9 +13,10 @@
 //              channel and filter row a lane loads the stride's texels and takes the
 //              pixel left of them (padding column) from its left neighbour by a
 //              subgroup shuffle, the one right of them from its right neighbour.
-//   weights    texel (c·KH + ky, m) = the KW taps of filter row ky for input channel
-//              c and output channel m; one lane loads each of TM rows and every lane
-//              reads it by subgroupShuffle (as in the repacked correlation).
+//   weights    3×3: texel (c·3 + ky, m) = the 3 taps of filter row ky for input
+//              channel c and output channel m; 1×1: texel (c4, m) = input channels
+//              4·c4 … 4·c4+3 (an iteration then takes 4 channels). One lane loads each
+//              of TM rows and every lane reads it by subgroupShuffle.
 //   block      TM output channels × 4 pixels per lane, accumulators as vec4 over the
 //              4 pixels, each written once per input channel (llvmpipe blends every
 //              loop-carried write), stored as vec4 into the NCHW output.
@@ -25,77 +26,105 @@
 // against 18 per 768 for the repacked correlation).
 //
 // Grad input at stride 1 is the same kernel over dY with the weights flipped and
-// transposed (a "same" convolution's full correlation has the same padding).
+// transposed (a "same" convolution's full correlation has the same padding); for a
+// 1×1 stride-2 convolution it is the 1×1 stride-1 kernel over dY whose results are
+// scattered to every other pixel of every other row of dX (the rest zeros).
 import type { Device } from '../engine/device.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import { UniformWriter } from './common.ts';
 import type { ConvGeometry } from './conv2d.ts';
 
-const TM = 16;
 const XYZW = ['x', 'y', 'z', 'w'];
+export const rowConvConfig = { tm1x1: Number(process.env.TM1 ?? 32) };
 
-/** Whether the row kernel computes this convolution's forward (flip false) or stride-1 grad input (flip true). */
+/**
+ * Whether the row kernel computes this convolution's forward (flip false) or grad
+ * input (flip true: stride 1, or a 1×1 stride-2 convolution, whose grad input is the
+ * 1×1 stride-1 one over dY scattered to every other pixel of every other row).
+ */
 export function rowConvFits(device: Device, g: ConvGeometry, flip: boolean): boolean {
   const k = g.kh;
   const s = g.strideH;
   if (g.kw !== k || g.strideW !== s || (k !== 1 && k !== 3) || g.padH !== (k - 1) / 2 || g.padW !== g.padH) return false;
-  if (s !== 1 && (s !== 2 || flip)) return false;
+  if (s !== 1 && (s !== 2 || (flip && k !== 1))) return false;
   if (g.h % s !== 0 || g.w % (4 * s) !== 0 || g.ho !== g.h / s || g.wo !== g.w / s) return false;
-  // the reading side: X (forward) or dY (grad input); the written side's rows of 4-pixel lanes
-  const [c, h, w, outW] = flip ? [g.cout, g.ho, g.wo, g.w] : [g.cin, g.h, g.w, g.wo];
-  const lanesPerRow = outW / 4;
-  if (![1, 2, 4, 8].includes(lanesPerRow)) return false;
+  // the reading side: X (forward) or dY (grad input); lanes of 4 pixels along its rows
+  // (forward) or dY's (grad input: the output pixels are dY's, scattered at stride s)
+  const [c, h, w, rows, lanesPerRow] = flip ? [g.cout, g.ho, g.wo, g.ho, g.wo / 4] : [g.cin, g.h, g.w, g.ho, g.wo / 4];
+  // neighbours come from the lanes of the same subgroup (3×3)
+  if (k === 3 && ![1, 2, 4, 8].includes(lanesPerRow)) return false;
   const l = device.limits;
   return (
     (c * h * w) % 64 === 0 &&
     (c * h * w) / 64 <= l.maxTextureDimension2D &&
     c * k <= l.maxTextureDimension2D &&
     g.batch <= l.maxTextureArrayLayers &&
-    Math.ceil((g.batch * (flip ? g.h : g.ho) * lanesPerRow) / 64) <= l.maxComputeWorkgroupsPerDimension
+    Math.ceil((g.batch * rows * lanesPerRow) / 64) <= l.maxComputeWorkgroupsPerDimension
   );
 }
 
-function rowConvSource(K: number, S: number, hasBias: boolean): string {
+function rowConvSource(TM: number, K: number, S: number, hasBias: boolean, scatter: boolean): string {
   const P = (K - 1) / 2;
+  // 1×1: a weight texel holds 4 input channels, so an iteration takes 4 channels
+  const CQ = K === 1 ? 4 : 1;
   const decl: string[] = [];
   for (let m = 0; m < TM; m++) decl.push(`var a${m} = vec4<f32>();`);
   const body: string[] = [];
   const terms: string[][] = Array.from({ length: TM }, () => []);
-  for (let ky = 0; ky < K; ky++) {
-    body.push(`let iy${ky} = i32(oy * ${S}u + ${ky}u) - ${P};`);
-    body.push(`let t${ky} = (ci * p.h + u32(clamp(iy${ky}, 0, i32(p.h) - 1))) * p.w4 + xl * ${S}u;`);
-    body.push(`let ok${ky} = iy${ky} >= 0 && iy${ky} < i32(p.h);`);
-    for (let j = 0; j < S; j++) body.push(`let x${ky}_${j} = select(vec4<f32>(), textureLoad(X, vec2<u32>((t${ky} + ${j}u) % 16u, (t${ky} + ${j}u) / 16u), n), ok${ky});`);
-    // input pixel i (relative to the lane's first texel) for i in [-P, 4S + P)
-    const inp = (i: number): string => {
-      if (i < 0) return `l${ky}`;
-      if (i >= 4 * S) return `r${ky}`;
-      return `x${ky}_${i >> 2}.${XYZW[i & 3]}`;
-    };
-    const used = new Set<number>();
-    for (let kx = 0; kx < K; kx++) for (let px = 0; px < 4; px++) used.add(px * S - P + kx);
-    if ([...used].some((i) => i < 0)) body.push(`let l${ky} = select(0.0, subgroupShuffle(x${ky}_${S - 1}.w, (sg + 7u) & 7u), hasLeft);`);
-    if ([...used].some((i) => i >= 4 * S)) body.push(`let r${ky} = select(0.0, subgroupShuffle(x${ky}_0.x, (sg + 1u) & 7u), hasRight);`);
-    for (let kx = 0; kx < K; kx++) body.push(`let v${ky}_${kx} = vec4<f32>(${[0, 1, 2, 3].map((px) => inp(px * S - P + kx)).join(', ')});`);
-    for (let g = 0; g < TM / 8; g++) body.push(`let w${ky}_${g} = textureLoad(Wt, vec2<u32>(ci * ${K}u + ${ky}u, m0 + ${8 * g}u + sg), 0u);`);
-    for (let m = 0; m < TM; m++) {
-      body.push(`let s${ky}_${m} = subgroupShuffle(w${ky}_${m >> 3}, ${m & 7}u);`);
-      for (let kx = 0; kx < K; kx++) terms[m]!.push(`s${ky}_${m}.${XYZW[kx]}, v${ky}_${kx}`);
+  if (CQ > 1) {
+    for (let g = 0; g < TM / 8; g++) body.push(`let w_${g} = textureLoad(Wt, vec2<u32>(cq, m0 + ${8 * g}u + sg), 0u);`);
+    for (let m = 0; m < TM; m++) body.push(`let s_${m} = subgroupShuffle(w_${m >> 3}, ${m & 7}u);`);
+  }
+  for (let j = 0; j < CQ; j++) {
+    // channels past C (the last quad of a 1×1) read channel C−1 against zero weights
+    body.push(`let ci${j} = ${CQ > 1 ? `min(cq * ${CQ}u + ${j}u, p.c - 1u)` : 'cq'};`);
+    for (let ky = 0; ky < K; ky++) {
+      const id = `${j}_${ky}`;
+      body.push(`let iy${id} = i32(oy * ${S}u + ${ky}u) - ${P};`);
+      body.push(`let t${id} = (ci${j} * p.h + u32(clamp(iy${id}, 0, i32(p.h) - 1))) * p.w4 + xl * ${S}u;`);
+      body.push(`let ok${id} = iy${id} >= 0 && iy${id} < i32(p.h);`);
+      for (let q = 0; q < S; q++) body.push(`let x${id}_${q} = select(vec4<f32>(), textureLoad(X, vec2<u32>((t${id} + ${q}u) % 16u, (t${id} + ${q}u) / 16u), n), ok${id});`);
+      // input pixel i (relative to the lane's first texel) for i in [-P, 4S + P)
+      const inp = (i: number): string => {
+        if (i < 0) return `l${id}`;
+        if (i >= 4 * S) return `r${id}`;
+        return `x${id}_${i >> 2}.${XYZW[i & 3]}`;
+      };
+      const used = new Set<number>();
+      for (let kx = 0; kx < K; kx++) for (let px = 0; px < 4; px++) used.add(px * S - P + kx);
+      if ([...used].some((i) => i < 0)) body.push(`let l${id} = select(0.0, subgroupShuffle(x${id}_${S - 1}.w, (sg + 7u) & 7u), hasLeft);`);
+      if ([...used].some((i) => i >= 4 * S)) body.push(`let r${id} = select(0.0, subgroupShuffle(x${id}_0.x, (sg + 1u) & 7u), hasRight);`);
+      for (let kx = 0; kx < K; kx++) body.push(`let v${id}_${kx} = vec4<f32>(${[0, 1, 2, 3].map((px) => inp(px * S - P + kx)).join(', ')});`);
+      if (CQ > 1) {
+        for (let m = 0; m < TM; m++) terms[m]!.push(`s_${m}.${XYZW[j]}|v${id}_0`);
+      } else {
+        for (let g = 0; g < TM / 8; g++) body.push(`let w${id}_${g} = textureLoad(Wt, vec2<u32>(cq * ${K}u + ${ky}u, m0 + ${8 * g}u + sg), 0u);`);
+        for (let m = 0; m < TM; m++) {
+          body.push(`let s${id}_${m} = subgroupShuffle(w${id}_${m >> 3}, ${m & 7}u);`);
+          for (let kx = 0; kx < K; kx++) terms[m]!.push(`s${id}_${m}.${XYZW[kx]}|v${id}_${kx}`);
+        }
+      }
     }
   }
   for (let m = 0; m < TM; m++) {
     const e = terms[m]!.reduce((acc, t) => {
-      const [s, v] = t.split(', ');
-      return `fma(vec4<f32>(${s}), ${v}, ${acc})`;
+      const [w, v] = t.split('|');
+      return `fma(vec4<f32>(${w}), ${v}, ${acc})`;
     }, `a${m}`);
     body.push(`a${m} = ${e};`);
   }
-  const stores = Array.from(
-    { length: TM },
-    (_, m) => `if (m0 + ${m}u < p.m) { Y[((n * p.m + m0 + ${m}u) * p.ho + oy) * p.lanesPerRow + xl] = a${m}${hasBias ? ` + bias[m0 + ${m}u]` : ''}; }`,
-  );
+  // scatter (grad input of a 1×1 stride-2 conv): the lane's 4 pixels go to every other
+  // pixel of output row 2·oy (two vec4), and output row 2·oy + 1 is zeros
+  const store = (m: number): string => {
+    const v = `a${m}${hasBias ? ` + bias[m0 + ${m}u]` : ''}`;
+    if (!scatter) return `Y[((n * p.m + m0 + ${m}u) * p.ho + oy) * p.lanesPerRow + xl] = ${v};`;
+    return `{ let o = ((n * p.m + m0 + ${m}u) * p.ho * 2u + oy * 2u) * p.lanesPerRow * 2u + xl * 2u;
+      Y[o] = vec4<f32>(a${m}.x, 0.0, a${m}.y, 0.0); Y[o + 1u] = vec4<f32>(a${m}.z, 0.0, a${m}.w, 0.0);
+      Y[o + p.lanesPerRow * 2u] = vec4<f32>(); Y[o + p.lanesPerRow * 2u + 1u] = vec4<f32>(); }`;
+  };
+  const stores = Array.from({ length: TM }, (_, m) => `if (m0 + ${m}u < p.m) { ${store(m)} }`);
   return /* wgsl */ `enable subgroups;
-struct P { c: u32, h: u32, w4: u32, ho: u32, lanesPerRow: u32, m: u32, lanes: u32, _p: u32 }
+struct P { c: u32, h: u32, w4: u32, ho: u32, lanesPerRow: u32, m: u32, lanes: u32, iters: u32 }
 @group(0) @binding(0) var X: texture_storage_2d_array<rgba32float, read>;
 @group(0) @binding(1) var Wt: texture_storage_2d_array<rgba32float, read>;
 @group(0) @binding(2) var<storage, read_write> Y: array<vec4<f32>>;
@@ -115,7 +144,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let hasLeft = xl > 0u;
   let hasRight = xl + 1u < p.lanesPerRow;
   ${decl.join(' ')}
-  for (var ci = 0u; ci < p.c; ci++) {
+  for (var cq = 0u; cq < p.iters; cq++) {
     ${body.join('\n    ')}
   }
   if (lane < p.lanes) {
@@ -124,27 +153,30 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }`;
 }
 
+// Weight texels: 3×3, texel (c·3 + ky, m) = taps kx of row ky for input channel c;
+// 1×1, texel (c4, m) = input channels 4·c4 … 4·c4+3. Flipped (grad input): output
+// channel m is the conv's input channel and c its output channel, rotated 180°.
 const packWeightSource = /* wgsl */ `
 struct P { rows: u32, c: u32, k: u32, flip: u32, tw: u32, th: u32, cout: u32, cin: u32 }
 @group(0) @binding(0) var<storage, read> W: array<f32>;
 @group(0) @binding(1) var T: texture_storage_2d_array<rgba32float, write>;
 @group(0) @binding(2) var<uniform> p: P;
+fn weight(m: u32, c: u32, ky: u32, kx: u32) -> f32 {
+  if (p.flip == 0u) { return W[((m * p.cin + c) * p.k + ky) * p.k + kx]; }
+  return W[((c * p.cin + m) * p.k + (p.k - 1u - ky)) * p.k + (p.k - 1u - kx)];
+}
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   if (gid.x >= p.tw * p.th) { return; }
   let tx = gid.x % p.tw;
   let m = gid.x / p.tw;
-  let c = tx / p.k;
-  let ky = tx % p.k;
   var v = vec4<f32>();
   if (m < p.rows) {
-    for (var kx = 0u; kx < p.k; kx++) {
-      if (p.flip == 0u) {
-        // forward: W[m, c, ky, kx]
-        v[kx] = W[((m * p.cin + c) * p.k + ky) * p.k + kx];
-      } else {
-        // grad input: output channel m is the conv's input channel, c its output channel; rotated 180°
-        v[kx] = W[((c * p.cin + m) * p.k + (p.k - 1u - ky)) * p.k + (p.k - 1u - kx)];
+    for (var j = 0u; j < 4u; j++) {
+      if (p.k == 1u) {
+        if (tx * 4u + j < p.c) { v[j] = weight(m, tx * 4u + j, 0u, 0u); }
+      } else if (j < p.k) {
+        v[j] = weight(m, tx / p.k, tx % p.k, j);
       }
     }
   }
@@ -158,20 +190,26 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 export function rowConv(device: Device, input: Tensor, weight: Tensor, bias: Tensor | undefined, out: Tensor, g: ConvGeometry, flip: boolean): void {
   const K = g.kh;
   const S = flip ? 1 : g.strideH;
-  const [c, h, w, m, outH, outW] = flip ? [g.cout, g.ho, g.wo, g.cin, g.h, g.w] : [g.cin, g.h, g.w, g.cout, g.ho, g.wo];
+  const scatter = flip && g.strideH === 2;
+  // the grid of lanes is over the read side's pixels when scattering, else the output's
+  const [c, h, w, m, gridH, gridW] = flip ? [g.cout, g.ho, g.wo, g.cin, scatter ? g.ho : g.h, scatter ? g.wo : g.w] : [g.cin, g.h, g.w, g.cout, g.ho, g.wo];
   const rows = (c * h * w) / 64;
   const raw = device.acquireTexture(16, rows, g.batch);
   device.copyToTexture(input.buffer, raw, 16, rows, g.batch);
+  const TM = rowConvConfig.tm1x1 > 0 && K === 1 && m > 16 ? rowConvConfig.tm1x1 : 16;
   const mPad = Math.ceil(m / TM) * TM;
-  const wt = device.acquireTexture(c * K, mPad, 1);
+  const iters = K === 1 ? Math.ceil(c / 4) : c;
+  const tw = K === 1 ? iters : c * K;
+  const wt = device.acquireTexture(tw, mPad, 1);
   const packPipeline = device.pipeline('conv2d rows:packWeight', 'conv2d rows pack (weight)', () => packWeightSource);
-  const pu = device.uniforms(new UniformWriter().u32(m, c, K, flip ? 1 : 0, c * K, mPad, g.cout, g.cin).bytes());
-  device.dispatch(packPipeline, [weight.buffer, wt.view, pu], [Math.ceil((c * K * mPad) / 64), 1, 1]);
+  const pu = device.uniforms(new UniformWriter().u32(m, c, K, flip ? 1 : 0, tw, mPad, g.cout, g.cin).bytes());
+  device.dispatch(packPipeline, [weight.buffer, wt.view, pu], [Math.ceil((tw * mPad) / 64), 1, 1]);
   const hasBias = bias !== undefined;
-  const pipeline = device.pipeline(`conv2d rows:${K}:${S}:${hasBias}`, `conv2d rows (${K}×${K}, stride ${S}${hasBias ? ', +bias' : ''})`, () => rowConvSource(K, S, hasBias));
-  const lanesPerRow = outW / 4;
-  const lanes = g.batch * outH * lanesPerRow;
-  const u = device.uniforms(new UniformWriter().u32(c, h, w / 4, outH, lanesPerRow, m, lanes, 0).bytes());
+  const what = `${K}×${K}, stride ${S}${scatter ? ', scattered ×2' : ''}, ${TM} channels${hasBias ? ', +bias' : ''}`;
+  const pipeline = device.pipeline(`conv2d rows:${TM}:${K}:${S}:${hasBias}:${scatter}`, `conv2d rows (${what})`, () => rowConvSource(TM, K, S, hasBias, scatter));
+  const lanesPerRow = gridW / 4;
+  const lanes = g.batch * gridH * lanesPerRow;
+  const u = device.uniforms(new UniformWriter().u32(c, h, w / 4, gridH, lanesPerRow, m, lanes, iters).bytes());
   const bindings = [raw.view, wt.view, out.buffer, u];
   if (bias) bindings.push(bias.buffer);
   device.dispatch(pipeline, bindings, [Math.ceil(lanes / 64), mPad / TM, 1]);
