@@ -216,3 +216,96 @@ export function rowConv(device: Device, input: Tensor, weight: Tensor, bias: Ten
   device.releaseTexture(raw);
   device.releaseTexture(wt);
 }
+
+// ------------------------------------------------------ grad weight, 1×1
+
+/** Whether rowGradWeight computes this convolution's weight gradient (1×1, no padding, stride 1 or 2). */
+export function rowGradWeightFits(device: Device, g: ConvGeometry): boolean {
+  const s = g.strideH;
+  if (g.kh !== 1 || g.kw !== 1 || g.padH !== 0 || g.padW !== 0 || g.strideW !== s || (s !== 1 && s !== 2)) return false;
+  if (g.h !== g.ho * s || g.w !== g.wo * s || g.wo % 4 !== 0) return false;
+  const l = device.limits;
+  const xRows = (g.cin * g.h * g.w) / 64;
+  const dyRows = (g.cout * g.ho * g.wo) / 64;
+  return Number.isInteger(xRows) && Number.isInteger(dyRows) && Math.max(xRows, dyRows) <= l.maxTextureDimension2D && g.batch <= l.maxTextureArrayLayers;
+}
+
+const GW_TM = 16; // output channels per workgroup
+const GW_TC = 8; // input channels per workgroup
+
+// One subgroup per workgroup owns GW_TM × GW_TC weights and one slice of the batch's
+// output rows; each lane takes every 8th quad of 4 output pixels of the slice, loads
+// the dY texel (4 pixels) of each output channel and the X texel(s) of each input
+// channel, and chains the 4 products into each accumulator; subgroupAdd at the end.
+function rowGradWeightSource(S: number, Q: number, HO: number): string {
+  const decl: string[] = [];
+  const body: string[] = ['let r = r0 + i / Q;', 'let xq = i % Q;', 'let n = r / HO;', 'let oy = r % HO;', 'let dq = oy * Q + xq;', `let xt = oy * ${S}u * p.w4 + xq * ${S}u;`];
+  for (let k = 0; k < GW_TM; k++) {
+    decl.push(`let dp${k} = min(co0 + ${k}u, p.cout - 1u) * HO * Q;`);
+    body.push(`let d${k} = textureLoad(D, vec2<u32>((dp${k} + dq) % 16u, (dp${k} + dq) / 16u), n);`);
+  }
+  for (let c = 0; c < GW_TC; c++) {
+    decl.push(`let xp${c} = min(ci0 + ${c}u, p.cin - 1u) * p.h * p.w4;`);
+    if (S === 1) {
+      body.push(`let x${c} = textureLoad(X, vec2<u32>((xp${c} + xt) % 16u, (xp${c} + xt) / 16u), n);`);
+    } else {
+      body.push(`let xa${c} = textureLoad(X, vec2<u32>((xp${c} + xt) % 16u, (xp${c} + xt) / 16u), n);`);
+      body.push(`let xb${c} = textureLoad(X, vec2<u32>((xp${c} + xt + 1u) % 16u, (xp${c} + xt + 1u) / 16u), n);`);
+      body.push(`let x${c} = vec4<f32>(xa${c}.x, xa${c}.z, xb${c}.x, xb${c}.z);`);
+    }
+  }
+  const out: string[] = [];
+  for (let k = 0; k < GW_TM; k++) {
+    for (let c = 0; c < GW_TC; c++) {
+      decl.push(`var a${k}_${c} = 0.0;`);
+      body.push(`a${k}_${c} = fma(d${k}.w, x${c}.w, fma(d${k}.z, x${c}.z, fma(d${k}.y, x${c}.y, fma(d${k}.x, x${c}.x, a${k}_${c}))));`);
+      const idx = k * GW_TC + c;
+      out.push(
+        `{ let s = subgroupAdd(a${k}_${c}); if (sg == ${idx % 8}u && co0 + ${k}u < p.cout && ci0 + ${c}u < p.cin) { part[base + (co0 + ${k}u) * p.cin + ci0 + ${c}u] = s; } }`,
+      );
+    }
+  }
+  return /* wgsl */ `enable subgroups;
+const Q = ${Q}u; // quads of 4 pixels per output row
+const HO = ${HO}u;
+struct P { rows: u32, rowsPerSlice: u32, cout: u32, cin: u32, h: u32, w4: u32, coBlocks: u32, _p: u32 }
+@group(0) @binding(0) var D: texture_storage_2d_array<rgba32float, read>;
+@group(0) @binding(1) var X: texture_storage_2d_array<rgba32float, read>;
+@group(0) @binding(2) var<storage, read_write> part: array<f32>;
+@group(0) @binding(3) var<uniform> p: P;
+@compute @workgroup_size(8)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) sg: u32) {
+  let co0 = (wid.x % p.coBlocks) * ${GW_TM}u;
+  let ci0 = (wid.x / p.coBlocks) * ${GW_TC}u;
+  let r0 = wid.y * p.rowsPerSlice;
+  let quads = (min(p.rows, r0 + p.rowsPerSlice) - r0) * Q;
+  ${decl.join('\n  ')}
+  for (var i = sg; i < quads; i += 8u) {
+    ${body.join('\n    ')}
+  }
+  let base = wid.y * p.cout * p.cin;
+  ${out.join('\n  ')}
+}`;
+}
+
+/**
+ * Records the weight gradient of a 1×1 convolution (rowGradWeightFits) as `slices`
+ * partial sums over rows of the batch's output (`rowsPerSlice` rows each) into
+ * `parts` ([slices, Cout, Cin]), reading dY and X unpacked.
+ */
+export function rowGradWeight(device: Device, dy: Tensor, x: Tensor, parts: Tensor, g: ConvGeometry, slices: number, rowsPerSlice: number): void {
+  const S = g.strideH;
+  const dyRows = (g.cout * g.ho * g.wo) / 64;
+  const xRows = (g.cin * g.h * g.w) / 64;
+  const dyt = device.acquireTexture(16, dyRows, g.batch);
+  device.copyToTexture(dy.buffer, dyt, 16, dyRows, g.batch);
+  const xt = device.acquireTexture(16, xRows, g.batch);
+  device.copyToTexture(x.buffer, xt, 16, xRows, g.batch);
+  const Q = g.wo / 4;
+  const pipeline = device.pipeline(`conv2d rows:gradWeight:${S}:${Q}:${g.ho}`, `conv2d rows grad weight (1×1, stride ${S})`, () => rowGradWeightSource(S, Q, g.ho));
+  const coBlocks = Math.ceil(g.cout / GW_TM);
+  const u = device.uniforms(new UniformWriter().u32(g.batch * g.ho, rowsPerSlice, g.cout, g.cin, g.h, g.w / 4, coBlocks, 0).bytes());
+  device.dispatch(pipeline, [dyt.view, xt.view, parts.buffer, u], [coBlocks * Math.ceil(g.cin / GW_TC), slices, 1]);
+  device.releaseTexture(dyt);
+  device.releaseTexture(xt);
+}

@@ -35,7 +35,7 @@ import type { Device, PooledTexture } from '../engine/device.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import type { ConvGeometry } from './conv2d.ts';
 import { UniformWriter, hasSubgroupsOf8, isSoftwareAdapter } from './common.ts';
-import { rowConv, rowConvFits } from './conv2dRows.ts';
+import { rowConv, rowConvFits, rowGradWeight, rowGradWeightFits } from './conv2dRows.ts';
 import { fill } from './elementwise.ts';
 
 /**
@@ -708,6 +708,10 @@ export function conv2dGradWeightTexture(
   const b = gradWeightBlock(g);
   const { slices, rowsPerSlice } = gradWeightSlicesTexture(g);
   if (parts.size < slices * g.cout * g.cin * g.kh * g.kw) throw new Error(`conv2dGradWeightTexture: partials tensor too small for ${slices} slices`);
+  if (convPathConfig.rows && rowGradWeightFits(device, g)) {
+    rowGradWeight(device, dy, x, parts, g, slices, rowsPerSlice);
+    return;
+  }
   const dyt = dyTex?.texture ?? packActivation(device, dy, g.cout, g.ho, g.wo, 0, 0);
   const xt = xTex ?? packInput(device, x, g);
   const [sh, sw] = inputStride(g);

@@ -15,7 +15,7 @@ import { type Device, Rng, conv2d, conv2dBackwardFilter, conv2dBackwardInput, su
 import { convKernelConfig, gradWeightSplits } from '../kernels/conv2d.ts';
 import { convPathConfig, textureConvSupported, useTextureConv } from '../kernels/conv2dTexture.ts';
 import { isSoftwareAdapter } from '../kernels/common.ts';
-import { rowConvFits } from '../kernels/conv2dRows.ts';
+import { rowConvFits, rowGradWeightFits } from '../kernels/conv2dRows.ts';
 import { assertClose, checkOp, checkRefGrad, destroyTestDevice, randomArr, testDevice } from './helpers.ts';
 import { refConv2d, refOutSize } from './reference-conv.ts';
 
@@ -107,7 +107,7 @@ describe('conv2d', () => {
     }
   });
 
-  it('texture path, row kernel (NCHW read through a copied texture): 1 to 16 lanes per row, strides 1 and 2, 1×1 and 3×3, 16- and 32-channel blocks, channels not multiples of 4 or of the block; and the repacked correlation on the same shapes', async (t) => {
+  it('texture path, row kernel (NCHW read through a copied texture): 1 to 16 lanes per row, strides 1 and 2, 1×1 and 3×3, 16- and 32-channel blocks, 1×1 weight gradients, channels not multiples of 4 or of the block; and the repacked correlation on the same shapes', async (t) => {
     if (!textureConvSupported(device)) return t.skip('no subgroups of 8 lanes on this adapter');
     const saved = { ...convPathConfig };
     convPathConfig.path = 'texture';
@@ -126,6 +126,7 @@ describe('conv2d', () => {
         const g = { batch, cin, h, w, cout, kh: k, kw: k, ho: h / stride, wo: w / stride, strideH: stride, strideW: stride, padH: padding, padW: padding };
         assert.ok(rowConvFits(device, g, false), `row kernel takes the forward of ${JSON.stringify(g)}`);
         if (stride === 1 || k === 1) assert.ok(rowConvFits(device, g, true), `row kernel takes the grad input of ${JSON.stringify(g)}`);
+        if (k === 1) assert.ok(rowGradWeightFits(device, g), `row kernel takes the weight gradient of ${JSON.stringify(g)}`);
         const inputs = [randomArr(rng, [batch, cin, h, w]), randomArr(rng, [cout, cin, k, k]), randomArr(rng, [cout])];
         for (const rows of [true, false]) {
           convPathConfig.rows = rows;
