@@ -46,12 +46,12 @@ export function rowConvFits(device: Device, g: ConvGeometry, flip: boolean): boo
   const k = g.kh;
   const s = g.strideH;
   if (g.kw !== k || g.strideW !== s || (k !== 1 && k !== 3) || g.padH !== (k - 1) / 2 || g.padW !== g.padH) return false;
-  if (s !== 1 && (s !== 2 || (flip && k !== 1))) return false;
+  if (s !== 1 && s !== 2) return false;
   if (g.h % s !== 0 || g.w % (4 * s) !== 0 || g.ho !== g.h / s || g.wo !== g.w / s) return false;
   // the reading side: X (forward) or dY (grad input); lanes of 4 pixels along its rows
   // (forward) or dY's (grad input: the output pixels are dY's, scattered at stride s)
   const [c, h, w, rows, lanesPerRow] = flip ? [g.cout, g.ho, g.wo, g.ho, g.wo / 4] : [g.cin, g.h, g.w, g.ho, g.wo / 4];
-  // neighbours come from the lanes of the same subgroup (3×3)
+  // neighbours come from the lanes of the same subgroup (3×3; stride-2 grad input: its right one)
   if (k === 3 && ![1, 2, 4, 8].includes(lanesPerRow)) return false;
   const l = device.limits;
   return (
@@ -156,6 +156,70 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 // Weight texels: 3×3, texel (c·3 + ky, m) = taps kx of row ky for input channel c;
 // 1×1, texel (c4, m) = input channels 4·c4 … 4·c4+3. Flipped (grad input): output
 // channel m is the conv's input channel and c its output channel, rotated 180°.
+// Grad input of a 3×3 stride-2 convolution with padding 1 (dX is 2·Ho × 2·Wo): the
+// lane of dY pixels (t, 4·xl … 4·xl+3) makes dX rows 2t and 2t+1, columns 8·xl …
+// 8·xl+7. Even rows and columns take tap 1 of dY pixel t (resp. ox); odd ones
+// tap 0 of t+1 (ox+1) and tap 2 of t (ox), so a lane reads dY rows t and t+1 and
+// the pixel right of its 4 from its right neighbour. Per dY channel and output
+// channel: 9 vec4 multiply-adds into 4 accumulators (even/odd row × even/odd column).
+const S2_TM = 8;
+function gradInputStride2Source(): string {
+  const TM = S2_TM;
+  const decl: string[] = [];
+  const body: string[] = [
+    'let t0 = (cq * p.h + oy) * p.w4 + xl;',
+    'let t1 = (cq * p.h + min(oy + 1u, p.h - 1u)) * p.w4 + xl;',
+    'let d0 = textureLoad(X, vec2<u32>(t0 % 16u, t0 / 16u), n);',
+    'let d1 = select(vec4<f32>(), textureLoad(X, vec2<u32>(t1 % 16u, t1 / 16u), n), oy + 1u < p.h);',
+    'let e0 = select(0.0, subgroupShuffle(d0.x, (sg + 1u) & 7u), hasRight);',
+    'let e1 = select(0.0, subgroupShuffle(d1.x, (sg + 1u) & 7u), hasRight);',
+    // dY pixels ox + 1 of rows t and t+1
+    'let n0 = vec4<f32>(d0.y, d0.z, d0.w, e0);',
+    'let n1 = vec4<f32>(d1.y, d1.z, d1.w, e1);',
+  ];
+  for (let ky = 0; ky < 3; ky++) body.push(`let w${ky} = textureLoad(Wt, vec2<u32>(cq * 3u + ${ky}u, m0 + sg), 0u);`);
+  const f = (w: string, v: string, acc: string): string => `fma(vec4<f32>(${w}), ${v}, ${acc})`;
+  for (let m = 0; m < TM; m++) {
+    decl.push(`var ee${m} = vec4<f32>(); var eo${m} = vec4<f32>(); var oe${m} = vec4<f32>(); var oo${m} = vec4<f32>();`);
+    for (let ky = 0; ky < 3; ky++) body.push(`let s${ky}_${m} = subgroupShuffle(w${ky}, ${m}u);`);
+    body.push(`ee${m} = ${f(`s1_${m}.y`, 'd0', `ee${m}`)};`);
+    body.push(`eo${m} = ${f(`s1_${m}.x`, 'n0', f(`s1_${m}.z`, 'd0', `eo${m}`))};`);
+    body.push(`oe${m} = ${f(`s0_${m}.y`, 'd1', f(`s2_${m}.y`, 'd0', `oe${m}`))};`);
+    body.push(`oo${m} = ${f(`s0_${m}.x`, 'n1', f(`s0_${m}.z`, 'd1', f(`s2_${m}.x`, 'n0', f(`s2_${m}.z`, 'd0', `oo${m}`))))};`);
+  }
+  const stores = Array.from({ length: TM }, (_, m) => `if (m0 + ${m}u < p.m) {
+      let o = ((n * p.m + m0 + ${m}u) * p.ho * 2u + oy * 2u) * p.lanesPerRow * 2u + xl * 2u;
+      Y[o] = vec4<f32>(ee${m}.x, eo${m}.x, ee${m}.y, eo${m}.y); Y[o + 1u] = vec4<f32>(ee${m}.z, eo${m}.z, ee${m}.w, eo${m}.w);
+      let o1 = o + p.lanesPerRow * 2u;
+      Y[o1] = vec4<f32>(oe${m}.x, oo${m}.x, oe${m}.y, oo${m}.y); Y[o1 + 1u] = vec4<f32>(oe${m}.z, oo${m}.z, oe${m}.w, oo${m}.w);
+    }`);
+  return /* wgsl */ `enable subgroups;
+struct P { c: u32, h: u32, w4: u32, ho: u32, lanesPerRow: u32, m: u32, lanes: u32, iters: u32 }
+@group(0) @binding(0) var X: texture_storage_2d_array<rgba32float, read>;
+@group(0) @binding(1) var Wt: texture_storage_2d_array<rgba32float, read>;
+@group(0) @binding(2) var<storage, read_write> Y: array<vec4<f32>>;
+@group(0) @binding(3) var<uniform> p: P;
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,
+        @builtin(subgroup_invocation_id) sg: u32) {
+  let m0 = wid.y * ${TM}u;
+  let lane = wid.x * 64u + li;
+  let g = min(lane, p.lanes - 1u);
+  let xl = g % p.lanesPerRow;
+  let row = g / p.lanesPerRow;
+  let oy = row % p.ho;
+  let n = row / p.ho;
+  let hasRight = xl + 1u < p.lanesPerRow;
+  ${decl.join('\n  ')}
+  for (var cq = 0u; cq < p.iters; cq++) {
+    ${body.join('\n    ')}
+  }
+  if (lane < p.lanes) {
+    ${stores.join('\n    ')}
+  }
+}`;
+}
+
 const packWeightSource = /* wgsl */ `
 struct P { rows: u32, c: u32, k: u32, flip: u32, tw: u32, th: u32, cout: u32, cin: u32 }
 @group(0) @binding(0) var<storage, read> W: array<f32>;
@@ -163,6 +227,8 @@ struct P { rows: u32, c: u32, k: u32, flip: u32, tw: u32, th: u32, cout: u32, ci
 @group(0) @binding(2) var<uniform> p: P;
 fn weight(m: u32, c: u32, ky: u32, kx: u32) -> f32 {
   if (p.flip == 0u) { return W[((m * p.cin + c) * p.k + ky) * p.k + kx]; }
+  // 2: transposed only (the stride-2 grad input kernel picks the taps itself)
+  if (p.flip == 2u) { return W[((c * p.cin + m) * p.k + ky) * p.k + kx]; }
   return W[((c * p.cin + m) * p.k + (p.k - 1u - ky)) * p.k + (p.k - 1u - kx)];
 }
 @compute @workgroup_size(64)
@@ -190,23 +256,26 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 export function rowConv(device: Device, input: Tensor, weight: Tensor, bias: Tensor | undefined, out: Tensor, g: ConvGeometry, flip: boolean): void {
   const K = g.kh;
   const S = flip ? 1 : g.strideH;
-  const scatter = flip && g.strideH === 2;
+  const stride2 = flip && g.strideH === 2 && K === 3; // gradInputStride2Source
+  const scatter = flip && g.strideH === 2 && K === 1;
   // the grid of lanes is over the read side's pixels when scattering, else the output's
-  const [c, h, w, m, gridH, gridW] = flip ? [g.cout, g.ho, g.wo, g.cin, scatter ? g.ho : g.h, scatter ? g.wo : g.w] : [g.cin, g.h, g.w, g.cout, g.ho, g.wo];
+  const [c, h, w, m, gridH, gridW] = flip ? [g.cout, g.ho, g.wo, g.cin, g.strideH === 2 ? g.ho : g.h, g.strideH === 2 ? g.wo : g.w] : [g.cin, g.h, g.w, g.cout, g.ho, g.wo];
   const rows = (c * h * w) / 64;
   const raw = device.acquireTexture(16, rows, g.batch);
   device.copyToTexture(input.buffer, raw, 16, rows, g.batch);
-  const TM = rowConvConfig.tm1x1 > 0 && K === 1 && m > 16 ? rowConvConfig.tm1x1 : 16;
+  const TM = stride2 ? S2_TM : rowConvConfig.tm1x1 > 0 && K === 1 && m > 16 ? rowConvConfig.tm1x1 : 16;
   const mPad = Math.ceil(m / TM) * TM;
   const iters = K === 1 ? Math.ceil(c / 4) : c;
   const tw = K === 1 ? iters : c * K;
   const wt = device.acquireTexture(tw, mPad, 1);
   const packPipeline = device.pipeline('conv2d rows:packWeight', 'conv2d rows pack (weight)', () => packWeightSource);
-  const pu = device.uniforms(new UniformWriter().u32(m, c, K, flip ? 1 : 0, tw, mPad, g.cout, g.cin).bytes());
+  const pu = device.uniforms(new UniformWriter().u32(m, c, K, stride2 ? 2 : flip ? 1 : 0, tw, mPad, g.cout, g.cin).bytes());
   device.dispatch(packPipeline, [weight.buffer, wt.view, pu], [Math.ceil((tw * mPad) / 64), 1, 1]);
   const hasBias = bias !== undefined;
   const what = `${K}×${K}, stride ${S}${scatter ? ', scattered ×2' : ''}, ${TM} channels${hasBias ? ', +bias' : ''}`;
-  const pipeline = device.pipeline(`conv2d rows:${TM}:${K}:${S}:${hasBias}:${scatter}`, `conv2d rows (${what})`, () => rowConvSource(TM, K, S, hasBias, scatter));
+  const pipeline = stride2
+    ? device.pipeline('conv2d rows:gradInputStride2', 'conv2d rows (grad input of 3×3 stride 2)', gradInputStride2Source)
+    : device.pipeline(`conv2d rows:${TM}:${K}:${S}:${hasBias}:${scatter}`, `conv2d rows (${what})`, () => rowConvSource(TM, K, S, hasBias, scatter));
   const lanesPerRow = gridW / 4;
   const lanes = g.batch * gridH * lanesPerRow;
   const u = device.uniforms(new UniformWriter().u32(c, h, w / 4, gridH, lanesPerRow, m, lanes, iters).bytes());
