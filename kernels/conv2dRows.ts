@@ -1,7 +1,10 @@
-// The "row" convolution of the texture path (software adapters with subgroups of 8
-// lanes: lavapipe): forward and stride-1 grad input of 1×1 and 3×3 "same"
-// convolutions at stride 1 or 2, reading the NCHW activation as it is, without the
-// NHWC4 repack of kernels/conv2dTexture.ts.
+// The "row" kernels of the texture path (software adapters with subgroups of 8
+// lanes: lavapipe), for the 1×1 and 3×3 "same" convolutions at stride 1 or 2 that
+// CIFAR ResNets are made of: forward, grad input, and the weight gradient of 1×1s,
+// reading NCHW activations as they are, without the NHWC4 repack of
+// kernels/conv2dTexture.ts (whose kernels take every other geometry, and the 3×3
+// weight gradient). Measured on lavapipe (BENCHMARKS.md): 3×3 forward and grad
+// input at 55-68% of the FMA peak, against 33-47% for the repacked correlation.
 //
 //   input      the NCHW buffer copied byte for byte into an rgba32float texture
 //              (16 texels = 64 floats per texture row, one layer per image): a
@@ -28,14 +31,18 @@
 // Grad input at stride 1 is the same kernel over dY with the weights flipped and
 // transposed (a "same" convolution's full correlation has the same padding); for a
 // 1×1 stride-2 convolution it is the 1×1 stride-1 kernel over dY whose results are
-// scattered to every other pixel of every other row of dX (the rest zeros).
+// scattered to every other pixel of every other row of dX (the rest zeros); for a
+// 3×3 stride-2 one a kernel of its own (gradInputStride2Source). The 1×1 weight
+// gradient: rowGradWeightSource.
 import type { Device } from '../engine/device.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import { UniformWriter } from './common.ts';
 import type { ConvGeometry } from './conv2d.ts';
 
 const XYZW = ['x', 'y', 'z', 'w'];
-export const rowConvConfig = { tm1x1: Number(process.env.TM1 ?? 32) };
+const ONE_BY_ONE_CHANNELS = 4; // 8 measured no faster
+// 1×1 convs with more than 16 output channels take blocks of 32 (measured ~20% faster than 16; 64 no better)
+const TM_1X1 = 32;
 
 /**
  * Whether the row kernel computes this convolution's forward (flip false) or grad
@@ -65,15 +72,17 @@ export function rowConvFits(device: Device, g: ConvGeometry, flip: boolean): boo
 
 function rowConvSource(TM: number, K: number, S: number, hasBias: boolean, scatter: boolean): string {
   const P = (K - 1) / 2;
-  // 1×1: a weight texel holds 4 input channels, so an iteration takes 4 channels
-  const CQ = K === 1 ? 4 : 1;
+  // 1×1: a weight texel holds 4 input channels; an iteration takes CQ channels
+  const CQ = K === 1 ? ONE_BY_ONE_CHANNELS : 1;
   const decl: string[] = [];
   for (let m = 0; m < TM; m++) decl.push(`var a${m} = vec4<f32>();`);
   const body: string[] = [];
   const terms: string[][] = Array.from({ length: TM }, () => []);
   if (CQ > 1) {
-    for (let g = 0; g < TM / 8; g++) body.push(`let w_${g} = textureLoad(Wt, vec2<u32>(cq, m0 + ${8 * g}u + sg), 0u);`);
-    for (let m = 0; m < TM; m++) body.push(`let s_${m} = subgroupShuffle(w_${m >> 3}, ${m & 7}u);`);
+    for (let q = 0; q < CQ / 4; q++) {
+      for (let g = 0; g < TM / 8; g++) body.push(`let w${q}_${g} = textureLoad(Wt, vec2<u32>(cq * ${CQ / 4}u + ${q}u, m0 + ${8 * g}u + sg), 0u);`);
+      for (let m = 0; m < TM; m++) body.push(`let s${q}_${m} = subgroupShuffle(w${q}_${m >> 3}, ${m & 7}u);`);
+    }
   }
   for (let j = 0; j < CQ; j++) {
     // channels past C (the last quad of a 1×1) read channel C−1 against zero weights
@@ -96,7 +105,7 @@ function rowConvSource(TM: number, K: number, S: number, hasBias: boolean, scatt
       if ([...used].some((i) => i >= 4 * S)) body.push(`let r${id} = select(0.0, subgroupShuffle(x${id}_0.x, (sg + 1u) & 7u), hasRight);`);
       for (let kx = 0; kx < K; kx++) body.push(`let v${id}_${kx} = vec4<f32>(${[0, 1, 2, 3].map((px) => inp(px * S - P + kx)).join(', ')});`);
       if (CQ > 1) {
-        for (let m = 0; m < TM; m++) terms[m]!.push(`s_${m}.${XYZW[j]}|v${id}_0`);
+        for (let m = 0; m < TM; m++) terms[m]!.push(`s${j >> 2}_${m}.${XYZW[j & 3]}|v${id}_0`);
       } else {
         for (let g = 0; g < TM / 8; g++) body.push(`let w${id}_${g} = textureLoad(Wt, vec2<u32>(cq * ${K}u + ${ky}u, m0 + ${8 * g}u + sg), 0u);`);
         for (let m = 0; m < TM; m++) {
@@ -263,10 +272,10 @@ export function rowConv(device: Device, input: Tensor, weight: Tensor, bias: Ten
   const rows = (c * h * w) / 64;
   const raw = device.acquireTexture(16, rows, g.batch);
   device.copyToTexture(input.buffer, raw, 16, rows, g.batch);
-  const TM = stride2 ? S2_TM : rowConvConfig.tm1x1 > 0 && K === 1 && m > 16 ? rowConvConfig.tm1x1 : 16;
+  const TM = stride2 ? S2_TM : K === 1 && m > 16 ? TM_1X1 : 16;
   const mPad = Math.ceil(m / TM) * TM;
-  const iters = K === 1 ? Math.ceil(c / 4) : c;
-  const tw = K === 1 ? iters : c * K;
+  const iters = K === 1 ? Math.ceil(c / ONE_BY_ONE_CHANNELS) : c;
+  const tw = K === 1 ? (iters * ONE_BY_ONE_CHANNELS) / 4 : c * K;
   const wt = device.acquireTexture(tw, mPad, 1);
   const packPipeline = device.pipeline('conv2d rows:packWeight', 'conv2d rows pack (weight)', () => packWeightSource);
   const pu = device.uniforms(new UniformWriter().u32(m, c, K, stride2 ? 2 : flip ? 1 : 0, tw, mPad, g.cout, g.cin).bytes());

@@ -30,7 +30,11 @@
 //                which subgroupAdd folds at the end; slices are summed by a second
 //                kernel (split-K, deterministic).
 //
-// Versions measured are in BENCHMARKS.md; the buffer kernels remain for GPUs.
+// The 1×1 and 3×3 "same" convolutions of CIFAR ResNets (forward, grad input, 1×1
+// weight gradient) take the row kernels of kernels/conv2dRows.ts instead, which read
+// NCHW unpacked and run faster; what is here serves every other geometry and the
+// 3×3 weight gradient. Versions measured are in BENCHMARKS.md; the buffer kernels
+// remain for GPUs.
 import type { Device, PooledTexture } from '../engine/device.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import type { ConvGeometry } from './conv2d.ts';
@@ -46,7 +50,7 @@ import { fill } from './elementwise.ts';
  */
 export const convPathConfig: { path: 'auto' | 'texture' | 'buffer'; rows: boolean; tm: number; tn: number; wgrad?: GradWeightBlock; wgradSlots: number } = {
   path: 'auto',
-  rows: process.env.CONV_ROWS !== '0', // TEMP
+  rows: true,
   tm: 16,
   tn: 4,
   wgradSlots: 4,

@@ -45,6 +45,9 @@ interface Variant {
    * as one chained expression (llvmpipe blends every loop-carried write with the loop
    * mask); 0: one statement per k (the old form) */
   chain?: number;
+  /** a workgroupBarrier every this many k-texels, so llvmpipe runs the subgroups of a
+   * workgroup in step (sharing B's texels in cache) instead of one after another */
+  barrier?: number;
 }
 
 function source(v: Variant): string {
@@ -107,6 +110,7 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(workgroup_id) wid:
   ${acc.join(' ')}
   for (var k = 0u; k < p.K; k += ${4 * Math.max(1, v.chain ?? 0)}u) {
     let kq = k / 4u;
+    ${v.barrier ? `if ((kq % ${v.barrier}u) == 0u) { workgroupBarrier(); }` : ''}
     ${body.join('\n    ')}
   }
   ${stores.join('\n  ')}
@@ -124,6 +128,9 @@ const VARIANTS: Variant[] = [
   { name: 'subgroup 8×8 chained', kind: 'subgroup', tm: 8, tn: 8, wx: 8, wy: 8, chain: 1 },
   { name: 'subgroup 8×8 chained ×2', kind: 'subgroup', tm: 8, tn: 8, wx: 8, wy: 8, chain: 2 },
   { name: 'subgroup 16×8 chained', kind: 'subgroup', tm: 16, tn: 8, wx: 8, wy: 4, chain: 1 },
+  { name: 'subgroup 16×8 chained barrier/4', kind: 'subgroup', tm: 16, tn: 8, wx: 8, wy: 4, chain: 1, barrier: 4 },
+  { name: 'subgroup 16×8 chained barrier/16', kind: 'subgroup', tm: 16, tn: 8, wx: 8, wy: 4, chain: 1, barrier: 16 },
+  { name: 'subgroup 16×8 chained barrier/64', kind: 'subgroup', tm: 16, tn: 8, wx: 8, wy: 4, chain: 1, barrier: 64 },
   { name: 'subgroup 16×8 chained wg 8×1', kind: 'subgroup', tm: 16, tn: 8, wx: 8, wy: 1, chain: 1 },
   { name: 'subgroup 16×8 chained wg 8×8', kind: 'subgroup', tm: 16, tn: 8, wx: 8, wy: 8, chain: 1 },
   { name: 'subgroup 16×8 chained (shuffle)', kind: 'subgroup', tm: 16, tn: 8, wx: 8, wy: 4, chain: 1, shuffle: true },
