@@ -3,9 +3,9 @@
 // im2col matrix is ever materialised: each kernel gathers its GEMM operand tiles
 // straight from the activation tensors while staging them in workgroup memory.
 // These are the kernels GPUs run. On software adapters whose subgroups are 8 lanes
-// (lavapipe) each entry point below hands over to kernels/conv2dTexture.ts (and its
-// row kernels, kernels/conv2dRows.ts), 5-20×
-// faster there (storage textures, subgroup-shared weights); convPathConfig chooses.
+// (lavapipe) each entry point below hands over to kernels/conv2dTexture.ts and its
+// row kernels (kernels/conv2dRows.ts), 5-20× faster there (storage textures,
+// subgroup-shared weights); convPathConfig chooses.
 //
 //   forward      Y[n,co,oh,ow] = Σ W[co,ci,kh,kw]·X[n,ci,oh·s−p+kh,ow·s−p+kw] (+ b[co])
 //                GEMM M = Cout, N = batch·Ho·Wo, K = Cin·KH·KW; A = W (row-major

@@ -24,9 +24,13 @@
 //              4 pixels, each written once per input channel (llvmpipe blends every
 //              loop-carried write), stored as vec4 into the NCHW output.
 //
-// Per input channel: KH·S image texel loads, KH·TM/8 weight loads, KH·TM weight
-// shuffles, 4·KH·KW·TM multiply-adds (3×3, TM 16, stride 1: 9 loads per 576,
-// against 18 per 768 for the repacked correlation).
+// Per input channel (3×3): KH·S image texel loads, KH·TM/8 weight loads, KH·TM
+// weight shuffles, 4·KH·KW·TM multiply-adds (TM 16, stride 1: 9 loads per 576,
+// against 18 per 768 for the repacked correlation). 1×1: per 4 input channels,
+// 4·S image loads, TM/8 weight loads, TM shuffles, 16·TM multiply-adds.
+//
+// Lanes are the subgroup's invocations in order: subgroup_invocation_id is
+// local_invocation_index mod 8, as on lavapipe, where alone this path runs.
 //
 // Grad input at stride 1 is the same kernel over dY with the weights flipped and
 // transposed (a "same" convolution's full correlation has the same padding); for a
@@ -45,11 +49,12 @@ const ONE_BY_ONE_CHANNELS = 4; // 8 measured no faster
 const TM_1X1 = 32;
 
 /**
- * Whether the row kernel computes this convolution's forward (flip false) or grad
- * input (flip true: stride 1, or a 1×1 stride-2 convolution, whose grad input is the
- * 1×1 stride-1 one over dY scattered to every other pixel of every other row).
+ * Whether the row kernels compute this convolution's forward (gradInput false) or
+ * grad input (true): 1×1 or 3×3 "same" convolutions at stride 1 or 2 whose widths
+ * are whole lanes of 4 pixels (3×3: 1, 2, 4 or 8 lanes per row, so that a row's
+ * neighbours are in one subgroup), within the device's texture and grid limits.
  */
-export function rowConvFits(device: Device, g: ConvGeometry, flip: boolean): boolean {
+export function rowConvFits(device: Device, g: ConvGeometry, gradInput: boolean): boolean {
   const k = g.kh;
   const s = g.strideH;
   if (g.kw !== k || g.strideW !== s || (k !== 1 && k !== 3) || g.padH !== (k - 1) / 2 || g.padW !== g.padH) return false;
@@ -57,14 +62,17 @@ export function rowConvFits(device: Device, g: ConvGeometry, flip: boolean): boo
   if (g.h % s !== 0 || g.w % (4 * s) !== 0 || g.ho !== g.h / s || g.wo !== g.w / s) return false;
   // the reading side: X (forward) or dY (grad input); lanes of 4 pixels along its rows
   // (forward) or dY's (grad input: the output pixels are dY's, scattered at stride s)
-  const [c, h, w, rows, lanesPerRow] = flip ? [g.cout, g.ho, g.wo, g.ho, g.wo / 4] : [g.cin, g.h, g.w, g.ho, g.wo / 4];
+  const [c, h, w, rows, lanesPerRow] = gradInput ? [g.cout, g.ho, g.wo, g.ho, g.wo / 4] : [g.cin, g.h, g.w, g.ho, g.wo / 4];
   // neighbours come from the lanes of the same subgroup (3×3; stride-2 grad input: its right one)
   if (k === 3 && ![1, 2, 4, 8].includes(lanesPerRow)) return false;
   const l = device.limits;
+  const mPad = (gradInput ? g.cin : g.cout) + 32; // weight rows, padded to at most a 32-row block
   return (
     (c * h * w) % 64 === 0 &&
     (c * h * w) / 64 <= l.maxTextureDimension2D &&
     c * k <= l.maxTextureDimension2D &&
+    mPad <= l.maxTextureDimension2D &&
+    Math.ceil((c * k * mPad) / 64) <= l.maxComputeWorkgroupsPerDimension && // the weight pack's 1-D grid
     g.batch <= l.maxTextureArrayLayers &&
     Math.ceil((g.batch * rows * lanesPerRow) / 64) <= l.maxComputeWorkgroupsPerDimension
   );
@@ -162,9 +170,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }`;
 }
 
-// Weight texels: 3×3, texel (c·3 + ky, m) = taps kx of row ky for input channel c;
-// 1×1, texel (c4, m) = input channels 4·c4 … 4·c4+3. Flipped (grad input): output
-// channel m is the conv's input channel and c its output channel, rotated 180°.
 // Grad input of a 3×3 stride-2 convolution with padding 1 (dX is 2·Ho × 2·Wo): the
 // lane of dY pixels (t, 4·xl … 4·xl+3) makes dX rows 2t and 2t+1, columns 8·xl …
 // 8·xl+7. Even rows and columns take tap 1 of dY pixel t (resp. ox); odd ones
@@ -229,15 +234,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }`;
 }
 
+// Weight texels: 3×3, texel (c·3 + ky, m) = taps kx of row ky for input channel c;
+// 1×1, texel (c4, m) = input channels 4·c4 … 4·c4+3. Grad input: output channel m is
+// the conv's input channel and c its output channel, the kernel rotated 180°
+// (stride 1) or not (3×3 stride 2, whose kernel picks the taps itself).
+const PackMode = { Forward: 0, Rotated: 1, Transposed: 2 } as const;
 const packWeightSource = /* wgsl */ `
-struct P { rows: u32, c: u32, k: u32, flip: u32, tw: u32, th: u32, cout: u32, cin: u32 }
+struct P { rows: u32, c: u32, k: u32, mode: u32, tw: u32, th: u32, cin: u32, _p: u32 }
 @group(0) @binding(0) var<storage, read> W: array<f32>;
 @group(0) @binding(1) var T: texture_storage_2d_array<rgba32float, write>;
 @group(0) @binding(2) var<uniform> p: P;
 fn weight(m: u32, c: u32, ky: u32, kx: u32) -> f32 {
-  if (p.flip == 0u) { return W[((m * p.cin + c) * p.k + ky) * p.k + kx]; }
-  // 2: transposed only (the stride-2 grad input kernel picks the taps itself)
-  if (p.flip == 2u) { return W[((c * p.cin + m) * p.k + ky) * p.k + kx]; }
+  if (p.mode == ${PackMode.Forward}u) { return W[((m * p.cin + c) * p.k + ky) * p.k + kx]; }
+  if (p.mode == ${PackMode.Transposed}u) { return W[((c * p.cin + m) * p.k + ky) * p.k + kx]; }
   return W[((c * p.cin + m) * p.k + (p.k - 1u - ky)) * p.k + (p.k - 1u - kx)];
 }
 @compute @workgroup_size(64)
@@ -259,16 +268,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 }`;
 
 /**
- * Records Y = conv2d(X, W) (+ bias), or with `flip` dX = grad input of a stride-1
- * convolution from dY; needs rowConvFits(device, g, flip).
+ * Records Y = conv2d(X, W) (+ bias), or with `gradInput` dX = the convolution's grad
+ * input from dY (stride 1: the flipped kernel; 1×1 stride 2: scattered; 3×3 stride 2:
+ * gradInputStride2Source); needs rowConvFits(device, g, gradInput).
  */
-export function rowConv(device: Device, input: Tensor, weight: Tensor, bias: Tensor | undefined, out: Tensor, g: ConvGeometry, flip: boolean): void {
+export function rowConv(device: Device, input: Tensor, weight: Tensor, bias: Tensor | undefined, out: Tensor, g: ConvGeometry, gradInput: boolean): void {
   const K = g.kh;
-  const S = flip ? 1 : g.strideH;
-  const stride2 = flip && g.strideH === 2 && K === 3; // gradInputStride2Source
-  const scatter = flip && g.strideH === 2 && K === 1;
-  // the grid of lanes is over the read side's pixels when scattering, else the output's
-  const [c, h, w, m, gridH, gridW] = flip ? [g.cout, g.ho, g.wo, g.cin, g.strideH === 2 ? g.ho : g.h, g.strideH === 2 ? g.wo : g.w] : [g.cin, g.h, g.w, g.cout, g.ho, g.wo];
+  const S = gradInput ? 1 : g.strideH;
+  const stride2 = gradInput && g.strideH === 2 && K === 3; // gradInputStride2Source
+  const scatter = gradInput && g.strideH === 2 && K === 1;
+  // the grid of lanes is over dY's pixels for a stride-2 grad input, else over the output's
+  const [c, h, w, m, gridH, gridW] = gradInput ? [g.cout, g.ho, g.wo, g.cin, g.strideH === 2 ? g.ho : g.h, g.strideH === 2 ? g.wo : g.w] : [g.cin, g.h, g.w, g.cout, g.ho, g.wo];
   const rows = (c * h * w) / 64;
   const raw = device.acquireTexture(16, rows, g.batch);
   device.copyToTexture(input.buffer, raw, 16, rows, g.batch);
@@ -278,7 +288,8 @@ export function rowConv(device: Device, input: Tensor, weight: Tensor, bias: Ten
   const tw = K === 1 ? (iters * ONE_BY_ONE_CHANNELS) / 4 : c * K;
   const wt = device.acquireTexture(tw, mPad, 1);
   const packPipeline = device.pipeline('conv2d rows:packWeight', 'conv2d rows pack (weight)', () => packWeightSource);
-  const pu = device.uniforms(new UniformWriter().u32(m, c, K, stride2 ? 2 : flip ? 1 : 0, tw, mPad, g.cout, g.cin).bytes());
+  const mode = stride2 ? PackMode.Transposed : gradInput ? PackMode.Rotated : PackMode.Forward;
+  const pu = device.uniforms(new UniformWriter().u32(m, c, K, mode, tw, mPad, g.cin, 0).bytes());
   device.dispatch(packPipeline, [weight.buffer, wt.view, pu], [Math.ceil((tw * mPad) / 64), 1, 1]);
   const hasBias = bias !== undefined;
   const what = `${K}×${K}, stride ${S}${scatter ? ', scattered ×2' : ''}, ${TM} channels${hasBias ? ', +bias' : ''}`;

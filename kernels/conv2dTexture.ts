@@ -44,7 +44,8 @@ import { fill } from './elementwise.ts';
 
 /**
  * Which conv kernels run ('auto': the texture path where usable: software adapter,
- * subgroups of 8; `rows`: its row kernel, kernels/conv2dRows.ts, where that fits) and their blocks: tm × tn per lane in the correlation, the
+ * subgroups of 8; `rows`: its row kernels, kernels/conv2dRows.ts, where they fit)
+ * and their blocks: tm × tn per lane in the correlation, the
  * grad-weight block and pixels per lane per iteration (bench/profile.ts sets them
  * for experiments; the defaults measured best on lavapipe, within its noise).
  */
@@ -113,6 +114,15 @@ export function useTextureConvGradInput(device: Device, g: ConvGeometry): boolea
   const [padH, padW] = gradOutputPadding(g);
   const c4 = Math.ceil(g.cout / 4);
   return (g.wo + 2 * padW) * c4 <= device.limits.maxTextureDimension2D && g.ho + 2 * padH <= device.limits.maxTextureDimension2D;
+}
+
+/**
+ * Whether both gradients read dY packed (so it is packed once for the two): only
+ * where neither takes a row kernel, which read dY unpacked.
+ */
+export function sharesPackedGradOutput(device: Device, g: ConvGeometry): boolean {
+  if (!useTextureConvGradInput(device, g)) return false;
+  return !(convPathConfig.rows && (rowConvFits(device, g, true) || rowGradWeightFits(device, g)));
 }
 
 // ------------------------------------------------------------------ repacks
@@ -429,7 +439,7 @@ function blockRows(M: number): number {
 /**
  * Records Y = conv2d(X, W) (+ bias) on the texture path. With `keepInput` the
  * packed X is returned instead of released, for the weight gradient to reuse
- * (the caller releases it).
+ * (the caller releases it); undefined where a row kernel ran (it packs nothing).
  */
 export function conv2dForwardTexture(device: Device, x: Tensor, weight: Tensor, bias: Tensor | undefined, y: Tensor, g: ConvGeometry, keepInput = false): PooledTexture | undefined {
   // the row kernel reads X unpacked (the weight gradient then packs it itself)
@@ -699,6 +709,9 @@ export function gradWeightSlicesTexture(g: ConvGeometry): { slices: number; rows
  * ([slices, Cout, Cin, KH, KW]); the caller sums the slices. `dyTex`, when
  * given, is dY already packed with padding (padH, padW) (grad input's);
  * `xTex`, when given, X packed by the forward pass (conv2dForwardTexture's keepInput).
+ * The 1×1 row kernel (rowGradWeight) reads neither: it copies dY and X unpacked, and
+ * keeps the slices chosen here for the repacked kernel's blocks (the caller sized
+ * `parts` by them).
  */
 export function conv2dGradWeightTexture(
   device: Device,

@@ -7,7 +7,9 @@
 //   pack       op(A) [M, K] → texel (k/4, m) = A[m, k..k+3]; op(B) [K, N] → texel
 //              (n/4, k) = B[k, n..n+3]; one layer per batch entry; zero-padded to
 //              the kernel's block (M, N to 64, K to 4), so the loop has no bounds
-//              checks; transposes are handled here, not in the kernel.
+//              checks; transposes are handled here, not in the kernel. Row-major
+//              operands with K (A) or N (B) a multiple of 64 are copied instead
+//              (copyBufferToTexture), leaving only A's rows past M unpadded.
 //   multiply   workgroup 8×4 lanes; each subgroup (8 lanes along n) owns 16 rows of
 //              C, each lane 8 columns (two vec4): per 4 k, 2 texels of A, 8 of B,
 //              64 broadcasts, 128 vec4 multiply-adds chained 4 to a write.

@@ -111,16 +111,26 @@ describe('conv2d', () => {
     if (!textureConvSupported(device)) return t.skip('no subgroups of 8 lanes on this adapter');
     const saved = { ...convPathConfig };
     convPathConfig.path = 'texture';
+    const base = { batch: 2, cin: 4, h: 8, w: 8, cout: 8, kh: 3, kw: 3, ho: 8, wo: 8, strideH: 1, strideW: 1, padH: 1, padW: 1 };
+    for (const [why, g] of [
+      ['3 lanes per row', { ...base, w: 12, wo: 12 }],
+      ['odd height at stride 2', { ...base, h: 7, ho: 4, w: 16, wo: 8, strideH: 2, strideW: 2 }],
+      ['no padding', { ...base, padH: 0, padW: 0, ho: 6, wo: 6 }],
+      ['a weight pack grid past 65535 workgroups', { ...base, cin: 1280, cout: 1280, h: 16, w: 16, ho: 16, wo: 16 }],
+    ] as const) {
+      assert.ok(!rowConvFits(device, g, false) && !rowConvFits(device, g, true), `the row kernel declines ${why}`);
+    }
     try {
       const rng = new Rng(41);
       for (const [batch, cin, cout, h, w, k, stride] of [
         [3, 5, 17, 8, 16, 3, 1], // 4 lanes per row, 17 output channels: two blocks, one partial
+        [2, 20, 6, 8, 8, 3, 1], // 2 lanes per row; grad input in two 16-channel blocks
         [2, 4, 8, 4, 4, 3, 1], // 1 lane per row: both neighbours are padding
         [2, 3, 16, 32, 32, 3, 1], // the stem: 8 lanes per row
-        [3, 8, 20, 16, 16, 3, 2], // stride 2: 2 lanes per output row
+        [3, 12, 20, 16, 16, 3, 2], // stride 2: 2 lanes per output row; grad input in two 8-channel blocks
         [2, 4, 8, 8, 64, 3, 2], // stride 2, 8 lanes per row: grad input's right neighbours across the whole subgroup
         [2, 4, 16, 8, 8, 3, 2], // stride 2, 1 lane per row
-        [2, 8, 20, 8, 32, 1, 2], // 1×1 stride 2 (a projection shortcut): 32-channel blocks; grad input scattered
+        [2, 20, 18, 8, 32, 1, 2], // 1×1 stride 2 (a projection shortcut): 32-channel blocks both ways, grad input scattered, partial quads, weight gradient in 2×3 blocks
         [2, 4, 24, 2, 64, 1, 1], // 1×1, 16 lanes per row (no neighbours needed)
         [3, 5, 8, 8, 8, 1, 1], // 1×1 stride 1, a partial channel quad
       ] as const) {
@@ -147,7 +157,7 @@ describe('conv2d', () => {
 
   it('what the forward saves for the weight gradient is freed after backward, or with the graph when no backward runs', async () => {
     const rng = new Rng(31);
-    const xd = randomArr(rng, [2, 4, 8, 8]);
+    const xd = randomArr(rng, [2, 4, 8, 7]); // width 7: the repacked kernels, which keep X packed (not the row kernels)
     const wd = randomArr(rng, [4, 4, 3, 3]);
     const x = tensor(device, xd.data, xd.shape);
     const w = tensor(device, wd.data, wd.shape).requireGrad();

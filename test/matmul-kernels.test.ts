@@ -92,6 +92,14 @@ describe('texture matmul: operands already in the packed layout', () => {
         assertClose(await c.toArray(), refMatmul().forward([a, b]), DEFAULT_TOL, `${a.shape}·${b.shape}`);
         c.dispose();
       }
+      // one operand copied, the other (transposed) packed
+      const a = randomArr(rng, [37, 128]);
+      const bt = randomArr(rng, [64, 128]);
+      const before = device.executionStats().dispatches;
+      const c = tidy(() => matmul(tensor(device, a.data, a.shape), tensor(device, bt.data, bt.shape), { transB: true }));
+      assert.equal(device.executionStats().dispatches - before, 2, 'A copied, Bᵀ packed');
+      assertClose(await c.toArray(), refMatmul(false, true).forward([a, bt]), DEFAULT_TOL, 'A·Bᵀ');
+      c.dispose();
     } finally {
       matmulKernelConfig.force = null;
     }

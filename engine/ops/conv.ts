@@ -3,7 +3,7 @@
 // a correlation of the input with dY, the bias gradient dY summed over N, H, W.
 // All three are implicit GEMMs in kernels/conv2d.ts.
 import { type ConvGeometry, conv2dForward, conv2dGradInput, conv2dGradWeight, gradWeightSplits, outSize } from '../../kernels/conv2d.ts';
-import { type PackedGradOutput, packGradOutput, useTextureConvGradInput } from '../../kernels/conv2dTexture.ts';
+import { type PackedGradOutput, packGradOutput, sharesPackedGradOutput } from '../../kernels/conv2dTexture.ts';
 import { sumTo } from '../../kernels/reduce.ts';
 import type { PooledTexture } from '../device.ts';
 import { type Shape, type Tensor, empty, isGradEnabled, recordOp, shapeStr } from '../tensor.ts';
@@ -56,14 +56,15 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options:
   }
   const device = x.device;
   const out = empty(device, [g.batch, g.cout, g.ho, g.wo], 'f32', 'conv2d');
-  // the texture path keeps X as packed for the weight gradient, released with the graph
+  // the texture path's repacked kernels keep X as packed for the weight gradient,
+  // released with the graph (the row kernels keep nothing: undefined)
   const keepInput = weight.requiresGrad && isGradEnabled();
   const packedX = conv2dForward(device, x, weight, bias ?? undefined, out, g, keepInput);
   const inputs = bias ? [x, weight, bias] : [x, weight];
   const release = packedX ? () => device.releaseTexture(packedX) : undefined;
   return recordOp(out, inputs, (dy) => {
-    // both gradients read dY: on the texture path it is repacked once for the two
-    const shared = x.requiresGrad && weight.requiresGrad && useTextureConvGradInput(device, g) ? packGradOutput(device, dy, g) : undefined;
+    // where both gradients read dY repacked (texture path, no row kernel), it is packed once for the two
+    const shared = x.requiresGrad && weight.requiresGrad && sharesPackedGradOutput(device, g) ? packGradOutput(device, dy, g) : undefined;
     const dx = x.requiresGrad ? gradInput(dy, weight, g, shared) : null;
     const dw = weight.requiresGrad ? gradWeight(dy, x, g, shared, packedX) : null;
     if (shared) device.releaseTexture(shared.texture);
