@@ -38,7 +38,7 @@
 // scattered to every other pixel of every other row of dX (the rest zeros); for a
 // 3×3 stride-2 one a kernel of its own (gradInputStride2Source). The 1×1 weight
 // gradient: rowGradWeightSource.
-import type { Device } from '../engine/device.ts';
+import type { Device, PooledTexture } from '../engine/device.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import { UniformWriter } from './common.ts';
 import type { ConvGeometry } from './conv2d.ts';
@@ -47,6 +47,52 @@ const XYZW = ['x', 'y', 'z', 'w'];
 const ONE_BY_ONE_CHANNELS = 4; // 8 measured no faster
 // 1×1 convs with more than 16 output channels take blocks of 32 (measured ~20% faster than 16; 64 no better)
 const TM_1X1 = 32;
+
+/** WGSL: texel of a raw NCHW texture (16 texels per row) at flat texel index `t` of image `n`. */
+const rawLoad = (tex: string, t: string): string => `textureLoad(${tex}, vec2<u32>((${t}) % 16u, (${t}) / 16u), n)`;
+
+/** An NCHW tensor of `batch` images of `imageSize` floats copied byte for byte into a raw texture (caller releases). */
+function copyRaw(device: Device, t: Tensor, imageSize: number, batch: number): PooledTexture {
+  const rows = imageSize / 64;
+  const raw = device.acquireTexture(16, rows, batch);
+  device.copyToTexture(t.buffer, raw, 16, rows, batch);
+  return raw;
+}
+
+/**
+ * The shell both row convolutions share: the raw input X, weights Wt, vec4 output Y;
+ * each lane's 4 pixels (the xl-th of row oy of image n), TM output channels from m0;
+ * lanes past the last pixel repeat it (they take part in the shuffles) and store nothing.
+ */
+function rowKernelShell(TM: number, hasBias: boolean, decl: string[], body: string[], stores: string[]): string {
+  return /* wgsl */ `enable subgroups;
+struct P { c: u32, h: u32, w4: u32, ho: u32, lanesPerRow: u32, m: u32, lanes: u32, iters: u32 }
+@group(0) @binding(0) var X: texture_storage_2d_array<rgba32float, read>;
+@group(0) @binding(1) var Wt: texture_storage_2d_array<rgba32float, read>;
+@group(0) @binding(2) var<storage, read_write> Y: array<vec4<f32>>;
+@group(0) @binding(3) var<uniform> p: P;
+${hasBias ? '@group(0) @binding(4) var<storage, read> bias: array<f32>;' : ''}
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,
+        @builtin(subgroup_invocation_id) sg: u32) {
+  let m0 = wid.y * ${TM}u;
+  let lane = wid.x * 64u + li;
+  let g = min(lane, p.lanes - 1u);
+  let xl = g % p.lanesPerRow;
+  let row = g / p.lanesPerRow;
+  let oy = row % p.ho;
+  let n = row / p.ho;
+  let hasLeft = xl > 0u;
+  let hasRight = xl + 1u < p.lanesPerRow;
+  ${decl.join('\n  ')}
+  for (var cq = 0u; cq < p.iters; cq++) {
+    ${body.join('\n    ')}
+  }
+  if (lane < p.lanes) {
+    ${stores.join('\n    ')}
+  }
+}`;
+}
 
 /**
  * Whether the row kernels compute this convolution's forward (gradInput false) or
@@ -100,7 +146,7 @@ function rowConvSource(TM: number, K: number, S: number, hasBias: boolean, scatt
       body.push(`let iy${id} = i32(oy * ${S}u + ${ky}u) - ${P};`);
       body.push(`let t${id} = (ci${j} * p.h + u32(clamp(iy${id}, 0, i32(p.h) - 1))) * p.w4 + xl * ${S}u;`);
       body.push(`let ok${id} = iy${id} >= 0 && iy${id} < i32(p.h);`);
-      for (let q = 0; q < S; q++) body.push(`let x${id}_${q} = select(vec4<f32>(), textureLoad(X, vec2<u32>((t${id} + ${q}u) % 16u, (t${id} + ${q}u) / 16u), n), ok${id});`);
+      for (let q = 0; q < S; q++) body.push(`let x${id}_${q} = select(vec4<f32>(), ${rawLoad('X', `t${id} + ${q}u`)}, ok${id});`);
       // input pixel i (relative to the lane's first texel) for i in [-P, 4S + P)
       const inp = (i: number): string => {
         if (i < 0) return `l${id}`;
@@ -140,34 +186,7 @@ function rowConvSource(TM: number, K: number, S: number, hasBias: boolean, scatt
       Y[o + p.lanesPerRow * 2u] = vec4<f32>(); Y[o + p.lanesPerRow * 2u + 1u] = vec4<f32>(); }`;
   };
   const stores = Array.from({ length: TM }, (_, m) => `if (m0 + ${m}u < p.m) { ${store(m)} }`);
-  return /* wgsl */ `enable subgroups;
-struct P { c: u32, h: u32, w4: u32, ho: u32, lanesPerRow: u32, m: u32, lanes: u32, iters: u32 }
-@group(0) @binding(0) var X: texture_storage_2d_array<rgba32float, read>;
-@group(0) @binding(1) var Wt: texture_storage_2d_array<rgba32float, read>;
-@group(0) @binding(2) var<storage, read_write> Y: array<vec4<f32>>;
-@group(0) @binding(3) var<uniform> p: P;
-${hasBias ? '@group(0) @binding(4) var<storage, read> bias: array<f32>;' : ''}
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,
-        @builtin(subgroup_invocation_id) sg: u32) {
-  let m0 = wid.y * ${TM}u;
-  // lanes past the last pixel repeat it (they take part in the shuffles) and store nothing
-  let lane = wid.x * 64u + li;
-  let g = min(lane, p.lanes - 1u);
-  let xl = g % p.lanesPerRow;
-  let row = g / p.lanesPerRow;
-  let oy = row % p.ho;
-  let n = row / p.ho;
-  let hasLeft = xl > 0u;
-  let hasRight = xl + 1u < p.lanesPerRow;
-  ${decl.join(' ')}
-  for (var cq = 0u; cq < p.iters; cq++) {
-    ${body.join('\n    ')}
-  }
-  if (lane < p.lanes) {
-    ${stores.join('\n    ')}
-  }
-}`;
+  return rowKernelShell(TM, hasBias, decl, body, stores);
 }
 
 // Grad input of a 3×3 stride-2 convolution with padding 1 (dX is 2·Ho × 2·Wo): the
@@ -183,8 +202,8 @@ function gradInputStride2Source(): string {
   const body: string[] = [
     'let t0 = (cq * p.h + oy) * p.w4 + xl;',
     'let t1 = (cq * p.h + min(oy + 1u, p.h - 1u)) * p.w4 + xl;',
-    'let d0 = textureLoad(X, vec2<u32>(t0 % 16u, t0 / 16u), n);',
-    'let d1 = select(vec4<f32>(), textureLoad(X, vec2<u32>(t1 % 16u, t1 / 16u), n), oy + 1u < p.h);',
+    `let d0 = ${rawLoad('X', 't0')};`,
+    `let d1 = select(vec4<f32>(), ${rawLoad('X', 't1')}, oy + 1u < p.h);`,
     'let e0 = select(0.0, subgroupShuffle(d0.x, (sg + 1u) & 7u), hasRight);',
     'let e1 = select(0.0, subgroupShuffle(d1.x, (sg + 1u) & 7u), hasRight);',
     // dY pixels ox + 1 of rows t and t+1
@@ -207,31 +226,7 @@ function gradInputStride2Source(): string {
       let o1 = o + p.lanesPerRow * 2u;
       Y[o1] = vec4<f32>(oe${m}.x, oo${m}.x, oe${m}.y, oo${m}.y); Y[o1 + 1u] = vec4<f32>(oe${m}.z, oo${m}.z, oe${m}.w, oo${m}.w);
     }`);
-  return /* wgsl */ `enable subgroups;
-struct P { c: u32, h: u32, w4: u32, ho: u32, lanesPerRow: u32, m: u32, lanes: u32, iters: u32 }
-@group(0) @binding(0) var X: texture_storage_2d_array<rgba32float, read>;
-@group(0) @binding(1) var Wt: texture_storage_2d_array<rgba32float, read>;
-@group(0) @binding(2) var<storage, read_write> Y: array<vec4<f32>>;
-@group(0) @binding(3) var<uniform> p: P;
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,
-        @builtin(subgroup_invocation_id) sg: u32) {
-  let m0 = wid.y * ${TM}u;
-  let lane = wid.x * 64u + li;
-  let g = min(lane, p.lanes - 1u);
-  let xl = g % p.lanesPerRow;
-  let row = g / p.lanesPerRow;
-  let oy = row % p.ho;
-  let n = row / p.ho;
-  let hasRight = xl + 1u < p.lanesPerRow;
-  ${decl.join('\n  ')}
-  for (var cq = 0u; cq < p.iters; cq++) {
-    ${body.join('\n    ')}
-  }
-  if (lane < p.lanes) {
-    ${stores.join('\n    ')}
-  }
-}`;
+  return rowKernelShell(TM, false, decl, body, stores);
 }
 
 // Weight texels: 3×3, texel (c·3 + ky, m) = taps kx of row ky for input channel c;
@@ -279,9 +274,7 @@ export function rowConv(device: Device, input: Tensor, weight: Tensor, bias: Ten
   const scatter = gradInput && g.strideH === 2 && K === 1;
   // the grid of lanes is over dY's pixels for a stride-2 grad input, else over the output's
   const [c, h, w, m, gridH, gridW] = gradInput ? [g.cout, g.ho, g.wo, g.cin, g.strideH === 2 ? g.ho : g.h, g.strideH === 2 ? g.wo : g.w] : [g.cin, g.h, g.w, g.cout, g.ho, g.wo];
-  const rows = (c * h * w) / 64;
-  const raw = device.acquireTexture(16, rows, g.batch);
-  device.copyToTexture(input.buffer, raw, 16, rows, g.batch);
+  const raw = copyRaw(device, input, c * h * w, g.batch);
   const TM = stride2 ? S2_TM : K === 1 && m > 16 ? TM_1X1 : 16;
   const mPad = Math.ceil(m / TM) * TM;
   const iters = K === 1 ? Math.ceil(c / ONE_BY_ONE_CHANNELS) : c;
@@ -331,15 +324,15 @@ function rowGradWeightSource(S: number, Q: number, HO: number): string {
   const body: string[] = ['let r = r0 + i / Q;', 'let xq = i % Q;', 'let n = r / HO;', 'let oy = r % HO;', 'let dq = oy * Q + xq;', `let xt = oy * ${S}u * p.w4 + xq * ${S}u;`];
   for (let k = 0; k < GW_TM; k++) {
     decl.push(`let dp${k} = min(co0 + ${k}u, p.cout - 1u) * HO * Q;`);
-    body.push(`let d${k} = textureLoad(D, vec2<u32>((dp${k} + dq) % 16u, (dp${k} + dq) / 16u), n);`);
+    body.push(`let d${k} = ${rawLoad('D', `dp${k} + dq`)};`);
   }
   for (let c = 0; c < GW_TC; c++) {
     decl.push(`let xp${c} = min(ci0 + ${c}u, p.cin - 1u) * p.h * p.w4;`);
     if (S === 1) {
-      body.push(`let x${c} = textureLoad(X, vec2<u32>((xp${c} + xt) % 16u, (xp${c} + xt) / 16u), n);`);
+      body.push(`let x${c} = ${rawLoad('X', `xp${c} + xt`)};`);
     } else {
-      body.push(`let xa${c} = textureLoad(X, vec2<u32>((xp${c} + xt) % 16u, (xp${c} + xt) / 16u), n);`);
-      body.push(`let xb${c} = textureLoad(X, vec2<u32>((xp${c} + xt + 1u) % 16u, (xp${c} + xt + 1u) / 16u), n);`);
+      body.push(`let xa${c} = ${rawLoad('X', `xp${c} + xt`)};`);
+      body.push(`let xb${c} = ${rawLoad('X', `xp${c} + xt + 1u`)};`);
       body.push(`let x${c} = vec4<f32>(xa${c}.x, xa${c}.z, xb${c}.x, xb${c}.z);`);
     }
   }
@@ -384,12 +377,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
  */
 export function rowGradWeight(device: Device, dy: Tensor, x: Tensor, parts: Tensor, g: ConvGeometry, slices: number, rowsPerSlice: number): void {
   const S = g.strideH;
-  const dyRows = (g.cout * g.ho * g.wo) / 64;
-  const xRows = (g.cin * g.h * g.w) / 64;
-  const dyt = device.acquireTexture(16, dyRows, g.batch);
-  device.copyToTexture(dy.buffer, dyt, 16, dyRows, g.batch);
-  const xt = device.acquireTexture(16, xRows, g.batch);
-  device.copyToTexture(x.buffer, xt, 16, xRows, g.batch);
+  const dyt = copyRaw(device, dy, g.cout * g.ho * g.wo, g.batch);
+  const xt = copyRaw(device, x, g.cin * g.h * g.w, g.batch);
   const Q = g.wo / 4;
   const pipeline = device.pipeline(`conv2d rows:gradWeight:${S}:${Q}:${g.ho}`, `conv2d rows grad weight (1×1, stride ${S})`, () => rowGradWeightSource(S, Q, g.ho));
   const coBlocks = Math.ceil(g.cout / GW_TM);
