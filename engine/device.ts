@@ -335,15 +335,24 @@ export class Device {
 
   /**
    * Records a copy of `layers` images of `height` rows of `width` texels from a buffer
-   * (rows `width`·16 bytes apart, a multiple of 256; images `height` rows apart) into
-   * a pooled texture: a packing kernel's work where the buffer already holds the
-   * texture's layout.
+   * into a pooled texture: a packing kernel's work where the buffer already holds the
+   * texture's layout. By default the buffer's rows are `width`·16 bytes apart (a
+   * multiple of 256) and its images `height` rows apart; `from` takes a region of a
+   * wider buffer instead (a column panel of a row-major matrix: byte offset, row pitch
+   * a multiple of 256) into layers from `toLayer`.
    */
-  copyToTexture(src: GPUBuffer, dst: PooledTexture, width: number, height: number, layers: number): void {
+  copyToTexture(
+    src: GPUBuffer,
+    dst: PooledTexture,
+    width: number,
+    height: number,
+    layers: number,
+    from: { offset: number; bytesPerRow: number; toLayer: number } = { offset: 0, bytesPerRow: width * 16, toLayer: 0 },
+  ): void {
     this.endPass();
     this.commandEncoder().copyBufferToTexture(
-      { buffer: src, bytesPerRow: width * 16, rowsPerImage: height },
-      { texture: dst.texture },
+      { buffer: src, offset: from.offset, bytesPerRow: from.bytesPerRow, rowsPerImage: height },
+      { texture: dst.texture, origin: [0, 0, from.toLayer] },
       [width, height, layers],
     );
   }

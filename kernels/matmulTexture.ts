@@ -4,31 +4,41 @@
 // kernels/conv2dTexture.ts) and each subgroup shares its rows of A with
 // subgroupBroadcast, so A costs one texel load per lane per 4 k for 8 rows.
 //
-//   pack       op(A) [M, K] → texel (k/4, m) = A[m, k..k+3]; op(B) [K, N] → texel
-//              (n/4, k) = B[k, n..n+3]; one layer per batch entry; zero-padded to
-//              the kernel's block (M, N to 64, K to 4), so the loop has no bounds
-//              checks; transposes are handled here, not in the kernel. Row-major
-//              operands with K (A) or N (B) a multiple of 64 are copied instead
-//              (copyBufferToTexture), leaving only A's rows past M unpadded.
-//   multiply   workgroup 8×4 lanes; each subgroup (8 lanes along n) owns 16 rows of
-//              C, each lane 8 columns (two vec4): per 4 k, 2 texels of A, 8 of B,
-//              64 broadcasts, 128 vec4 multiply-adds chained 4 to a write.
+//   pack       op(A) [M, K] → texel (k/4, m) = A[m, k..k+3], one layer per batch entry.
+//              op(B) [K, N] is stored panel-major: the 64 columns a workgroup reads
+//              form one layer per batch entry (layer panel·batch + b), texel
+//              (c, k) = B[k, 64·panel + 4c .. +3], so a workgroup streams its panel
+//              linearly through k (row-major B has the 256 bytes it needs of each
+//              k in a different 4 KB row: measured 1.15-1.3× slower). Zero-padded to
+//              the kernel's block (M to ROWS, N to 64, K to 4), so the loop has no
+//              bounds checks; transposes are handled here, not in the kernel.
+//              Row-major operands whose rows are whole 256-byte copy rows (K, N
+//              multiples of 64) are copied instead (copyBufferToTexture, one copy per
+//              panel of B), leaving only A's rows past M unpadded.
+//   multiply   workgroup 8×4 lanes; each subgroup (8 lanes along n) owns TM rows of C
+//              (16 or 32), each lane 8 columns (two vec4): per 4 k, TM/8 texels of A,
+//              8 of B, 4·TM broadcasts, 8·TM vec4 multiply-adds chained 4 to a write.
 //
-// 512³ on lavapipe (bench/experiments/matmul-texture.ts, GFLOP per CPU-second,
-// FMA loop 34-41): direct buffer 4×8 kernel 4.8 (13%), 8×8 per lane unchained
-// 13.2-14.3 (34-36%), this kernel 16-21 at 1024³ (46-58%).
-import type { Device } from '../engine/device.ts';
+// 1024³ on lavapipe (bench/experiments/matmul-texture.ts, GFLOP per CPU-second
+// against the FMA loop's): direct buffer 4×8 kernel 13-16%, 8×8 per lane unchained
+// 34-36%, 16×8 chained with row-major B 50-60%, this kernel 63-79%.
+import type { Device, PooledTexture } from '../engine/device.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import { UniformWriter } from './common.ts';
 import type { MatmulOptions } from './matmul.ts';
 
 const XYZW = ['x', 'y', 'z', 'w'];
-const TM = 16; // rows of C per subgroup (shared by its 8 lanes)
-const ROWS = 64; // rows of C per workgroup (4 subgroups × 16)
-const COLS = 64; // columns of C per workgroup (8 lanes × 8)
+const SUBGROUPS = 4; // subgroups per workgroup (its rows, local_invocation_id.y)
+const COLS = 64; // columns of C per workgroup (8 lanes × 8) = one panel of B
+const PANEL_TEXELS = COLS / 4;
 
+/** Rows of C per subgroup: 32 where M fills the larger block (fewer B loads per multiply-add), else 16. */
+const rowsPerSubgroup = (M: number): 16 | 32 => (M >= 32 * SUBGROUPS ? 32 : 16);
+
+// Packs element(r, c) = S[b·batchStride + r·rs + c·cs] into texel column tx, row r of
+// batch entry b; panelled (B): texel (tx mod 16, r) of layer (tx / 16)·batch + b.
 const packSource = /* wgsl */ `
-struct P { rows: u32, cols: u32, rs: u32, cs: u32, batchStride: u32, tw: u32, th: u32, _p: u32 }
+struct P { rows: u32, cols: u32, rs: u32, cs: u32, batchStride: u32, tw: u32, batch: u32, panelled: u32 }
 @group(0) @binding(0) var<storage, read> S: array<f32>;
 @group(0) @binding(1) var T: texture_storage_2d_array<rgba32float, write>;
 @group(0) @binding(2) var<uniform> p: P;
@@ -45,38 +55,72 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
       if (c < p.cols) { v[j] = S[base + c * p.cs]; }
     }
   }
-  textureStore(T, vec2<u32>(tx, r), gid.z, v);
+  if (p.panelled == 1u) {
+    textureStore(T, vec2<u32>(tx % ${PANEL_TEXELS}u, r), (tx / ${PANEL_TEXELS}u) * p.batch + gid.z, v);
+  } else {
+    textureStore(T, vec2<u32>(tx, r), gid.z, v);
+  }
 }`;
 
 const pad = (x: number, m: number): number => Math.ceil(x / m) * m;
 
+interface Operand {
+  src: Tensor;
+  /** element (r, c) of batch entry b is src[b·rows·cols + r·rs + c·cs] */
+  rows: number;
+  cols: number;
+  rs: number;
+  cs: number;
+  batch: number;
+  rowsPad: number;
+  colsPad: number;
+}
+
+/** Whether the operand is row-major with rows that are whole 256-byte copy rows (and whole panels). */
+const copyable = (o: Operand): boolean => o.cs === 1 && o.rs === o.cols && o.cols === o.colsPad && o.cols % COLS === 0;
+
 /**
- * Packs the rows × cols matrix element(r, c) = src[b·batchStride + r·rs + c·cs] of each
- * batch entry. Where src already has the texture's layout (row-major, cols a multiple
- * of 64 so a row is a whole number of 256-byte copy rows) it is copied instead, which
- * leaves the texture's padding rows undefined: `padRowsUnread` says the multiply never
- * lets them reach a stored result (rows of A past M only make rows of C that are not
- * stored; rows of B past K would be summed in).
+ * A: texel (k/4, m) of layer b. A copy leaves the rows past M undefined; they only
+ * make rows of C that are not stored.
  */
-function pack(device: Device, src: Tensor, rows: number, cols: number, rs: number, cs: number, batch: number, rowsPad: number, colsPad: number, padRowsUnread: boolean) {
-  const tw = colsPad / 4;
-  const t = device.acquireTexture(tw, rowsPad, batch);
-  if (cs === 1 && rs === cols && cols === colsPad && cols % 64 === 0 && (padRowsUnread || rows === rowsPad)) {
-    device.copyToTexture(src.buffer, t, tw, rows, batch);
-    return t;
-  }
-  const pipeline = device.pipeline('matmul tex:pack', 'matmul texture pack', () => packSource);
-  const u = device.uniforms(new UniformWriter().u32(rows, cols, rs, cs, rows * cols, tw, rowsPad, 0).bytes());
-  device.dispatch(pipeline, [src.buffer, t.view, u], [Math.ceil(tw / 64), rowsPad, batch]);
+function packA(device: Device, o: Operand): PooledTexture {
+  const tw = o.colsPad / 4;
+  const t = device.acquireTexture(tw, o.rowsPad, o.batch);
+  if (copyable(o)) device.copyToTexture(o.src.buffer, t, tw, o.rows, o.batch);
+  else packKernel(device, o, t, false);
   return t;
 }
 
-function multiplySource(hasBias: boolean): string {
+/**
+ * B, panel-major: layer panel·batch + b holds columns 64·panel … +63 of batch entry b,
+ * texel (c, k). Copied only where K needs no zero rows (they would be summed in).
+ */
+function packB(device: Device, o: Operand): PooledTexture {
+  const panels = o.colsPad / COLS;
+  const t = device.acquireTexture(PANEL_TEXELS, o.rowsPad, panels * o.batch);
+  if (copyable(o) && o.rows === o.rowsPad) {
+    for (let panel = 0; panel < panels; panel++) {
+      device.copyToTexture(o.src.buffer, t, PANEL_TEXELS, o.rows, o.batch, { offset: panel * COLS * 4, bytesPerRow: o.cols * 4, toLayer: panel * o.batch });
+    }
+  } else {
+    packKernel(device, o, t, true);
+  }
+  return t;
+}
+
+function packKernel(device: Device, o: Operand, t: PooledTexture, panelled: boolean): void {
+  const tw = o.colsPad / 4;
+  const pipeline = device.pipeline('matmul tex:pack', 'matmul texture pack', () => packSource);
+  const u = device.uniforms(new UniformWriter().u32(o.rows, o.cols, o.rs, o.cs, o.rows * o.cols, tw, o.batch, panelled ? 1 : 0).bytes());
+  device.dispatch(pipeline, [o.src.buffer, t.view, u], [Math.ceil(tw / 64), o.rowsPad, o.batch]);
+}
+
+export function multiplySource(TM: number, hasBias: boolean): string {
   const acc: string[] = [];
   for (let i = 0; i < TM; i++) for (let q = 0; q < 2; q++) acc.push(`var c${i}_${q} = vec4<f32>();`);
   const body: string[] = [];
   for (let g = 0; g < TM / 8; g++) body.push(`let ag${g} = textureLoad(A, vec2<u32>(kq, m0 + ${8 * g}u + sg), la);`);
-  for (let kk = 0; kk < 4; kk++) for (let q = 0; q < 2; q++) body.push(`let b${kk}_${q} = textureLoad(B, vec2<u32>(nq + ${q}u, k + ${kk}u), lb);`);
+  for (let kk = 0; kk < 4; kk++) for (let q = 0; q < 2; q++) body.push(`let b${kk}_${q} = textureLoad(B, vec2<u32>(nl + ${q}u, k + ${kk}u), lb);`);
   for (let kk = 0; kk < 4; kk++) for (let i = 0; i < TM; i++) body.push(`let s${kk}_${i} = vec4<f32>(subgroupBroadcast(ag${i >> 3}.${XYZW[kk]}, ${i & 7}u));`);
   // one write per accumulator per 4 k: llvmpipe blends every loop-carried write with
   // the loop mask, so four separate statements cost four blends (measured 1.5× slower)
@@ -91,7 +135,7 @@ function multiplySource(hasBias: boolean): string {
   for (let i = 0; i < TM; i++) {
     for (let q = 0; q < 2; q++) {
       for (let c = 0; c < 4; c++) {
-        const col = `nq * 4u + ${4 * q + c}u`;
+        const col = `n0 + ${4 * q + c}u`;
         stores.push(`if (m0 + ${i}u < p.M && ${col} < p.N) { C[cb + (m0 + ${i}u) * p.N + ${col}] = c${i}_${q}.${XYZW[c]}${hasBias ? ` + bias[${col}]` : ''}; }`);
       }
     }
@@ -103,13 +147,14 @@ struct P { M: u32, N: u32, K4: u32, batchA: u32, batchB: u32, _p0: u32, _p1: u32
 @group(0) @binding(2) var<storage, read_write> C: array<f32>;
 @group(0) @binding(3) var<uniform> p: P;
 ${hasBias ? '@group(0) @binding(4) var<storage, read> bias: array<f32>;' : ''}
-@compute @workgroup_size(8, ${ROWS / TM})
+@compute @workgroup_size(8, ${SUBGROUPS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(subgroup_invocation_id) sg: u32) {
-  let m0 = (wid.y * ${ROWS / TM}u + lid.y) * ${TM}u;
-  let nq = (wid.x * 8u + lid.x) * 2u;
+  let m0 = (wid.y * ${SUBGROUPS}u + lid.y) * ${TM}u;
+  let nl = lid.x * 2u; // the lane's first texel in the panel
+  let n0 = wid.x * ${COLS}u + nl * 4u;
   let la = select(0u, wid.z, p.batchA > 1u);
-  let lb = select(0u, wid.z, p.batchB > 1u);
+  let lb = wid.x * p.batchB + select(0u, wid.z, p.batchB > 1u);
   let cb = wid.z * p.M * p.N;
   ${acc.join(' ')}
   for (var kq = 0u; kq < p.K4; kq++) {
@@ -123,14 +168,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 /** Whether this product's textures and grids fit the device's limits (else the direct kernel runs). */
 export function matmulTextureFits(device: Device, o: Pick<MatmulOptions, 'M' | 'N' | 'K' | 'batch' | 'batchA' | 'batchB'>): boolean {
   const l = device.limits;
-  const Mp = pad(o.M, ROWS);
+  const Mp = pad(o.M, rowsPerSubgroup(o.M) * SUBGROUPS);
   const Np = pad(o.N, COLS);
   const Kp = pad(o.K, 4);
   const dim = l.maxTextureDimension2D;
   const grid = l.maxComputeWorkgroupsPerDimension;
   return (
-    Kp / 4 <= dim && Mp <= dim && Np / 4 <= dim && Kp <= dim &&
-    Math.max(o.batchA, o.batchB) <= l.maxTextureArrayLayers &&
+    Kp / 4 <= dim && Mp <= dim && Kp <= dim &&
+    o.batchA <= l.maxTextureArrayLayers && (Np / COLS) * o.batchB <= l.maxTextureArrayLayers &&
     Math.max(Mp, Kp, o.batch) <= grid // pack rows and batch, multiply batch
   );
 }
@@ -142,19 +187,21 @@ export function matmulTextureFits(device: Device, o: Pick<MatmulOptions, 'M' | '
  */
 export function matmulTexture(device: Device, a: Tensor, b: Tensor, c: Tensor, o: MatmulOptions): void {
   const { M, N, K } = o;
-  const Mp = pad(M, ROWS);
+  const TM = rowsPerSubgroup(M);
+  const rowsPerGroup = TM * SUBGROUPS;
+  const Mp = pad(M, rowsPerGroup);
   const Np = pad(N, COLS);
   const Kp = pad(K, 4);
   // op(A)[m, k]: A stored [M, K] (rs K, cs 1) or, transposed, [K, M] (rs 1, cs M)
-  const at = pack(device, a, M, K, o.transA ? 1 : K, o.transA ? M : 1, o.batchA, Mp, Kp, true);
-  // op(B)[k, n] packed along n: B stored [K, N] (rs N, cs 1) or, transposed, [N, K] (rs 1, cs K)
-  const bt = pack(device, b, K, N, o.transB ? 1 : N, o.transB ? K : 1, o.batchB, Kp, Np, false);
+  const at = packA(device, { src: a, rows: M, cols: K, rs: o.transA ? 1 : K, cs: o.transA ? M : 1, batch: o.batchA, rowsPad: Mp, colsPad: Kp });
+  // op(B)[k, n]: B stored [K, N] (rs N, cs 1) or, transposed, [N, K] (rs 1, cs K)
+  const bt = packB(device, { src: b, rows: K, cols: N, rs: o.transB ? 1 : N, cs: o.transB ? K : 1, batch: o.batchB, rowsPad: Kp, colsPad: Np });
   const hasBias = o.bias !== undefined;
-  const pipeline = device.pipeline(`matmul tex:multiply:${hasBias}`, `matmul texture 16×8 subgroup${hasBias ? ' +bias' : ''}`, () => multiplySource(hasBias));
+  const pipeline = device.pipeline(`matmul tex:multiply:${TM}:${hasBias}`, `matmul texture ${TM}×8 subgroup${hasBias ? ' +bias' : ''}`, () => multiplySource(TM, hasBias));
   const u = device.uniforms(new UniformWriter().u32(M, N, Kp / 4, o.batchA, o.batchB, 0, 0, 0).bytes());
   const bindings = [at.view, bt.view, c.buffer, u];
   if (o.bias) bindings.push(o.bias.buffer);
-  device.dispatch(pipeline, bindings, [Np / COLS, Mp / ROWS, o.batch]);
+  device.dispatch(pipeline, bindings, [Np / COLS, Mp / rowsPerGroup, o.batch]);
   device.releaseTexture(at);
   device.releaseTexture(bt);
 }

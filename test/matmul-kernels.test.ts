@@ -28,7 +28,8 @@ const CONFIGS: MatmulConfig[] = [
   // textures + subgroups (lavapipe); where the adapter has no subgroups of 8 this falls back to the direct kernel
   { kind: 'texture' },
 ];
-const dim = fc.constantFrom(1, 3, 4, 13, 36, 70);
+// 70: two panels of B in the texture kernel; 130: its 32-row subgroups (M ≥ 128)
+const dim = fc.constantFrom(1, 3, 4, 13, 36, 70, 130);
 
 for (const cfg of CONFIGS) {
   describe(`matmul kernel: ${configName(cfg)}`, () => {
@@ -83,7 +84,8 @@ describe('texture matmul: operands already in the packed layout', () => {
         const big = (n: number) => new Float32Array(n).fill(3e38);
         await tidy(() => matmul(tensor(device, big(M * K), [M, K]), tensor(device, big(K * N), [K, N]))).toArray();
       }
-      for (const [ba, bb, M, K, N] of [[0, 0, 37, 128, 64], [2, 0, 5, 64, 128], [2, 2, 61, 64, 128]] as const) {
+      // B is copied one 64-column panel at a time (several panels, batched panels, 32-row subgroups at M ≥ 128)
+      for (const [ba, bb, M, K, N] of [[0, 0, 37, 128, 64], [2, 0, 5, 64, 128], [2, 2, 61, 64, 128], [0, 0, 130, 64, 192], [0, 3, 128, 128, 192]] as const) {
         const a = randomArr(rng, [...(ba ? [ba] : []), M, K]);
         const b = randomArr(rng, [...(bb ? [bb] : []), K, N]);
         const before = device.executionStats().dispatches;
@@ -112,7 +114,10 @@ describe('matmul kernel choice', () => {
     const base = { transA: false, transB: false, batchA: 1, batchB: 1, batch: 1, M: 256, N: 256, K: 256 };
     const tooTall = { ...base, M: l.maxTextureDimension2D + 64 };
     const tooManyLayers = { ...base, batchA: l.maxTextureArrayLayers + 1, batch: l.maxTextureArrayLayers + 1 };
-    for (const o of [tooTall, tooManyLayers]) assert.notEqual(chooseConfig(device, o).kind, 'texture', JSON.stringify(o));
+    // B takes one layer per 64-column panel per batch entry
+    const tooManyPanels = { ...base, N: 64 * (l.maxTextureArrayLayers + 1) };
+    const tooManyBatchedPanels = { ...base, N: 128, batchB: l.maxTextureArrayLayers / 2 + 1, batch: l.maxTextureArrayLayers / 2 + 1 };
+    for (const o of [tooTall, tooManyLayers, tooManyPanels, tooManyBatchedPanels]) assert.notEqual(chooseConfig(device, o).kind, 'texture', JSON.stringify(o));
     matmulKernelConfig.force = { kind: 'texture' };
     try {
       assert.notEqual(chooseConfig(device, tooTall).kind, 'texture');

@@ -33,7 +33,7 @@ export async function makeRawDevice(extraFlags: string[] = [], wantSubgroups = f
   if (hasSubgroups) features.push('subgroups' as GPUFeatureName);
   const device = await adapter.requestDevice({
     requiredFeatures: features,
-    requiredLimits: { maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize, maxBufferSize: adapter.limits.maxBufferSize },
+    requiredLimits: { maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize, maxBufferSize: adapter.limits.maxBufferSize, maxTextureDimension2D: adapter.limits.maxTextureDimension2D, maxTextureArrayLayers: adapter.limits.maxTextureArrayLayers },
   });
   const i = adapter.info;
   const errors: string[] = [];
