@@ -124,7 +124,12 @@ export function rowConvFits(device: Device, g: ConvGeometry, gradInput: boolean)
   );
 }
 
-function rowConvSource(TM: number, K: number, S: number, hasBias: boolean, scatter: boolean): string {
+/**
+ * rawWeights (1×1 forward, C a multiple of 4): Wt is the weight tensor [M, C] copied
+ * byte for byte (16 texels per row), so output channel m's quad cq is texel m·C/4 + cq;
+ * rows past M read past the copy (an indeterminate value, never stored).
+ */
+function rowConvSource(TM: number, K: number, S: number, hasBias: boolean, scatter: boolean, rawWeights = false): string {
   const P = (K - 1) / 2;
   // 1×1: a weight texel holds 4 input channels; an iteration takes CQ channels
   const CQ = K === 1 ? ONE_BY_ONE_CHANNELS : 1;
@@ -134,7 +139,10 @@ function rowConvSource(TM: number, K: number, S: number, hasBias: boolean, scatt
   const terms: string[][] = Array.from({ length: TM }, () => []);
   if (CQ > 1) {
     for (let q = 0; q < CQ / 4; q++) {
-      for (let g = 0; g < TM / 8; g++) body.push(`let w${q}_${g} = textureLoad(Wt, vec2<u32>(cq * ${CQ / 4}u + ${q}u, m0 + ${8 * g}u + sg), 0u);`);
+      for (let g = 0; g < TM / 8; g++) {
+        const t = `(m0 + ${8 * g}u + sg) * (p.c / 4u) + cq * ${CQ / 4}u + ${q}u`;
+        body.push(`let w${q}_${g} = textureLoad(Wt, ${rawWeights ? `vec2<u32>((${t}) % 16u, (${t}) / 16u)` : `vec2<u32>(cq * ${CQ / 4}u + ${q}u, m0 + ${8 * g}u + sg)`}, 0u);`);
+      }
       for (let m = 0; m < TM; m++) body.push(`let s${q}_${m} = subgroupShuffle(w${q}_${m >> 3}, ${m & 7}u);`);
     }
   }
@@ -279,16 +287,23 @@ export function rowConv(device: Device, input: Tensor, weight: Tensor, bias: Ten
   const mPad = Math.ceil(m / TM) * TM;
   const iters = K === 1 ? Math.ceil(c / ONE_BY_ONE_CHANNELS) : c;
   const tw = K === 1 ? (iters * ONE_BY_ONE_CHANNELS) / 4 : c * K;
-  const wt = device.acquireTexture(tw, mPad, 1);
-  const packPipeline = device.pipeline('conv2d rows:packWeight', 'conv2d rows pack (weight)', () => packWeightSource);
-  const mode = stride2 ? PackMode.Transposed : gradInput ? PackMode.Rotated : PackMode.Forward;
-  const pu = device.uniforms(new UniformWriter().u32(m, c, K, mode, tw, mPad, g.cin, 0).bytes());
-  device.dispatch(packPipeline, [weight.buffer, wt.view, pu], [Math.ceil((tw * mPad) / 64), 1, 1]);
+  // a 1×1 forward's weights [M, C] already hold its texels in order: copied, not packed
+  const rawWeights = K === 1 && !gradInput && c % 4 === 0 && (m * c) % 64 === 0 && (m * c) / 64 <= device.limits.maxTextureDimension2D;
+  let wt: PooledTexture;
+  if (rawWeights) {
+    wt = copyRaw(device, weight, m * c, 1);
+  } else {
+    wt = device.acquireTexture(tw, mPad, 1);
+    const packPipeline = device.pipeline('conv2d rows:packWeight', 'conv2d rows pack (weight)', () => packWeightSource);
+    const mode = stride2 ? PackMode.Transposed : gradInput ? PackMode.Rotated : PackMode.Forward;
+    const pu = device.uniforms(new UniformWriter().u32(m, c, K, mode, tw, mPad, g.cin, 0).bytes());
+    device.dispatch(packPipeline, [weight.buffer, wt.view, pu], [Math.ceil((tw * mPad) / 64), 1, 1]);
+  }
   const hasBias = bias !== undefined;
-  const what = `${K}×${K}, stride ${S}${scatter ? ', scattered ×2' : ''}, ${TM} channels${hasBias ? ', +bias' : ''}`;
+  const what = `${K}×${K}, stride ${S}${scatter ? ', scattered ×2' : ''}, ${TM} channels${hasBias ? ', +bias' : ''}${rawWeights ? ', raw weights' : ''}`;
   const pipeline = stride2
     ? device.pipeline('conv2d rows:gradInputStride2', 'conv2d rows (grad input of 3×3 stride 2)', gradInputStride2Source)
-    : device.pipeline(`conv2d rows:${TM}:${K}:${S}:${hasBias}:${scatter}`, `conv2d rows (${what})`, () => rowConvSource(TM, K, S, hasBias, scatter));
+    : device.pipeline(`conv2d rows:${TM}:${K}:${S}:${hasBias}:${scatter}:${rawWeights}`, `conv2d rows (${what})`, () => rowConvSource(TM, K, S, hasBias, scatter, rawWeights));
   const lanesPerRow = gridW / 4;
   const lanes = g.batch * gridH * lanesPerRow;
   const u = device.uniforms(new UniformWriter().u32(c, h, w / 4, gridH, lanesPerRow, m, lanes, iters).bytes());

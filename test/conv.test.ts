@@ -107,7 +107,7 @@ describe('conv2d', () => {
     }
   });
 
-  it('texture path, row kernel (NCHW read through a copied texture): 1 to 16 lanes per row, strides 1 and 2, 1×1 and 3×3, 16- and 32-channel blocks, 1×1 weight gradients, channels not multiples of 4 or of the block; and the repacked correlation on the same shapes', async (t) => {
+  it('texture path, row kernel (NCHW read through a copied texture): 1 to 16 lanes per row, strides 1 and 2, 1×1 and 3×3, 16- and 32-channel blocks, 1×1 weights packed or copied raw, 1×1 weight gradients, channels not multiples of 4 or of the block; and the repacked correlation on the same shapes', async (t) => {
     if (!textureConvSupported(device)) return t.skip('no subgroups of 8 lanes on this adapter');
     const saved = { ...convPathConfig };
     convPathConfig.path = 'texture';
@@ -133,6 +133,8 @@ describe('conv2d', () => {
         [2, 20, 18, 8, 32, 1, 2], // 1×1 stride 2 (a projection shortcut): 32-channel blocks both ways, grad input scattered, partial quads, weight gradient in 2×3 blocks
         [2, 4, 24, 2, 64, 1, 1], // 1×1, 16 lanes per row (no neighbours needed)
         [3, 5, 8, 8, 8, 1, 1], // 1×1 stride 1, a partial channel quad
+        [2, 16, 36, 8, 16, 1, 2], // 1×1 stride 2, weights copied raw (36·16 a multiple of 64); the partial block's rows read past the copy
+        [2, 8, 24, 4, 16, 1, 1], // 1×1 stride 1, weights copied raw, one partial 32-channel block
       ] as const) {
         const padding = (k - 1) / 2;
         const g = { batch, cin, h, w, cout, kh: k, kw: k, ho: h / stride, wo: w / stride, strideH: stride, strideW: stride, padH: padding, padW: padding };
