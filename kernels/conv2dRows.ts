@@ -316,10 +316,14 @@ export function rowConv(device: Device, input: Tensor, weight: Tensor, bias: Ten
 
 // ------------------------------------------------------ grad weight, 1×1
 
-/** Whether rowGradWeight computes this convolution's weight gradient (1×1, no padding, stride 1 or 2). */
+/**
+ * Whether rowGradWeight computes this convolution's weight gradient: 1×1 without
+ * padding or 3×3 with padding 1, stride 1 or 2, output rows of whole quads of pixels.
+ */
 export function rowGradWeightFits(device: Device, g: ConvGeometry): boolean {
   const s = g.strideH;
-  if (g.kh !== 1 || g.kw !== 1 || g.padH !== 0 || g.padW !== 0 || g.strideW !== s || (s !== 1 && s !== 2)) return false;
+  const k = g.kh;
+  if ((k !== 1 && k !== 3) || g.kw !== k || g.padH !== (k - 1) / 2 || g.padW !== g.padH || g.strideW !== s || (s !== 1 && s !== 2)) return false;
   if (g.h !== g.ho * s || g.w !== g.wo * s || g.wo % 4 !== 0) return false;
   const l = device.limits;
   const xRows = (g.cin * g.h * g.w) / 64;
@@ -385,20 +389,115 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
 }`;
 }
 
+// ------------------------------------------------------ grad weight, 3×3
+
+const GW3_TM = 16; // output channels per subgroup: two dY texels, broadcast to every lane
+
+// dW of a 3×3 convolution (padding 1, stride S) as a matmul over the output pixels:
+// one subgroup per workgroup owns 16 output channels × 8 input channels (one per
+// lane) × 9 taps and one slice of the batch's output rows, walking each row a quad
+// of 4 output pixels at a time. Per quad, lanes 0-7 load the dY texels of output
+// channels co0 + lane and co0 + 8 + lane (4 pixels each), broadcast to all lanes;
+// each lane loads the input texels of its channel under the quad in the 3 input rows
+// and forms the 4 input pixels each tap kx multiplies (stride 1: the texel under the
+// quad and its neighbours, the left one and the centre carried from the previous
+// quad; stride 2: the two texels under the quad and the left one carried), so 9 taps
+// × 16 channels take 2 + 3·S texel loads per 576 multiply-adds, 4 chained per write.
+// Lanes never reduce: each lane's accumulators are its channel's weights.
+function rowGradWeight3x3Source(S: number, Q: number, HO: number): string {
+  const TM = GW3_TM;
+  const decl: string[] = [];
+  const rowStart: string[] = ['let n = r / HO;', 'let oy = r % HO;', 'let dA = (coA * HO + oy) * Q;', 'let dB = (coB * HO + oy) * Q;'];
+  const body: string[] = [`let da = ${rawLoad('D', 'dA + xq')};`, `let db = ${rawLoad('D', 'dB + xq')};`];
+  for (let m = 0; m < TM; m++) for (let c = 0; c < 4; c++) body.push(`let s${m}_${c} = subgroupBroadcast(${m < 8 ? 'da' : 'db'}.${XYZW[c]}, ${m & 7}u);`);
+  const carry: string[] = [];
+  for (let ky = 0; ky < 3; ky++) {
+    decl.push(`var L${ky} = vec4<f32>();`);
+    // the input row under output row oy for tap row ky; rows of the padding read as zeros
+    rowStart.push(`let iy${ky} = i32(oy * ${S}u) + ${ky - 1}; let ok${ky} = iy${ky} >= 0 && iy${ky} < i32(HO * ${S}u);`);
+    rowStart.push(`let xb${ky} = (ci * HO * ${S}u + u32(clamp(iy${ky}, 0, i32(HO * ${S}u) - 1))) * ${Q * S}u;`);
+    rowStart.push(`L${ky} = vec4<f32>();`);
+    const cols: string[] = [];
+    if (S === 1) {
+      decl.push(`var C${ky} = vec4<f32>();`);
+      rowStart.push(`C${ky} = select(vec4<f32>(), ${rawLoad('X', `xb${ky}`)}, ok${ky});`);
+      body.push(`let R${ky} = select(vec4<f32>(), ${rawLoad('X', `xb${ky} + xq + 1u`)}, ok${ky} && xq + 1u < Q);`);
+      cols.push(`vec4<f32>(L${ky}.w, C${ky}.x, C${ky}.y, C${ky}.z)`, `C${ky}`, `vec4<f32>(C${ky}.y, C${ky}.z, C${ky}.w, R${ky}.x)`);
+      carry.push(`L${ky} = C${ky};`, `C${ky} = R${ky};`);
+    } else {
+      body.push(`let E${ky} = select(vec4<f32>(), ${rawLoad('X', `xb${ky} + 2u * xq`)}, ok${ky});`);
+      body.push(`let F${ky} = select(vec4<f32>(), ${rawLoad('X', `xb${ky} + 2u * xq + 1u`)}, ok${ky});`);
+      cols.push(`vec4<f32>(L${ky}.w, E${ky}.y, E${ky}.w, F${ky}.y)`, `vec4<f32>(E${ky}.x, E${ky}.z, F${ky}.x, F${ky}.z)`, `vec4<f32>(E${ky}.y, E${ky}.w, F${ky}.y, F${ky}.w)`);
+      carry.push(`L${ky} = F${ky};`);
+    }
+    for (let kx = 0; kx < 3; kx++) body.push(`let v${ky}_${kx} = ${cols[kx]};`);
+  }
+  const out: string[] = [];
+  for (let m = 0; m < TM; m++) {
+    for (let ky = 0; ky < 3; ky++) {
+      for (let kx = 0; kx < 3; kx++) {
+        const a = `a${m}_${ky}_${kx}`;
+        decl.push(`var ${a} = 0.0;`);
+        const e = [0, 1, 2, 3].reduce((acc, c) => `fma(s${m}_${c}, v${ky}_${kx}.${XYZW[c]}, ${acc})`, a);
+        body.push(`${a} = ${e};`);
+        out.push(`if (co0 + ${m}u < p.cout) { part[base + (co0 + ${m}u) * p.cin * 9u + ${ky * 3 + kx}u] = ${a}; }`);
+      }
+    }
+  }
+  body.push(...carry);
+  return /* wgsl */ `enable subgroups;
+const Q = ${Q}u; // quads of 4 pixels per output row
+const HO = ${HO}u; // output rows per image
+struct P { rows: u32, rowsPerSlice: u32, cout: u32, cin: u32, coBlocks: u32, _p0: u32, _p1: u32, _p2: u32 }
+@group(0) @binding(0) var D: texture_storage_2d_array<rgba32float, read>;
+@group(0) @binding(1) var X: texture_storage_2d_array<rgba32float, read>;
+@group(0) @binding(2) var<storage, read_write> part: array<f32>;
+@group(0) @binding(3) var<uniform> p: P;
+@compute @workgroup_size(8)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) sg: u32) {
+  let co0 = (wid.x % p.coBlocks) * ${TM}u;
+  let ci0 = (wid.x / p.coBlocks) * 8u;
+  // lanes past the channels repeat the last one and store nothing
+  let ci = min(ci0 + sg, p.cin - 1u);
+  let coA = min(co0 + sg, p.cout - 1u);
+  let coB = min(co0 + 8u + sg, p.cout - 1u);
+  let r0 = wid.y * p.rowsPerSlice;
+  let r1 = min(p.rows, r0 + p.rowsPerSlice);
+  ${decl.join('\n  ')}
+  for (var r = r0; r < r1; r++) {
+    ${rowStart.join('\n    ')}
+    for (var xq = 0u; xq < Q; xq++) {
+      ${body.join('\n      ')}
+    }
+  }
+  if (ci0 + sg < p.cin) {
+    let base = wid.y * p.cout * p.cin * 9u + (ci0 + sg) * 9u;
+    ${out.join('\n    ')}
+  }
+}`;
+}
+
 /**
- * Records the weight gradient of a 1×1 convolution (rowGradWeightFits) as `slices`
- * partial sums over rows of the batch's output (`rowsPerSlice` rows each) into
- * `parts` ([slices, Cout, Cin]), reading dY and X unpacked.
+ * Records the weight gradient of a 1×1 or 3×3 convolution (rowGradWeightFits) as
+ * `slices` partial sums over rows of the batch's output (`rowsPerSlice` rows each)
+ * into `parts` ([slices, Cout, Cin, KH, KW]), reading dY and X unpacked.
  */
 export function rowGradWeight(device: Device, dy: Tensor, x: Tensor, parts: Tensor, g: ConvGeometry, slices: number, rowsPerSlice: number): void {
   const S = g.strideH;
   const dyt = copyRaw(device, dy, g.cout * g.ho * g.wo, g.batch);
   const xt = copyRaw(device, x, g.cin * g.h * g.w, g.batch);
   const Q = g.wo / 4;
-  const pipeline = device.pipeline(`conv2d rows:gradWeight:${S}:${Q}:${g.ho}`, `conv2d rows grad weight (1×1, stride ${S})`, () => rowGradWeightSource(S, Q, g.ho));
-  const coBlocks = Math.ceil(g.cout / GW_TM);
-  const u = device.uniforms(new UniformWriter().u32(g.batch * g.ho, rowsPerSlice, g.cout, g.cin, g.h, g.w / 4, coBlocks, 0).bytes());
-  device.dispatch(pipeline, [dyt.view, xt.view, parts.buffer, u], [coBlocks * Math.ceil(g.cin / GW_TC), slices, 1]);
+  if (g.kh === 3) {
+    const pipeline = device.pipeline(`conv2d rows:gradWeight3x3:${S}:${Q}:${g.ho}`, `conv2d rows grad weight (3×3, stride ${S})`, () => rowGradWeight3x3Source(S, Q, g.ho));
+    const coBlocks = Math.ceil(g.cout / GW3_TM);
+    const u = device.uniforms(new UniformWriter().u32(g.batch * g.ho, rowsPerSlice, g.cout, g.cin, coBlocks, 0, 0, 0).bytes());
+    device.dispatch(pipeline, [dyt.view, xt.view, parts.buffer, u], [coBlocks * Math.ceil(g.cin / 8), slices, 1]);
+  } else {
+    const pipeline = device.pipeline(`conv2d rows:gradWeight:${S}:${Q}:${g.ho}`, `conv2d rows grad weight (1×1, stride ${S})`, () => rowGradWeightSource(S, Q, g.ho));
+    const coBlocks = Math.ceil(g.cout / GW_TM);
+    const u = device.uniforms(new UniformWriter().u32(g.batch * g.ho, rowsPerSlice, g.cout, g.cin, g.h, g.w / 4, coBlocks, 0).bytes());
+    device.dispatch(pipeline, [dyt.view, xt.view, parts.buffer, u], [coBlocks * Math.ceil(g.cin / GW_TC), slices, 1]);
+  }
   device.releaseTexture(dyt);
   device.releaseTexture(xt);
 }
