@@ -196,36 +196,32 @@ export function avgPoolBackward(device: Device, dy: Tensor, dx: Tensor, g: PoolG
 
 // ------------------------------------------------------- global average pool
 
-const GWG = 64;
-
-const globalForwardSource = /* wgsl */ `
+// One invocation per plane, summing it in order (vec4 loads where planes are whole
+// vec4s): llvmpipe runs a workgroup tree reduction's barriers as coroutine switches,
+// which made a 64-lane reduction per plane ~20× slower on the ResNet head.
+const globalForwardSource = (vec4: boolean): string => /* wgsl */ `
+const WG = ${WG}u;
 struct Params { planes: u32, plane: u32 }
-@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<${vec4 ? 'vec4<f32>' : 'f32'}>;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
 @group(0) @binding(2) var<uniform> p: Params;
-var<workgroup> tree: array<f32, ${GWG}>;
-@compute @workgroup_size(${GWG})
+@compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
-  let o = wid.x + wid.y * nwg.x;
-  var acc = 0.0;
-  if (o < p.planes) {
-    for (var j = lid.x; j < p.plane; j += ${GWG}u) { acc += x[o * p.plane + j]; }
-  }
-  tree[lid.x] = acc;
-  workgroupBarrier();
-  for (var s = ${GWG / 2}u; s > 0u; s = s / 2u) {
-    if (lid.x < s) { tree[lid.x] += tree[lid.x + s]; }
-    workgroupBarrier();
-  }
-  if (lid.x == 0u && o < p.planes) { y[o] = tree[0] / f32(p.plane); }
+  let o = ${FLAT_INDEX};
+  if (o >= p.planes) { return; }
+  let n = ${vec4 ? 'p.plane / 4u' : 'p.plane'};
+  var acc = ${vec4 ? 'vec4<f32>()' : '0.0'};
+  for (var j = 0u; j < n; j++) { acc += x[o * n + j]; }
+  y[o] = ${vec4 ? '(acc.x + acc.y + acc.z + acc.w)' : 'acc'} / f32(p.plane);
 }`;
 
 /** Records y[plane] = mean of x over the plane (x: planes × plane values). */
 export function globalAvgPoolForward(device: Device, x: Tensor, y: Tensor, planes: number, plane: number): void {
-  const pipeline = device.pipeline('globalAvgPool forward', 'global avg pool', () => globalForwardSource);
+  const vec4 = plane % 4 === 0;
+  const pipeline = device.pipeline(`globalAvgPool forward:${vec4}`, `global avg pool${vec4 ? ' (vec4)' : ''}`, () => globalForwardSource(vec4));
   const u = device.uniforms(new UniformWriter().u32(planes, plane).bytes());
-  device.dispatch(pipeline, [x.buffer, y.buffer, u], grid1d(planes, 1));
+  device.dispatch(pipeline, [x.buffer, y.buffer, u], grid1d(planes));
 }
 
 const globalBackwardSource = /* wgsl */ `
@@ -318,6 +314,65 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   dx[(plane * p.h + ih) * p.w + iw] = v;
 }`;
 
+// The same by quads of 4 pixels along a row (widths a multiple of 4, strides 1, 2
+// or 4, so which pixels of a quad are on the grid is known here): one vec4 store
+// where the scalar kernel made four (stores cost llvmpipe a bounds check and a
+// scatter per lane), and rows off the grid load nothing.
+function shortcutForwardQuadSource(cout: number, stride: number): string {
+  const loads = [0, 1, 2, 3].map((j) => `x[row + (q * 4u + ${j}u) * STRIDE]`).join(', ');
+  return /* wgsl */ `
+${SHORTCUT_PARAMS}
+const COUT = ${cout}u;
+const STRIDE = ${stride}u;
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<vec4<f32>>;
+@group(0) @binding(2) var<uniform> p: Params;
+@compute @workgroup_size(8, 8)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let q = gid.x;
+  let oh = gid.y;
+  let plane = gid.z + p.planeOffset;
+  if (q >= p.wo / 4u || oh >= p.ho) { return; }
+  let c = plane % COUT;
+  let n = plane / COUT;
+  var v = vec4<f32>();
+  if (c >= p.before && c < p.before + p.cin) {
+    let row = ((n * p.cin + c - p.before) * p.h + oh * STRIDE) * p.w;
+    v = vec4<f32>(${loads});
+  }
+  y[(plane * p.ho + oh) * (p.wo / 4u) + q] = v;
+}`;
+}
+
+function shortcutBackwardQuadSource(cin: number, stride: number): string {
+  const per = 4 / stride; // dY pixels per quad of dX
+  const parts = [0, 1, 2, 3].map((j) => (j % stride === 0 ? `dy[row + q * ${per}u + ${j / stride}u]` : '0.0'));
+  return /* wgsl */ `
+${SHORTCUT_PARAMS}
+const CIN = ${cin}u;
+const STRIDE = ${stride}u;
+@group(0) @binding(0) var<storage, read> dy: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dx: array<vec4<f32>>;
+@group(0) @binding(2) var<uniform> p: Params;
+@compute @workgroup_size(8, 8)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let q = gid.x;
+  let ih = gid.y;
+  let plane = gid.z + p.planeOffset;
+  if (q >= p.w / 4u || ih >= p.h) { return; }
+  let c = plane % CIN;
+  let n = plane / CIN;
+  var v = vec4<f32>();
+  if (ih % STRIDE == 0u) {
+    let row = ((n * p.cout + c + p.before) * p.ho + ih / STRIDE) * p.wo;
+    v = vec4<f32>(${parts.join(', ')});
+  }
+  dx[(plane * p.h + ih) * (p.w / 4u) + q] = v;
+}`;
+}
+
+const quadStride = (s: number): boolean => s === 1 || s === 2 || s === 4;
+
 /** Dispatches over `planes` image planes in chunks a grid dimension can hold. */
 function dispatchPlanes(device: Device, pipeline: GPUComputePipeline, bufs: GPUBuffer[], g: ShortcutGeometry, n: number, w: number, h: number, planes: number): void {
   const max = device.limits.maxComputeWorkgroupsPerDimension;
@@ -327,11 +382,21 @@ function dispatchPlanes(device: Device, pipeline: GPUComputePipeline, bufs: GPUB
 }
 
 export function shortcutForward(device: Device, x: Tensor, y: Tensor, g: ShortcutGeometry): void {
+  if (g.wo % 4 === 0 && quadStride(g.stride)) {
+    const pipeline = device.pipeline(`shortcutA forward quads:${g.cout}:${g.stride}`, 'subsample + pad channels (vec4)', () => shortcutForwardQuadSource(g.cout, g.stride));
+    dispatchPlanes(device, pipeline, [x.buffer, y.buffer], g, y.size, g.wo / 4, g.ho, g.batch * g.cout);
+    return;
+  }
   const pipeline = device.pipeline(`shortcutA forward:${g.cout}:${g.stride}`, 'subsample + pad channels', () => shortcutForwardSource(g.cout, g.stride));
   dispatchPlanes(device, pipeline, [x.buffer, y.buffer], g, y.size, g.wo, g.ho, g.batch * g.cout);
 }
 
 export function shortcutBackward(device: Device, dy: Tensor, dx: Tensor, g: ShortcutGeometry): void {
+  if (g.w % 4 === 0 && quadStride(g.stride)) {
+    const pipeline = device.pipeline(`shortcutA backward quads:${g.cin}:${g.stride}`, 'subsample + pad channels backward (vec4)', () => shortcutBackwardQuadSource(g.cin, g.stride));
+    dispatchPlanes(device, pipeline, [dy.buffer, dx.buffer], g, dx.size, g.w / 4, g.h, g.batch * g.cin);
+    return;
+  }
   const pipeline = device.pipeline(`shortcutA backward:${g.cin}:${g.stride}`, 'subsample + pad channels backward', () => shortcutBackwardSource(g.cin, g.stride));
   dispatchPlanes(device, pipeline, [dy.buffer, dx.buffer], g, dx.size, g.w, g.h, g.batch * g.cin);
 }

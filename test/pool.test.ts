@@ -70,8 +70,23 @@ describe('pooling', () => {
       }),
       { numRuns: 10 },
     );
-    // a plane larger than the workgroup, many planes
-    await checkOp(device, { inputs: [randomArr(new Rng(1), [4, 70, 17, 19])], gpu: ([t]) => globalAvgPool2d(t!), ref: refGlobalAvgPool });
+    // a plane larger than the workgroup, many planes; planes of whole vec4s (the ResNet head's 8×8), of one vec4
+    for (const shape of [[4, 70, 17, 19], [3, 70, 8, 8], [5, 3, 2, 2]]) {
+      await checkOp(device, { inputs: [randomArr(new Rng(1), shape)], gpu: ([t]) => globalAvgPool2d(t!), ref: refGlobalAvgPool });
+    }
+  });
+
+  it('option-A shortcut by quads of pixels (widths a multiple of 4, strides 1, 2, 4) matches the reference', async () => {
+    // [batch, channels, h, w], out channels, stride, channels before: quads both ways, or only backward (output width 6)
+    for (const [shape, out, stride, before] of [
+      [[2, 3, 8, 16], 8, 2, 2],
+      [[2, 5, 7, 12], 9, 2, 1],
+      [[1, 3, 4, 8], 5, 1, 0],
+      [[2, 3, 9, 16], 6, 4, 3],
+    ] as const) {
+      const x = randomArr(new Rng(shape[3] * 7 + stride), [...shape]);
+      await checkOp(device, { inputs: [x], gpu: ([t]) => subsamplePadChannels(t!, out, stride, before), ref: refSubsamplePadChannels(out, stride, before) });
+    }
   });
 
   it('option-A shortcut (subsample, zero channels) matches the reference', async () => {
