@@ -128,15 +128,18 @@ export function rowConvFits(device: Device, g: ConvGeometry, gradInput: boolean)
  * rawWeights (1×1 forward, C a multiple of 4): Wt is the weight tensor [M, C] copied
  * byte for byte (16 texels per row), so output channel m's quad cq is texel m·C/4 + cq;
  * rows past M read past the copy (an indeterminate value, never stored).
+ * V (stride 1, not scattered): texels of output pixels per lane along the row (1 or 2);
+ * with 2 a lane owns 8 pixels, and each shuffled weight feeds twice the multiply-adds.
  */
-function rowConvSource(TM: number, K: number, S: number, hasBias: boolean, scatter: boolean, rawWeights = false): string {
+function rowConvSource(TM: number, K: number, S: number, hasBias: boolean, scatter: boolean, rawWeights = false, V = 1): string {
   const P = (K - 1) / 2;
   // 1×1: a weight texel holds 4 input channels; an iteration takes CQ channels
   const CQ = K === 1 ? ONE_BY_ONE_CHANNELS : 1;
   const decl: string[] = [];
-  for (let m = 0; m < TM; m++) decl.push(`var a${m} = vec4<f32>();`);
+  for (let m = 0; m < TM; m++) for (let v = 0; v < V; v++) decl.push(`var a${m}_${v} = vec4<f32>();`);
   const body: string[] = [];
-  const terms: string[][] = Array.from({ length: TM }, () => []);
+  // terms[m][v]: the products summed into accumulator (m, v), as "weight|pixels"
+  const terms: string[][][] = Array.from({ length: TM }, () => Array.from({ length: V }, () => []));
   if (CQ > 1) {
     for (let q = 0; q < CQ / 4; q++) {
       for (let g = 0; g < TM / 8; g++) {
@@ -146,51 +149,59 @@ function rowConvSource(TM: number, K: number, S: number, hasBias: boolean, scatt
       for (let m = 0; m < TM; m++) body.push(`let s${q}_${m} = subgroupShuffle(w${q}_${m >> 3}, ${m & 7}u);`);
     }
   }
+  const T = S * V; // input texels per lane per row
   for (let j = 0; j < CQ; j++) {
     // channels past C (the last quad of a 1×1) read channel C−1 against zero weights
     body.push(`let ci${j} = ${CQ > 1 ? `min(cq * ${CQ}u + ${j}u, p.c - 1u)` : 'cq'};`);
     for (let ky = 0; ky < K; ky++) {
       const id = `${j}_${ky}`;
       body.push(`let iy${id} = i32(oy * ${S}u + ${ky}u) - ${P};`);
-      body.push(`let t${id} = (ci${j} * p.h + u32(clamp(iy${id}, 0, i32(p.h) - 1))) * p.w4 + xl * ${S}u;`);
+      body.push(`let t${id} = (ci${j} * p.h + u32(clamp(iy${id}, 0, i32(p.h) - 1))) * p.w4 + xl * ${T}u;`);
       body.push(`let ok${id} = iy${id} >= 0 && iy${id} < i32(p.h);`);
-      for (let q = 0; q < S; q++) body.push(`let x${id}_${q} = select(vec4<f32>(), ${rawLoad('X', `t${id} + ${q}u`)}, ok${id});`);
-      // input pixel i (relative to the lane's first texel) for i in [-P, 4S + P)
+      for (let q = 0; q < T; q++) body.push(`let x${id}_${q} = select(vec4<f32>(), ${rawLoad('X', `t${id} + ${q}u`)}, ok${id});`);
+      // input pixel i (relative to the lane's first texel) for i in [-P, 4T + P)
       const inp = (i: number): string => {
         if (i < 0) return `l${id}`;
-        if (i >= 4 * S) return `r${id}`;
+        if (i >= 4 * T) return `r${id}`;
         return `x${id}_${i >> 2}.${XYZW[i & 3]}`;
       };
       const used = new Set<number>();
-      for (let kx = 0; kx < K; kx++) for (let px = 0; px < 4; px++) used.add(px * S - P + kx);
-      if ([...used].some((i) => i < 0)) body.push(`let l${id} = select(0.0, subgroupShuffle(x${id}_${S - 1}.w, (sg + 7u) & 7u), hasLeft);`);
-      if ([...used].some((i) => i >= 4 * S)) body.push(`let r${id} = select(0.0, subgroupShuffle(x${id}_0.x, (sg + 1u) & 7u), hasRight);`);
-      for (let kx = 0; kx < K; kx++) body.push(`let v${id}_${kx} = vec4<f32>(${[0, 1, 2, 3].map((px) => inp(px * S - P + kx)).join(', ')});`);
+      for (let kx = 0; kx < K; kx++) for (let o = 0; o < 4 * V; o++) used.add(o * S - P + kx);
+      if ([...used].some((i) => i < 0)) body.push(`let l${id} = select(0.0, subgroupShuffle(x${id}_${T - 1}.w, (sg + 7u) & 7u), hasLeft);`);
+      if ([...used].some((i) => i >= 4 * T)) body.push(`let r${id} = select(0.0, subgroupShuffle(x${id}_0.x, (sg + 1u) & 7u), hasRight);`);
+      for (let kx = 0; kx < K; kx++) {
+        for (let v = 0; v < V; v++) body.push(`let v${id}_${kx}_${v} = vec4<f32>(${[0, 1, 2, 3].map((px) => inp((4 * v + px) * S - P + kx)).join(', ')});`);
+      }
       if (CQ > 1) {
-        for (let m = 0; m < TM; m++) terms[m]!.push(`s${j >> 2}_${m}.${XYZW[j & 3]}|v${id}_0`);
+        for (let m = 0; m < TM; m++) for (let v = 0; v < V; v++) terms[m]![v]!.push(`s${j >> 2}_${m}.${XYZW[j & 3]}|v${id}_0_${v}`);
       } else {
         for (let g = 0; g < TM / 8; g++) body.push(`let w${id}_${g} = textureLoad(Wt, vec2<u32>(cq * ${K}u + ${ky}u, m0 + ${8 * g}u + sg), 0u);`);
         for (let m = 0; m < TM; m++) {
           body.push(`let s${id}_${m} = subgroupShuffle(w${id}_${m >> 3}, ${m & 7}u);`);
-          for (let kx = 0; kx < K; kx++) terms[m]!.push(`s${id}_${m}.${XYZW[kx]}|v${id}_${kx}`);
+          for (let kx = 0; kx < K; kx++) for (let v = 0; v < V; v++) terms[m]![v]!.push(`s${id}_${m}.${XYZW[kx]}|v${id}_${kx}_${v}`);
         }
       }
     }
   }
   for (let m = 0; m < TM; m++) {
-    const e = terms[m]!.reduce((acc, t) => {
-      const [w, v] = t.split('|');
-      return `fma(vec4<f32>(${w}), ${v}, ${acc})`;
-    }, `a${m}`);
-    body.push(`a${m} = ${e};`);
+    for (let v = 0; v < V; v++) {
+      const e = terms[m]![v]!.reduce((acc, t) => {
+        const [w, x] = t.split('|');
+        return `fma(vec4<f32>(${w}), ${x}, ${acc})`;
+      }, `a${m}_${v}`);
+      body.push(`a${m}_${v} = ${e};`);
+    }
   }
   // scatter (grad input of a 1×1 stride-2 conv): the lane's 4 pixels go to every other
   // pixel of output row 2·oy (two vec4), and output row 2·oy + 1 is zeros
   const store = (m: number): string => {
-    const v = `a${m}${hasBias ? ` + bias[m0 + ${m}u]` : ''}`;
-    if (!scatter) return `Y[((n * p.m + m0 + ${m}u) * p.ho + oy) * p.lanesPerRow + xl] = ${v};`;
+    const b = hasBias ? ` + bias[m0 + ${m}u]` : '';
+    if (!scatter) {
+      const row = `((n * p.m + m0 + ${m}u) * p.ho + oy) * p.lanesPerRow * ${V}u + xl * ${V}u`;
+      return Array.from({ length: V }, (_, v) => `Y[${row} + ${v}u] = a${m}_${v}${b};`).join(' ');
+    }
     return `{ let o = ((n * p.m + m0 + ${m}u) * p.ho * 2u + oy * 2u) * p.lanesPerRow * 2u + xl * 2u;
-      Y[o] = vec4<f32>(a${m}.x, 0.0, a${m}.y, 0.0); Y[o + 1u] = vec4<f32>(a${m}.z, 0.0, a${m}.w, 0.0);
+      Y[o] = vec4<f32>(a${m}_0.x, 0.0, a${m}_0.y, 0.0); Y[o + 1u] = vec4<f32>(a${m}_0.z, 0.0, a${m}_0.w, 0.0);
       Y[o + p.lanesPerRow * 2u] = vec4<f32>(); Y[o + p.lanesPerRow * 2u + 1u] = vec4<f32>(); }`;
   };
   const stores = Array.from({ length: TM }, (_, m) => `if (m0 + ${m}u < p.m) { ${store(m)} }`);
@@ -275,7 +286,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
  * input from dY (stride 1: the flipped kernel; 1×1 stride 2: scattered; 3×3 stride 2:
  * gradInputStride2Source); needs rowConvFits(device, g, gradInput).
  */
-export function rowConv(device: Device, input: Tensor, weight: Tensor, bias: Tensor | undefined, out: Tensor, g: ConvGeometry, gradInput: boolean): void {
+export function rowConv(device: Device, input: Tensor, weight: Tensor, bias: Tensor | undefined, out: Tensor, g: ConvGeometry, gradInput: boolean, pixelsPerLane: 4 | 8 = 8): void {
   const K = g.kh;
   const S = gradInput ? 1 : g.strideH;
   const stride2 = gradInput && g.strideH === 2 && K === 3; // gradInputStride2Source
@@ -283,6 +294,8 @@ export function rowConv(device: Device, input: Tensor, weight: Tensor, bias: Ten
   // the grid of lanes is over dY's pixels for a stride-2 grad input, else over the output's
   const [c, h, w, m, gridH, gridW] = gradInput ? [g.cout, g.ho, g.wo, g.cin, g.strideH === 2 ? g.ho : g.h, g.strideH === 2 ? g.wo : g.w] : [g.cin, g.h, g.w, g.cout, g.ho, g.wo];
   const raw = copyRaw(device, input, c * h * w, g.batch);
+  // 3×3 stride 1: 8 pixels per lane where rows are whole octets (1, 2, 4 or 8 lanes per row)
+  const V = pixelsPerLane === 8 && K === 3 && S === 1 && !stride2 && gridW % 8 === 0 ? 2 : 1;
   const TM = stride2 ? S2_TM : K === 1 && m > 16 ? TM_1X1 : 16;
   const mPad = Math.ceil(m / TM) * TM;
   const iters = K === 1 ? Math.ceil(c / ONE_BY_ONE_CHANNELS) : c;
@@ -300,11 +313,11 @@ export function rowConv(device: Device, input: Tensor, weight: Tensor, bias: Ten
     device.dispatch(packPipeline, [weight.buffer, wt.view, pu], [Math.ceil((tw * mPad) / 64), 1, 1]);
   }
   const hasBias = bias !== undefined;
-  const what = `${K}×${K}, stride ${S}${scatter ? ', scattered ×2' : ''}, ${TM} channels${hasBias ? ', +bias' : ''}${rawWeights ? ', raw weights' : ''}`;
+  const what = `${K}×${K}, stride ${S}${scatter ? ', scattered ×2' : ''}, ${TM} channels${V > 1 ? `, ${4 * V} px` : ''}${hasBias ? ', +bias' : ''}${rawWeights ? ', raw weights' : ''}`;
   const pipeline = stride2
     ? device.pipeline('conv2d rows:gradInputStride2', 'conv2d rows (grad input of 3×3 stride 2)', gradInputStride2Source)
-    : device.pipeline(`conv2d rows:${TM}:${K}:${S}:${hasBias}:${scatter}:${rawWeights}`, `conv2d rows (${what})`, () => rowConvSource(TM, K, S, hasBias, scatter, rawWeights));
-  const lanesPerRow = gridW / 4;
+    : device.pipeline(`conv2d rows:${TM}:${K}:${S}:${hasBias}:${scatter}:${rawWeights}:${V}`, `conv2d rows (${what})`, () => rowConvSource(TM, K, S, hasBias, scatter, rawWeights, V));
+  const lanesPerRow = gridW / (4 * V);
   const lanes = g.batch * gridH * lanesPerRow;
   const u = device.uniforms(new UniformWriter().u32(c, h, w / 4, gridH, lanesPerRow, m, lanes, iters).bytes());
   const bindings = [raw.view, wt.view, out.buffer, u];

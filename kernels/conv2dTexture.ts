@@ -49,9 +49,19 @@ import { fill } from './elementwise.ts';
  * grad-weight block and pixels per lane per iteration (bench/profile.ts sets them
  * for experiments; the defaults measured best on lavapipe, within its noise).
  */
-export const convPathConfig: { path: 'auto' | 'texture' | 'buffer'; rows: boolean; tm: number; tn: number; wgrad?: GradWeightBlock; wgradSlots: number } = {
+export const convPathConfig: {
+  path: 'auto' | 'texture' | 'buffer';
+  rows: boolean;
+  /** output pixels per lane of the 3×3 stride-1 row kernel: 8 where rows are whole octets, or always 4 */
+  rowPixels: 4 | 8;
+  tm: number;
+  tn: number;
+  wgrad?: GradWeightBlock;
+  wgradSlots: number;
+} = {
   path: 'auto',
   rows: true,
+  rowPixels: 8,
   tm: 16,
   tn: 4,
   wgradSlots: 4,
@@ -444,7 +454,7 @@ function blockRows(M: number): number {
 export function conv2dForwardTexture(device: Device, x: Tensor, weight: Tensor, bias: Tensor | undefined, y: Tensor, g: ConvGeometry, keepInput = false): PooledTexture | undefined {
   // the row kernel reads X unpacked (the weight gradient then packs it itself)
   if (convPathConfig.rows && rowConvFits(device, g, false)) {
-    rowConv(device, x, weight, bias, y, g, false);
+    rowConv(device, x, weight, bias, y, g, false, convPathConfig.rowPixels);
     return undefined;
   }
   const TM = blockRows(g.cout);
@@ -520,7 +530,7 @@ export function packGradOutput(device: Device, dy: Tensor, g: ConvGeometry): Pac
 /** Records dX = ∂(conv2d)/∂X applied to dY: one correlation per phase (one at stride 1). */
 export function conv2dGradInputTexture(device: Device, dy: Tensor, weight: Tensor, dx: Tensor, g: ConvGeometry, shared?: PackedGradOutput): void {
   if (convPathConfig.rows && rowConvFits(device, g, true)) {
-    rowConv(device, dy, weight, undefined, dx, g, true);
+    rowConv(device, dy, weight, undefined, dx, g, true, convPathConfig.rowPixels);
     return;
   }
   const TM = blockRows(g.cin);

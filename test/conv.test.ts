@@ -107,7 +107,7 @@ describe('conv2d', () => {
     }
   });
 
-  it('texture path, row kernel (NCHW read through a copied texture): 1 to 16 lanes per row, strides 1 and 2, 1×1 and 3×3, 16- and 32-channel blocks, 1×1 weights packed or copied raw, 1×1 weight gradients, channels not multiples of 4 or of the block; and the repacked correlation on the same shapes', async (t) => {
+  it('texture path, row kernel (NCHW read through a copied texture): 1 to 16 lanes per row, 4 or 8 pixels per lane, strides 1 and 2, 1×1 and 3×3, 16- and 32-channel blocks, 1×1 weights packed or copied raw, 1×1 weight gradients, channels not multiples of 4 or of the block; and the repacked correlation on the same shapes', async (t) => {
     if (!textureConvSupported(device)) return t.skip('no subgroups of 8 lanes on this adapter');
     const saved = { ...convPathConfig };
     convPathConfig.path = 'texture';
@@ -142,8 +142,10 @@ describe('conv2d', () => {
         assert.ok(rowConvFits(device, g, true), `row kernel takes the grad input of ${JSON.stringify(g)}`);
         if (w % (4 * stride) === 0) assert.ok(rowGradWeightFits(device, g), `row kernel takes the weight gradient of ${JSON.stringify(g)}`);
         const inputs = [randomArr(rng, [batch, cin, h, w]), randomArr(rng, [cout, cin, k, k]), randomArr(rng, [cout])];
-        for (const rows of [true, false]) {
+        // row kernels with 8 pixels per lane where rows allow (the default), with 4, and the repacked kernels
+        for (const [rows, rowPixels] of [[true, 8], [true, 4], [false, 8]] as const) {
           convPathConfig.rows = rows;
+          convPathConfig.rowPixels = rowPixels;
           await checkOp(device, {
             inputs,
             gpu: ([x, wt, b]) => conv2d(x!, wt!, b, { stride, padding }),
