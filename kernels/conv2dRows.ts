@@ -1,33 +1,35 @@
 // The "row" kernels of the texture path (software adapters with subgroups of 8
 // lanes: lavapipe), for the 1×1 and 3×3 "same" convolutions at stride 1 or 2 that
-// CIFAR ResNets are made of: forward, grad input, and the weight gradient of 1×1s,
-// reading NCHW activations as they are, without the NHWC4 repack of
-// kernels/conv2dTexture.ts (whose kernels take every other geometry, and the 3×3
-// weight gradient). Measured on lavapipe (BENCHMARKS.md): 3×3 forward and grad
-// input at 55-68% of the FMA peak, against 33-47% for the repacked correlation.
+// CIFAR ResNets are made of: forward, grad input and weight gradient, reading NCHW
+// activations as they are, without the NHWC4 repack of kernels/conv2dTexture.ts
+// (whose kernels take every other geometry). Measured on lavapipe (BENCHMARKS.md):
+// 3×3 forward, grad input and weight gradient at 55-75% of the FMA peak, against
+// 12-47% for the repacked kernels.
 //
 //   input      the NCHW buffer copied byte for byte into an rgba32float texture
 //              (16 texels = 64 floats per texture row, one layer per image): a
 //              texel is 4 neighbouring pixels of one channel. The copy engine does
 //              this at memcpy speed; the repack kernel it replaces is bound by
 //              texture stores (2-3 GB/s) and was ~30% of a standalone conv.
-//   lanes      one lane per 4 neighbouring output pixels of a row (so an output row
-//              of 8, 16 or 32 pixels is 2, 4 or 8 lanes of one subgroup); per input
-//              channel and filter row a lane loads the stride's texels and takes the
+//   lanes      one lane per 4 neighbouring output pixels of a row, 8 for a 3×3 at
+//              stride 1 where rows are whole octets (so an output row of 8, 16 or
+//              32 pixels is 1, 2 or 4 lanes of one subgroup); per input channel and
+//              filter row a lane loads the texels under its pixels and takes the
 //              pixel left of them (padding column) from its left neighbour by a
 //              subgroup shuffle, the one right of them from its right neighbour.
 //   weights    3×3: texel (c·3 + ky, m) = the 3 taps of filter row ky for input
 //              channel c and output channel m; 1×1: texel (c4, m) = input channels
-//              4·c4 … 4·c4+3 (an iteration then takes 4 channels). One lane loads each
-//              of TM rows and every lane reads it by subgroupShuffle.
-//   block      TM output channels × 4 pixels per lane, accumulators as vec4 over the
+//              4·c4 … 4·c4+3 (an iteration then takes 4 channels), or, for a 1×1
+//              forward, the weight tensor copied raw (already in that order). One
+//              lane loads each of TM rows and every lane reads it by subgroupShuffle.
+//   block      TM output channels × 4 or 8 pixels per lane, accumulators as vec4 over
 //              4 pixels, each written once per input channel (llvmpipe blends every
 //              loop-carried write), stored as vec4 into the NCHW output.
 //
-// Per input channel (3×3): KH·S image texel loads, KH·TM/8 weight loads, KH·TM
-// weight shuffles, 4·KH·KW·TM multiply-adds (TM 16, stride 1: 9 loads per 576,
-// against 18 per 768 for the repacked correlation). 1×1: per 4 input channels,
-// 4·S image loads, TM/8 weight loads, TM shuffles, 16·TM multiply-adds.
+// Per input channel (3×3, stride 1, TM 16): 3 or 6 image texel loads, 6 weight
+// loads, 48 weight shuffles, 576 or 1152 multiply-adds (the repacked correlation:
+// 18 loads per 768). 1×1: per 4 input channels, 4·S image loads, TM/8 weight loads,
+// TM shuffles, 16·TM multiply-adds.
 //
 // Lanes are the subgroup's invocations in order: subgroup_invocation_id is
 // local_invocation_index mod 8, as on lavapipe, where alone this path runs.
@@ -36,8 +38,9 @@
 // transposed (a "same" convolution's full correlation has the same padding); for a
 // 1×1 stride-2 convolution it is the 1×1 stride-1 kernel over dY whose results are
 // scattered to every other pixel of every other row of dX (the rest zeros); for a
-// 3×3 stride-2 one a kernel of its own (gradInputStride2Source). The 1×1 weight
-// gradient: rowGradWeightSource.
+// 3×3 stride-2 one a kernel of its own (gradInputStride2Source). Weight gradients:
+// rowGradWeightSource (1×1), rowGradWeight3x3Source (3×3, a matmul over the output
+// pixels with the lanes along input channels).
 import type { Device, PooledTexture } from '../engine/device.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import { UniformWriter } from './common.ts';

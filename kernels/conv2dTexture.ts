@@ -30,11 +30,10 @@
 //                which subgroupAdd folds at the end; slices are summed by a second
 //                kernel (split-K, deterministic).
 //
-// The 1×1 and 3×3 "same" convolutions of CIFAR ResNets (forward, grad input, 1×1
-// weight gradient) take the row kernels of kernels/conv2dRows.ts instead, which read
-// NCHW unpacked and run faster; what is here serves every other geometry and the
-// 3×3 weight gradient. Versions measured are in BENCHMARKS.md; the buffer kernels
-// remain for GPUs.
+// The 1×1 and 3×3 "same" convolutions of CIFAR ResNets (forward, grad input, weight
+// gradient) take the row kernels of kernels/conv2dRows.ts instead, which read NCHW
+// unpacked and run faster; what is here serves every other geometry. Versions
+// measured are in BENCHMARKS.md; the buffer kernels remain for GPUs.
 import type { Device, PooledTexture } from '../engine/device.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import type { ConvGeometry } from './conv2d.ts';
@@ -448,11 +447,12 @@ function blockRows(M: number): number {
 
 /**
  * Records Y = conv2d(X, W) (+ bias) on the texture path. With `keepInput` the
- * packed X is returned instead of released, for the weight gradient to reuse
- * (the caller releases it); undefined where a row kernel ran (it packs nothing).
+ * packed X is returned instead of released, for the repacked weight gradient to
+ * reuse (the caller releases it); undefined where a row kernel ran (it packs
+ * nothing) or where the weight gradient takes a row kernel (it reads X unpacked).
  */
 export function conv2dForwardTexture(device: Device, x: Tensor, weight: Tensor, bias: Tensor | undefined, y: Tensor, g: ConvGeometry, keepInput = false): PooledTexture | undefined {
-  // the row kernel reads X unpacked (the weight gradient then packs it itself)
+  // the row kernel reads X unpacked (a repacked weight gradient then packs it itself)
   if (convPathConfig.rows && rowConvFits(device, g, false)) {
     rowConv(device, x, weight, bias, y, g, false, convPathConfig.rowPixels);
     return undefined;
@@ -463,7 +463,8 @@ export function conv2dForwardTexture(device: Device, x: Tensor, weight: Tensor, 
   const [sh, sw] = inputStride(g);
   correlate(device, { x: xt, w: wt, out: y, bias, batch: g.batch, M: g.cout, ho: g.ho, wo: g.wo, sh, sw, c4: Math.ceil(g.cin / 4), kh: g.kh, kw: g.kw }, TM, convPathConfig.tn);
   device.releaseTexture(wt);
-  if (keepInput) return xt;
+  // kept only for the repacked weight gradient (the row one reads X unpacked)
+  if (keepInput && !(convPathConfig.rows && rowGradWeightFits(device, g))) return xt;
   device.releaseTexture(xt);
   return undefined;
 }
