@@ -2,10 +2,13 @@
 // fusions a ResNet block wants: y = relu?((x − μ)·γ/√(σ² + ε) + β + residual?).
 //
 // Training statistics, numerically sound and with no readback:
-//   1. channelStatsPartial: grid (S, C). Workgroup (s, c) takes a run of images
-//      (about 4096 of channel c's M = N·H·W values) and computes their count, mean
-//      and sum of squared deviations M2 in two passes (sum → chunk mean, then
-//      Σ(x − mean)²), each a 64-thread tree in workgroup memory.
+//   1. statsPartial: grid (S, C). Workgroup (s, c) takes a run of images (about
+//      4096 of channel c's M = N·H·W values) and computes their count, mean and
+//      sum of squared deviations M2 in one pass over x: each lane (each vec4
+//      component) sums x − k and (x − k)² with k its own first value, so its mean
+//      and M2 lose at most about (its count)·ε however far the data sit from 0;
+//      the lanes' results are then combined exactly as Chan et al. do
+//      (M2 = Σ M2_l + Σ n_l·(mean_l − mean)²) with two sums across the workgroup.
 //   2. statsFinalize: one workgroup; each thread merges a channel's S partials
 //      with Chan et al.'s pairwise update (δ = mean_b − mean_a;
 //      M2 = M2_a + M2_b + δ²·n_a·n_b/n), writes mean and 1/√(σ² + ε) (σ² = M2/M,
@@ -23,10 +26,16 @@
 // Planes of a multiple of 4 values are walked as vec4 (lavapipe: a vec4 access
 // costs about what a scalar one does), with workgroups no wider than a plane's
 // vec4 count so small planes (8×8 = 16 vec4) do not leave lanes idle.
+//
+// Sums across a workgroup: where every subgroup has 8 lanes (lavapipe), the
+// reductions are workgroups of one subgroup and subgroupAdd: no workgroup memory
+// and no barrier (each barrier of a tree is a coroutine switch on llvmpipe, and
+// workgroup memory costs more than a storage buffer there). Elsewhere, 64-lane
+// trees in workgroup memory. bnConfig.subgroups turns the first off for tests.
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 import type { Device } from '../engine/device.ts';
 import type { Tensor } from '../engine/tensor.ts';
-import { FLAT_INDEX, UniformWriter, WG, grid1d, vecElem } from './common.ts';
+import { FLAT_INDEX, UniformWriter, WG, grid1d, hasSubgroupsOf8, vecElem } from './common.ts';
 
 const RWG = 64;
 
@@ -41,6 +50,15 @@ function walkFor(g: BnGeometry, max: number): Walk {
   const v4 = g.plane % 4 === 0;
   const n = v4 ? g.plane / 4 : g.plane;
   return { v4, wg: Math.min(max, Math.max(8, 2 ** Math.ceil(Math.log2(n)))) };
+}
+
+/** Whether the reductions may use 8-lane subgroups where the adapter has them (tests turn it off to check the trees). */
+export const bnConfig = { subgroups: true };
+
+/** How the per-channel reductions run on this device: one 8-lane subgroup per workgroup, or 64-lane trees. */
+function reduceWalk(device: Device, g: BnGeometry): Walk & { sg: boolean } {
+  if (bnConfig.subgroups && hasSubgroupsOf8(device)) return { v4: g.plane % 4 === 0, wg: 8, sg: true };
+  return { ...walkFor(g, RWG), sg: false };
 }
 
 const walkKey = (w: Walk): string => `${w.v4 ? 'v4' : 's'}${w.wg}`;
@@ -106,36 +124,56 @@ function splitParams(g: BnGeometry): Uint8Array {
 
 // ------------------------------------------------------------ training stats
 
-const statsPartialSource = (w: Walk): string => /* wgsl */ `
-${SPLIT_PARAMS}
-${declare([['x', 'read'], ['partials', 'read_write']], 'SplitParams', w)}
-var<workgroup> tree: array<f32, ${w.wg}>;
-
-fn treeSum(lid: u32, v: f32) -> f32 {
-  tree[lid] = v;
+/**
+ * WGSL: `laneSum(v)`, the sum of v over the workgroup's lanes, returned to every
+ * lane (uniform control flow): subgroupAdd where the workgroup is one subgroup,
+ * else a tree in workgroup memory.
+ */
+function laneSumFn(w: Walk & { sg: boolean }, type: 'f32' | 'vec2<f32>'): string {
+  if (w.sg) return `fn laneSum(v: ${type}) -> ${type} { return subgroupAdd(v); }`;
+  return /* wgsl */ `
+var<workgroup> tree: array<${type}, ${w.wg}>;
+fn laneSum(v: ${type}) -> ${type} {
+  tree[lidx] = v;
   workgroupBarrier();
   for (var s = ${w.wg / 2}u; s > 0u; s = s / 2u) {
-    if (lid < s) { tree[lid] += tree[lid + s]; }
+    if (lidx < s) { tree[lidx] += tree[lidx + s]; }
     workgroupBarrier();
   }
   let total = tree[0];
   workgroupBarrier();
   return total;
+}`;
 }
+
+const statsPartialSource = (w: Walk & { sg: boolean }): string => /* wgsl */ `
+${w.sg ? 'enable subgroups;' : ''}
+${SPLIT_PARAMS}
+${declare([['x', 'read'], ['partials', 'read_write']], 'SplitParams', w)}
+var<private> lidx: u32;
+${laneSumFn(w, 'f32')}
 
 @compute @workgroup_size(${w.wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  lidx = lid.x;
   let s = wid.x;
   let c = wid.y;
   let begin = s * p.chunk;
   let end = min(p.batch, begin + p.chunk);
-  let n = f32((end - min(begin, end)) * p.plane);
-  var acc = ${Z(w)};
-  ${channelWalk('acc += x[i];', w)}
-  let mean = treeSum(lid.x, ${HSUM(w, 'acc')}) / max(n, 1.0);
-  var dev = ${Z(w)};
-  ${channelWalk('let d = x[i] - mean; dev += d * d;', w)}
-  let m2 = treeSum(lid.x, ${HSUM(w, 'dev')});
+  // the lane's shift: its first value (lanes past a small plane take the plane's last; they count nothing)
+  let shift = x[(begin * p.channels + c) * ${PLANE(w)} + min(lid.x, ${PLANE(w)} - 1u)];
+  var count = 0.0;
+  var s1 = ${Z(w)};
+  var s2 = ${Z(w)};
+  ${channelWalk('let d = x[i] - shift; s1 += d; s2 += d * d; count += 1.0;', w)}
+  // per component: mean_l = shift + s1/count, M2_l = s2 − s1²/count
+  let inv = 1.0 / max(count, 1.0);
+  let laneMean = shift + s1 * inv;
+  let laneM2 = max(s2 - s1 * s1 * inv, ${Z(w)});
+  let n = f32((end - begin) * p.plane);
+  let mean = laneSum(count * ${HSUM(w, 'laneMean')}) / n;
+  let dm = laneMean - mean;
+  let m2 = laneSum(${HSUM(w, 'laneM2')} + count * ${HSUM(w, 'dm * dm')});
   if (lid.x == 0u) {
     let o = (c * p.splits + s) * 3u;
     partials[o] = n;
@@ -208,8 +246,8 @@ export function batchStats(
   running?: BnRunning,
 ): void {
   const { splits } = bnSplits(g);
-  const w = walkFor(g, RWG);
-  const partial = device.pipeline(`bn statsPartial:${walkKey(w)}`, 'batchnorm statistics (partial)', () => statsPartialSource(w));
+  const w = reduceWalk(device, g);
+  const partial = device.pipeline(`bn statsPartial:${w.sg}:${walkKey(w)}`, 'batchnorm statistics (partial)', () => statsPartialSource(w));
   device.dispatch(partial, [x.buffer, scratch.buffer, device.uniforms(splitParams(g))], [splits, g.channels]);
   const nbt = running?.numBatchesTracked;
   const nbtType = nbt ? nbt.dtype : null;
@@ -338,16 +376,19 @@ export function bnApply(
 
 // ---------------------------------------------------------------- backward
 
-const gradPartialSource = (relu: boolean, w: Walk): string => {
+const gradPartialSource = (relu: boolean, w: Walk & { sg: boolean }): string => {
   const bs: Binding[] = [['x', 'read'], ['dy', 'read'], ['stats', 'read'], ['partials', 'read_write']];
   if (relu) bs.push(['y', 'read']);
   return wgsl`
+${w.sg ? 'enable subgroups;' : ''}
 ${SPLIT_PARAMS}
 ${declare(bs, 'SplitParams', w)}
-var<workgroup> tree: array<vec2<f32>, ${w.wg}>;
+var<private> lidx: u32;
+${laneSumFn(w, 'vec2<f32>')}
 
 @compute @workgroup_size(${w.wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  lidx = lid.x;
   let s = wid.x;
   let c = wid.y;
   let begin = s * p.chunk;
@@ -359,19 +400,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   ${channelWalk(
     `${relu ? `let g = select(${Z(w)}, dy[i], y[i] > ${Z(w)});` : 'let g = dy[i];'}
       accG += g;
-      accGX += g * (x[i] - mean) * invstd;`,
+      accGX += g * (x[i] - mean);`,
     w,
   )}
-  tree[lid.x] = vec2<f32>(${HSUM(w, 'accG')}, ${HSUM(w, 'accGX')});
-  workgroupBarrier();
-  for (var t = ${w.wg / 2}u; t > 0u; t = t / 2u) {
-    if (lid.x < t) { tree[lid.x] += tree[lid.x + t]; }
-    workgroupBarrier();
-  }
+  let total = laneSum(vec2<f32>(${HSUM(w, 'accG')}, ${HSUM(w, 'accGX')} * invstd));
   if (lid.x == 0u) {
     let o = (c * p.splits + s) * 2u;
-    partials[o] = tree[0].x;
-    partials[o + 1u] = tree[0].y;
+    partials[o] = total.x;
+    partials[o + 1u] = total.y;
   }
 }`;
 };
@@ -422,8 +458,8 @@ export function bnGradSums(
   dbeta?: Tensor,
 ): void {
   const { splits } = bnSplits(g);
-  const w = walkFor(g, RWG);
-  const partial = device.pipeline(`bn gradPartial:${relu}:${walkKey(w)}`, `batchnorm${relu ? ' + relu' : ''} backward sums (partial)`, () =>
+  const w = reduceWalk(device, g);
+  const partial = device.pipeline(`bn gradPartial:${relu}:${w.sg}:${walkKey(w)}`, `batchnorm${relu ? ' + relu' : ''} backward sums (partial)`, () =>
     gradPartialSource(relu, w),
   );
   const u = device.uniforms(splitParams(g));

@@ -2,7 +2,9 @@
 // training and eval mode against the float64 reference on fast-check shapes;
 // running statistics over several steps (momentum 0.1 and cumulative); a constant
 // channel; a large mean with a tiny spread (where a one-pass Σx² − (Σx)²/n in f32
-// loses every digit); bad inputs.
+// loses every digit) and outliers where the one-pass lanes take their shift; the
+// 64-lane tree reductions as well as the 8-lane subgroup ones (on lavapipe both
+// run; elsewhere the trees); bad inputs.
 //
 // Tolerances: the forward is a per-element affine map of a two-pass statistic,
 // within the default (1e-5 of the largest magnitude + 1e-4 relative). Gradients
@@ -16,6 +18,8 @@ import { type Device, Rng, type Tensor, batchNorm2d, tensor, tidy, zeros, ones }
 import { assertClose, checkOp, checkRefGrad, destroyTestDevice, randomArr, testDevice } from './helpers.ts';
 import { type Arr, arr } from './reference.ts';
 import { type RefBatchNormOptions, refBatchNorm2d, refChannelStats, refRunningUpdate } from './reference-conv.ts';
+import { bnConfig } from '../kernels/batchnorm.ts';
+import { hasSubgroupsOf8 } from '../kernels/common.ts';
 
 let device: Device;
 before(async () => {
@@ -112,6 +116,28 @@ async function checkBn(c: BnCase, training: boolean): Promise<void> {
   });
 }
 
+/** One training step with momentum 1: the running statistics are the batch's; both within `rtol` of float64. */
+async function checkRunningStats(x: Arr, rtol: number): Promise<void> {
+  const want = refChannelStats(x);
+  const C = x.shape[1]!;
+  const rm = zeros(device, [C]);
+  const rv = ones(device, [C]);
+  tidy(() => {
+    batchNorm2d(tensor(device, x.data, x.shape), { training: true, runningMean: rm, runningVar: rv, momentum: 1 });
+  });
+  const gotVar = await rv.toArray();
+  const gotMean = await rm.toArray();
+  for (let c = 0; c < C; c++) {
+    const unbiased = (want.variance[c]! * want.count) / (want.count - 1);
+    assert.ok(Math.abs(gotVar[c]! - unbiased) / unbiased < rtol, `channel ${c}: variance ${gotVar[c]}, reference ${unbiased}`);
+    const spread = Math.sqrt(want.variance[c]!);
+    // within a thousandth of the spread, or two f32 ulps of the mean (1000 has ulps of 6e-5)
+    assert.ok(Math.abs(gotMean[c]! - want.mean[c]!) <= 1e-3 * spread + 2.4e-7 * Math.abs(want.mean[c]!), `channel ${c}: mean ${gotMean[c]}, reference ${want.mean[c]}`);
+  }
+  rm.dispose();
+  rv.dispose();
+}
+
 describe('batchNorm2d', () => {
   it('training mode, fused relu / residual, matches the reference', async () => {
     await fc.assert(fc.asyncProperty(bnCase, (c) => checkBn(c, true)), { numRuns: 15 });
@@ -203,20 +229,32 @@ describe('batchNorm2d', () => {
     const rng = new Rng(6);
     const x = arr([8, 1, 32, 32]);
     for (let i = 0; i < x.data.length; i++) x.data[i] = Math.fround(1000 + 0.01 * rng.normal());
-    const want = refChannelStats(x);
-    const rm = zeros(device, [1]);
-    const rv = ones(device, [1]);
-    tidy(() => {
-      batchNorm2d(tensor(device, x.data, x.shape), { training: true, runningMean: rm, runningVar: rv, momentum: 1 });
-    });
-    const unbiased = (want.variance[0]! * want.count) / (want.count - 1);
-    const got = (await rv.toArray())[0]!;
-    // two-pass in f32 lands within 3e-5 here; a one-pass E[x²] − E[x]² would be off by
-    // about 1e6·6e-8 = 0.06 against a variance of 1e-4
-    assert.ok(Math.abs(got - unbiased) / unbiased < 1e-3, `variance ${got}, reference ${unbiased}`);
-    assert.ok(Math.abs((await rm.toArray())[0]! - want.mean[0]!) < 1e-4);
-    rm.dispose();
-    rv.dispose();
+    // a one-pass E[x²] − E[x]² in f32 would be off by about 1e6·6e-8 = 0.06 against a variance of 1e-4
+    await checkRunningStats(x, 1e-3);
+  });
+
+  it('statistics stay accurate when the values each lane shifts by are outliers', async () => {
+    // the one-pass lanes subtract their own first value; make those outliers (the first
+    // 64 values of every plane hold every lane's first vec4), on a large mean
+    // where an unshifted Σx² would lose every digit
+    const rng = new Rng(7);
+    const x = arr([6, 2, 16, 16]);
+    for (let i = 0; i < x.data.length; i++) x.data[i] = Math.fround(1000 + 0.01 * rng.normal() + (i % 256 < 64 ? 0.05 : 0));
+    await checkRunningStats(x, 1e-3);
+  });
+
+  it('the 64-lane tree reductions (adapters without 8-lane subgroups) match the reference too', async (t) => {
+    if (!hasSubgroupsOf8(device)) return t.skip('the trees already ran above (no 8-lane subgroups here)');
+    bnConfig.subgroups = false;
+    try {
+      await fc.assert(fc.asyncProperty(bnCase, (c) => checkBn(c, true)), { numRuns: 8 });
+      const rng = new Rng(9);
+      const x = arr([6, 2, 16, 16]);
+      for (let i = 0; i < x.data.length; i++) x.data[i] = Math.fround(1000 + 0.01 * rng.normal() + (i % 256 < 64 ? 0.05 : 0));
+      await checkRunningStats(x, 1e-3);
+    } finally {
+      bnConfig.subgroups = true;
+    }
   });
 
   it('reference backward agrees with finite differences', () => {
