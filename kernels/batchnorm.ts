@@ -17,7 +17,7 @@
 //      (M2/(M − 1)); m = 1/num_batches_tracked when momentum is null (cumulative
 //      average); num_batches_tracked += 1.
 // Eval: evalStats turns the running statistics into (mean, 1/√(var + ε)).
-// Apply: one 64-thread workgroup per (image, channel) plane.
+// Apply: elementwise over whole (image, channel) planes (see elementMain).
 // Backward (ĥ = (x − μ)/σ, g = dy masked by the relu, read from the output):
 //   gradPartial / gradFinalize reduce Σg and Σg·ĥ per channel the same split way
 //   (they are also dβ and dγ); gradInput writes
@@ -31,11 +31,11 @@
 // reductions are workgroups of one subgroup and subgroupAdd: no workgroup memory
 // and no barrier (each barrier of a tree is a coroutine switch on llvmpipe, and
 // workgroup memory costs more than a storage buffer there). Elsewhere, 64-lane
-// trees in workgroup memory. bnConfig.subgroups turns the first off for tests.
+// trees in workgroup memory. bnConfig.cpuLayouts turns the first off for tests.
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 import type { Device } from '../engine/device.ts';
 import type { Tensor } from '../engine/tensor.ts';
-import { FLAT_INDEX, UniformWriter, WG, grid1d, hasSubgroupsOf8, vecElem } from './common.ts';
+import { FLAT_INDEX, UniformWriter, WG, grid1d, hasSubgroupsOf8, isSoftwareAdapter, vecElem } from './common.ts';
 
 const RWG = 64;
 
@@ -52,12 +52,16 @@ function walkFor(g: BnGeometry, max: number): Walk {
   return { v4, wg: Math.min(max, Math.max(8, 2 ** Math.ceil(Math.log2(n)))) };
 }
 
-/** Whether the reductions may use 8-lane subgroups where the adapter has them (tests turn it off to check the trees). */
-export const bnConfig = { subgroups: true };
+/**
+ * Whether kernels take the layouts written for CPU rasterisers where the adapter is
+ * one (reductions by 8-lane subgroups, elementwise kernels by channel); tests turn
+ * it off to check the GPU layouts on lavapipe too.
+ */
+export const bnConfig = { cpuLayouts: true };
 
 /** How the per-channel reductions run on this device: one 8-lane subgroup per workgroup, or 64-lane trees. */
 function reduceWalk(device: Device, g: BnGeometry): Walk & { sg: boolean } {
-  if (bnConfig.subgroups && hasSubgroupsOf8(device)) return { v4: g.plane % 4 === 0, wg: 8, sg: true };
+  if (bnConfig.cpuLayouts && hasSubgroupsOf8(device)) return { v4: g.plane % 4 === 0, wg: 8, sg: true };
   return { ...walkFor(g, RWG), sg: false };
 }
 
@@ -290,44 +294,80 @@ export interface BnFusion {
   residual: boolean;
 }
 
-// The elementwise kernels give each 64-thread workgroup whole (image, channel)
-// planes, one after another (several when planes are small, so a workgroup has
-// about 1024 values), so the channel and its statistics are workgroup-uniform and
-// no element divides.
+// Elementwise kernels (apply, grad input) walk whole (image, channel) planes, so a
+// channel and its per-channel values are workgroup-uniform and no element divides.
+// On GPUs each 64-thread workgroup takes planes one after another (several when
+// planes are small, about 1024 values in all). On CPU rasterisers a workgroup is
+// 8 lanes and takes one channel in a run of images, as the reductions do: the
+// per-channel values are loaded once per run, not once per plane (on llvmpipe each
+// is a storage-buffer load as dear as a vec4 of the activation).
 const PWG = 64;
 
+/** An elementwise kernel's walk: by channel runs (`byChannel`, CPU rasterisers) or by groups of planes. */
+type ElementWalk = Walk & { byChannel: boolean };
+
+function elementWalk(device: Device, g: BnGeometry): ElementWalk {
+  if (bnConfig.cpuLayouts && isSoftwareAdapter(device)) return { v4: g.plane % 4 === 0, wg: 8, byChannel: true };
+  return { ...walkFor(g, PWG), byChannel: false };
+}
+
 const ELEMENT_PARAMS = /* wgsl */ `
-struct ElementParams { planes: u32, channels: u32, plane: u32, count: u32, perGroup: u32, _p0: u32, _p1: u32, _p2: u32 }`;
+struct ElementParams { planes: u32, channels: u32, plane: u32, count: u32, perGroup: u32, batch: u32, chunk: u32, _p0: u32 }`;
 
 function planesPerGroup(g: BnGeometry): number {
   return Math.max(1, Math.floor(1024 / g.plane));
 }
 
 function elementParams(g: BnGeometry): Uint8Array {
-  return new UniformWriter().u32(g.batch * g.channels, g.channels, g.plane, g.batch * g.plane, planesPerGroup(g), 0, 0, 0).bytes();
+  const { chunk } = bnSplits(g);
+  return new UniformWriter().u32(g.batch * g.channels, g.channels, g.plane, g.batch * g.plane, planesPerGroup(g), g.batch, chunk, 0).bytes();
 }
 
-function elementGrid(g: BnGeometry): [number, number] {
+function elementGrid(g: BnGeometry, w: ElementWalk): [number, number] {
+  if (w.byChannel) return [bnSplits(g).splits, g.channels];
   return grid1d(Math.ceil((g.batch * g.channels) / planesPerGroup(g)), 1);
 }
 
-// Opens the loop over this workgroup's planes; the kernel closes it.
-const PLANE_MAIN = (w: Walk): string => /* wgsl */ `@compute @workgroup_size(${w.wg})
+/**
+ * The main of an elementwise kernel: PRELUDE (may use c, the channel) once per
+ * channel run or plane, then BODY for every element i of it.
+ */
+function elementMain(w: ElementWalk, prelude: string, body: string): string {
+  const loop = /* wgsl */ `
+    for (var q = lid.x; q < ${PLANE(w)}; q += ${w.wg}u) {
+      let i = base + q;
+      ${body}
+    }`;
+  if (w.byChannel) {
+    return /* wgsl */ `@compute @workgroup_size(${w.wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let c = wid.y;
+  let begin = wid.x * p.chunk;
+  ${prelude}
+  for (var b = begin; b < min(p.batch, begin + p.chunk); b++) {
+    let base = (b * p.channels + c) * ${PLANE(w)};
+    ${loop}
+  }
+}`;
+  }
+  return /* wgsl */ `@compute @workgroup_size(${w.wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
   let first = (wid.x + wid.y * nwg.x) * p.perGroup;
   for (var plane = first; plane < min(first + p.perGroup, p.planes); plane++) {
-  let c = plane % p.channels;
-  let base = plane * ${PLANE(w)};`;
+    let c = plane % p.channels;
+    let base = plane * ${PLANE(w)};
+    ${prelude}
+    ${loop}
+  }
+}`;
+}
 
-const applySource = (f: BnFusion, w: Walk): string => {
+const applySource = (f: BnFusion, w: ElementWalk): string => {
   const bs: Binding[] = [['x', 'read'], ['stats', 'read'], ['y', 'read_write']];
   if (f.affine) bs.push(['gamma', 'read'], ['beta', 'read']);
   if (f.residual) bs.push(['res', 'read']);
-  return wgsl`
-${ELEMENT_PARAMS}
-${declare(bs, 'ElementParams', w)}
-${PLANE_MAIN(w)}
+  const prelude = wgsl`
   let mean = stats[c];
 #if ${f.affine}
   let k = stats[p.channels + c] * gamma[c];
@@ -335,9 +375,8 @@ ${PLANE_MAIN(w)}
 #else
   let k = stats[p.channels + c];
   let shift = 0.0;
-#endif
-  for (var q = lid.x; q < ${PLANE(w)}; q += ${w.wg}u) {
-    let i = base + q;
+#endif`;
+  const body = wgsl`
     var v = (x[i] - mean) * k + shift;
 #if ${f.residual}
     v += res[i];
@@ -345,10 +384,11 @@ ${PLANE_MAIN(w)}
 #if ${f.relu}
     v = max(v, ${Z(w)});
 #endif
-    y[i] = v;
-  }
-  }
-}`;
+    y[i] = v;`;
+  return `
+${ELEMENT_PARAMS}
+${declare(bs, 'ElementParams', w)}
+${elementMain(w, prelude, body)}`;
 };
 
 /** Records y = relu?(normalise(x)·γ + β + residual?). */
@@ -365,13 +405,13 @@ export function bnApply(
 ): void {
   const key = `bn apply:${f.affine}:${f.residual}:${f.relu}`;
   const label = `batchnorm${f.residual ? ' + residual' : ''}${f.relu ? ' + relu' : ''}`;
-  const w = walkFor(g, PWG);
-  const pipeline = device.pipeline(`${key}:${walkKey(w)}`, label, () => applySource(f, w));
+  const w = elementWalk(device, g);
+  const pipeline = device.pipeline(`${key}:${w.byChannel}:${walkKey(w)}`, label, () => applySource(f, w));
   const bindings: (GPUBuffer | GPUBufferBinding)[] = [x.buffer, stats.buffer, y.buffer];
   if (f.affine) bindings.push(gamma!.buffer, beta!.buffer);
   if (f.residual) bindings.push(residual!.buffer);
   bindings.push(device.uniforms(elementParams(g)));
-  device.dispatch(pipeline, bindings, elementGrid(g));
+  device.dispatch(pipeline, bindings, elementGrid(g, w));
 }
 
 // ---------------------------------------------------------------- backward
@@ -475,16 +515,13 @@ export function bnGradSums(
   device.dispatch(finalize, fb, grid1d(g.channels));
 }
 
-const gradInputSource = (training: boolean, f: BnFusion, w: Walk): string => {
+const gradInputSource = (training: boolean, f: BnFusion, w: ElementWalk): string => {
   const bs: Binding[] = [['dy', 'read'], ['stats', 'read'], ['dx', 'read_write']];
   if (training) bs.push(['x', 'read'], ['sums', 'read']);
   if (f.affine) bs.push(['gamma', 'read']);
   if (f.relu) bs.push(['y', 'read']);
   if (f.residual) bs.push(['dres', 'read_write']);
-  return wgsl`
-${ELEMENT_PARAMS}
-${declare(bs, 'ElementParams', w)}
-${PLANE_MAIN(w)}
+  const prelude = wgsl`
   let invstd = stats[p.channels + c];
 #if ${f.affine}
   let k = gamma[c] * invstd;
@@ -496,9 +533,8 @@ ${PLANE_MAIN(w)}
   let inv = 1.0 / f32(p.count);
   let meanG = sums[c] * inv;
   let meanGX = sums[p.channels + c] * inv;
-#endif
-  for (var q = lid.x; q < ${PLANE(w)}; q += ${w.wg}u) {
-    let i = base + q;
+#endif`;
+  const body = wgsl`
 #if ${f.relu}
     let g = select(${Z(w)}, dy[i], y[i] > ${Z(w)});
 #else
@@ -511,10 +547,11 @@ ${PLANE_MAIN(w)}
     dx[i] = k * (g - meanG - (x[i] - mean) * invstd * meanGX);
 #else
     dx[i] = k * g;
-#endif
-  }
-  }
-}`;
+#endif`;
+  return `
+${ELEMENT_PARAMS}
+${declare(bs, 'ElementParams', w)}
+${elementMain(w, prelude, body)}`;
 };
 
 /**
@@ -533,8 +570,8 @@ export function bnGradInput(
   o: { sums?: Tensor | undefined; gamma?: Tensor | undefined; y?: Tensor | undefined; dres?: Tensor | undefined },
 ): void {
   const key = `bn gradInput:${training}:${f.affine}:${f.relu}:${f.residual}`;
-  const w = walkFor(g, PWG);
-  const pipeline = device.pipeline(`${key}:${walkKey(w)}`, `batchnorm${f.residual ? ' + residual' : ''}${f.relu ? ' + relu' : ''} grad input`, () =>
+  const w = elementWalk(device, g);
+  const pipeline = device.pipeline(`${key}:${w.byChannel}:${walkKey(w)}`, `batchnorm${f.residual ? ' + residual' : ''}${f.relu ? ' + relu' : ''} grad input`, () =>
     gradInputSource(training, f, w),
   );
   // x is only read in training mode (eval's kernel does not declare it)
@@ -544,5 +581,5 @@ export function bnGradInput(
   if (f.relu) bindings.push(o.y!.buffer);
   if (f.residual) bindings.push(o.dres!.buffer);
   bindings.push(device.uniforms(elementParams(g)));
-  device.dispatch(pipeline, bindings, elementGrid(g));
+  device.dispatch(pipeline, bindings, elementGrid(g, w));
 }

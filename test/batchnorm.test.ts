@@ -3,8 +3,9 @@
 // running statistics over several steps (momentum 0.1 and cumulative); a constant
 // channel; a large mean with a tiny spread (where a one-pass Σx² − (Σx)²/n in f32
 // loses every digit) and outliers where the one-pass lanes take their shift; the
-// 64-lane tree reductions as well as the 8-lane subgroup ones (on lavapipe both
-// run; elsewhere the trees); bad inputs.
+// GPU layouts (64-lane tree reductions, planes per workgroup) as well as the CPU
+// rasteriser ones (8-lane subgroup reductions, channel runs): on lavapipe both
+// run; bad inputs.
 //
 // Tolerances: the forward is a per-element affine map of a two-pass statistic,
 // within the default (1e-5 of the largest magnitude + 1e-4 relative). Gradients
@@ -19,7 +20,7 @@ import { assertClose, checkOp, checkRefGrad, destroyTestDevice, randomArr, testD
 import { type Arr, arr } from './reference.ts';
 import { type RefBatchNormOptions, refBatchNorm2d, refChannelStats, refRunningUpdate } from './reference-conv.ts';
 import { bnConfig } from '../kernels/batchnorm.ts';
-import { hasSubgroupsOf8 } from '../kernels/common.ts';
+import { hasSubgroupsOf8, isSoftwareAdapter } from '../kernels/common.ts';
 
 let device: Device;
 before(async () => {
@@ -243,17 +244,18 @@ describe('batchNorm2d', () => {
     await checkRunningStats(x, 1e-3);
   });
 
-  it('the 64-lane tree reductions (adapters without 8-lane subgroups) match the reference too', async (t) => {
-    if (!hasSubgroupsOf8(device)) return t.skip('the trees already ran above (no 8-lane subgroups here)');
-    bnConfig.subgroups = false;
+  it('the GPU layouts (64-lane tree reductions, planes per workgroup) match the reference too', async (t) => {
+    if (!hasSubgroupsOf8(device) && !isSoftwareAdapter(device)) return t.skip('the GPU layouts already ran above');
+    bnConfig.cpuLayouts = false;
     try {
       await fc.assert(fc.asyncProperty(bnCase, (c) => checkBn(c, true)), { numRuns: 8 });
+      await fc.assert(fc.asyncProperty(bnCase, (c) => checkBn(c, false)), { numRuns: 4 });
       const rng = new Rng(9);
       const x = arr([6, 2, 16, 16]);
       for (let i = 0; i < x.data.length; i++) x.data[i] = Math.fround(1000 + 0.01 * rng.normal() + (i % 256 < 64 ? 0.05 : 0));
       await checkRunningStats(x, 1e-3);
     } finally {
-      bnConfig.subgroups = true;
+      bnConfig.cpuLayouts = true;
     }
   });
 
