@@ -5,10 +5,12 @@
 //   1. statsPartial: grid (S, C). Workgroup (s, c) takes a run of images (about
 //      4096 of channel c's M = N·H·W values) and computes their count, mean and
 //      sum of squared deviations M2 in one pass over x: each lane (each vec4
-//      component) sums x − k and (x − k)² with k its own first value, so its mean
-//      and M2 lose at most about (its count)·ε however far the data sit from 0;
-//      the lanes' results are then combined exactly as Chan et al. do
-//      (M2 = Σ M2_l + Σ n_l·(mean_l − mean)²) with two sums across the workgroup.
+//      component) sums x − k and (x − k)² with k its own first value, so how far
+//      the data sit from 0 does not matter, only how far k sits from the lane's
+//      mean (relative error of M2 about ε·(1 + (k − mean)²/σ²), at most about
+//      ε·count since k is one of the values); the lanes' results are combined as
+//      Chan et al. do (mean = Σ n_l·mean_l / n, taken relative to the run's first
+//      value; M2 = Σ M2_l + Σ n_l·(mean_l − mean)²) by two sums across the workgroup.
 //   2. statsFinalize: one workgroup; each thread merges a channel's S partials
 //      with Chan et al.'s pairwise update (δ = mean_b − mean_a;
 //      M2 = M2_a + M2_b + δ²·n_a·n_b/n), writes mean and 1/√(σ² + ε) (σ² = M2/M,
@@ -24,14 +26,16 @@
 //   dx = γ/σ·(g − Σg/M − ĥ·Σg·ĥ/M) in training, γ/σ·g in eval, and dresidual = g.
 //
 // Planes of a multiple of 4 values are walked as vec4 (lavapipe: a vec4 access
-// costs about what a scalar one does), with workgroups no wider than a plane's
-// vec4 count so small planes (8×8 = 16 vec4) do not leave lanes idle.
+// costs about what a scalar one does). The GPU layouts use workgroups no wider
+// than a plane's vec4 count so small planes (8×8 = 16 vec4) do not leave lanes
+// idle; the CPU rasteriser layouts are 8 lanes wide.
 //
-// Sums across a workgroup: where every subgroup has 8 lanes (lavapipe), the
-// reductions are workgroups of one subgroup and subgroupAdd: no workgroup memory
-// and no barrier (each barrier of a tree is a coroutine switch on llvmpipe, and
-// workgroup memory costs more than a storage buffer there). Elsewhere, 64-lane
-// trees in workgroup memory. bnConfig.cpuLayouts turns the first off for tests.
+// Sums across a workgroup: on a CPU rasteriser whose subgroups have 8 lanes
+// (lavapipe), the reductions are workgroups of one subgroup and subgroupAdd: no
+// workgroup memory and no barrier (each barrier of a tree is a coroutine switch
+// on llvmpipe, and workgroup memory costs more than a storage buffer there).
+// Elsewhere, 64-lane trees in workgroup memory. bnConfig.cpuLayouts = false
+// selects the GPU layouts everywhere (tests).
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 import type { Device } from '../engine/device.ts';
 import type { Tensor } from '../engine/tensor.ts';
@@ -61,7 +65,7 @@ export const bnConfig = { cpuLayouts: true };
 
 /** How the per-channel reductions run on this device: one 8-lane subgroup per workgroup, or 64-lane trees. */
 function reduceWalk(device: Device, g: BnGeometry): Walk & { sg: boolean } {
-  if (bnConfig.cpuLayouts && hasSubgroupsOf8(device)) return { v4: g.plane % 4 === 0, wg: 8, sg: true };
+  if (bnConfig.cpuLayouts && isSoftwareAdapter(device) && hasSubgroupsOf8(device)) return { v4: g.plane % 4 === 0, wg: 8, sg: true };
   return { ...walkFor(g, RWG), sg: false };
 }
 
@@ -69,7 +73,7 @@ const walkKey = (w: Walk): string => `${w.v4 ? 'v4' : 's'}${w.wg}`;
 /** the element type, its zero, the sum of its components, and the plane length in elements */
 const T = (w: Walk): string => vecElem(w.v4).T;
 const Z = (w: Walk): string => vecElem(w.v4).Z;
-const HSUM = (w: Walk, e: string): string => (w.v4 ? `dot(${e}, vec4<f32>(1.0))` : e);
+const HSUM = (w: Walk, e: string): string => (w.v4 ? `dot(${e}, vec4<f32>(1.0))` : `(${e})`);
 const PLANE = (w: Walk): string => (w.v4 ? '(p.plane / 4u)' : 'p.plane');
 /** activation tensors (walked elementwise); the others (stats, γ, β, partials) stay f32 */
 const ACTIVATIONS = new Set(['x', 'y', 'dy', 'dx', 'res', 'dres']);
@@ -87,6 +91,7 @@ export interface BnGeometry {
  * images, `chunk` images (about 4096 values or more) per workgroup, at most 64 parts.
  */
 export function bnSplits(g: BnGeometry): { splits: number; chunk: number } {
+  if (g.batch * g.plane === 0) return { splits: 0, chunk: 1 }; // no values: nothing to dispatch
   let chunk = Math.max(1, Math.ceil(4096 / g.plane));
   const splits = Math.min(64, Math.ceil(g.batch / chunk));
   chunk = Math.ceil(g.batch / splits);
@@ -164,8 +169,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let c = wid.y;
   let begin = s * p.chunk;
   let end = min(p.batch, begin + p.chunk);
+  let first = (begin * p.channels + c) * ${PLANE(w)};
   // the lane's shift: its first value (lanes past a small plane take the plane's last; they count nothing)
-  let shift = x[(begin * p.channels + c) * ${PLANE(w)} + min(lid.x, ${PLANE(w)} - 1u)];
+  let shift = x[first + min(lid.x, ${PLANE(w)} - 1u)];
+  // the run's first value: the lanes' means are summed relative to it (a constant channel's mean comes out exact)
+  let origin = x[first]${w.v4 ? '.x' : ''};
   var count = 0.0;
   var s1 = ${Z(w)};
   var s2 = ${Z(w)};
@@ -175,7 +183,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let laneMean = shift + s1 * inv;
   let laneM2 = max(s2 - s1 * s1 * inv, ${Z(w)});
   let n = f32((end - begin) * p.plane);
-  let mean = laneSum(count * ${HSUM(w, 'laneMean')}) / n;
+  let mean = origin + laneSum(count * ${HSUM(w, 'laneMean - origin')}) / n;
   let dm = laneMean - mean;
   let m2 = laneSum(${HSUM(w, 'laneM2')} + count * ${HSUM(w, 'dm * dm')});
   if (lid.x == 0u) {

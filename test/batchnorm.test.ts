@@ -7,7 +7,7 @@
 // rasteriser ones (8-lane subgroup reductions, channel runs): on lavapipe both
 // run; bad inputs.
 //
-// Tolerances: the forward is a per-element affine map of a two-pass statistic,
+// Tolerances: the forward is a per-element affine map of a shifted one-pass statistic,
 // within the default (1e-5 of the largest magnitude + 1e-4 relative). Gradients
 // go through per-channel sums over up to 5·33·33 values and the subtraction
 // g − Σg/M − ĥ·Σgĥ/M, so they get 3e-5 absolute. Running statistics: 1e-5
@@ -117,6 +117,27 @@ async function checkBn(c: BnCase, training: boolean): Promise<void> {
   });
 }
 
+/** x = 1000 + 0.01·noise, image 0 shifted by 0.1 (10σ): [6, 2, 16, 16]. */
+function outlierBatch(seed: number): Arr {
+  const rng = new Rng(seed);
+  const x = arr([6, 2, 16, 16]);
+  for (let i = 0; i < x.data.length; i++) x.data[i] = Math.fround(1000 + 0.01 * rng.normal() + (i < 512 ? 0.1 : 0));
+  return x;
+}
+
+/**
+ * Small planes (1, 3, 2×2 = one vec4: lanes past the plane), and planes of 256 and
+ * 33·33 values over enough images that each channel's reduction splits into runs,
+ * the last one short (40 = 16 + 16 + 8 images; 5 = 4 + 1).
+ */
+const SMALL_AND_SPLIT: BnCase[] = [
+  [6, 3, 1, 1],
+  [3, 2, 1, 3],
+  [4, 3, 2, 2],
+  [40, 3, 16, 16],
+  [5, 3, 33, 33],
+].map(([batch, channels, h, w], i) => ({ batch: batch!, channels: channels!, h: h!, w: w!, affine: true, relu: true, residual: i % 2 === 0, seed: 100 + i }));
+
 /** One training step with momentum 1: the running statistics are the batch's; both within `rtol` of float64. */
 async function checkRunningStats(x: Arr, rtol: number): Promise<void> {
   const want = refChannelStats(x);
@@ -132,7 +153,7 @@ async function checkRunningStats(x: Arr, rtol: number): Promise<void> {
     const unbiased = (want.variance[c]! * want.count) / (want.count - 1);
     assert.ok(Math.abs(gotVar[c]! - unbiased) / unbiased < rtol, `channel ${c}: variance ${gotVar[c]}, reference ${unbiased}`);
     const spread = Math.sqrt(want.variance[c]!);
-    // within a thousandth of the spread, or two f32 ulps of the mean (1000 has ulps of 6e-5)
+    // within a thousandth of the spread, or about four f32 ulps of the mean (1000 has ulps of 6e-5)
     assert.ok(Math.abs(gotMean[c]! - want.mean[c]!) <= 1e-3 * spread + 2.4e-7 * Math.abs(want.mean[c]!), `channel ${c}: mean ${gotMean[c]}, reference ${want.mean[c]}`);
   }
   rm.dispose();
@@ -235,13 +256,27 @@ describe('batchNorm2d', () => {
   });
 
   it('statistics stay accurate when the values each lane shifts by are outliers', async () => {
-    // the one-pass lanes subtract their own first value; make those outliers (the first
-    // 64 values of every plane hold every lane's first vec4), on a large mean
-    // where an unshifted Σx² would lose every digit
-    const rng = new Rng(7);
-    const x = arr([6, 2, 16, 16]);
-    for (let i = 0; i < x.data.length; i++) x.data[i] = Math.fround(1000 + 0.01 * rng.normal() + (i % 256 < 64 ? 0.05 : 0));
-    await checkRunningStats(x, 1e-3);
+    // the one-pass lanes subtract their own first value, taken from the first image
+    // of their run: make image 0 an outlier (10σ), on a large mean where an unshifted
+    // Σx² would lose every digit
+    await checkRunningStats(outlierBatch(7), 1e-3);
+  });
+
+  it('planes of 1, 3, 4 and 33·33 values; several runs of images per channel with a short last one', async () => {
+    for (const c of SMALL_AND_SPLIT) {
+      await checkBn(c, true);
+      await checkBn({ ...c, seed: c.seed + 1 }, false);
+    }
+  });
+
+  it('eval mode takes an empty batch; training refuses it', () => {
+    tidy(() => {
+      const x = tensor(device, [], [0, 3, 4, 4]);
+      const rm = zeros(device, [3]);
+      const rv = ones(device, [3]);
+      assert.deepEqual(batchNorm2d(x, { training: false, runningMean: rm, runningVar: rv, relu: true }).shape, [0, 3, 4, 4]);
+      assert.throws(() => batchNorm2d(x, { training: true, runningMean: rm, runningVar: rv }), /more than 1 value per channel/);
+    });
   });
 
   it('the GPU layouts (64-lane tree reductions, planes per workgroup) match the reference too', async (t) => {
@@ -250,10 +285,8 @@ describe('batchNorm2d', () => {
     try {
       await fc.assert(fc.asyncProperty(bnCase, (c) => checkBn(c, true)), { numRuns: 8 });
       await fc.assert(fc.asyncProperty(bnCase, (c) => checkBn(c, false)), { numRuns: 4 });
-      const rng = new Rng(9);
-      const x = arr([6, 2, 16, 16]);
-      for (let i = 0; i < x.data.length; i++) x.data[i] = Math.fround(1000 + 0.01 * rng.normal() + (i % 256 < 64 ? 0.05 : 0));
-      await checkRunningStats(x, 1e-3);
+      await checkRunningStats(outlierBatch(9), 1e-3);
+      for (const c of SMALL_AND_SPLIT) await checkBn(c, true);
     } finally {
       bnConfig.cpuLayouts = true;
     }

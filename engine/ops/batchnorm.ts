@@ -60,7 +60,7 @@ function check(op: string, x: Tensor, o: BatchNormOptions): BnGeometry {
   if (m === null && o.training && o.runningMean && !o.numBatchesTracked) {
     throw bad('momentum null (cumulative average) needs numBatchesTracked');
   }
-  if (o.training && batch * h * w === 1) {
+  if (o.training && batch * h * w <= 1) {
     throw bad(`expected more than 1 value per channel when training, got ${batch * h * w}`);
   }
   return { batch, channels, plane: h * w };
