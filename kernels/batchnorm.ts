@@ -331,15 +331,20 @@ function elementParams(g: BnGeometry): Uint8Array {
   return new UniformWriter().u32(g.batch * g.channels, g.channels, g.plane, g.batch * g.plane, planesPerGroup(g), g.batch, chunk, 0).bytes();
 }
 
-function elementGrid(g: BnGeometry, w: ElementWalk): [number, number] {
-  if (w.byChannel) return [bnSplits(g).splits, g.channels];
-  return grid1d(Math.ceil((g.batch * g.channels) / planesPerGroup(g)), 1);
+/** Dispatches an elementwise kernel: its bindings, then the uniform block, over its grid. */
+function dispatchElement(device: Device, pipeline: GPUComputePipeline, bindings: (GPUBuffer | GPUBufferBinding)[], g: BnGeometry, w: ElementWalk): void {
+  const grid: [number, number] = w.byChannel ? [bnSplits(g).splits, g.channels] : grid1d(Math.ceil((g.batch * g.channels) / planesPerGroup(g)), 1);
+  device.dispatch(pipeline, [...bindings, device.uniforms(elementParams(g))], grid);
 }
 
 /**
- * The main of an elementwise kernel: PRELUDE (may use c, the channel) once per
- * channel run or plane, then BODY for every element i of it.
+ * An elementwise kernel over the bindings `bs`: PRELUDE (may use c, the channel)
+ * once per channel run or plane, then BODY for every element i of it.
  */
+function elementKernel(bs: Binding[], w: ElementWalk, prelude: string, body: string): string {
+  return `${ELEMENT_PARAMS}\n${declare(bs, 'ElementParams', w)}\n${elementMain(w, prelude, body)}`;
+}
+
 function elementMain(w: ElementWalk, prelude: string, body: string): string {
   const loop = /* wgsl */ `
     for (var q = lid.x; q < ${PLANE(w)}; q += ${w.wg}u) {
@@ -393,10 +398,7 @@ const applySource = (f: BnFusion, w: ElementWalk): string => {
     v = max(v, ${Z(w)});
 #endif
     y[i] = v;`;
-  return `
-${ELEMENT_PARAMS}
-${declare(bs, 'ElementParams', w)}
-${elementMain(w, prelude, body)}`;
+  return elementKernel(bs, w, prelude, body);
 };
 
 /** Records y = relu?(normalise(x)·γ + β + residual?). */
@@ -418,8 +420,7 @@ export function bnApply(
   const bindings: (GPUBuffer | GPUBufferBinding)[] = [x.buffer, stats.buffer, y.buffer];
   if (f.affine) bindings.push(gamma!.buffer, beta!.buffer);
   if (f.residual) bindings.push(residual!.buffer);
-  bindings.push(device.uniforms(elementParams(g)));
-  device.dispatch(pipeline, bindings, elementGrid(g, w));
+  dispatchElement(device, pipeline, bindings, g, w);
 }
 
 // ---------------------------------------------------------------- backward
@@ -556,10 +557,7 @@ const gradInputSource = (training: boolean, f: BnFusion, w: ElementWalk): string
 #else
     dx[i] = k * g;
 #endif`;
-  return `
-${ELEMENT_PARAMS}
-${declare(bs, 'ElementParams', w)}
-${elementMain(w, prelude, body)}`;
+  return elementKernel(bs, w, prelude, body);
 };
 
 /**
@@ -588,6 +586,5 @@ export function bnGradInput(
   if (f.affine) bindings.push(o.gamma!.buffer);
   if (f.relu) bindings.push(o.y!.buffer);
   if (f.residual) bindings.push(o.dres!.buffer);
-  bindings.push(device.uniforms(elementParams(g)));
-  device.dispatch(pipeline, bindings, elementGrid(g, w));
+  dispatchElement(device, pipeline, bindings, g, w);
 }
