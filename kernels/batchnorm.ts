@@ -155,12 +155,17 @@ fn laneSum(v: ${type}) -> ${type} {
 }`;
 }
 
-const statsPartialSource = (w: Walk & { sg: boolean }): string => /* wgsl */ `
+/**
+ * The opening of a per-channel reduction kernel over the bindings `bs`, up to
+ * where workgroup (s, c) knows its run of images begin .. end − 1 of channel c.
+ */
+function reductionHead(bs: Binding[], w: Walk & { sg: boolean }, sumType: 'f32' | 'vec2<f32>'): string {
+  return /* wgsl */ `
 ${w.sg ? 'enable subgroups;' : ''}
 ${SPLIT_PARAMS}
-${declare([['x', 'read'], ['partials', 'read_write']], 'SplitParams', w)}
+${declare(bs, 'SplitParams', w)}
 var<private> lidx: u32;
-${laneSumFn(w, 'f32')}
+${laneSumFn(w, sumType)}
 
 @compute @workgroup_size(${w.wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -168,7 +173,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let s = wid.x;
   let c = wid.y;
   let begin = s * p.chunk;
-  let end = min(p.batch, begin + p.chunk);
+  let end = min(p.batch, begin + p.chunk);`;
+}
+
+const statsPartialSource = (w: Walk & { sg: boolean }): string => /* wgsl */ `
+${reductionHead([['x', 'read'], ['partials', 'read_write']], w, 'f32')}
   let first = (begin * p.channels + c) * ${PLANE(w)};
   // the lane's shift: its first value (lanes past a small plane take the plane's last; they count nothing)
   let shift = x[first + min(lid.x, ${PLANE(w)} - 1u)];
@@ -429,19 +438,7 @@ const gradPartialSource = (relu: boolean, w: Walk & { sg: boolean }): string => 
   const bs: Binding[] = [['x', 'read'], ['dy', 'read'], ['stats', 'read'], ['partials', 'read_write']];
   if (relu) bs.push(['y', 'read']);
   return wgsl`
-${w.sg ? 'enable subgroups;' : ''}
-${SPLIT_PARAMS}
-${declare(bs, 'SplitParams', w)}
-var<private> lidx: u32;
-${laneSumFn(w, 'vec2<f32>')}
-
-@compute @workgroup_size(${w.wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  lidx = lid.x;
-  let s = wid.x;
-  let c = wid.y;
-  let begin = s * p.chunk;
-  let end = min(p.batch, begin + p.chunk);
+${reductionHead(bs, w, 'vec2<f32>')}
   let mean = stats[c];
   let invstd = stats[p.channels + c];
   var accG = ${Z(w)};
