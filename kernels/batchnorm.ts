@@ -183,10 +183,12 @@ ${reductionHead([['x', 'read'], ['partials', 'read_write']], w, 'f32')}
   let shift = x[first + min(lid.x, ${PLANE(w)} - 1u)];
   // the run's first value: the lanes' means are summed relative to it (a constant channel's mean comes out exact)
   let origin = x[first]${w.v4 ? '.x' : ''};
-  var count = 0.0;
+  // how many elements the lane takes: lid, lid + wg, … of each plane, in every image of the run
+  let perPlane = select(0u, (${PLANE(w)} - 1u - lid.x) / ${w.wg}u + 1u, lid.x < ${PLANE(w)});
+  let count = f32((end - begin) * perPlane);
   var s1 = ${Z(w)};
   var s2 = ${Z(w)};
-  ${channelWalk('let d = x[i] - shift; s1 += d; s2 += d * d; count += 1.0;', w)}
+  ${channelWalk('let d = x[i] - shift; s1 += d; s2 += d * d;', w)}
   // per component: mean_l = shift + s1/count, M2_l = s2 − s1²/count
   let inv = 1.0 / max(count, 1.0);
   let laneMean = shift + s1 * inv;
@@ -335,15 +337,15 @@ function planesPerGroup(g: BnGeometry): number {
   return Math.max(1, Math.floor(1024 / g.plane));
 }
 
-function elementParams(g: BnGeometry): Uint8Array {
-  const { chunk } = bnSplits(g);
+function elementParams(g: BnGeometry, chunk: number): Uint8Array {
   return new UniformWriter().u32(g.batch * g.channels, g.channels, g.plane, g.batch * g.plane, planesPerGroup(g), g.batch, chunk, 0).bytes();
 }
 
 /** Dispatches an elementwise kernel: its bindings, then the uniform block, over its grid. */
 function dispatchElement(device: Device, pipeline: GPUComputePipeline, bindings: (GPUBuffer | GPUBufferBinding)[], g: BnGeometry, w: ElementWalk): void {
-  const grid: [number, number] = w.byChannel ? [bnSplits(g).splits, g.channels] : grid1d(Math.ceil((g.batch * g.channels) / planesPerGroup(g)), 1);
-  device.dispatch(pipeline, [...bindings, device.uniforms(elementParams(g))], grid);
+  const { splits, chunk } = bnSplits(g);
+  const grid: [number, number] = w.byChannel ? [splits, g.channels] : grid1d(Math.ceil((g.batch * g.channels) / planesPerGroup(g)), 1);
+  device.dispatch(pipeline, [...bindings, device.uniforms(elementParams(g, chunk))], grid);
 }
 
 /**
