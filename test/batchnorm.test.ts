@@ -20,7 +20,7 @@ import { assertClose, checkOp, checkRefGrad, destroyTestDevice, randomArr, testD
 import { type Arr, arr } from './reference.ts';
 import { type RefBatchNormOptions, refBatchNorm2d, refChannelStats, refRunningUpdate } from './reference-conv.ts';
 import { bnConfig } from '../kernels/batchnorm.ts';
-import { hasSubgroupsOf8, isSoftwareAdapter } from '../kernels/common.ts';
+import { isSoftwareAdapter } from '../kernels/common.ts';
 
 let device: Device;
 before(async () => {
@@ -153,8 +153,8 @@ async function checkRunningStats(x: Arr, rtol: number): Promise<void> {
     const unbiased = (want.variance[c]! * want.count) / (want.count - 1);
     assert.ok(Math.abs(gotVar[c]! - unbiased) / unbiased < rtol, `channel ${c}: variance ${gotVar[c]}, reference ${unbiased}`);
     const spread = Math.sqrt(want.variance[c]!);
-    // within a thousandth of the spread, or about four f32 ulps of the mean (1000 has ulps of 6e-5)
-    assert.ok(Math.abs(gotMean[c]! - want.mean[c]!) <= 1e-3 * spread + 2.4e-7 * Math.abs(want.mean[c]!), `channel ${c}: mean ${gotMean[c]}, reference ${want.mean[c]}`);
+    // within a thousandth of the spread, or 1e-7 of the mean where that is larger (1000 has f32 ulps of 6e-5)
+    assert.ok(Math.abs(gotMean[c]! - want.mean[c]!) <= Math.max(1e-3 * spread, 1e-7 * Math.abs(want.mean[c]!)), `channel ${c}: mean ${gotMean[c]}, reference ${want.mean[c]}`);
   }
   rm.dispose();
   rv.dispose();
@@ -280,7 +280,7 @@ describe('batchNorm2d', () => {
   });
 
   it('the GPU layouts (64-lane tree reductions, planes per workgroup) match the reference too', async (t) => {
-    if (!hasSubgroupsOf8(device) && !isSoftwareAdapter(device)) return t.skip('the GPU layouts already ran above');
+    if (!isSoftwareAdapter(device)) return t.skip('the GPU layouts already ran above');
     bnConfig.cpuLayouts = false;
     try {
       await fc.assert(fc.asyncProperty(bnCase, (c) => checkBn(c, true)), { numRuns: 8 });
