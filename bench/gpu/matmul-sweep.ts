@@ -44,6 +44,8 @@ const JSON_OUT = opt('--json');
 const SIZES = (opt('--sizes') ?? (LOCAL ? '256,512' : '4096,2048')).split(',').map((s) => parseInt(s, 10)).filter((n) => n > 0);
 const BUDGET_S = parseFloat(opt('--budget-s') ?? '90');
 const ONLY = opt('--only')?.split(',') ?? null;
+/** testing only: pretend the adapter lists this f16→f32 config (M,N,K), so the subgroup-matrix path runs (and fails, recorded) without the feature */
+const FORCE_SGMAT = opt('--force-sgmat')?.split(',').map(Number) ?? null;
 const REPS = Math.max(5, parseInt(opt('--reps') ?? (LOCAL ? '5' : '7'), 10));
 const CHECK = LOCAL ? { M: 100, N: 76, K: 68 } : { M: 200, N: 136, K: 152 };
 const CHECK_ALIGNED = { M: 256, N: 256, K: 256 };
@@ -145,6 +147,8 @@ let hasSubgroups = false;
 let hasSgMatrix = false;
 let subgroupMaxSize = 0;
 const uncaptured: string[] = [];
+/** pipelines of the current device by variant name */
+const compiled = new Map<string, { src: KernelSource; c: Compiled }>();
 interface SgConfig {
   M: number;
   N: number;
@@ -252,6 +256,7 @@ async function ensureDevice(): Promise<boolean> {
     /* ignore */
   }
   device = null;
+  compiled.clear(); // pipelines belonged to the old device
   try {
     await openDevice(false);
     return true;
@@ -527,7 +532,8 @@ function variants(): Variant[] {
     make: () => tiledVec4({ BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, doubleBuffer: false, elem: 'f16', halfAcc: true }),
   });
   // subgroup matrices: f16 → f32 configs first, f16 → f16 as second choice; at most two configs
-  const f16cfg = sgConfigs.filter((c) => c.componentType === 'f16');
+  const forced: SgConfig[] = FORCE_SGMAT ? [{ M: FORCE_SGMAT[0]!, N: FORCE_SGMAT[1]!, K: FORCE_SGMAT[2]!, componentType: 'f16', resultComponentType: 'f32' }] : [];
+  const f16cfg = [...sgConfigs, ...forced].filter((c) => c.componentType === 'f16');
   const pick = [...f16cfg.filter((c) => c.resultComponentType === 'f32'), ...f16cfg.filter((c) => c.resultComponentType === 'f16')];
   const seen = new Set<string>();
   const chosen = pick.filter((c) => {
@@ -542,7 +548,7 @@ function variants(): Variant[] {
         ? `subgroup-matrix-f16: no config with componentType f16 among ${JSON.stringify(sgConfigs)}`
         : 'subgroup-matrix-f16: not run (no chromium-experimental-subgroup-matrix feature / no configs on this adapter)',
     );
-  } else if (!hasSgMatrix) {
+  } else if (!hasSgMatrix && !FORCE_SGMAT) {
     out.notes.push('subgroup-matrix-f16: the adapter lists configs but the device lacks chromium-experimental-subgroup-matrix');
   } else {
     const sg = Math.max(32, subgroupMaxSize || 32);
@@ -622,6 +628,12 @@ function reference(A: Float32Array, B: Float32Array, M: number, N: number, K: nu
 }
 
 async function compileVariant(v: Variant, rec: Record<string, unknown>): Promise<{ src: KernelSource; c: Compiled }> {
+  rec.compileFailed = true;
+  const r = await compileVariantInner(v, rec);
+  rec.compileFailed = false;
+  return r;
+}
+async function compileVariantInner(v: Variant, rec: Record<string, unknown>): Promise<{ src: KernelSource; c: Compiled }> {
   let src = v.make();
   try {
     const c = await scoped(`${v.name} compile`, () => compile(v.name, src.code));
@@ -653,7 +665,6 @@ async function compileVariant(v: Variant, rec: Record<string, unknown>): Promise
   }
 }
 
-const compiled = new Map<string, { src: KernelSource; c: Compiled }>();
 
 async function checkVariant(v: Variant): Promise<void> {
   const rec: Record<string, unknown> = { describe: v.describe, operands: v.operands, result: v.result };
@@ -732,8 +743,12 @@ async function timeVariant(v: Variant, S: number): Promise<void> {
       return;
     }
     if (!(await ensureDevice())) throw new Error('no device');
+    if (rec.compileFailed) {
+      row.note = 'skipped: did not compile';
+      return;
+    }
     let k = compiled.get(v.name);
-    if (!k || lost) {
+    if (!k) {
       k = await compileVariant(v, {});
       compiled.set(v.name, k);
     }
