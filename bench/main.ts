@@ -11,7 +11,9 @@
 // --threshold F (regression threshold for --compare, default 0.25),
 // --dawn-flag <flag> (extra dawn.node flag, repeatable), --no-step, --tune (time
 // the matmul kernels on the square shapes first and keep the fastest per shape
-// class in .cache/matmul-tuning.json, which later runs and training then use).
+// class in .cache/matmul-tuning.json, which later runs and training then use),
+// --steps 20x128,56x1000 (the ResNet depths and batches to time instead of the
+// defaults; no TF.js step), --pipeline N (also time N steps back to back, one sync).
 //
 // See BENCHMARKS.md for recorded figures and how to read them.
 import { execSync } from 'node:child_process';
@@ -19,6 +21,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { type Device, createDevice } from '../engine/device.ts';
 import { randn } from '../engine/tensor.ts';
+import { isSoftwareAdapter } from '../kernels/common.ts';
 import { configName, tuneMatmul } from '../kernels/matmul.ts';
 import { type BenchCase, convCases, matmulCases, memoryCases, optimizerCases } from './cases.ts';
 import { COPY_VARIANTS, FMA_VARIANTS, copyCase, fmaCase } from './peak.ts';
@@ -41,10 +44,12 @@ interface Args {
   dawnFlags: string[];
   step: boolean;
   tune: boolean;
+  steps: { depth: number; batch: number }[] | null;
+  pipeline: number;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { quick: false, json: null, compare: [], peer: true, only: null, rounds: null, threshold: 0.25, dawnFlags: [], step: true, tune: false };
+  const a: Args = { quick: false, json: null, compare: [], peer: true, only: null, rounds: null, threshold: 0.25, dawnFlags: [], step: true, tune: false, steps: null, pipeline: 0 };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const value = (): string => {
@@ -64,6 +69,13 @@ function parseArgs(argv: string[]): Args {
     else if (arg === '--rounds') a.rounds = Number(value());
     else if (arg === '--threshold') a.threshold = Number(value());
     else if (arg === '--dawn-flag') a.dawnFlags.push(value());
+    else if (arg === '--steps') {
+      a.steps = value().split(',').map((c) => {
+        const m = /^(\d+)x(\d+)$/.exec(c.trim());
+        if (!m) throw new Error(`--steps: '${c}' is not DEPTHxBATCH (e.g. 56x128)`);
+        return { depth: Number(m[1]), batch: Number(m[2]) };
+      });
+    } else if (arg === '--pipeline') a.pipeline = Number(value());
     else if (arg === '--help' || arg === '-h') {
       console.log(readFileSync(new URL(import.meta.url), 'utf8').split('\n').filter((l) => l.startsWith('//')).map((l) => l.slice(3)).join('\n'));
       process.exit(0);
@@ -93,10 +105,16 @@ interface PeakProbes {
 }
 
 async function measurePeaks(device: Device, timer: GpuTimer | null, o: TimingOptions, quick: boolean): Promise<{ peak: Peaks; probes: PeakProbes }> {
+  // A discrete GPU does lavapipe's ~60 GFLOP/s a thousand times over and has an L2 of tens of
+  // MB: its loops and copies are sized up so each runs for milliseconds, from DRAM.
+  const gpu = !isSoftwareAdapter(device);
+  const fmaFlops = gpu ? 4e11 : 1e9;
+  const fmaInvocations = gpu ? 1 << 20 : 64 * 1024;
+  const copyBytes = gpu ? 512 << 20 : 32 << 20;
   const fmaAll: Record<string, number> = {};
   let best = { gflops: 0, name: '', variant: FMA_VARIANTS[0]! };
   for (const v of quick ? FMA_VARIANTS.slice(0, 3) : FMA_VARIANTS) {
-    const c = fmaCase(device, v, 1e9);
+    const c = fmaCase(device, v, fmaFlops, fmaInvocations);
     const [m] = await interleave([engineRound(device, timer, c)], o);
     c.dispose();
     const ms = m!.gpu?.median ?? m!.wall.median;
@@ -109,7 +127,7 @@ async function measurePeaks(device: Device, timer: GpuTimer | null, o: TimingOpt
   let bestCopy = { gbs: 0, name: '', variant: COPY_VARIANTS[0]! };
   let memcpy = 0;
   for (const v of [...(quick ? COPY_VARIANTS.slice(0, 2) : COPY_VARIANTS), 'copyBufferToBuffer' as const]) {
-    const copy = copyCase(device, 32 << 20, v);
+    const copy = copyCase(device, copyBytes, v);
     const [cm] = await interleave([engineRound(device, timer, copy)], o);
     copy.dispose();
     const gbs = copy.bytes / ((cm!.gpu?.median ?? cm!.wall.median) * 1e6);
@@ -126,7 +144,10 @@ async function measurePeaks(device: Device, timer: GpuTimer | null, o: TimingOpt
     copyGBs: bestCopy.gbs, copyVariant: bestCopy.name, copyAll, copyBufferToBufferGBs: memcpy,
   };
   // smaller versions of the best FMA loop and copy kernel, run beside every case
-  return { peak, probes: { fma: fmaCase(device, best.variant, 2e8), copy: copyCase(device, 8 << 20, bestCopy.variant) } };
+  return {
+    peak,
+    probes: { fma: fmaCase(device, best.variant, fmaFlops / 5, fmaInvocations), copy: copyCase(device, copyBytes / 4, bestCopy.variant) },
+  };
 }
 
 async function runCase(
@@ -259,7 +280,7 @@ async function main(): Promise<void> {
     results.push(await runCase(c, device, timer, peer, o, args.quick, probes));
   }
   // --only also selects training steps by id (e.g. --only step/resnet20)
-  const steps = args.step ? await stepBenchmarks({ device, timer, peer, quick: args.quick, log, only }) : [];
+  const steps = args.step ? await stepBenchmarks({ device, timer, peer, quick: args.quick, log, only, configs: args.steps, pipelineSteps: args.pipeline }) : [];
 
   const load = os.loadavg();
   const result: BenchResult = {

@@ -60,9 +60,11 @@ export interface FmaCase {
   dispose: () => void;
 }
 
-/** An FMA-loop case doing about `flopsTarget` flops per repetition. */
-export function fmaCase(device: Device, v: FmaVariant, flopsTarget: number): FmaCase {
-  const invocations = 64 * 1024;
+/**
+ * An FMA-loop case doing about `flopsTarget` flops per repetition over `invocations`
+ * invocations (64K keep lavapipe's two cores busy; a discrete GPU needs ~1M to fill its SMs).
+ */
+export function fmaCase(device: Device, v: FmaVariant, flopsTarget: number, invocations = 64 * 1024): FmaCase {
   const perIter = 2 * v.chains * v.vec * v.unroll;
   const iters = Math.max(1, Math.round(flopsTarget / (invocations * perIter)));
   const flops = invocations * perIter * iters;

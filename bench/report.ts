@@ -50,6 +50,10 @@ export interface StepFigures {
   buffersCreatedPerStep?: number;
   /** live bytes change per step after warm-up */
   liveBytesGrowthPerStep?: number;
+  /** the most bytes live tensors held during a step (pool buckets, textures included) */
+  peakLiveBytes?: number;
+  /** images/s over steps recorded back to back with one sync at the end (bench --pipeline N) */
+  pipelinedImagesPerSec?: number;
 }
 
 export interface Peaks {
@@ -191,6 +195,8 @@ export function formatTable(r: BenchResult): string {
           (o?.phases ? ` (${Object.entries(o.phases).map(([k, v]) => `${k} ${fmtMs(v)} ms`).join(', ')})` : '') +
           (o?.dispatchesPerStep !== undefined ? `, ${o.dispatchesPerStep} dispatches, ${o.submitsPerStep} submits/step` : '') +
           (o?.buffersCreatedPerStep !== undefined ? `, ${o.buffersCreatedPerStep} buffers created/step, ${o.liveBytesGrowthPerStep} B live growth/step` : '') +
+          (o?.peakLiveBytes !== undefined ? `, peak ${(o.peakLiveBytes / 2 ** 20).toFixed(0)} MiB live` : '') +
+          (o?.pipelinedImagesPerSec !== undefined ? `, ${o.pipelinedImagesPerSec.toFixed(1)} img/s back to back` : '') +
           `; TF.js ${p ? `${p.imagesPerSec.toFixed(1)} img/s` : '-'}` +
           (ratio !== null ? `; ${ratio.toFixed(1)}× TF.js` : '') +
           (s.note ? `  (${s.note})` : ''),

@@ -39,15 +39,21 @@ export interface StepBenchOptions {
   log: (msg: string) => void;
   /** run only the steps whose id (step/resnet20/b128) contains this */
   only?: string | null;
+  /** the networks and batches to time instead of the defaults (bench --steps 20x128,56x1000); no TF.js peer */
+  configs?: { depth: number; batch: number }[] | null;
+  /** also time this many steps back to back with one sync at the end (what a training loop gets) */
+  pipelineSteps?: number;
 }
 
 export async function stepBenchmarks(o: StepBenchOptions): Promise<StepResult[]> {
   const out: StepResult[] = [];
   // --quick: batch 16 (a batch-128 step takes 2-3 s on lavapipe); dispatches, submits and growth do not depend on it.
   // ResNet-56 (about 3× ResNet-20's work) gets one measured step and round, and no peer (the peer target is ResNet-20's).
-  const configs = o.quick
-    ? [{ depth: 20, batch: 16, light: false, peer: false }]
-    : [{ depth: 20, batch: 128, light: false, peer: true }, { depth: 56, batch: 128, light: true, peer: false }];
+  const configs = o.configs
+    ? o.configs.map((c) => ({ ...c, light: false, peer: false }))
+    : o.quick
+      ? [{ depth: 20, batch: 16, light: false, peer: false }]
+      : [{ depth: 20, batch: 128, light: false, peer: true }, { depth: 56, batch: 128, light: true, peer: false }];
   for (const { depth, batch, light, peer } of configs) {
     if (o.only && !`step/resnet${depth}/b${batch}`.includes(o.only)) continue;
     o.log(`bench: ResNet-${depth} training step, batch ${batch}`);
@@ -97,6 +103,7 @@ async function oursStep(o: StepBenchOptions, model: Model, batch: number, light:
 
     const steps = o.quick || light ? 1 : 2;
     const e0 = device.executionStats();
+    device.resetPeakMemory();
     const m0 = device.memoryStats();
     for (let i = 0; i < steps; i++) step();
     await device.sync();
@@ -114,7 +121,14 @@ async function oursStep(o: StepBenchOptions, model: Model, batch: number, light:
       submitsPerStep: (e1.submits - e0.submits) / steps,
       buffersCreatedPerStep: (m1.createdBuffers - m0.createdBuffers) / steps,
       liveBytesGrowthPerStep: (m1.liveBytes - m0.liveBytes) / steps,
+      peakLiveBytes: m1.peakLiveBytes,
     };
+    if (o.pipelineSteps) {
+      const t0 = performance.now();
+      for (let i = 0; i < o.pipelineSteps; i++) step();
+      await device.sync();
+      fig.pipelinedImagesPerSec = (batch * o.pipelineSteps) / ((performance.now() - t0) / 1000);
+    }
     if (o.timer) fig.phases = { ...(await phases(o, model, forward, opt)), step: ms };
     return fig;
   } finally {

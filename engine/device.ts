@@ -22,6 +22,8 @@ export interface MemoryStats {
   createdBuffers: number;
   /** storage textures ever created by the texture pool (their bytes count in liveBytes/pooledBytes) */
   createdTextures: number;
+  /** the most liveBytes ever held since the device was created or resetPeakMemory() */
+  peakLiveBytes: number;
 }
 
 export interface ExecutionStats {
@@ -77,6 +79,7 @@ export class Device {
 
   private pool = new Map<number, GPUBuffer[]>();
   private liveBytes = 0;
+  private peakLiveBytes = 0;
   private liveBuffers = 0;
   private pooledBytes = 0;
   private pooledBuffers = 0;
@@ -149,6 +152,7 @@ export class Device {
       this.createdBuffers++;
     }
     this.liveBytes += size;
+    this.peakLiveBytes = Math.max(this.peakLiveBytes, this.liveBytes);
     this.liveBuffers++;
     return { buffer, size };
   }
@@ -187,6 +191,7 @@ export class Device {
       this.createdTextures++;
     }
     this.liveBytes += bytes;
+    this.peakLiveBytes = Math.max(this.peakLiveBytes, this.liveBytes);
     return t;
   }
 
@@ -218,7 +223,13 @@ export class Device {
       pooledBuffers: this.pooledBuffers,
       createdBuffers: this.createdBuffers,
       createdTextures: this.createdTextures,
+      peakLiveBytes: this.peakLiveBytes,
     };
+  }
+
+  /** Starts a new high-water mark of live bytes (memoryStats().peakLiveBytes) from what is live now. */
+  resetPeakMemory(): void {
+    this.peakLiveBytes = this.liveBytes;
   }
 
   executionStats(): ExecutionStats {
