@@ -10,7 +10,7 @@ import type { Module } from '../engine/nn/index.ts';
 import type { SGD, SgdState } from '../engine/optim.ts';
 import { tensor } from '../engine/tensor.ts';
 import { Augmenter } from '../data/augment.ts';
-import { loadCifar } from '../data/cifar.ts';
+import { cifarLayout, loadCifar } from '../data/cifar.ts';
 import { type Dataset, datasetSize, splitValidation, subset } from '../data/dataset.ts';
 import { BatchLoader, type LoaderState } from '../data/loader.ts';
 import { syntheticDataset } from '../data/synthetic.ts';
@@ -30,7 +30,10 @@ export async function loadDatasets(c: TrainConfig): Promise<Datasets> {
   if (c.dataset === 'synthetic') {
     ({ train, test } = syntheticDataset({ seed: c.seed, imageSize: c.imageSize, trainSize: c.syntheticTrain, testSize: c.syntheticTest }));
   } else {
-    ({ train, test } = await loadCifar(c.dataset, c.data!));
+    // a subset of the first N images needs only the files that hold them (the first of five for 10,000)
+    const perFile = cifarLayout(c.dataset).trainRecordsPerFile;
+    const files = c.trainSubset ? Math.min(cifarLayout(c.dataset).trainFiles.length, Math.ceil(c.trainSubset / perFile)) : 0;
+    ({ train, test } = await loadCifar(c.dataset, c.data!, files ? { trainFiles: Array.from({ length: files }, (_, i) => i + 1) } : {}));
   }
   if (c.trainSubset) train = subset(train, Math.min(c.trainSubset, datasetSize(train)));
   if (c.testSubset) test = subset(test, Math.min(c.testSubset, datasetSize(test)));
