@@ -70,6 +70,7 @@ interface Row {
   timer?: string;
   inner?: number;
   samplesMs?: number[];
+  warmMs?: number;
   note?: string;
   error?: string;
 }
@@ -159,7 +160,10 @@ interface SgConfig {
 let sgConfigs: SgConfig[] = [];
 
 async function openDevice(first: boolean): Promise<void> {
+  // allow_unsafe_apis: subgroup matrices; vulkan_enable_f16_on_nvidia (adapter toggle): without it
+  // Dawn hides shader-f16, and with it every f16 subgroup-matrix config, on NVIDIA/Vulkan
   const flagSets = [
+    ['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia', 'disable-dawn-features=timestamp_quantization'],
     ['enable-dawn-features=allow_unsafe_apis', 'disable-dawn-features=timestamp_quantization'],
     ['disable-dawn-features=timestamp_quantization'],
     [],
@@ -416,12 +420,22 @@ const median = (xs: number[]) => {
   return n % 2 ? s[(n - 1) / 2]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
 };
 
-/** Warm-up (1 dispatch), choose `inner` so a measurement lasts ≥ TARGET_MS, then REPS timed passes; median ms per dispatch. */
-async function timeJob(job: Job, reps = REPS): Promise<{ ms: number; timer: string; inner: number; samples: number[] }> {
+/**
+ * Warm-up, choose `inner` so a measurement lasts ≥ TARGET_MS, then REPS timed passes; median ms
+ * per dispatch. On a GPU the warm-up lasts ≥ WARM_MS of GPU work: the H200 lowers its clocks
+ * within a second or two of idling (compiles, CPU-side data), and a first run measured 4096³
+ * kernels 1.2-3.8× slow for their first ~100 ms.
+ */
+const WARM_MS = LOCAL ? 0 : 300;
+async function timeJob(job: Job, reps = REPS): Promise<{ ms: number; timer: string; inner: number; samples: number[]; warmMs: number }> {
   const w = await runOnce(job, 1);
   const maxInner = LOCAL ? 4 : 50;
   const inner = Math.max(1, Math.min(maxInner, Math.ceil(TARGET_MS / Math.max(w.ms, 1e-3))));
-  if (inner > 1) await runOnce(job, 1);
+  let warmMs = w.ms;
+  const w0 = performance.now();
+  do {
+    warmMs += (await runOnce(job, inner)).ms;
+  } while (warmMs < WARM_MS && performance.now() - w0 < 4 * WARM_MS + 1000);
   const samples: number[] = [];
   let timer = w.timer;
   for (let r = 0; r < reps; r++) {
@@ -429,7 +443,7 @@ async function timeJob(job: Job, reps = REPS): Promise<{ ms: number; timer: stri
     timer = s.timer;
     samples.push(s.ms / inner);
   }
-  return { ms: median(samples), timer, inner, samples };
+  return { ms: median(samples), timer, inner, samples, warmMs };
 }
 
 // ------------------------------------------------------------------ FMA peaks
@@ -554,7 +568,8 @@ function variants(): Variant[] {
     const sg = Math.max(32, subgroupMaxSize || 32);
     chosen.slice(0, 2).forEach((c, ci) => {
       const result = c.resultComponentType === 'f32' ? 'f32' : 'f16';
-      const tiles: [number, number][] = ci === 0 ? [[4, 2], [2, 2], [4, 4]] : [[4, 2]];
+      // FM×FN result matrices per subgroup (f32 16×16 accumulators: 8 registers each per lane)
+      const tiles: [number, number][] = ci === 0 ? [[4, 4], [8, 2], [4, 2], [2, 2]] : [[4, 4]];
       for (const [FM, FN] of tiles) {
         const base = `subgroup-matrix-f16${result === 'f16' ? '-f16acc' : ''}-${c.M}x${c.N}x${c.K}-${FM}x${FN}`;
         v.push({
@@ -770,7 +785,7 @@ async function timeVariant(v: Variant, S: number): Promise<void> {
     const t = await scoped(`${v.name} @ ${S}`, () => timeJob(job));
     const gflops = (2 * S * S * S) / (t.ms * 1e6);
     const peak = peaks[v.peak];
-    Object.assign(row, { ms: t.ms, gflops, pctPeak: peak ? (100 * gflops) / peak : null, timer: t.timer, inner: t.inner, samplesMs: t.samples });
+    Object.assign(row, { ms: t.ms, gflops, pctPeak: peak ? (100 * gflops) / peak : null, timer: t.timer, inner: t.inner, samplesMs: t.samples, warmMs: t.warmMs });
     if (v.name.startsWith('subgroup-matrix')) {
       row.note = `vs f16 FMA peak${peaks.f16 ? ` ${((100 * gflops) / peaks.f16).toFixed(0)}%` : ''}, vs f32 FMA peak${peaks.f32 ? ` ${((100 * gflops) / peaks.f32).toFixed(0)}%` : ''}; the tensor-core peak is far higher (H200 dense f16: ~990 TFLOP/s)`;
     }
