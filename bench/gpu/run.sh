@@ -1,13 +1,23 @@
 #!/usr/bin/env bash
-# The GPU run, in one script (device tool: carry '.gpukit' and '.gl'; see
-# BENCHMARKS.md "On a GPU"). From the repository root:
-#   bash .gpukit/run.sh            on the GPU machine: bench suite, step profile and the
-#                                  PyTorch peer; results in $OUT (default /tmp/gpu-out)
-#   bash bench/gpu/run.sh --fetch-gl   here, once: download the Vulkan loader into .gl/
-# Each part has its own timeout so one failure does not cost the others.
+# The GPU run (BENCHMARKS.md "On a GPU"), from the repository root, in two calls of
+# the device tool on one warm machine (what one call may carry is 64 MiB):
+#   bash bench/gpu/run.sh bench    carry .gpukit .gl .gpudata/train: the adapter, the
+#                                  kernel tests on the GPU, ResNet-20/56 steps at batch
+#                                  128 and 1000, PyTorch fp32 and AMP on the same GPU,
+#                                  the bench suite, a per-kernel step profile (SWEEP=1:
+#                                  also bench/gpu/matmul-sweep.ts)
+#   bash bench/gpu/run.sh train    carry .gpukit .gl .gpudata/test: the real-data
+#                                  experiment (bench/gpu/cifar10-subset.plan) until the
+#                                  deadline, jobs in parallel (bench/gpu/train-arms.sh)
+# Both in one call where the kit and both data folders fit (61.7 MiB on 2026-12-04):
+#   BUDGET_S=230 bash bench/gpu/run.sh bench; TRAIN_BUDGET_S=200 bash bench/gpu/run.sh train
+# Results: $OUT/bench.tar.gz or $OUT/train.tar.gz (everything) and $OUT/summary-*.txt.
+# --local runs either phase here against lavapipe with small sizes, so the first real
+# call cannot fail on plumbing. Before the calls, here: bash bench/gpu/make-kit.sh --data
+# and bash bench/gpu/run.sh --fetch-gl. Every part has its own timeout; one failing
+# costs only itself.
 set -uo pipefail
-cd "$(dirname "$0")/.."
-[ -d .gpukit ] || cd ..   # also works when started as bench/gpu/run.sh
+cd "$(dirname "$0")/../.."
 
 if [ "${1:-}" = "--fetch-gl" ]; then
   grep -qx '/.gl/' .git/info/exclude 2>/dev/null || echo /.gl/ >>.git/info/exclude
@@ -18,44 +28,123 @@ if [ "${1:-}" = "--fetch-gl" ]; then
   exit
 fi
 
+phase=${1:?usage: run.sh bench|train [--local]}
+local=0
+[ "${2:-}" = "--local" ] && local=1
+T0=$(date +%s)
 OUT=${OUT:-/tmp/gpu-out}
-mkdir -p "$OUT"
-log() { echo "[$(date +%T)] $*" | tee -a "$OUT/run.log"; }
-log "gpu: $(nvidia-smi -L 2>&1 | head -1)"
+W=/tmp/gpu-work/$phase   # everything goes here; $OUT gets a tarball of it (at most 8 files come back)
+mkdir -p "$OUT" "$W"
+log() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$W/run.log"; }
+pack() { tar -czf "$OUT/$phase.tar.gz" -C "$W" . 2>/dev/null; }
+# runs a part under a timeout, its output in $W/NAME.txt; the tarball is refreshed after each
+# Parts past the phase's budget (BUDGET_S) are skipped and a part's timeout is cut to what is left,
+# so the call ends inside its own limit with every finished part's results packed.
+BUDGET_S=${BUDGET_S:-100000}
+part() { # name timeout command...
+  local name=$1 t=$2; shift 2
+  local left=$((T0 + BUDGET_S - $(date +%s)))
+  if [ "$left" -lt 10 ]; then log "$name skipped: budget spent"; return; fi
+  [ "$t" -gt "$left" ] && t=$left
+  log "$name (timeout ${t}s)"
+  timeout -k 10 "$t" "$@" >"$W/$name.txt" 2>&1
+  log "$name exit $?"
+  pack
+}
 
-# Vulkan loader and the NVIDIA ICD
-if ! ldconfig -p | grep -q libvulkan.so.1; then
-  for f in .gl/*.deb; do dpkg -x "$f" /; done
-  ldconfig
+# ------------------------------------------------------------------ set-up
+if [ $local = 0 ]; then
+  log "gpu: $(nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu,utilization.gpu --format=csv,noheader 2>&1 | head -1)"
+  if ! ldconfig -p | grep -q libvulkan.so.1; then
+    for f in .gl/*.deb; do dpkg -x "$f" /; done
+    ldconfig
+  fi
+  icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+  [ -f "$icd" ] && export VK_DRIVER_FILES=$icd __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+  log "vulkan loader: $(ldconfig -p | grep -c libvulkan.so.1) entries; ICD ${VK_DRIVER_FILES:-default}"
+  if ! command -v node >/dev/null || ! node --version | grep -q '^v2[0-9]'; then
+    # python3 unpacks (the GPU machine's image may have no xz)
+    [ -x /tmp/node/bin/node ] || { mkdir -p /tmp/node/bin && python3 -c "import lzma,shutil; shutil.copyfileobj(lzma.open('.gpukit/node.xz'), open('/tmp/node/bin/node','wb'))" && chmod +x /tmp/node/bin/node; }
+    export PATH=/tmp/node/bin:$PATH
+  fi
+  [ -d node_modules/tsx ] || { rm -rf node_modules && python3 -c "import tarfile; tarfile.open('.gpukit/nm.tar.xz').extractall('.')"; }
 fi
-icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-[ -f "$icd" ] && export VK_DRIVER_FILES=$icd __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
-log "vulkan loader: $(ldconfig -p | grep -c libvulkan.so.1) entries; ICD ${VK_DRIVER_FILES:-default}"
+log "node $(node --version 2>&1); node_modules: $(ls node_modules | wc -l) packages; python3 $(python3 --version 2>&1)"
+py=python3
+[ $local = 1 ] && py=/usr/bin/python3
 
-# Node 20 and dawn.node from the kit (compressed; python3 unpacks them)
-if ! node --version 2>/dev/null | grep -q '^v2[0-9]'; then
-  mkdir -p /tmp/node/bin
-  python3 -c "import lzma,shutil; shutil.copyfileobj(lzma.open('.gpukit/node.xz'), open('/tmp/node/bin/node','wb'))"
-  chmod +x /tmp/node/bin/node
-  export PATH=/tmp/node/bin:$PATH
+if [ "$phase" = bench ]; then
+  # the adapter Dawn finds, with the features and limits the kernels plan from
+  part adapter 60 node --input-type=module -e "
+    const { create, globals } = await import('webgpu'); Object.assign(globalThis, globals);
+    const gpu = create(['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia']);
+    const a = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+    if (!a) { console.log('NO ADAPTER'); process.exit(1); }
+    const lim = {}; for (const k in a.limits) lim[k] = a.limits[k];
+    const info = {}; for (const k in a.info) info[k] = a.info[k];
+    console.log(JSON.stringify({ info, features: [...a.features].sort(), limits: lim }, null, 1));
+    process.exit(0);"
+  head -c 600 "$W/adapter.txt"; echo
+
+  # CIFAR-10's training batch, unpacked now for the train phase (the machine stays warm between calls)
+  if [ -f .gpudata/train/data_batch_1.webp ]; then
+    mkdir -p .gpudata/cifar && $py bench/gpu/cifar_webp.py unpack .gpudata/train/data_batch_1 .gpudata/cifar/data_batch_1.bin >>"$W/run.log" 2>&1 &
+  fi
+
+  # the kernel tests on this adapter (float64 references; GPU layouts and buffer kernels on a GPU)
+  tests="test/matmul-kernels.test.ts test/conv.test.ts test/batchnorm.test.ts test/ops.test.ts test/pool.test.ts test/nn.test.ts test/optim.test.ts test/augment.test.ts test/memory.test.ts test/engine.test.ts"
+  [ -n "${SKIP_TESTS:-}" ] && tests=test/pool.test.ts
+  part tests $([ $local = 1 ] && echo 400 || echo 60) node --import tsx --test --test-concurrency=$([ $local = 1 ] && echo 2 || echo 10) --test-reporter=spec $tests
+  grep -E "^ℹ (tests|pass|fail|duration)" "$W/tests.txt" | tr '\n' ' '; echo
+
+  if [ $local = 1 ]; then
+    part steps 300 node --import tsx bench/main.ts --no-peer --quick --only step/ --steps 8x8,8x16 --pipeline 2 --json "$W/steps.json"
+    part torch 120 $py bench/gpu/torch_step.py --device cpu --configs 8x8,8x16 --warmup 1 --steps 2
+    part bench 300 node --import tsx bench/main.ts --quick --no-peer --no-step --only 'sgd' --json "$W/bench.json"
+    part profile 200 node --import tsx bench/profile.ts --depth 8 --batch 8
+    [ -n "${SWEEP:-}" ] && part sweep 300 node --import tsx bench/gpu/matmul-sweep.ts --local --json "$W/sweep.json" --budget-s 120
+  else
+    # the training steps first (bench.json is written at the end of a run: the cases get their own)
+    part steps 60 node --import tsx bench/main.ts --no-peer --quick --only step/ --steps 20x128,56x128,20x1000,56x1000 --pipeline 20 --json "$W/steps.json"
+    # PyTorch on the same GPU, the same network: fp32 (TF32 off) and AMP
+    part torch 60 $py bench/gpu/torch_step.py --configs 20x128,56x128,20x1000,56x1000 --amp-too --warmup 10 --steps 30
+    part bench 50 node --import tsx bench/main.ts --no-peer --no-step --quick --json "$W/bench.json"
+    part profile 25 node --import tsx bench/profile.ts --depth 56 --batch 128
+    # the matmul sweep (f32 tiles, f16, subgroup matrices) ran on its own at 17:29-17:32 (bench/gpu/results/)
+    [ -n "${SWEEP:-}" ] && part sweep 80 node --import tsx bench/gpu/matmul-sweep.ts --json "$W/sweep.json" --budget-s 60
+  fi
+  grep -E "step|peak|FMA|copy" "$W/steps.txt" "$W/bench.txt" | head -20
+  cat "$W"/torch*.txt 2>/dev/null | grep -o '"depth[^}]*images_per_s_pipelined": [0-9.]*' | head
+  wait
+else
+  # ---------------------------------------------------------------- train
+  deadline=$((T0 + ${TRAIN_BUDGET_S:-210}))
+  mkdir -p .gpudata/cifar
+  if [ -f .gpudata/test/test_batch.webp ] && [ ! -f .gpudata/cifar/test_batch.bin ]; then
+    $py bench/gpu/cifar_webp.py unpack .gpudata/test/test_batch .gpudata/cifar/test_batch.bin >>"$W/run.log" 2>&1
+    cp .gpudata/test/batches.meta.txt .gpudata/cifar/ 2>/dev/null
+  fi
+  if [ ! -f .gpudata/train/data_batch_1.webp ] && [ ! -f .gpudata/cifar/data_batch_1.bin ]; then
+    log "no training data here (the machine was not the warm one of the bench call?)"
+  elif [ ! -f .gpudata/cifar/data_batch_1.bin ]; then
+    $py bench/gpu/cifar_webp.py unpack .gpudata/train/data_batch_1 .gpudata/cifar/data_batch_1.bin >>"$W/run.log" 2>&1
+  fi
+  ls -la .gpudata/cifar >>"$W/run.log"
+  plan=${PLAN:-bench/gpu/cifar10-subset.plan}
+  par=${PAR:-8}
+  [ $local = 1 ] && plan=bench/gpu/local.plan par=2
+  common=(--model resnet20 --dataset cifar10 --data .gpudata/cifar --train-subset 10000 --batch-size 128 --weight-decay 1e-4)
+  [ $local = 1 ] && common=(--model resnet8 --width 8 --dataset cifar10 --data .gpudata/cifar --train-subset 10000 --test-subset 500 --batch-size 32)
+  log "train: plan $plan, $par at a time, until +$((deadline - T0))s"
+  bash bench/gpu/train-arms.sh "$plan" "$W/runs" "$deadline" "$par" -- "${common[@]}" >>"$W/run.log" 2>&1
+  find "$W/runs" -name checkpoints -type d -prune -exec rm -rf {} + 2>/dev/null
+  log "train: done"
+  pack
+  cat "$W/runs/jobs.tsv"
+  for s in "$W"/runs/*/summary.json; do
+    [ -f "$s" ] && echo "$(basename "$(dirname "$s")") $(grep -o '"testAccuracy": [^,]*' "$s" | head -1)"
+  done
 fi
-dawn=.gpukit/node_modules/webgpu/dist/linux-x64/dawn.node
-[ -f "$dawn" ] || python3 -c "import gzip,shutil; shutil.copyfileobj(gzip.open('$dawn.gz'), open('$dawn','wb'))"
-log "node: $(node --version 2>&1)"
-
-# the adapter Dawn finds (fails fast when Vulkan is not working)
-(cd .gpukit && timeout 60 node --input-type=module -e "
-  const { create, globals } = await import('webgpu'); Object.assign(globalThis, globals);
-  const a = await create([]).requestAdapter({ powerPreference: 'high-performance' });
-  console.log(a ? [a.info.vendor, a.info.architecture, a.info.description].join(' ') : 'NO ADAPTER'); process.exit(0);
-") 2>&1 | tee "$OUT/adapter.txt"
-
-log "bench suite"
-timeout "${BENCH_TIMEOUT:-300}" node .gpukit/bench.mjs --json "$OUT/bench.json" >"$OUT/bench.txt" 2>&1; log "bench exit $?"
-log "step profile"
-timeout 90 node .gpukit/profile.mjs --depth 56 >"$OUT/profile56.txt" 2>&1; log "profile exit $?"
-log "PyTorch peer"
-for d in 20 56; do
-  timeout 90 python3 .gpukit/torch_step.py --depth "$d" --batch 128 >"$OUT/torch-resnet$d.json" 2>"$OUT/torch-resnet$d.err"; log "torch resnet$d exit $?"
-done
-log "done"
+pack
+log "done; $(du -sh "$OUT/$phase.tar.gz" | cut -f1) in $OUT/$phase.tar.gz"
+cp "$W/run.log" "$OUT/summary-$phase.txt"
