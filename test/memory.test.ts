@@ -2,6 +2,8 @@
 // garbage from other tests is collected, and returned to the pool, mid-measurement.
 import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { type Device, Rng, SGD, type Tensor, conv2d, globalAvgPool2d, keep, linear, relu, softmaxCrossEntropy, tensor, tidy } from '../engine/index.ts';
 import { destroyTestDevice, testDevice } from './helpers.ts';
 
@@ -21,15 +23,33 @@ function trainStep(opt: SGD, loss: () => Tensor): () => void {
   };
 }
 
+// Full collections before the warm-up and before the baseline: garbage (tensors left to
+// the finalizer, e.g. an earlier test's) must not return to the pool in the middle of
+// the measured steps, which happened under load (live bytes fell by one 8 KiB buffer),
+// and which would also hand the steps other buffers, so new bind groups.
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+async function collectGarbage(): Promise<void> {
+  gc();
+  await new Promise((r) => setTimeout(r, 20)); // finalizers run in a later task
+  gc();
+}
+
 /** Runs `warmup` steps, then `steps` more, and asserts memory (buffers and textures) stayed flat; returns submits counted. */
 async function assertFlatAfterWarmUp(step: () => void, warmup: number, steps: number): Promise<number> {
+  await collectGarbage(); // an earlier test's tensors, left to the finalizer, go back to the pool now
   for (let i = 0; i < warmup; i++) step();
   await device.sync();
+  await collectGarbage();
   const warm = device.memoryStats();
   const submits0 = device.executionStats().submits;
+  const groups0 = device.executionStats().bindGroupsCreated;
   for (let i = 0; i < steps; i++) step();
   await device.sync();
   const end = device.memoryStats();
+  // every step gets the buffers the one before had (the pool hands out the oldest free
+  // buffer), so its bind groups all come from the cache: no host cost for them
+  assert.equal(device.executionStats().bindGroupsCreated, groups0, 'bind groups were created after warm-up');
   assert.equal(end.liveBytes, warm.liveBytes, 'live bytes changed');
   assert.equal(end.pooledBytes, warm.pooledBytes, 'pooled bytes changed');
   assert.equal(end.createdBuffers, warm.createdBuffers, 'buffers were created after warm-up');
@@ -69,4 +89,39 @@ it('a small CNN: conv kernels (their repacked textures included) create nothing 
     return softmaxCrossEntropy(linear(globalAvgPool2d(h).reshape([N, 16]), w, b), y);
   });
   await assertFlatAfterWarmUp(step, 3, 30);
+});
+
+it('steps after trimPool() (which also drops the cached bind groups holding its buffers) train exactly as without', async () => {
+  const rng = new Rng(7);
+  const N = 16;
+  const x = keep(tensor(device, Float32Array.from({ length: N * 4 }, () => rng.uniform(-1, 1)), [N, 4]));
+  const y = keep(tensor(device, Int32Array.from({ length: N }, (_, i) => i % 2), [N], 'i32'));
+  const make = (): { w: Tensor; b: Tensor; opt: SGD } => {
+    const w = tensor(device, Float32Array.from({ length: 8 }, (_, i) => 0.1 * (i - 4)), [2, 4]).requireGrad();
+    const b = tensor(device, new Float32Array(2), [2]).requireGrad();
+    return { w, b, opt: new SGD({ params: [w, b], lr: 0.5, momentum: 0.9 }) };
+  };
+  const losses = async (trimEvery: number): Promise<number[]> => {
+    const { w, b, opt } = make();
+    const out: number[] = [];
+    for (let i = 0; i < 12; i++) {
+      const loss = tidy(() => {
+        const l = softmaxCrossEntropy(linear(x, w, b), y);
+        l.backward();
+        return l;
+      });
+      opt.step();
+      opt.zeroGrad();
+      out.push((await loss.toArray())[0]!);
+      loss.dispose();
+      // a trimmed pool destroys the free buffers the cached bind groups point at
+      if (trimEvery && i % trimEvery === 0) device.trimPool();
+    }
+    [w, b].forEach((t) => t.dispose());
+    return out;
+  };
+  const plain = await losses(0);
+  const trimmed = await losses(3);
+  assert.deepEqual(trimmed, plain);
+  assert.ok(plain[11]! < plain[0]!, 'the loss falls');
 });
