@@ -45,6 +45,8 @@ export interface SaveOptions {
   keep?: number;
   /** extra string metadata for model.safetensors' `__metadata__` */
   metadata?: Record<string, string>;
+  /** folder names never pruned by this save, beyond `keep` (a training's last checkpoint known good) */
+  retain?: string[];
 }
 
 export interface SavedCheckpoint {
@@ -157,7 +159,7 @@ export async function saveCheckpoint<S>(root: string, ckpt: Checkpoint<S>, optio
 
   const committed = await listCheckpoints(root);
   for (const old of committed.slice(0, Math.max(0, committed.length - keep))) {
-    if (old.name === name) continue;
+    if (old.name === name || options.retain?.includes(old.name)) continue;
     const doomed = tempPathFor(join(root, old.name));
     await rename(join(root, old.name), doomed);
     await rm(doomed, { recursive: true, force: true });
@@ -165,13 +167,22 @@ export async function saveCheckpoint<S>(root: string, ckpt: Checkpoint<S>, optio
   return { dir, name, seq };
 }
 
-/** The folder of the latest committed checkpoint under `root`, or null when none was ever committed. */
+/**
+ * The folder of the latest committed checkpoint under `root`, or null when none
+ * was ever committed. Without a `latest` pointer (a crash between the first
+ * save's rename and its pointer), the newest `ckpt-NNNNNN` folder: a folder
+ * only gets that name once both its files are complete and synced.
+ */
 export async function latestCheckpointDir(root: string): Promise<string | null> {
   let pointer: string;
   try {
     pointer = (await readFile(join(root, LATEST_FILE), 'utf8')).trim();
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+      const committed = await listCheckpoints(root);
+      const newest = committed[committed.length - 1];
+      return newest ? join(root, newest.name) : null;
+    }
     throw new CheckpointError(join(root, LATEST_FILE), `cannot be read (${(e as Error).message})`);
   }
   if (!NAME_RE.test(pointer)) throw new CheckpointError(join(root, LATEST_FILE), `does not name a checkpoint folder (contents ${JSON.stringify(pointer.slice(0, 40))})`);
