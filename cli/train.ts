@@ -9,7 +9,6 @@ import { SGD } from '../engine/optim.ts';
 import { datasetSize } from '../data/dataset.ts';
 import { BatchLoader } from '../data/loader.ts';
 import { parameterCount } from '../models/index.ts';
-import { CheckpointError } from '../engine/io/checkpoint.ts';
 import { LIMITS, type TrainConfig, totalIterations, validateConfig } from './config.ts';
 import { RESUME_CHANGEABLE_FLAGS, TRAIN_FLAGS, parseTrainArgs, trainHelp } from './flags.ts';
 import { RunLock } from '../train/runLock.ts';
@@ -18,8 +17,7 @@ import { RunOutputs } from '../train/outputs.ts';
 import { TrainingProgress } from '../train/progress.ts';
 import { buildSchedules } from '../train/schedules.ts';
 import {
-  augmenterFor, checkStateTensors, evalSource, keepCheckpointsBefore, loadDatasets, loadStateTensors, loadTrainingCheckpoint, modelFor, modelName, restoreOptimizer,
-  saveTrainingCheckpoint, stateSpec, trainSource,
+  applyCheckpoint, augmenterFor, evalSource, keepCheckpointsBefore, loadDatasets, loadTrainingCheckpoint, modelFor, saveTrainingCheckpoint, trainSource,
 } from '../train/session.ts';
 
 export const TRAIN_SUMMARY =
@@ -116,6 +114,32 @@ async function trainLocked(
   log: (s: string) => void,
   o: Parameters<typeof runTraining>[1] & object,
 ): Promise<TrainRunResult> {
+  // from the start, so a signal during set-up also ends in a checkpoint after the first step
+  let stopSignal: StopSignal | null = null;
+  let say = log;
+  const onSignal = (signal: StopSignal): void => {
+    if (stopSignal) process.exit(SIGNAL_EXIT[signal]); // a second signal: leave now (the last checkpoint stays)
+    stopSignal = signal;
+    say(`${signal === 'SIGINT' ? 'interrupt' : 'SIGTERM'}: finishing this step and saving a checkpoint (${signal === 'SIGINT' ? 'Ctrl-C' : 'a second signal'} again to quit at once)`);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    return await trainWithSignals(config, outputs, log, o, () => stopSignal, (f) => (say = f ?? log));
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+async function trainWithSignals(
+  config: TrainConfig,
+  outputs: RunOutputs,
+  log: (s: string) => void,
+  o: Parameters<typeof runTraining>[1] & object,
+  signalled: () => StopSignal | null,
+  setSay: (f: ((s: string) => void) | null) => void,
+): Promise<TrainRunResult> {
   let checkpoint = o.resume ? await loadTrainingCheckpoint(outputs.checkpointDir) : null;
   if (o.resume && !checkpoint) throw new Error(`--resume: no checkpoint in ${outputs.checkpointDir}`);
   let total = 0;
@@ -156,14 +180,7 @@ async function trainLocked(
     const augmenter = augmenterFor(device, config, data.train);
     let kept: string | null = null;
     if (checkpoint) {
-      checkStateTensors(stateSpec(model), checkpoint.tensors, checkpoint.weightsPath, modelName(config));
-      loadStateTensors(model, checkpoint.tensors);
-      restoreOptimizer(optimizer, checkpoint.sidecar.optimizer, checkpoint.statePath);
-      try {
-        loader.restore(checkpoint.sidecar.loader);
-      } catch (e) {
-        throw new CheckpointError(checkpoint.statePath, `loader: ${(e as Error).message.replace('BatchLoader.restore: ', '')}`);
-      }
+      applyCheckpoint(checkpoint, model, optimizer, loader, config);
       // a finished run's final evaluation is done again (identically), so it must not stay twice
       outputs.truncateAfter(optimizer.stepCount, optimizer.stepCount === checkpoint.sidecar.totalSteps ? optimizer.stepCount : null, log);
       log(`resuming ${checkpoint.dir} at step ${optimizer.stepCount}/${total}`);
@@ -180,14 +197,6 @@ async function trainLocked(
         `(${datasetSize(data.train)} train, ${datasetSize(evalSet)} ${evalName}) · ${total} steps of ${config.batchSize} · ${schedules.describe} · ${device.label}`,
     );
     const progress = new TrainingProgress(total, 'train', process.stderr, o.quiet ?? false);
-    let stopSignal: StopSignal | null = null;
-    const onSignal = (signal: StopSignal): void => {
-      if (stopSignal) process.exit(SIGNAL_EXIT[signal]); // a second signal: leave now (the last checkpoint stays)
-      stopSignal = signal;
-      progress.log(`${signal === 'SIGINT' ? 'interrupt' : 'SIGTERM'}: finishing this step and saving a checkpoint (${signal === 'SIGINT' ? 'Ctrl-C' : 'a second signal'} again to quit at once)`);
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
     // the newest checkpoint whose weights gave a sound loss is never pruned: a
     // divergence that builds up over several checkpoints can always fall back on it
     let verified: string | null = kept;
@@ -199,6 +208,7 @@ async function trainLocked(
       savedAt.set(optimizer.stepCount, basename(r.dir));
       return r;
     };
+    setSay((line) => progress.log(line));
     progress.start(optimizer.stepCount);
     let result: FitResult;
     try {
@@ -232,20 +242,19 @@ async function trainLocked(
           onCheckpointVerified: (step) => {
             verified = savedAt.get(step) ?? verified;
           },
-          shouldStop: () => stopSignal !== null || (o.stopAtStep !== undefined && optimizer.stepCount >= o.stopAtStep),
+          shouldStop: () => signalled() !== null || (o.stopAtStep !== undefined && optimizer.stepCount >= o.stopAtStep),
         },
       });
     } finally {
       progress.stop();
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
+      setSay(null);
     }
     if (result.end !== 'diverged') {
       const saved = await save();
       if (typeof saved === 'string') {
         result = { ...result, end: 'diverged', message: `training diverged: ${saved}`, finalEval: null };
       } else {
-        const how = stopSignal === 'SIGTERM' ? 'stopped by SIGTERM' : result.message;
+        const how = signalled() === 'SIGTERM' ? 'stopped by SIGTERM' : result.message;
         if (result.end === 'interrupted') result = { ...result, message: `${how}` };
         log(result.end === 'interrupted' ? `${how}; checkpoint ${saved.dir} (continue with --resume --out ${config.out})` : `checkpoint ${saved.dir}`);
       }
@@ -292,7 +301,7 @@ async function trainLocked(
     augmenter.dispose();
     optimizer.dispose();
     model.dispose();
-    return { result, outDir: config.out, testAccuracy, signal: stopSignal };
+    return { result, outDir: config.out, testAccuracy, signal: signalled() };
   } finally {
     if (!o.device) await device.close();
   }

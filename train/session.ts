@@ -298,8 +298,8 @@ export function loadStateTensors(model: Module, tensors: Record<string, StoredTe
   model.loadStateDict(state);
 }
 
-/** Restores the optimizer's state saved in a sidecar; velocities must fit their parameters and be finite. */
-export function restoreOptimizer(optimizer: SGD, s: TrainSidecar['optimizer'], statePath = 'state.json'): void {
+/** The optimizer's saved velocities, decoded; each must fit its parameter and be finite. */
+function checkVelocities(optimizer: SGD, s: TrainSidecar['optimizer'], statePath: string): (Float32Array | null)[] {
   const bad = (why: string): never => {
     throw new CheckpointError(statePath, why);
   };
@@ -313,6 +313,29 @@ export function restoreOptimizer(optimizer: SGD, s: TrainSidecar['optimizer'], s
     for (let j = 0; j < data.length; j++) if (!Number.isFinite(data[j]!)) bad(`optimizer.velocities[${i}] (${name}) holds ${data[j]} at index ${j} (must be finite)`);
     return data;
   });
-  const state: SgdState = { step: s.step, velocities };
+  return velocities;
+}
+
+/** Restores the optimizer's state saved in a sidecar (checked as checkVelocities does). */
+export function restoreOptimizer(optimizer: SGD, s: TrainSidecar['optimizer'], statePath = 'state.json'): void {
+  const state: SgdState = { step: s.step, velocities: checkVelocities(optimizer, s, statePath) };
   optimizer.loadState(state);
+}
+
+/**
+ * Puts a checked checkpoint's state into a fresh model, optimizer and loader,
+ * refusing (naming the file and the tensor or field) anything that does not
+ * fit: what `train --resume` does, and what test/reliability.test.ts fuzzes.
+ */
+export function applyCheckpoint(ck: TrainingCheckpoint, model: Module, optimizer: SGD, loader: BatchLoader, config: TrainConfig): void {
+  checkStateTensors(stateSpec(model), ck.tensors, ck.weightsPath, modelName(config));
+  // optimizer and loader first: they throw before anything is written to the GPU
+  const velocities = checkVelocities(optimizer, ck.sidecar.optimizer, ck.statePath);
+  try {
+    loader.restore(ck.sidecar.loader);
+  } catch (e) {
+    throw new CheckpointError(ck.statePath, `loader: ${(e as Error).message.replace('BatchLoader.restore: ', '')}`);
+  }
+  loadStateTensors(model, ck.tensors);
+  optimizer.loadState({ step: ck.sidecar.optimizer.step, velocities });
 }
