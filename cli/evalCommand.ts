@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Device, createDevice } from '../engine/device.ts';
 import { writeFileAtomic } from '../engine/io/atomic.ts';
+import { withPathAsync } from '../engine/io/fsErrors.ts';
 import { loadCheckpoint } from '../engine/io/checkpoint.ts';
 import { argmax, softmaxCrossEntropy } from '../engine/ops/loss.ts';
 import { type Tensor, keep, noGrad, tidy } from '../engine/tensor.ts';
@@ -207,7 +208,7 @@ export async function evaluateCheckpoint(o: EvalOptions, opts: { device?: Device
         evaluatedAt: new Date().toISOString(),
         path,
       };
-      await writeFileAtomic(path, `${JSON.stringify(report, null, 2)}\n`);
+      await withPathAsync(path, 'write', () => writeFileAtomic(path, `${JSON.stringify(report, null, 2)}\n`));
       return report;
     } finally {
       augmenter.dispose();

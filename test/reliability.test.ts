@@ -6,7 +6,7 @@
 // as real processes; the fuzzing (fast-check) validates in-process through the
 // functions the CLI uses, with a handful of corrupted cases run through it too.
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { appendFileSync, chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,6 +17,7 @@ import { DEFAULTS, LIMITS, type TrainConfig, validateConfig } from '../cli/confi
 import { parseTrainArgs } from '../cli/flags.ts';
 import { runTraining } from '../cli/train.ts';
 import { type Device, SGD } from '../engine/index.ts';
+import { loadCheckpoint, saveCheckpoint } from '../engine/io/checkpoint.ts';
 import { describeFsError } from '../engine/io/fsErrors.ts';
 import { decodeSafetensors, encodeSafetensors, type TensorEntry } from '../engine/io/safetensors.ts';
 import type { Module } from '../engine/nn/index.ts';
@@ -384,6 +385,32 @@ describe('file-system errors and the first checkpoint', () => {
     );
     const eacces = Object.assign(new Error("EACCES: permission denied, open 'x'"), { code: 'EACCES' });
     assert.equal(describeFsError(eacces, '/r/metrics.jsonl', 'write').message, '/r/metrics.jsonl: cannot write: permission denied (EACCES)');
+  });
+
+  it('a full disk during a checkpoint and during training: ENOSPC names the file, the previous checkpoint stays (a 64 KiB tmpfs; skipped where mounting is not allowed)', async (t) => {
+    const mnt = tmp();
+    const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', mnt], { encoding: 'utf8' });
+    if (mounted.status !== 0) {
+      t.skip(`cannot mount a small tmpfs here (${(mounted.stderr || mounted.error?.message || '').trim()})`);
+      return;
+    }
+    try {
+      const root = join(mnt, 'checkpoints');
+      await saveCheckpoint(root, { tensors: { w: { shape: [4], data: new Float32Array(4) } }, sidecar: {}, step: 1 });
+      await assert.rejects(saveCheckpoint(root, { tensors: { w: { shape: [32768], data: new Float32Array(32768) } }, sidecar: {}, step: 2 }), (e: Error) => {
+        assert.equal(e.message, `${join(root, 'ckpt-000002', 'model.safetensors')}: cannot write the checkpoint: no space left on device (ENOSPC)`);
+        return true;
+      });
+      assert.deepEqual(readdirSync(root).sort(), ['ckpt-000001', 'latest'], 'no partial checkpoint left');
+      assert.equal((await loadCheckpoint(root)).step, 1);
+      rmSync(root, { recursive: true });
+      // a real run on a nearly full disk
+      writeFileSync(join(mnt, 'filler'), Buffer.alloc(60 * 1024));
+      const r = await cli(['train', ...TINY, '--iterations', '40', '--log-every', '1', '--quiet', '--out', join(mnt, 'run')]);
+      assertRefused(r, new RegExp(`${mnt}/run/\\S+: cannot [a-z ]+: no space left on device \\(ENOSPC\\)`), 'a full disk');
+    } finally {
+      spawnSync('umount', [mnt]);
+    }
   });
 
   it('a read-only output folder: "permission denied" naming the folder, as a real process (run as nobody when the tests run as root)', async () => {

@@ -22,6 +22,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fsyncDir, removeStaleTemps, tempPathFor, writeFileAtomic, writeFileDurable } from './atomic.ts';
+import { describeFsError, withPathAsync } from './fsErrors.ts';
 import { type StoredTensor, type TensorEntry, SafetensorsError, decodeSafetensors, encodeSafetensorsChunks } from './safetensors.ts';
 
 export const CHECKPOINT_FORMAT = 'onecycle-gpu-checkpoint';
@@ -116,7 +117,7 @@ export async function saveCheckpoint<S>(root: string, ckpt: Checkpoint<S>, optio
   }
   if (sidecarJson === undefined) throw new Error('saveCheckpoint: the sidecar is not JSON-serialisable (undefined)');
 
-  await mkdir(root, { recursive: true });
+  await withPathAsync(root, 'create the checkpoint folder', () => mkdir(root, { recursive: true }));
   await removeStaleTemps(root);
   const existing = await listCheckpoints(root);
   const seq = (existing[existing.length - 1]?.seq ?? 0) + 1;
@@ -135,9 +136,12 @@ export async function saveCheckpoint<S>(root: string, ckpt: Checkpoint<S>, optio
     }
   }
 
-  await mkdir(tmp);
+  await withPathAsync(root, 'write a checkpoint', () => mkdir(tmp));
+  // the file being written, for the message of a failure (ENOSPC has no path of its own)
+  let writing = join(dir, WEIGHTS_FILE);
   try {
     const bytes = await writeFileDurable(join(tmp, WEIGHTS_FILE), hashed());
+    writing = join(dir, STATE_FILE);
     const state: StateFile = {
       format: CHECKPOINT_FORMAT,
       version: CHECKPOINT_VERSION,
@@ -148,14 +152,15 @@ export async function saveCheckpoint<S>(root: string, ckpt: Checkpoint<S>, optio
       sidecar: JSON.parse(sidecarJson) as unknown,
     };
     await writeFileDurable(join(tmp, STATE_FILE), `${JSON.stringify(state, null, 1)}\n`);
+    writing = dir;
     await fsyncDir(tmp);
     await rename(tmp, dir);
     await fsyncDir(root);
   } catch (e) {
     await rm(tmp, { recursive: true, force: true });
-    throw e;
+    throw describeFsError(e, writing, 'write the checkpoint');
   }
-  await writeFileAtomic(join(root, LATEST_FILE), `${name}\n`);
+  await withPathAsync(join(root, LATEST_FILE), 'write', () => writeFileAtomic(join(root, LATEST_FILE), `${name}\n`));
 
   const committed = await listCheckpoints(root);
   for (const old of committed.slice(0, Math.max(0, committed.length - keep))) {
