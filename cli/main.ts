@@ -52,7 +52,17 @@ function finish(code: number): void {
   setTimeout(() => process.exit(code), 10_000).unref();
 }
 
-main(process.argv.slice(2)).then(finish, (e: unknown) => {
+const fail = (e: unknown): void => {
   process.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
   finish(1);
+};
+// an error thrown outside the command's promise chain (a callback, a stray rejection) ends the same way
+process.on('uncaughtException', (e) => {
+  fail(e);
+  process.exit(1);
 });
+process.on('unhandledRejection', (e) => {
+  fail(e);
+  process.exit(1);
+});
+main(process.argv.slice(2)).then(finish, fail);

@@ -24,7 +24,7 @@ import type { Module } from '../engine/nn/index.ts';
 import { BatchLoader } from '../data/loader.ts';
 import { DivergenceMonitor } from '../train/fit.ts';
 import { RunOutputs } from '../train/outputs.ts';
-import { applyCheckpoint, loadDatasets, loadTrainingCheckpoint, modelFor } from '../train/session.ts';
+import { applyCheckpoint, loadDatasets, loadTrainingCheckpoint, modelFor, saveTrainingCheckpoint } from '../train/session.ts';
 import { destroyTestDevice, testDevice } from './helpers.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -346,6 +346,26 @@ describe('weights are checked against the model', () => {
     replaceWeights(dir, encodeSafetensors(st.tensors, st.metadata));
     const r = await cli(['train', '--resume', '--out', run2, '--quiet']);
     assertRefused(r, /model\.safetensors: cannot load checkpoint: tensor 'conv2\.weight' holds NaN at index 0/, 'NaN weights');
+  });
+});
+
+describe('a NaN in the weights', () => {
+  it('never goes into a checkpoint (it need not show in the loss: on lavapipe ReLU’s max(x, 0) maps NaN to 0)', async () => {
+    const config = tinyConfig(tmp());
+    const data = await loadDatasets(config);
+    const model = modelFor(device, config, data.train);
+    const optimizer = new SGD({ params: model.namedParameters(), lr: 0.1, momentum: 0.9 });
+    const loader = new BatchLoader(data.train, { batchSize: 32, seed: config.seed, shuffle: true, dropLast: true });
+    const w = model.stateDict()['conv1.weight']!;
+    const values = await w.toArray();
+    values[3] = NaN;
+    device.write(w.buffer, values);
+    const root = join(config.out, 'checkpoints');
+    const r = await saveTrainingCheckpoint(root, model, optimizer, loader, config, 0.4, 8);
+    assert.deepEqual(r, { notSaved: "weight 'conv1.weight' became NaN (index 3) by step 0" });
+    assert.equal(existsSync(root), false);
+    optimizer.dispose();
+    model.dispose();
   });
 });
 
