@@ -54,6 +54,7 @@ const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.str
 function resumeSettings(saved: TrainConfig, changes: Partial<TrainConfig>, changesAs: Record<string, string>, stepsDone: number, log: (s: string) => void): TrainConfig {
   const config: TrainConfig = { ...saved };
   const refused: string[] = [];
+  const changed: string[] = [];
   for (const [key, value] of Object.entries(changes)) {
     if (key === 'out' || same(value, (saved as unknown as Record<string, unknown>)[key])) continue;
     const name = changesAs[key] ?? key;
@@ -62,7 +63,7 @@ function resumeSettings(saved: TrainConfig, changes: Partial<TrainConfig>, chang
       continue;
     }
     (config as unknown as Record<string, unknown>)[key] = value;
-    log(`--resume: ${name} changed from ${JSON.stringify((saved as unknown as Record<string, unknown>)[key]) ?? 'none'} to ${JSON.stringify(value)}`);
+    changed.push(`--resume: ${name} changed from ${JSON.stringify((saved as unknown as Record<string, unknown>)[key]) ?? 'none'} to ${JSON.stringify(value)}`);
   }
   if (refused.length) {
     throw new Error(
@@ -73,7 +74,9 @@ function resumeSettings(saved: TrainConfig, changes: Partial<TrainConfig>, chang
   if (config.iterations !== undefined && config.iterations < stepsDone) {
     throw new Error(`--resume: ${changesAs.iterations ?? 'iterations'} ${config.iterations} is below the ${stepsDone} steps the run has already taken`);
   }
-  return validateConfig(config, (k) => changesAs[k] ?? `checkpoint setting ${k}`);
+  validateConfig(config, (k) => changesAs[k] ?? `checkpoint setting ${k}`);
+  for (const line of changed) log(line);
+  return config;
 }
 
 export async function runTraining(

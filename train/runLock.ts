@@ -72,7 +72,7 @@ export class RunLock {
           throw new Error(`${dir} is locked by pid ${holder.pid} on host ${holder.host} (since ${holder.started}); if that training is no longer running, delete ${path}`);
         }
         if (holder && alive(holder.pid)) {
-          throw new Error(`${dir} is in use by another training (pid ${holder.pid}, since ${holder.started}); wait for it to finish or stop it, or use another --out`);
+          throw new Error(`${dir} is in use by another training (pid ${holder.pid}, since ${holder.started}); wait for it to finish or stop it, or use another --out (if pid ${holder.pid} is not a training, delete ${path})`);
         }
         // stale: move it aside, and put it back if another process took it over in between
         const aside = tempPathFor(path);
