@@ -233,7 +233,8 @@ export function readRecipe(path: string): Partial<TrainConfig> {
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    fail(path, `cannot read recipe: ${(e as Error).message}`);
+    const code = (e as NodeJS.ErrnoException).code;
+    fail(path, `cannot read recipe: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a folder, not a file' : code === 'EACCES' ? 'permission denied' : (e as Error).message}`);
   }
   let obj: unknown;
   try {

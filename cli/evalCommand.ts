@@ -153,6 +153,7 @@ function isDir(path: string): boolean {
 export async function evaluateCheckpoint(o: EvalOptions, opts: { device?: Device; log?: (s: string) => void } = {}): Promise<EvalReport> {
   const log = opts.log ?? (() => {});
   if (!existsSync(o.checkpoint)) throw new Error(`--checkpoint ${o.checkpoint}: no such file or folder`);
+  if (!isDir(o.checkpoint)) throw new Error(`--checkpoint ${o.checkpoint}: not a folder (give a run folder, its checkpoints/ folder or one ckpt-NNNNNN folder)`);
   const runDir = isDir(join(o.checkpoint, 'checkpoints')) ? o.checkpoint : null;
   const loaded = await loadCheckpoint(runDir ? join(runDir, 'checkpoints') : o.checkpoint);
   // the same checks as train --resume: every saved setting, the optimizer and loader state

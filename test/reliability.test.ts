@@ -237,6 +237,11 @@ describe('a fresh train into a non-empty --out', () => {
     assert.ok(logs.some((l) => l.startsWith(`--overwrite: deleted the previous run in ${run}`)), logs.join('\n'));
     assert.deepEqual(readdirSync(join(run, 'checkpoints')), ['ckpt-000001', 'latest'], 'only the new run’s checkpoint');
     assert.equal(metricLines(run).filter((l) => l.includes('"kind":"step"')).length, 5);
+
+    // a fresh run that failed before its first step (here: no such dataset) does not block a retry
+    const failed = tmp();
+    await assert.rejects(runTraining(tinyConfig(failed, { dataset: 'cifar10', data: join(failed, 'no-such-data') }), { device, quiet: true, log: () => {} }), /no-such-data/);
+    await runTraining(tinyConfig(failed, { iterations: 4, checkpointEvery: 0 }), { device, quiet: true, log: () => {} });
   });
 });
 

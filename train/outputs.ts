@@ -1,7 +1,7 @@
 // A run's output folder: metrics.jsonl (one JSON object per step and per
 // evaluation), summary.json, and SVG plots of loss, accuracy, LR and momentum
 // against steps. Checkpoints live in its `checkpoints/` subfolder.
-import { appendFileSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { isTempName, tempPathFor, writeFileAtomic } from '../engine/io/atomic.ts';
 import { withPath, withPathAsync } from '../engine/io/fsErrors.ts';
@@ -36,7 +36,9 @@ export class RunOutputs {
    * refuses a folder that holds anything else.
    */
   startFresh(overwrite: boolean, log: (s: string) => void = () => {}): void {
-    const present = readdirSync(this.dir).filter((n) => n !== LOCK_FILE && !isTempName(n));
+    // an empty metrics file is what a fresh run that failed before its first step leaves: not a run
+    const emptyMetrics = existsSync(this.metricsPath) && statSync(this.metricsPath).size === 0;
+    const present = readdirSync(this.dir).filter((n) => n !== LOCK_FILE && !isTempName(n) && !(n === 'metrics.jsonl' && emptyMetrics));
     if (present.length) {
       const shown = present.slice(0, 4).join(', ') + (present.length > 4 ? `, … (${present.length} entries)` : '');
       if (!overwrite) {
