@@ -257,7 +257,7 @@ async function trainWithSignals(
       if (typeof saved === 'string') {
         result = { ...result, end: 'diverged', message: `training diverged: ${saved}`, finalEval: null };
       } else {
-        const how = signalled() === 'SIGTERM' ? 'stopped by SIGTERM' : result.message;
+        const how = signalled() === 'SIGTERM' ? `stopped by SIGTERM at step ${result.steps}` : result.message;
         if (result.end === 'interrupted') result = { ...result, message: `${how}` };
         log(result.end === 'interrupted' ? `${how}; checkpoint ${saved.dir} (continue with --resume --out ${config.out})` : `checkpoint ${saved.dir}`);
       }

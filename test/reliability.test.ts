@@ -187,7 +187,8 @@ describe('kill -9, a torn metrics line, the run lock and SIGTERM (real processes
     assert.equal(rc.code, 143, `SIGTERM: ${show(rc)}`);
     assert.match(rc.stderr, new RegExp(`taking over the stale lock of pid ${a.child.pid}`));
     assert.match(rc.stderr, /metrics\.jsonl: dropped a torn last line/);
-    assert.match(rc.stderr, /stopped by SIGTERM; checkpoint .* \(continue with --resume/);
+    assert.match(rc.stderr, /stopped by SIGTERM at step \d+; checkpoint .* \(continue with --resume/);
+    assert.match(rc.stdout, /stopped by SIGTERM at step \d+/);
     assert.equal(existsSync(join(out, '.lock')), false, 'the lock is released');
     const stoppedAt = readJson<{ step: number }>(join(latestDir(out), 'state.json')).step;
 
