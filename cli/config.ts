@@ -103,48 +103,127 @@ function fail(source: string, msg: string): never {
   throw new Error(`${source}: ${msg}`);
 }
 
-/** Checks every field; `source` names the recipe file or 'command line' in messages. */
-export function validateConfig(c: TrainConfig, source: string): TrainConfig {
-  const positiveInt = (k: keyof TrainConfig, v: unknown, allowZero = false): void => {
-    if (v === undefined) return;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < (allowZero ? 0 : 1)) fail(source, `${k} must be a ${allowZero ? 'non-negative' : 'positive'} integer, got ${JSON.stringify(v)}`);
+/**
+ * Upper bounds no real run meets; they catch typos (`--iterations 1e12`) and
+ * tampered files before they cost memory or hours. Shown in `train --help`.
+ */
+export const LIMITS = {
+  batchSize: 65536,
+  width: 4096,
+  imageSize: 512,
+  syntheticTrain: 1_000_000,
+  syntheticTest: 1_000_000,
+  /** images × pixels × channels of the generated dataset, in bytes (it is held in memory) */
+  syntheticBytes: 2 ** 31,
+  epochs: 100_000,
+  iterations: 100_000_000,
+  trainSubset: 100_000_000,
+  testSubset: 100_000_000,
+  evalEvery: 100_000_000,
+  checkpointEvery: 100_000_000,
+  logEvery: 100_000,
+  clrStepSize: 100_000_000,
+  milestone: 100_000_000,
+  /** the RNGs take 32-bit seeds; larger ones would silently collide */
+  seed: 2 ** 32 - 1,
+} as const;
+
+/**
+ * Where a setting came from, for messages: a string names one source for every
+ * key ("runs/r/checkpoints/ckpt-000003/state.json: iterations"); a function
+ * names each key's own ("command line: --iterations", "r.json: seed").
+ */
+export type SettingSource = string | ((key: string) => string);
+
+/** Checks every field's type and range; every message names where the setting came from. */
+export function validateConfig(c: TrainConfig, source: SettingSource): TrainConfig {
+  const at = (k: string): string => (typeof source === 'string' ? `${source}: ${k}` : source(k));
+  const fail = (k: string, msg: string): never => {
+    throw new Error(`${at(k)} ${msg}`);
   };
-  const finite = (k: keyof TrainConfig, v: unknown, lo: number, hi: number): void => {
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < lo || v > hi) fail(source, `${k} must be a number in [${lo}, ${hi}], got ${JSON.stringify(v)}`);
+  const show = (v: unknown): string => (v === undefined ? 'nothing' : JSON.stringify(v) ?? String(v));
+  const int = (k: keyof TrainConfig, lo: number, hi: number, optional = true): void => {
+    const v = c[k];
+    if (v === undefined && optional) return;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) {
+      const what = lo === 0 ? 'a non-negative integer' : lo === 1 ? 'a positive integer' : `an integer`;
+      fail(k, `must be ${what}${hi < Infinity ? ` at most ${hi}` : ''}, got ${show(v)}`);
+    }
   };
-  if (!MODELS.includes(c.model)) fail(source, `unknown model '${c.model}' (one of ${MODELS.join(', ')})`);
-  if (!DATASETS.includes(c.dataset)) fail(source, `unknown dataset '${c.dataset}' (one of ${DATASETS.join(', ')})`);
-  if (!SCHEDULES.includes(c.schedule)) fail(source, `unknown schedule '${c.schedule}' (one of ${SCHEDULES.join(', ')})`);
-  if (c.dataset !== 'synthetic' && !c.data) fail(source, `dataset '${c.dataset}' needs --data (a folder or the official .tar.gz)`);
-  positiveInt('batchSize', c.batchSize);
-  positiveInt('width', c.width);
-  positiveInt('imageSize', c.imageSize);
-  positiveInt('syntheticTrain', c.syntheticTrain);
-  positiveInt('syntheticTest', c.syntheticTest);
-  positiveInt('epochs', c.epochs);
-  positiveInt('iterations', c.iterations);
-  positiveInt('trainSubset', c.trainSubset);
-  positiveInt('testSubset', c.testSubset);
-  positiveInt('evalEvery', c.evalEvery, true);
-  positiveInt('checkpointEvery', c.checkpointEvery, true);
-  positiveInt('logEvery', c.logEvery);
-  positiveInt('cutout', c.cutout, true);
-  positiveInt('clrStepSize', c.clrStepSize);
-  if (c.maxLr !== 'auto') finite('maxLr', c.maxLr, Number.MIN_VALUE, 1e3);
-  if (c.minLr !== undefined) finite('minLr', c.minLr, 0, 1e3);
-  finite('valSplit', c.valSplit, 0, 0.9);
-  finite('gamma', c.gamma, 0, 1);
-  finite('weightDecay', c.weightDecay, 0, 1);
-  finite('momentum', c.momentum, 0, 1);
-  finite('minMomentum', c.minMomentum, 0, 1);
-  finite('bnMomentum', c.bnMomentum, 0, 1);
-  finite('labelSmoothing', c.labelSmoothing, 0, 1);
-  finite('divergenceFactor', c.divergenceFactor, 1, 1e9);
-  if (c.annihilationFraction !== undefined) finite('annihilationFraction', c.annihilationFraction, 0, 1);
-  if (!Array.isArray(c.milestones) || c.milestones.some((m) => !Number.isInteger(m) || m < 0)) fail(source, `milestones must be non-negative integers, got ${JSON.stringify(c.milestones)}`);
-  if (!['triangular', 'triangular2', 'exp_range'].includes(c.clrMode)) fail(source, `unknown clrMode '${c.clrMode}'`);
-  if (!['smith', 'pytorch', 'fastai'].includes(c.preset)) fail(source, `unknown preset '${c.preset}'`);
-  if (c.minMomentum > c.momentum) fail(source, `minMomentum (${c.minMomentum}) exceeds momentum (${c.momentum})`);
+  const finite = (k: keyof TrainConfig, lo: number, hi: number): void => {
+    const v = c[k];
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < lo || v > hi) fail(k, `must be a number in [${lo}, ${hi}], got ${show(v)}`);
+  };
+  const oneOf = (k: keyof TrainConfig, allowed: readonly string[], what: string): void => {
+    const v = c[k];
+    if (typeof v !== 'string' || !allowed.includes(v)) throw new Error(`${at(k)}: unknown ${what} ${typeof v === 'string' ? `'${v}'` : show(v)} (one of ${allowed.join(', ')})`);
+  };
+  const bool = (k: keyof TrainConfig): void => {
+    if (typeof c[k] !== 'boolean') fail(k, `must be true or false, got ${show(c[k])}`);
+  };
+  const path = (k: keyof TrainConfig, optional: boolean): void => {
+    const v = c[k];
+    if (v === undefined && optional) return;
+    if (typeof v !== 'string' || v.trim() === '' || v.includes('\0')) fail(k, `must be a non-empty path, got ${show(v)}`);
+  };
+  if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new Error(`${typeof source === 'string' ? source : 'settings'}: the settings must be a JSON object, got ${show(c)}`);
+  oneOf('model', MODELS, 'model');
+  oneOf('dataset', DATASETS, 'dataset');
+  oneOf('schedule', SCHEDULES, 'schedule');
+  oneOf('clrMode', ['triangular', 'triangular2', 'exp_range'], 'clrMode');
+  oneOf('preset', ['smith', 'pytorch', 'fastai'], 'preset');
+  path('out', false);
+  path('data', true);
+  if (c.dataset !== 'synthetic' && !c.data) fail('data', `is missing: dataset '${c.dataset}' needs --data (a folder or the official .tar.gz)`);
+  int('batchSize', 1, LIMITS.batchSize, false);
+  int('width', 1, LIMITS.width);
+  int('imageSize', 1, LIMITS.imageSize, false);
+  int('syntheticTrain', 1, LIMITS.syntheticTrain, false);
+  int('syntheticTest', 1, LIMITS.syntheticTest, false);
+  int('epochs', 1, LIMITS.epochs);
+  int('iterations', 1, LIMITS.iterations);
+  int('trainSubset', 1, LIMITS.trainSubset);
+  int('testSubset', 1, LIMITS.testSubset);
+  int('evalEvery', 0, LIMITS.evalEvery, false);
+  int('checkpointEvery', 0, LIMITS.checkpointEvery, false);
+  int('logEvery', 1, LIMITS.logEvery, false);
+  int('cutout', 0, LIMITS.imageSize, false);
+  int('clrStepSize', 1, LIMITS.clrStepSize);
+  int('seed', 0, LIMITS.seed, false);
+  if (c.maxLr !== 'auto') {
+    if (typeof c.maxLr !== 'number' || !Number.isFinite(c.maxLr) || c.maxLr <= 0 || c.maxLr > 1e3) {
+      fail('maxLr', `must be 'auto' or a number in (0, 1000], got ${show(c.maxLr)}`);
+    }
+  }
+  if (c.minLr !== undefined) finite('minLr', 0, 1e3);
+  finite('valSplit', 0, 0.9);
+  finite('gamma', 0, 1);
+  finite('weightDecay', 0, 1);
+  finite('momentum', 0, 1);
+  finite('minMomentum', 0, 1);
+  finite('bnMomentum', 0, 1);
+  finite('labelSmoothing', 0, 1);
+  finite('divergenceFactor', 1, 1e9);
+  if (c.annihilationFraction !== undefined) finite('annihilationFraction', 0, 1);
+  bool('cycleMomentum');
+  bool('nesterov');
+  bool('augment');
+  if (!Array.isArray(c.milestones) || c.milestones.some((m) => typeof m !== 'number' || !Number.isInteger(m) || m < 0 || m > LIMITS.milestone)) {
+    fail('milestones', `must be a list of integers in [0, ${LIMITS.milestone}], got ${show(c.milestones)}`);
+  }
+  // relations between fields
+  if (c.minMomentum > c.momentum) fail('minMomentum', `(${c.minMomentum}) exceeds momentum (${c.momentum})`);
+  if (c.minLr !== undefined && typeof c.maxLr === 'number' && (c.schedule === 'one-cycle' || c.schedule === 'clr') && !(c.minLr < c.maxLr)) {
+    fail('minLr', `(${c.minLr}) must be below maxLr (${c.maxLr})`);
+  }
+  const side = c.dataset === 'synthetic' ? c.imageSize : 32;
+  if (c.cutout > side) fail('cutout', `(${c.cutout}) exceeds the image side (${side} pixels)`);
+  if (c.dataset === 'synthetic') {
+    const bytes = (c.syntheticTrain + c.syntheticTest) * 3 * c.imageSize * c.imageSize;
+    if (bytes > LIMITS.syntheticBytes) {
+      fail('syntheticTrain', `+ syntheticTest: the generated dataset (${c.syntheticTrain + c.syntheticTest} images of ${c.imageSize}×${c.imageSize}) would take ${(bytes / 2 ** 30).toFixed(1)} GiB; the limit is ${LIMITS.syntheticBytes / 2 ** 30} GiB`);
+    }
+  }
   return c;
 }
 
@@ -154,7 +233,8 @@ export function readRecipe(path: string): Partial<TrainConfig> {
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    fail(path, `cannot read recipe: ${(e as Error).message}`);
+    const code = (e as NodeJS.ErrnoException).code;
+    fail(path, `cannot read recipe: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a folder, not a file' : code === 'EACCES' ? 'permission denied' : (e as Error).message}`);
   }
   let obj: unknown;
   try {
@@ -173,7 +253,7 @@ export function readRecipe(path: string): Partial<TrainConfig> {
 }
 
 /** Defaults, then the recipe, then explicit flags. */
-export function resolveConfig(recipe: Partial<TrainConfig> | undefined, flags: Partial<TrainConfig>, source: string): TrainConfig {
+export function resolveConfig(recipe: Partial<TrainConfig> | undefined, flags: Partial<TrainConfig>, source: SettingSource): TrainConfig {
   const c = { ...DEFAULTS, ...(recipe ?? {}), ...flags } as TrainConfig;
   return validateConfig(c, source);
 }

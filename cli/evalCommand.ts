@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Device, createDevice } from '../engine/device.ts';
 import { writeFileAtomic } from '../engine/io/atomic.ts';
+import { withPathAsync } from '../engine/io/fsErrors.ts';
 import { loadCheckpoint } from '../engine/io/checkpoint.ts';
 import { argmax, softmaxCrossEntropy } from '../engine/ops/loss.ts';
 import { type Tensor, keep, noGrad, tidy } from '../engine/tensor.ts';
@@ -16,7 +17,7 @@ import { loadCifar } from '../data/cifar.ts';
 import { type Dataset, datasetSize, subset } from '../data/dataset.ts';
 import { syntheticDataset } from '../data/synthetic.ts';
 import { parameterCount } from '../models/index.ts';
-import { type TrainSidecar, augmenterFor, evalSource, modelFor } from '../train/session.ts';
+import { augmenterFor, checkStateTensors, evalSource, loadStateTensors, modelFor, modelName, stateSpec, validateTrainingCheckpoint } from '../train/session.ts';
 import { DATASETS, type DatasetName, type TrainConfig, validateConfig } from './config.ts';
 
 export interface EvalOptions {
@@ -152,12 +153,13 @@ function isDir(path: string): boolean {
 export async function evaluateCheckpoint(o: EvalOptions, opts: { device?: Device; log?: (s: string) => void } = {}): Promise<EvalReport> {
   const log = opts.log ?? (() => {});
   if (!existsSync(o.checkpoint)) throw new Error(`--checkpoint ${o.checkpoint}: no such file or folder`);
+  if (!isDir(o.checkpoint)) throw new Error(`--checkpoint ${o.checkpoint}: not a folder (give a run folder, its checkpoints/ folder or one ckpt-NNNNNN folder)`);
   const runDir = isDir(join(o.checkpoint, 'checkpoints')) ? o.checkpoint : null;
-  const ckpt = await loadCheckpoint<TrainSidecar>(runDir ? join(runDir, 'checkpoints') : o.checkpoint);
+  const loaded = await loadCheckpoint(runDir ? join(runDir, 'checkpoints') : o.checkpoint);
+  // the same checks as train --resume: every saved setting, the optimizer and loader state
+  const checked = validateTrainingCheckpoint(loaded);
+  const ckpt = { ...loaded, sidecar: checked.sidecar };
   const s = ckpt.sidecar;
-  if (!s || typeof s !== 'object' || !s.config || typeof s.config !== 'object') {
-    throw new Error(`${join(ckpt.dir, 'state.json')}: cannot evaluate: its sidecar holds no training configuration (not written by 'train'?)`);
-  }
   const saved = s.config;
   const config = validateConfig(
     {
@@ -178,13 +180,8 @@ export async function evaluateCheckpoint(o: EvalOptions, opts: { device?: Device
     const model = modelFor(device, config, test);
     const augmenter = augmenterFor(device, config, test);
     try {
-      try {
-        const state: Record<string, ArrayLike<number> | BigInt64Array> = {};
-        for (const [k, t] of Object.entries(ckpt.tensors)) state[k] = t.data as ArrayLike<number> | BigInt64Array;
-        model.loadStateDict(state);
-      } catch (e) {
-        throw new Error(`${ckpt.dir}: the weights do not fit ${config.model} on ${test.name}: ${(e as Error).message}`);
-      }
+      checkStateTensors(stateSpec(model), ckpt.tensors, checked.weightsPath, `${modelName(config)} on ${test.name}`);
+      loadStateTensors(model, ckpt.tensors);
       log(`evaluating ${ckpt.dir} (step ${ckpt.step ?? '?'} of ${s.totalSteps}): ${config.model} on ${n} ${test.name} images, batches of ${batchSize}`);
       const counted = await countPredictions(model, evalSource(device, test, augmenter, batchSize), test, config.labelSmoothing);
       const perClass = counted.confusion.map((row, c): ClassResult => {
@@ -212,14 +209,14 @@ export async function evaluateCheckpoint(o: EvalOptions, opts: { device?: Device
         evaluatedAt: new Date().toISOString(),
         path,
       };
-      await writeFileAtomic(path, `${JSON.stringify(report, null, 2)}\n`);
+      await withPathAsync(path, 'write', () => writeFileAtomic(path, `${JSON.stringify(report, null, 2)}\n`));
       return report;
     } finally {
       augmenter.dispose();
       model.dispose();
     }
   } finally {
-    if (!opts.device) device.destroy();
+    if (!opts.device) await device.close();
   }
 }
 

@@ -1,7 +1,7 @@
 // Command-line flags of `train` (and the commands that share its configuration),
 // parsed with node:util's parseArgs and mapped onto TrainConfig fields.
 import { parseArgs } from 'node:util';
-import { DATASETS, DEFAULTS, MODELS, SCHEDULES, type TrainConfig, readRecipe, resolveConfig } from './config.ts';
+import { DATASETS, DEFAULTS, LIMITS, MODELS, SCHEDULES, type TrainConfig, readRecipe, resolveConfig } from './config.ts';
 
 interface FlagSpec {
   key: keyof TrainConfig;
@@ -49,18 +49,35 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   'divergence-factor': { key: 'divergenceFactor', type: 'number', help: 'stop when smoothed loss > factor × its minimum' },
 };
 
+/**
+ * Flags `--resume` accepts with a value other than the run's: they change
+ * neither the model nor the data nor the steps already taken. A changed
+ * `--iterations` moves the end of the run (the schedule is rebuilt over the new
+ * length); anything else would silently make the resumed run another experiment.
+ */
+export const RESUME_CHANGEABLE_FLAGS = ['iterations', 'eval-every', 'checkpoint-every', 'log-every', 'divergence-factor', 'data'] as const;
+
 export interface ParsedTrainArgs {
   config: TrainConfig;
   recipe?: string | undefined;
   resume: boolean;
+  /** --overwrite: clear a previous run in --out first */
+  overwrite: boolean;
   quiet: boolean;
   help: boolean;
+  /** the settings the recipe and flags gave explicitly (what `--resume` checks against the checkpoint's) */
+  given: Partial<TrainConfig>;
+  /** each given key's source, as messages name it ('command line: --iterations', 'r.json: seed') */
+  givenAs: Record<string, string>;
 }
 
 export function trainHelp(command: string, summary: string): string {
   const lines = [`usage: npm start -- ${command} [flags]`, '', summary, '', 'flags:'];
   lines.push('  --recipe FILE'.padEnd(30) + 'JSON recipe of these settings (flags override it)');
-  if (command === 'train') lines.push('  --resume'.padEnd(30) + 'continue from the checkpoint in --out');
+  if (command === 'train') {
+    lines.push('  --resume'.padEnd(30) + `continue the run in --out with its saved settings (may change: ${RESUME_CHANGEABLE_FLAGS.map((f) => `--${f}`).join(', ')})`);
+    lines.push('  --overwrite'.padEnd(30) + 'replace the previous run in --out (its outputs are deleted first)');
+  }
   lines.push('  --quiet'.padEnd(30) + 'no progress bar');
   for (const [name, f] of Object.entries(TRAIN_FLAGS)) {
     const def = DEFAULTS[f.key];
@@ -68,6 +85,20 @@ export function trainHelp(command: string, summary: string): string {
     lines.push(`  --${name}${shown}`.padEnd(30) + f.help + (def !== undefined && f.type !== 'boolean' ? ` [${Array.isArray(def) ? def.join(',') || 'none' : def}]` : ''));
   }
   lines.push('  --help'.padEnd(30) + 'this text');
+  lines.push(
+    '',
+    `limits (no real run meets them; they catch typos and damaged files): --iterations ≤ ${LIMITS.iterations.toExponential()}, --epochs ≤ ${LIMITS.epochs.toExponential()},`,
+    `  --batch-size ≤ ${LIMITS.batchSize}, --width ≤ ${LIMITS.width}, --image-size ≤ ${LIMITS.imageSize}, --synthetic-train/-test ≤ ${LIMITS.syntheticTrain.toExponential()}`,
+    `  (and ≤ ${LIMITS.syntheticBytes / 2 ** 30} GiB of generated images), --cutout ≤ the image side, --seed in [0, 2^32-1], --log-every ≤ ${LIMITS.logEvery.toExponential()},`,
+    `  --eval-every/--checkpoint-every/--clr-step-size/--milestones ≤ ${LIMITS.iterations.toExponential()}, --max-lr ≤ 1000, --min-lr below --max-lr.`,
+  );
+  if (command === 'train') {
+    lines.push(
+      '',
+      'exit status: 0 completed; 1 error (the file or flag is named with the reason) or the run diverged;',
+      '  2 unknown command; 130 stopped by Ctrl-C (SIGINT), 143 by SIGTERM, after writing a checkpoint (continue with --resume).',
+    );
+  }
   return lines.join('\n');
 }
 
@@ -83,6 +114,7 @@ export function parseTrainArgs(argv: string[]): ParsedTrainArgs {
   const options: Record<string, { type: 'string' | 'boolean' }> = {
     recipe: { type: 'string' },
     resume: { type: 'boolean' },
+    overwrite: { type: 'boolean' },
     quiet: { type: 'boolean' },
     help: { type: 'boolean' },
   };
@@ -115,6 +147,15 @@ export function parseTrainArgs(argv: string[]): ParsedTrainArgs {
   const recipePath = values.recipe as string | undefined;
   const recipe = recipePath ? readRecipe(recipePath) : undefined;
   const help = Boolean(values.help);
-  const config = help ? { ...DEFAULTS } : resolveConfig(recipe, flags as Partial<TrainConfig>, recipePath ? `${recipePath} + command line` : 'command line');
-  return { config, recipe: recipePath, resume: Boolean(values.resume), quiet: Boolean(values.quiet), help };
+  const flagOf = new Map(Object.entries(TRAIN_FLAGS).map(([name, f]) => [f.key as string, name]));
+  // each message names where its setting came from: the flag, the recipe file, or the default
+  const source = (key: string): string =>
+    key in flags ? `command line: --${flagOf.get(key) ?? key}` : recipe && key in recipe ? `${recipePath}: ${key}` : `(default) ${key}`;
+  const config = help ? { ...DEFAULTS } : resolveConfig(recipe, flags as Partial<TrainConfig>, source);
+  const given: Partial<TrainConfig> = { ...(recipe ?? {}), ...(flags as Partial<TrainConfig>) };
+  const givenAs: Record<string, string> = {};
+  for (const k of Object.keys(given)) givenAs[k] = source(k);
+  return {
+    config, recipe: recipePath, resume: Boolean(values.resume), overwrite: Boolean(values.overwrite), quiet: Boolean(values.quiet), help, given, givenAs,
+  };
 }

@@ -25,7 +25,8 @@ function usage(): string {
 }
 
 /** `npm start` with no command: the main job on the built-in default. */
-const QUICKSTART = ['train', '--recipe', new URL('../recipes/quickstart.json', import.meta.url).pathname];
+// (its folder is the project's own: a second `npm start` replaces the first run)
+const QUICKSTART = ['train', '--recipe', new URL('../recipes/quickstart.json', import.meta.url).pathname, '--overwrite'];
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv.length ? argv : QUICKSTART;
@@ -41,12 +42,27 @@ async function main(argv: string[]): Promise<number> {
   return c.run(rest);
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (e: unknown) => {
-    process.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
-    process.exitCode = 1;
-  },
-);
+/**
+ * Sets the exit code and, should anything still hold the process open once
+ * the command is over (a native handle), exits after a grace period: an error
+ * must end in its message and exit 1, never a hang.
+ */
+function finish(code: number): void {
+  process.exitCode = code;
+  setTimeout(() => process.exit(code), 10_000).unref();
+}
+
+const fail = (e: unknown): void => {
+  process.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
+  finish(1);
+};
+// an error thrown outside the command's promise chain (a callback, a stray rejection) ends the same way
+process.on('uncaughtException', (e) => {
+  fail(e);
+  process.exit(1);
+});
+process.on('unhandledRejection', (e) => {
+  fail(e);
+  process.exit(1);
+});
+main(process.argv.slice(2)).then(finish, fail);

@@ -126,6 +126,6 @@ export async function rangeTestCommand(argv: string[]): Promise<number> {
     process.stdout.write(`${rangeTestSummary(r)}\noutputs: range-test.json, range-test.csv, range-test.svg in ${args.config.out}\n`);
     return r.suggestion ? 0 : 1;
   } finally {
-    device.destroy();
+    await device.close();
   }
 }

@@ -132,6 +132,6 @@ export async function tuneCommand(argv: string[]): Promise<number> {
     return r.interrupted ? 130 : 0;
   } finally {
     process.off('SIGINT', onSigint);
-    device.destroy();
+    await device.close();
   }
 }

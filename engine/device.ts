@@ -532,7 +532,30 @@ export class Device {
     }
   }
 
-  /** Frees the GPU device so the process can exit (dawn.node keeps the loop alive while it lives). */
+  /**
+   * Waits for submitted work and every pending error scope, then destroys the
+   * device: the orderly end, also after an error. Destroying a device whose
+   * error-scope promises are still pending makes dawn.node abort
+   * (`__pthread_tpp_change_priority` assertion, exit 134) or hang at exit in
+   * about one run in three; an error thrown between two readbacks leaves such
+   * promises behind. GPU errors found here are dropped: the caller is already
+   * ending, usually with a better message.
+   */
+  async close(): Promise<void> {
+    if (this.destroyed) return;
+    try {
+      this.flush();
+      await this.gpu.queue.onSubmittedWorkDone();
+    } catch {
+      // a lost device: nothing left to wait for
+    }
+    await Promise.allSettled(this.errors);
+    this.errors = [];
+    this.uncaptured = [];
+    this.destroy();
+  }
+
+  /** Frees the GPU device so the process can exit (dawn.node keeps the loop alive while it lives). Prefer close(). */
   destroy(): void {
     if (this.destroyed) return;
     if (this.encoder) this.flush();

@@ -113,7 +113,7 @@ describe('cli: bad flags and recipes', () => {
       ['unknown-key.json', JSON.stringify({ model: 'resnet8', learningRate: 0.1 }), /unknown-key\.json: unknown recipe key 'learningRate'/],
       ['broken.json', '{"model": "resnet8",', /broken\.json: recipe is not valid JSON/],
       ['array.json', '[1, 2]', /array\.json: recipe must be a JSON object/],
-      ['bad-value.json', JSON.stringify({ batchSize: 0 }), /bad-value\.json \+ command line: batchSize must be a positive integer, got 0/],
+      ['bad-value.json', JSON.stringify({ batchSize: 0 }), /bad-value\.json: batchSize must be a positive integer at most 65536, got 0/],
       ['absent.json', null, /absent\.json: cannot read recipe/],
     ];
     for (const [name, text, message] of cases) {

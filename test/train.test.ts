@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DEFAULTS, type TrainConfig, validateConfig } from '../cli/config.ts';
 import { runTraining } from '../cli/train.ts';
+import { evaluateCheckpoint } from '../cli/evalCommand.ts';
 import { rangeTestForConfig, RANGE_DEFAULTS, resolveMaxLrByRangeTest } from '../cli/rangeTestCommand.ts';
 import { type Device, SGD, keep, tensor } from '../engine/index.ts';
 import { readSafetensors } from '../engine/io/safetensors.ts';
@@ -96,15 +97,49 @@ describe('train', () => {
     await assert.rejects(runTraining(tiny(out), { ...quiet, device, resume: true }), /no checkpoint in .*checkpoints/);
   });
 
-  it('a diverging run stops with a message and keeps the last good checkpoint', async () => {
-    const out = tmp();
-    const r = await runTraining(tiny(out, { schedule: 'constant', maxLr: 900, momentum: 0.99, checkpointEvery: 4, iterations: 60 }), { ...quiet, device });
-    assert.equal(r.result.end, 'diverged');
-    assert.match(r.result.message, /training diverged: .*(loss became|exceeded)/);
-    const kept = readdirSync(join(out, 'checkpoints')).filter((n) => n.startsWith('ckpt-'));
-    const latest = JSON.parse(readFileSync(join(out, 'checkpoints', readFileSync(join(out, 'checkpoints', 'latest'), 'utf8').trim(), 'state.json'), 'utf8')) as { step: number };
-    assert.ok(kept.length >= 1);
-    assert.ok(latest.step <= r.result.lastGoodStep, `checkpoint at ${latest.step}, last good ${r.result.lastGoodStep}`);
+  it('a diverging run stops and says exactly which checkpoint it keeps; a kept one evaluates sanely', async () => {
+    // the issue's case (LR 100, a checkpoint every 5 steps: a01de24 kept one that evaluated at loss 2e10),
+    // LR 900 (diverges before any checkpoint), and the same without periodic checkpoints
+    const cases: Partial<TrainConfig>[] = [
+      { model: 'resnet8', width: 8, schedule: 'constant', maxLr: 100, checkpointEvery: 5, iterations: 60 },
+      { schedule: 'constant', maxLr: 900, momentum: 0.99, checkpointEvery: 4, iterations: 60 },
+      { schedule: 'constant', maxLr: 100, checkpointEvery: 0, iterations: 60 },
+      // One Cycle up to 40: good for 20 steps (checkpoints at 4, …, 20), then the loss blows up
+      { maxLr: 40, checkpointEvery: 4, iterations: 60 },
+    ];
+    let keptOne = false;
+    for (const extra of cases) {
+      const out = tmp();
+      const r = await runTraining(tiny(out, extra), { ...quiet, device });
+      const what = JSON.stringify(extra);
+      assert.equal(r.result.end, 'diverged', what);
+      assert.match(r.result.message, /training diverged: .*(loss became|exceeded)/, what);
+      const latestPath = join(out, 'checkpoints', 'latest');
+      if (/No checkpoint is kept/.test(r.result.message)) {
+        assert.equal(existsSync(latestPath), false, `${what}: says none is kept, yet ${latestPath} exists`);
+        continue;
+      }
+      const m = /Kept: the last good checkpoint, (\S+) \(step (\d+)\)/.exec(r.result.message);
+      assert.ok(m, `${what}: ${r.result.message}`);
+      assert.equal(join(out, 'checkpoints', readFileSync(latestPath, 'utf8').trim()), m[1], what);
+      // its weights load (finite, checked) and evaluate to a finite loss
+      const report = await evaluateCheckpoint({ checkpoint: out, out: join(tmp(), 'eval.json') }, { device });
+      assert.equal(report.step, Number(m[2]), what);
+      assert.ok(Number.isFinite(report.loss), `${what}: the kept checkpoint evaluates at loss ${report.loss}`);
+      // and the loss its weights gave in training (step k's) was not diverging: below 4 × the
+      // lowest smoothed loss so far (or 4 × ln 10, the loss of a uniform guess, if higher)
+      const losses = stepLosses(out);
+      const k = Number(m[2]);
+      let avg = 0;
+      let min = Infinity;
+      for (let i = 0; i < k; i++) {
+        avg = 0.98 * avg + 0.02 * losses[i]!;
+        min = Math.min(min, avg / (1 - 0.98 ** (i + 1)));
+      }
+      assert.ok(losses[k]! < 4 * Math.max(Math.log(10), min), `${what}: step ${k}'s loss ${losses[k]} was diverging`);
+      keptOne = true;
+    }
+    assert.ok(keptOne, 'one case diverges after a good checkpoint');
   });
 
   it('Ctrl-C writes a checkpoint and exits; --resume finishes the run', async () => {

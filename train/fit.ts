@@ -49,8 +49,17 @@ export interface FitCallbacks {
   /** after each logged block of steps, with their records (read back together) */
   onSteps?(records: StepRecord[], imagesPerSec: number): void;
   onEval?(record: EvalRecord): void;
-  /** a checkpoint is due after `step` steps; return a promise to wait for it */
-  onCheckpoint?(step: number): Promise<void> | void;
+  /**
+   * A checkpoint is due after `step` steps; return a promise to wait for it. A
+   * string returned means the state was not saved because it is not good (e.g.
+   * non-finite weights): the run then stops as diverged with that reason.
+   */
+  onCheckpoint?(step: number): Promise<string | void> | string | void;
+  /**
+   * The checkpoint of `step` steps is known good: the loss its weights gave
+   * (step `step`'s) has been read and was below the divergence bound.
+   */
+  onCheckpointVerified?(step: number): void;
   /** polled after each step: true stops the run cleanly (Ctrl-C) */
   shouldStop?(): boolean;
 }
@@ -70,6 +79,12 @@ export interface FitOptions {
   checkpointEvery?: number;
   /** stop when the smoothed loss exceeds this factor × its running minimum (or is not finite) */
   divergenceFactor?: number;
+  /**
+   * The loss of an uninformed guess (ln of the class count): during the first
+   * steps, before the smoothed loss means anything, a raw loss above
+   * divergenceFactor × this is divergence too.
+   */
+  lossFloor?: number;
   callbacks?: FitCallbacks;
 }
 
@@ -81,6 +96,12 @@ export interface FitResult {
   steps: number;
   /** the step count at the last state known to be good (before divergence was seen) */
   lastGoodStep: number;
+  /**
+   * A diverged run: the first step of the final run-up of raw losses above the
+   * monitor's bound (or not finite). The weights after k steps gave step k's
+   * loss, so a checkpoint of k steps is good only when k is below this.
+   */
+  divergedFrom?: number;
   message: string;
   finalEval: EvalRecord | null;
   history: StepRecord[];
@@ -88,22 +109,38 @@ export interface FitResult {
   seconds: number;
 }
 
-/** Watches the smoothed training loss for NaN or blow-up. */
+/**
+ * Watches the smoothed training loss for NaN or blow-up. The smoothed loss
+ * means little over the first WARMUP losses, so there each raw loss is held
+ * against `floor` (the loss of a uniform guess) instead: a run whose LR is far
+ * too high (loss 2e10 at step 3) is caught before its first checkpoint.
+ */
 export class DivergenceMonitor {
+  static readonly WARMUP = 10;
   private avg = 0;
   private n = 0;
   private min = Infinity;
   constructor(
     private readonly factor: number,
     private readonly beta = 0.98,
+    private readonly floor = 0,
   ) {}
+  /** The level a sound raw loss stays under: factor × the lowest smoothed loss (or the floor, if higher). */
+  get bound(): number {
+    return this.factor * Math.max(this.floor, this.min === Infinity ? 0 : this.min);
+  }
+
   /** Returns a reason when the run diverged, else null. */
   push(loss: number, step: number): string | null {
     if (!Number.isFinite(loss)) return `loss became ${loss} at step ${step}`;
     this.avg = this.beta * this.avg + (1 - this.beta) * loss;
     this.n++;
     const smoothed = this.avg / (1 - this.beta ** this.n);
-    if (this.n > 10 && smoothed > this.factor * this.min) {
+    if (this.n <= DivergenceMonitor.WARMUP && this.floor > 0) {
+      const bound = this.factor * Math.max(this.floor, this.min === Infinity ? 0 : this.min);
+      if (loss > bound) return `loss ${loss.toPrecision(4)} at step ${step} exceeded ${this.factor}× ${Math.max(this.floor, this.min).toPrecision(4)} (the loss of a uniform guess, or the lowest so far)`;
+    }
+    if (this.n > DivergenceMonitor.WARMUP && smoothed > this.factor * this.min) {
       return `smoothed loss ${smoothed.toPrecision(4)} exceeded ${this.factor}× its minimum ${this.min.toPrecision(4)} at step ${step}`;
     }
     this.min = Math.min(this.min, smoothed);
@@ -151,7 +188,7 @@ export async function fit(o: FitOptions): Promise<FitResult> {
   const { device, model, optimizer, train } = o;
   const logEvery = o.logEvery ?? 10;
   const smoothing = o.labelSmoothing ?? 0;
-  const monitor = new DivergenceMonitor(o.divergenceFactor ?? 4);
+  const monitor = new DivergenceMonitor(o.divergenceFactor ?? 4, 0.98, o.lossFloor ?? 0);
   const cb = o.callbacks ?? {};
   const history: StepRecord[] = [];
   const evals: EvalRecord[] = [];
@@ -163,8 +200,17 @@ export async function fit(o: FitOptions): Promise<FitResult> {
   let end: FitEnd = 'completed';
   let message = '';
   let lastGoodStep = optimizer.stepCount;
-  let lastCheckpointed = optimizer.stepCount;
 
+  let divergedFrom: number | undefined;
+  /** the step of the last checkpoint whose own loss has not been read yet (-1: none) */
+  let unverified = -1;
+  /** Where the blow-up that ends at history's last record began (see FitResult.divergedFrom). */
+  const runUpStart = (): number => {
+    const bound = monitor.bound;
+    let i = history.length - 1;
+    while (i > 0 && !(history[i - 1]!.loss <= bound)) i--;
+    return history[Math.max(0, i)]?.step ?? optimizer.stepCount;
+  };
   const drain = async (): Promise<string | null> => {
     if (pending.length === 0) return null;
     const values = new Float32Array(await device.read(ring.buffer, 0, pending.length * 8));
@@ -172,11 +218,18 @@ export async function fit(o: FitOptions): Promise<FitResult> {
     pending = [];
     const ips = (records.length * train.batchSize) / ((performance.now() - blockStart) / 1000);
     blockStart = performance.now();
-    history.push(...records);
     cb.onSteps?.(records, ips);
     for (const r of records) {
+      history.push(r);
+      if (r.step === unverified && r.loss <= monitor.bound) {
+        cb.onCheckpointVerified?.(r.step);
+        unverified = -1;
+      }
       const why = monitor.push(r.loss, r.step);
-      if (why) return why;
+      if (why) {
+        divergedFrom = runUpStart();
+        return why;
+      }
     }
     return null;
   };
@@ -209,7 +262,7 @@ export async function fit(o: FitOptions): Promise<FitResult> {
         const diverged = await drain();
         if (diverged) {
           end = 'diverged';
-          message = `training diverged: ${diverged}; stopped, the last good checkpoint (step ${lastCheckpointed}) is kept`;
+          message = `training diverged: ${diverged}`;
           break;
         }
         lastGoodStep = done;
@@ -220,7 +273,7 @@ export async function fit(o: FitOptions): Promise<FitResult> {
         const diverged = await drain(); // state must be known good before it is saved
         if (diverged) {
           end = 'diverged';
-          message = `training diverged: ${diverged}; stopped, the last good checkpoint (step ${lastCheckpointed}) is kept`;
+          message = `training diverged: ${diverged}`;
           break;
         }
         lastGoodStep = done;
@@ -230,8 +283,14 @@ export async function fit(o: FitOptions): Promise<FitResult> {
           cb.onEval?.(r);
         }
         if (ckptDue) {
-          await cb.onCheckpoint?.(done);
-          lastCheckpointed = done;
+          const refused = await cb.onCheckpoint?.(done);
+          if (typeof refused === 'string') {
+            end = 'diverged';
+            message = `training diverged: ${refused}`;
+            divergedFrom = done;
+            break;
+          }
+          unverified = done;
         }
         if (cb.shouldStop?.()) {
           end = 'interrupted';
@@ -242,12 +301,16 @@ export async function fit(o: FitOptions): Promise<FitResult> {
     }
     if (end === 'completed') message = `completed ${optimizer.stepCount} steps`;
     let finalEval: EvalRecord | null = null;
-    if (end !== 'diverged' && o.eval) {
+    // an interrupted run is not evaluated: its metrics must read as the uninterrupted run's once resumed
+    if (end === 'completed' && o.eval) {
       finalEval = await evaluate(device, model, o.eval, optimizer.stepCount, smoothing);
       evals.push(finalEval);
       cb.onEval?.(finalEval);
     }
-    return { end, steps: optimizer.stepCount, lastGoodStep, message, finalEval, history, evals, seconds: (performance.now() - t0) / 1000 };
+    return {
+      end, steps: optimizer.stepCount, lastGoodStep, message, finalEval, history, evals, seconds: (performance.now() - t0) / 1000,
+      ...(divergedFrom !== undefined ? { divergedFrom } : {}),
+    };
   } finally {
     ring.dispose();
   }

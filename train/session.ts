@@ -2,10 +2,15 @@
 // the model, GPU batch sources over them, and checkpoints of the whole state
 // (weights and batchnorm buffers in safetensors with PyTorch's names; optimizer,
 // loader and configuration in the JSON sidecar).
-import type { TrainConfig } from '../cli/config.ts';
+import { LIMITS, type TrainConfig, validateConfig } from '../cli/config.ts';
 import type { Device } from '../engine/device.ts';
-import { type Checkpoint, latestCheckpointDir, loadCheckpoint, saveCheckpoint } from '../engine/io/checkpoint.ts';
-import type { TensorEntry } from '../engine/io/safetensors.ts';
+import { readFile, rename, rm } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { tempPathFor, writeFileAtomic } from '../engine/io/atomic.ts';
+import {
+  type Checkpoint, CheckpointError, LATEST_FILE, type LoadedCheckpoint, STATE_FILE, WEIGHTS_FILE, latestCheckpointDir, listCheckpoints, loadCheckpoint, saveCheckpoint,
+} from '../engine/io/checkpoint.ts';
+import type { StoredTensor, TensorEntry } from '../engine/io/safetensors.ts';
 import type { Module } from '../engine/nn/index.ts';
 import type { SGD, SgdState } from '../engine/optim.ts';
 import { tensor } from '../engine/tensor.ts';
@@ -104,11 +109,6 @@ export interface TrainSidecar {
 }
 
 const toBase64 = (a: Float32Array): string => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64');
-function fromBase64(s: string, what: string): Float32Array {
-  const b = Buffer.from(s, 'base64');
-  if (b.byteLength % 4 !== 0) throw new Error(`checkpoint: ${what} is not a whole number of f32 values`);
-  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
-}
 
 /** Reads the model's state dict back as safetensors entries (num_batches_tracked as I64, like PyTorch). */
 export async function stateTensors(model: Module): Promise<Record<string, TensorEntry>> {
@@ -126,10 +126,34 @@ export async function stateTensors(model: Module): Promise<Record<string, Tensor
   return out;
 }
 
+/** The first non-finite value among the tensors, as "tensor 'x' holds NaN", or null. */
+function firstNonFinite(tensors: Record<string, TensorEntry>, velocities: (Float32Array | null)[], names: string[]): string | null {
+  for (const [name, t] of Object.entries(tensors)) {
+    if (!(t.data instanceof Float32Array)) continue;
+    const i = t.data.findIndex((v) => !Number.isFinite(v));
+    if (i >= 0) return `weight '${name}' became ${t.data[i]} (index ${i})`;
+  }
+  for (let j = 0; j < velocities.length; j++) {
+    const v = velocities[j];
+    const i = v ? v.findIndex((x) => !Number.isFinite(x)) : -1;
+    if (i >= 0) return `the momentum of '${names[j]}' became ${v![i]} (index ${i})`;
+  }
+  return null;
+}
+
+/**
+ * Saves the whole training state as a checkpoint and returns its folder; or,
+ * when a weight, buffer or velocity is not finite, saves nothing and returns
+ * why ({notSaved}): a checkpoint must be a state worth resuming from.
+ */
 export async function saveTrainingCheckpoint(
   root: string, model: Module, optimizer: SGD, loader: BatchLoader, config: TrainConfig, maxLr: number, totalSteps: number,
-): Promise<string> {
+  retain: string[] = [],
+): Promise<{ dir: string } | { notSaved: string }> {
   const opt = await optimizer.state();
+  const tensors = await stateTensors(model);
+  const bad = firstNonFinite(tensors, opt.velocities, optimizer.names);
+  if (bad) return { notSaved: `${bad} by step ${opt.step}` };
   const sidecar: TrainSidecar = {
     config,
     maxLr,
@@ -137,27 +161,184 @@ export async function saveTrainingCheckpoint(
     optimizer: { step: opt.step, velocities: opt.velocities.map((v) => (v ? toBase64(v) : null)) },
     loader: loader.state(),
   };
-  const ckpt: Checkpoint<TrainSidecar> = { tensors: await stateTensors(model), sidecar, step: opt.step };
-  const saved = await saveCheckpoint(root, ckpt, { keep: 2, metadata: { model: config.model, step: String(opt.step) } });
-  return saved.dir;
+  const ckpt: Checkpoint<TrainSidecar> = { tensors, sidecar, step: opt.step };
+  const saved = await saveCheckpoint(root, ckpt, { keep: 2, retain, metadata: { model: config.model, step: String(opt.step) } });
+  return { dir: saved.dir };
 }
 
-/** The newest checkpoint under `root`, or null when there is none. */
-export async function loadTrainingCheckpoint(root: string): Promise<{ sidecar: TrainSidecar; tensors: Record<string, ArrayLike<number> | BigInt64Array>; dir: string } | null> {
+export interface TrainingCheckpoint {
+  sidecar: TrainSidecar;
+  tensors: Record<string, StoredTensor>;
+  /** the checkpoint's folder, its state.json and its weights file (for messages) */
+  dir: string;
+  statePath: string;
+  weightsPath: string;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * Checks everything a checkpoint's sidecar holds as strictly as the command line
+ * checks flags (a tampered `optimizer.step` of 1e9 must not "complete" a run):
+ * the configuration, the maximum LR, the run's length, the optimizer's step and
+ * velocities, the loader's position. Errors name state.json and the field.
+ */
+export function validateTrainingCheckpoint(ck: LoadedCheckpoint<unknown>): TrainingCheckpoint {
+  const statePath = join(ck.dir, STATE_FILE);
+  const bad = (field: string, why: string): never => {
+    throw new CheckpointError(statePath, `${field} ${why}`);
+  };
+  const s = ck.sidecar;
+  if (!isObject(s) || !isObject(s.config) || !isObject(s.optimizer) || !isObject(s.loader)) {
+    bad('sidecar', 'is not a training state (missing config, optimizer or loader; not written by train?)');
+  }
+  const sc = s as unknown as TrainSidecar;
+  try {
+    validateConfig({ ...(sc.config as TrainConfig) }, (k) => `${statePath}: config.${k}`);
+  } catch (e) {
+    throw new CheckpointError(statePath, (e as Error).message.slice(statePath.length + 2));
+  }
+  const int = (v: unknown, lo: number, hi: number): boolean => typeof v === 'number' && Number.isInteger(v) && v >= lo && v <= hi;
+  if (typeof sc.maxLr !== 'number' || !Number.isFinite(sc.maxLr) || sc.maxLr <= 0 || sc.maxLr > 1e3) bad('maxLr', `must be a number in (0, 1000], got ${JSON.stringify(sc.maxLr)}`);
+  if (!int(sc.totalSteps, 1, LIMITS.iterations)) bad('totalSteps', `must be an integer in [1, ${LIMITS.iterations}], got ${JSON.stringify(sc.totalSteps)}`);
+  if (!int(sc.optimizer.step, 0, sc.totalSteps)) bad('optimizer.step', `must be an integer in [0, totalSteps = ${sc.totalSteps}], got ${JSON.stringify(sc.optimizer.step)}`);
+  if (ck.step !== null && ck.step !== sc.optimizer.step) bad('step', `(${ck.step}) differs from optimizer.step (${sc.optimizer.step})`);
+  if (!Array.isArray(sc.optimizer.velocities) || sc.optimizer.velocities.some((v) => v !== null && typeof v !== 'string')) {
+    bad('optimizer.velocities', 'must be a list of base64 strings or nulls');
+  }
+  const l = sc.loader;
+  for (const k of ['seed', 'epoch', 'position', 'size', 'batchSize'] as const) {
+    if (!int(l[k], 0, 2 ** 53 - 1)) bad(`loader.${k}`, `must be a non-negative integer, got ${JSON.stringify(l[k])}`);
+  }
+  for (const k of ['shuffle', 'dropLast'] as const) if (typeof l[k] !== 'boolean') bad(`loader.${k}`, `must be true or false, got ${JSON.stringify(l[k])}`);
+  return { sidecar: sc, tensors: ck.tensors, dir: ck.dir, statePath, weightsPath: join(ck.dir, WEIGHTS_FILE) };
+}
+
+/**
+ * After a divergence: deletes the checkpoints of `from` steps or more (their
+ * weights gave diverging losses), points `latest` at the newest one left, and
+ * returns it (null when none is left; `latest` is then removed).
+ */
+export async function keepCheckpointsBefore(root: string, from: number): Promise<{ dir: string; step: number } | null> {
+  let kept: { dir: string; step: number } | null = null;
+  for (const c of await listCheckpoints(root)) {
+    const dir = join(root, c.name);
+    let step: number | null = null;
+    try {
+      step = (JSON.parse(await readFile(join(dir, STATE_FILE), 'utf8')) as { step?: unknown }).step as number;
+    } catch {
+      step = null;
+    }
+    if (typeof step === 'number' && step < from) {
+      kept = { dir, step };
+      continue;
+    }
+    const doomed = tempPathFor(dir);
+    await rename(dir, doomed);
+    await rm(doomed, { recursive: true, force: true });
+  }
+  if (kept) await writeFileAtomic(join(root, LATEST_FILE), `${basename(kept.dir)}\n`);
+  else await rm(join(root, LATEST_FILE), { force: true });
+  return kept;
+}
+
+/** The newest checkpoint under `root`, validated; null when there is none. */
+export async function loadTrainingCheckpoint(root: string): Promise<TrainingCheckpoint | null> {
   const dir = await latestCheckpointDir(root);
   if (!dir) return null;
-  const ck = await loadCheckpoint<TrainSidecar>(dir);
-  const s = ck.sidecar;
-  if (!s || typeof s !== 'object' || !s.config || !s.optimizer || !s.loader) {
-    throw new Error(`checkpoint ${dir}: the sidecar is not a training state (missing config, optimizer or loader)`);
-  }
-  const tensors: Record<string, ArrayLike<number> | BigInt64Array> = {};
-  for (const [k, t] of Object.entries(ck.tensors)) tensors[k] = t.data as ArrayLike<number> | BigInt64Array;
-  return { sidecar: s, tensors, dir };
+  return validateTrainingCheckpoint(await loadCheckpoint(dir));
 }
 
-/** Restores the optimizer's state saved in a sidecar. */
-export function restoreOptimizer(optimizer: SGD, s: TrainSidecar['optimizer']): void {
-  const state: SgdState = { step: s.step, velocities: s.velocities.map((v, i) => (v === null ? null : fromBase64(v, `velocity ${i}`))) };
+/** What a model's state dict holds: each tensor's shape and dtype, by name. */
+export type StateSpec = Record<string, { shape: readonly number[]; dtype: 'f32' | 'i32' }>;
+
+export function stateSpec(model: Module): StateSpec {
+  const out: StateSpec = {};
+  for (const [k, t] of Object.entries(model.stateDict())) out[k] = { shape: t.shape, dtype: t.dtype === 'i32' ? 'i32' : 'f32' };
+  return out;
+}
+
+const shapeText = (s: readonly number[]): string => `[${s.join(', ')}]`;
+
+/**
+ * Refuses weights that do not fit the model exactly: a missing or extra tensor,
+ * another dtype (I32 bits where F32 is expected would load as garbage), another
+ * shape even with the same element count (a permuted weight), or a NaN/Inf
+ * value. `model` names the model in messages ("resnet8 (width 8)").
+ */
+export function checkStateTensors(spec: StateSpec, tensors: Record<string, StoredTensor>, weightsPath: string, model: string): void {
+  const bad = (why: string): never => {
+    throw new CheckpointError(weightsPath, why);
+  };
+  for (const name of Object.keys(tensors)) if (!(name in spec)) bad(`tensor '${name}' is not part of ${model}`);
+  for (const [name, want] of Object.entries(spec)) {
+    const t = tensors[name];
+    if (!t) bad(`tensor '${name}' of ${model} is missing`);
+    const okDtype = want.dtype === 'f32' ? t!.dtype === 'F32' : t!.dtype === 'I64' || t!.dtype === 'I32';
+    if (!okDtype) bad(`tensor '${name}' is ${t!.dtype}; ${model} expects ${want.dtype === 'f32' ? 'F32' : 'I64'}`);
+    if (t!.shape.length !== want.shape.length || t!.shape.some((d, i) => d !== want.shape[i])) {
+      bad(`tensor '${name}' has shape ${shapeText(t!.shape)}; ${model} expects ${shapeText(want.shape)}`);
+    }
+    if (want.dtype === 'f32') {
+      const data = t!.data as Float32Array;
+      for (let i = 0; i < data.length; i++) {
+        if (!Number.isFinite(data[i]!)) bad(`tensor '${name}' holds ${data[i]} at index ${i} (weights must be finite; the run diverged before this checkpoint?)`);
+      }
+    } else {
+      const data = t!.data as ArrayLike<number | bigint>;
+      for (let i = 0; i < data.length; i++) if (data[i]! < 0) bad(`tensor '${name}' holds a negative count ${String(data[i])}`);
+    }
+  }
+}
+
+/** Describes a model for messages: "resnet8 (width 8)". */
+export const modelName = (c: TrainConfig): string => `${c.model}${c.width ? ` (width ${c.width})` : ''}`;
+
+/** Loads checked tensors into the model (call checkStateTensors first). */
+export function loadStateTensors(model: Module, tensors: Record<string, StoredTensor>): void {
+  const state: Record<string, ArrayLike<number> | BigInt64Array> = {};
+  for (const [k, t] of Object.entries(tensors)) state[k] = t.data as ArrayLike<number> | BigInt64Array;
+  model.loadStateDict(state);
+}
+
+/** The optimizer's saved velocities, decoded; each must fit its parameter and be finite. */
+function checkVelocities(optimizer: SGD, s: TrainSidecar['optimizer'], statePath: string): (Float32Array | null)[] {
+  const bad = (why: string): never => {
+    throw new CheckpointError(statePath, why);
+  };
+  if (s.velocities.length !== optimizer.params.length) bad(`optimizer.velocities has ${s.velocities.length} entries; the model has ${optimizer.params.length} parameters`);
+  const velocities = s.velocities.map((v, i) => {
+    if (v === null) return null;
+    const name = optimizer.names[i];
+    const b = Buffer.from(v, 'base64');
+    if (b.byteLength !== optimizer.params[i]!.size * 4) bad(`optimizer.velocities[${i}] (${name}) holds ${b.byteLength} bytes; the parameter has ${optimizer.params[i]!.size} f32 values`);
+    const data = new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+    for (let j = 0; j < data.length; j++) if (!Number.isFinite(data[j]!)) bad(`optimizer.velocities[${i}] (${name}) holds ${data[j]} at index ${j} (must be finite)`);
+    return data;
+  });
+  return velocities;
+}
+
+/** Restores the optimizer's state saved in a sidecar (checked as checkVelocities does). */
+export function restoreOptimizer(optimizer: SGD, s: TrainSidecar['optimizer'], statePath = 'state.json'): void {
+  const state: SgdState = { step: s.step, velocities: checkVelocities(optimizer, s, statePath) };
   optimizer.loadState(state);
+}
+
+/**
+ * Puts a checked checkpoint's state into a fresh model, optimizer and loader,
+ * refusing (naming the file and the tensor or field) anything that does not
+ * fit: what `train --resume` does, and what test/reliability.test.ts fuzzes.
+ */
+export function applyCheckpoint(ck: TrainingCheckpoint, model: Module, optimizer: SGD, loader: BatchLoader, config: TrainConfig): void {
+  checkStateTensors(stateSpec(model), ck.tensors, ck.weightsPath, modelName(config));
+  // optimizer and loader first: they throw before anything is written to the GPU
+  const velocities = checkVelocities(optimizer, ck.sidecar.optimizer, ck.statePath);
+  try {
+    loader.restore(ck.sidecar.loader);
+  } catch (e) {
+    throw new CheckpointError(ck.statePath, `loader: ${(e as Error).message.replace('BatchLoader.restore: ', '')}`);
+  }
+  loadStateTensors(model, ck.tensors);
+  optimizer.loadState({ step: ck.sidecar.optimizer.step, velocities });
 }

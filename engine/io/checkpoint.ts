@@ -22,6 +22,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fsyncDir, removeStaleTemps, tempPathFor, writeFileAtomic, writeFileDurable } from './atomic.ts';
+import { describeFsError, withPathAsync } from './fsErrors.ts';
 import { type StoredTensor, type TensorEntry, SafetensorsError, decodeSafetensors, encodeSafetensorsChunks } from './safetensors.ts';
 
 export const CHECKPOINT_FORMAT = 'onecycle-gpu-checkpoint';
@@ -45,6 +46,8 @@ export interface SaveOptions {
   keep?: number;
   /** extra string metadata for model.safetensors' `__metadata__` */
   metadata?: Record<string, string>;
+  /** folder names never pruned by this save, beyond `keep` (a training's last checkpoint known good) */
+  retain?: string[];
 }
 
 export interface SavedCheckpoint {
@@ -114,7 +117,7 @@ export async function saveCheckpoint<S>(root: string, ckpt: Checkpoint<S>, optio
   }
   if (sidecarJson === undefined) throw new Error('saveCheckpoint: the sidecar is not JSON-serialisable (undefined)');
 
-  await mkdir(root, { recursive: true });
+  await withPathAsync(root, 'create the checkpoint folder', () => mkdir(root, { recursive: true }));
   await removeStaleTemps(root);
   const existing = await listCheckpoints(root);
   const seq = (existing[existing.length - 1]?.seq ?? 0) + 1;
@@ -133,9 +136,12 @@ export async function saveCheckpoint<S>(root: string, ckpt: Checkpoint<S>, optio
     }
   }
 
-  await mkdir(tmp);
+  await withPathAsync(root, 'write a checkpoint', () => mkdir(tmp));
+  // the file being written, for the message of a failure (ENOSPC has no path of its own)
+  let writing = join(dir, WEIGHTS_FILE);
   try {
     const bytes = await writeFileDurable(join(tmp, WEIGHTS_FILE), hashed());
+    writing = join(dir, STATE_FILE);
     const state: StateFile = {
       format: CHECKPOINT_FORMAT,
       version: CHECKPOINT_VERSION,
@@ -146,18 +152,19 @@ export async function saveCheckpoint<S>(root: string, ckpt: Checkpoint<S>, optio
       sidecar: JSON.parse(sidecarJson) as unknown,
     };
     await writeFileDurable(join(tmp, STATE_FILE), `${JSON.stringify(state, null, 1)}\n`);
+    writing = dir;
     await fsyncDir(tmp);
     await rename(tmp, dir);
     await fsyncDir(root);
   } catch (e) {
     await rm(tmp, { recursive: true, force: true });
-    throw e;
+    throw describeFsError(e, writing, 'write the checkpoint');
   }
-  await writeFileAtomic(join(root, LATEST_FILE), `${name}\n`);
+  await withPathAsync(join(root, LATEST_FILE), 'write', () => writeFileAtomic(join(root, LATEST_FILE), `${name}\n`));
 
   const committed = await listCheckpoints(root);
   for (const old of committed.slice(0, Math.max(0, committed.length - keep))) {
-    if (old.name === name) continue;
+    if (old.name === name || options.retain?.includes(old.name)) continue;
     const doomed = tempPathFor(join(root, old.name));
     await rename(join(root, old.name), doomed);
     await rm(doomed, { recursive: true, force: true });
@@ -165,13 +172,22 @@ export async function saveCheckpoint<S>(root: string, ckpt: Checkpoint<S>, optio
   return { dir, name, seq };
 }
 
-/** The folder of the latest committed checkpoint under `root`, or null when none was ever committed. */
+/**
+ * The folder of the latest committed checkpoint under `root`, or null when none
+ * was ever committed. Without a `latest` pointer (a crash between the first
+ * save's rename and its pointer), the newest `ckpt-NNNNNN` folder: a folder
+ * only gets that name once both its files are complete and synced.
+ */
 export async function latestCheckpointDir(root: string): Promise<string | null> {
   let pointer: string;
   try {
     pointer = (await readFile(join(root, LATEST_FILE), 'utf8')).trim();
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+      const committed = await listCheckpoints(root);
+      const newest = committed[committed.length - 1];
+      return newest ? join(root, newest.name) : null;
+    }
     throw new CheckpointError(join(root, LATEST_FILE), `cannot be read (${(e as Error).message})`);
   }
   if (!NAME_RE.test(pointer)) throw new CheckpointError(join(root, LATEST_FILE), `does not name a checkpoint folder (contents ${JSON.stringify(pointer.slice(0, 40))})`);
