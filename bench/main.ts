@@ -13,7 +13,9 @@
 // the matmul kernels on the square shapes first and keep the fastest per shape
 // class in .cache/matmul-tuning.json, which later runs and training then use),
 // --steps 20x128,56x1000 (the ResNet depths and batches to time instead of the
-// defaults; no TF.js step), --pipeline N (also time N steps back to back, one sync).
+// defaults; no TF.js step), --pipeline N (also time N steps back to back, one sync),
+// --torch auto|cpu|cuda|off (PyTorch running bench/torch_step.py just before and just
+// after each of our steps: auto = the CPU beside a software adapter, CUDA beside a GPU).
 //
 // See BENCHMARKS.md for recorded figures and how to read them.
 import { execSync } from 'node:child_process';
@@ -27,6 +29,7 @@ import { type BenchCase, convCases, matmulCases, memoryCases, optimizerCases } f
 import { COPY_VARIANTS, FMA_VARIANTS, copyCase, fmaCase } from './peak.ts';
 import { type BenchResult, type CaseResult, type Peaks, type SideResult, compareResults, formatTable } from './report.ts';
 import { stepBenchmarks } from './step.ts';
+import { type TorchPeer, findTorch } from './torchPeer.ts';
 import { type TfPeer, loadTf, tfRounds } from './tfjs.ts';
 import { GpuTimer, type Round, type TimingOptions, engineRound, interleave } from './timing.ts';
 
@@ -46,10 +49,11 @@ interface Args {
   tune: boolean;
   steps: { depth: number; batch: number }[] | null;
   pipeline: number;
+  torch: 'auto' | 'cpu' | 'cuda' | 'off';
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { quick: false, json: null, compare: [], peer: true, only: null, rounds: null, threshold: 0.25, dawnFlags: [], step: true, tune: false, steps: null, pipeline: 0 };
+  const a: Args = { quick: false, json: null, compare: [], peer: true, only: null, rounds: null, threshold: 0.25, dawnFlags: [], step: true, tune: false, steps: null, pipeline: 0, torch: 'auto' };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const value = (): string => {
@@ -76,6 +80,11 @@ function parseArgs(argv: string[]): Args {
         return { depth: Number(m[1]), batch: Number(m[2]) };
       });
     } else if (arg === '--pipeline') a.pipeline = Number(value());
+    else if (arg === '--torch') {
+      const v = value();
+      if (v !== 'auto' && v !== 'cpu' && v !== 'cuda' && v !== 'off') throw new Error(`--torch: auto, cpu, cuda or off, got '${v}'`);
+      a.torch = v;
+    }
     else if (arg === '--help' || arg === '-h') {
       console.log(readFileSync(new URL(import.meta.url), 'utf8').split('\n').filter((l) => l.startsWith('//')).map((l) => l.slice(3)).join('\n'));
       process.exit(0);
@@ -279,8 +288,19 @@ async function main(): Promise<void> {
     log(`bench: ${c.label}`);
     results.push(await runCase(c, device, timer, peer, o, args.quick, probes));
   }
+  // PyTorch beside the step: on the CPU beside a software adapter, on CUDA beside a GPU
+  let torch: TorchPeer | null = null;
+  let torchDesc = 'off (--torch off)';
+  if (args.step && args.torch !== 'off') {
+    const found = findTorch(args.torch === 'auto' ? (isSoftwareAdapter(device) ? 'cpu' : 'cuda') : args.torch);
+    torch = 'peer' in found ? found.peer : null;
+    torchDesc = 'peer' in found ? `PyTorch ${found.peer.version} on ${found.peer.device} (${found.peer.device === 'cpu' ? `${found.peer.threads} threads` : 'cuDNN'})` : `skipped: ${found.why}`;
+    log(`bench: step peer ${torchDesc}`);
+  }
   // --only also selects training steps by id (e.g. --only step/resnet20)
-  const steps = args.step ? await stepBenchmarks({ device, timer, peer, quick: args.quick, log, only, configs: args.steps, pipelineSteps: args.pipeline }) : [];
+  const steps = args.step
+    ? await stepBenchmarks({ device, timer, peer, quick: args.quick, log, only, configs: args.steps, pipelineSteps: args.pipeline, torch })
+    : [];
 
   const load = os.loadavg();
   const result: BenchResult = {
@@ -298,6 +318,7 @@ async function main(): Promise<void> {
       timing: timer ? 'gpu-timestamps' : 'wall-clock',
       quick: args.quick,
       peer: peerDesc,
+      torchPeer: torchDesc,
     },
     peak,
     cases: results,

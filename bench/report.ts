@@ -36,7 +36,17 @@ export interface StepResult {
   batch: number;
   ours: StepFigures | null;
   peer: StepFigures | null;
+  /** PyTorch on the same machine (bench/torchPeer.ts): measured just before and just after ours */
+  torch?: TorchFigure;
   note?: string;
+}
+
+export interface TorchFigure {
+  /** mean of the runs before and after ours, steps back to back */
+  imagesPerSec: number;
+  runs: number[];
+  peer: string;
+  device: string;
 }
 
 export interface StepFigures {
@@ -85,6 +95,8 @@ export interface BenchResult {
     timing: 'gpu-timestamps' | 'wall-clock';
     quick: boolean;
     peer: string;
+    /** PyTorch as the step peer (bench/torchPeer.ts), or why not */
+    torchPeer?: string;
   };
   peak: Peaks;
   cases: CaseResult[];
@@ -140,7 +152,7 @@ export function formatTable(r: BenchResult): string {
   const out: string[] = [];
   const m = r.meta;
   out.push(`adapter: ${m.adapter}`);
-  out.push(`timing: ${m.timing}; peer: ${m.peer}; load average ${m.loadAverage.map((x) => x.toFixed(2)).join(' ')}`);
+  out.push(`timing: ${m.timing}; peer: ${m.peer}${m.torchPeer ? `; step peer: ${m.torchPeer}` : ''}; load average ${m.loadAverage.map((x) => x.toFixed(2)).join(' ')}`);
   out.push(
     `peak: FMA loop ${r.peak.fmaGflops.toFixed(1)} GFLOP/s (${r.peak.fmaVariant}); copy kernel ${r.peak.copyGBs.toFixed(2)} GB/s ` +
       `(read + write; ${r.peak.copyVariant}); copyBufferToBuffer ${r.peak.copyBufferToBufferGBs.toFixed(1)} GB/s`,
@@ -199,6 +211,10 @@ export function formatTable(r: BenchResult): string {
           (o?.pipelinedImagesPerSec !== undefined ? `, ${o.pipelinedImagesPerSec.toFixed(1)} img/s back to back` : '') +
           `; TF.js ${p ? `${p.imagesPerSec.toFixed(1)} img/s` : '-'}` +
           (ratio !== null ? `; ${ratio.toFixed(1)}× TF.js` : '') +
+          (s.torch
+            ? `; PyTorch (${s.torch.device}) ${s.torch.imagesPerSec.toFixed(1)} img/s (runs ${s.torch.runs.map((r) => r.toFixed(0)).join(', ')})` +
+              (o ? `: ours ${(o.imagesPerSec / s.torch.imagesPerSec).toFixed(2)}×` : '')
+            : '') +
           (s.note ? `  (${s.note})` : ''),
       );
     }
@@ -230,6 +246,13 @@ export function formatTargets(r: BenchResult): string[] {
   out.push(
     `  ${mark(sr === null ? null : sr >= 10)} ResNet-20 step (batch 128) ≥ 10× TF.js images/s: ` +
       (sr === null ? (step128?.note ?? 'not measured (run without --quick)') : `${sr.toFixed(1)}× (${step128!.ours!.imagesPerSec.toFixed(1)} vs ${step128!.peer!.imagesPerSec.toFixed(1)} img/s)`),
+  );
+  const tr = step128?.ours && step128.torch?.device === 'cpu' ? step128.ours.imagesPerSec / step128.torch.imagesPerSec : null;
+  out.push(
+    `  ${mark(tr === null ? null : tr >= 0.4)} ResNet-20 step (batch 128) ≥ 0.4× PyTorch on the CPU: ` +
+      (tr === null
+        ? step128?.torch === undefined ? 'not measured (no PyTorch, or --quick)' : `not measured (PyTorch ran on ${step128.torch.device})`
+        : `${tr.toFixed(2)}× (${step128!.ours!.imagesPerSec.toFixed(1)} vs ${step128!.torch!.imagesPerSec.toFixed(1)} img/s; load average ${r.meta.loadAverage[0]!.toFixed(2)})`),
   );
   // submits and growth per step do not depend on the batch: any ResNet-20 step will do
   const step = step128?.ours ? step128 : r.steps.find((s) => s.id.startsWith('step/resnet20/') && s.ours);

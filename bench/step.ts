@@ -18,6 +18,7 @@ import type { StepFigures, StepResult } from './report.ts';
 import type { Scalar } from '@tensorflow/tfjs-core';
 import type { TfPeer, TfTensor } from './tfjs.ts';
 import { GpuTimer, engineRound, interleave } from './timing.ts';
+import { type TorchPeer, type TorchStep, torchStep } from './torchPeer.ts';
 
 interface Model {
   forward(x: Tensor): Tensor;
@@ -43,6 +44,8 @@ export interface StepBenchOptions {
   configs?: { depth: number; batch: number }[] | null;
   /** also time this many steps back to back with one sync at the end (what a training loop gets) */
   pipelineSteps?: number;
+  /** PyTorch on this machine as a peer (bench/torchPeer.ts), or null */
+  torch?: TorchPeer | null;
 }
 
 export async function stepBenchmarks(o: StepBenchOptions): Promise<StepResult[]> {
@@ -59,10 +62,26 @@ export async function stepBenchmarks(o: StepBenchOptions): Promise<StepResult[]>
     o.log(`bench: ResNet-${depth} training step, batch ${batch}`);
     const r: StepResult = { id: `step/resnet${depth}/b${batch}`, label: `ResNet-${depth} step, batch ${batch}`, batch, ours: null, peer: null };
     const notes: string[] = [];
+    // PyTorch just before and just after ours, so a change in the machine's load shows as a spread
+    const torchRuns: TorchStep[] = [];
+    const runTorch = (): void => {
+      if (!o.torch) return;
+      try {
+        torchRuns.push(torchStep(o.torch, depth, batch, { warmup: 2, steps: o.quick ? 3 : 5 }));
+      } catch (e) {
+        notes.push((e as Error).message.split('\n')[0]!);
+      }
+    };
+    runTorch();
     try {
       r.ours = await oursStep(o, buildOurs(o.device, depth), batch, light);
     } catch (e) {
       notes.push(`ours failed: ${(e as Error).message.split('\n')[0]}`);
+    }
+    runTorch();
+    if (torchRuns.length) {
+      const runs = torchRuns.map((t) => t.images_per_s_pipelined);
+      r.torch = { imagesPerSec: runs.reduce((a, b) => a + b) / runs.length, runs, peer: torchRuns[0]!.peer, device: torchRuns[0]!.device };
     }
     if (!o.peer) notes.push('no peer');
     else if (o.quick) notes.push('TF.js step skipped under --quick (about 20 s per step on lavapipe)');

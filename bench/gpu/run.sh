@@ -99,7 +99,7 @@ if [ "$phase" = bench ]; then
 
   if [ $local = 1 ]; then
     part steps 300 node --import tsx bench/main.ts --no-peer --quick --only step/ --steps 8x8,8x16 --pipeline 2 --json "$W/steps.json"
-    part torch 120 $py bench/gpu/torch_step.py --device cpu --configs 8x8,8x16 --warmup 1 --steps 2
+    part torch 120 $py bench/torch_step.py --device cpu --configs 8x8,8x16 --warmup 1 --steps 2
     part bench 300 node --import tsx bench/main.ts --quick --no-peer --no-step --only 'sgd' --json "$W/bench.json"
     part profile 200 node --import tsx bench/profile.ts --depth 8 --batch 8
     [ -n "${SWEEP:-}" ] && part sweep 300 node --import tsx bench/gpu/matmul-sweep.ts --local --json "$W/sweep.json" --budget-s 120
@@ -107,7 +107,7 @@ if [ "$phase" = bench ]; then
     # the training steps first (bench.json is written at the end of a run: the cases get their own)
     part steps 60 node --import tsx bench/main.ts --no-peer --quick --only step/ --steps 20x128,56x128,20x1000,56x1000 --pipeline 20 --json "$W/steps.json"
     # PyTorch on the same GPU, the same network: fp32 (TF32 off) and AMP
-    part torch 60 $py bench/gpu/torch_step.py --configs 20x128,56x128,20x1000,56x1000 --amp-too --warmup 10 --steps 30
+    part torch 60 $py bench/torch_step.py --configs 20x128,56x128,20x1000,56x1000 --amp-too --warmup 10 --steps 30
     part bench 50 node --import tsx bench/main.ts --no-peer --no-step --quick --json "$W/bench.json"
     part profile 25 node --import tsx bench/profile.ts --depth 56 --batch 128
     # the matmul sweep (f32 tiles, f16, subgroup matrices) ran on its own at 17:29-17:32 (bench/gpu/results/)

@@ -6,8 +6,8 @@ decay 5e-4, batch 128 of random 32x32 images, fp32 with TF32 off, or AMP (--amp)
 with CUDA events after a warm-up (wall clock on --device cpu), and steps back to
 back without a sync; prints one JSON object.
 
-    python3 bench/gpu/torch_step.py --depth 56 --batch 128
-    python3 bench/gpu/torch_step.py --configs 20x128,56x1000 --amp-too     (a JSON line each, one process)
+    python3 bench/torch_step.py --depth 56 --batch 128
+    python3 bench/torch_step.py --configs 20x128,56x1000 --amp-too     (a JSON line each, one process)
 """
 import argparse
 import json
