@@ -406,7 +406,7 @@ const applySource = (f: BnFusion, w: ElementWalk): string => {
     v += res[i];
 #endif
 #if ${f.relu}
-    v = max(v, ${Z(w)});
+    v = select(v, ${Z(w)}, v < ${Z(w)}); // a NaN stays NaN (max(NaN, 0) is 0 on lavapipe)
 #endif
     y[i] = v;`;
   return elementKernel(bs, w, prelude, body);

@@ -19,7 +19,7 @@ export type BinaryOp = 'add' | 'sub' | 'mul' | 'div' | 'reluGrad';
 
 // Valid for f32 and vec4<f32> x, with Z the zero of x's type.
 const UNARY_EXPR: Record<UnaryOp, string> = {
-  relu: 'max(x, Z)',
+  relu: 'select(x, Z, x < Z)', // not max(x, 0): max(NaN, 0) is 0 on some adapters (lavapipe), hiding a NaN from the divergence check
   scale: 'x * p.scalar',
   neg: '-x',
   exp: 'exp(x)',

@@ -269,6 +269,20 @@ describe('batchNorm2d', () => {
     }
   });
 
+  it('a NaN in the input stays NaN through the fused relu (as PyTorch), so the divergence check can see it', async () => {
+    // max(NaN, 0) gave 0 on lavapipe: a NaN weight then trained on at a finite loss
+    const vals = Float32Array.from({ length: 2 * 2 * 3 * 3 }, (_, i) => Math.sin(i));
+    vals[4] = NaN; // channel 0 of image 0
+    const y = tidy(() => {
+      const x = tensor(device, vals, [2, 2, 3, 3]);
+      return batchNorm2d(x, { training: false, runningMean: zeros(device, [2]), runningVar: ones(device, [2]), relu: true });
+    });
+    const out = await y.toArray();
+    y.dispose();
+    assert.ok(Number.isNaN(out[4]!), `relu(NaN) gave ${out[4]}`);
+    assert.ok(out.filter((v) => Number.isNaN(v)).length === 1, 'only the NaN element is NaN');
+  });
+
   it('eval mode takes an empty batch; training refuses it', () => {
     tidy(() => {
       const x = tensor(device, [], [0, 3, 4, 4]);

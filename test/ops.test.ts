@@ -111,6 +111,16 @@ describe('elementwise', () => {
         }),
       RUNS,
     );
+    // a NaN stays NaN, as in PyTorch (max(NaN, 0) is 0 on lavapipe), on the vec4 and scalar paths
+    for (const n of [8, 5]) {
+      const v = Array.from({ length: n }, (_, i) => i - 3);
+      v[1] = NaN;
+      const x = tensor(device, v, [n]);
+      const y = relu(x);
+      const out = await y.toArray();
+      [x, y].forEach((t) => t.dispose());
+      assert.deepEqual([...out].map((x) => (Number.isNaN(x) ? 'NaN' : x)), v.map((x) => (Number.isNaN(x) ? 'NaN' : Math.max(x, 0))));
+    }
     // away from the kink, where the derivative is defined
     checkRefGrad(refRelu, [arr([4], [-1.5, -0.2, 0.3, 2])]);
     checkRefGrad(refScale(-2.5), [randomArr(new Rng(1), [5])]);
