@@ -80,6 +80,11 @@ export class Device {
   readonly hasSubgroups: boolean;
   /** The adapter's subgroup size when it has only one (8 on lavapipe with AVX2), else 0. */
   readonly subgroupSize: number;
+  /**
+   * A CPU rasteriser (lavapipe/llvmpipe, SwiftShader), where kernels want other shapes
+   * than on GPUs. Decided once here: kernels ask per dispatch.
+   */
+  readonly isSoftwareAdapter: boolean;
 
   private pool = new Map<number, GPUBuffer[]>();
   private liveBytes = 0;
@@ -98,6 +103,8 @@ export class Device {
   private nextObjectId = 1;
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
+  /** the pipeline the current pass last set */
+  private passPipeline: GPUComputePipeline | null = null;
   private pendingLabels: string[] = [];
 
   // Uniform arena: parameters of each dispatch are written into a CPU mirror at
@@ -126,6 +133,9 @@ export class Device {
     this.hasSubgroups = gpu.features.has('subgroups' as GPUFeatureName);
     const info = adapterInfo as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
     this.subgroupSize = this.hasSubgroups && info.subgroupMinSize === info.subgroupMaxSize ? (info.subgroupMinSize ?? 0) : 0;
+    this.isSoftwareAdapter = /llvmpipe|lavapipe|swiftshader/i.test(
+      `${adapterInfo.vendor} ${adapterInfo.architecture} ${adapterInfo.device} ${adapterInfo.description}`,
+    );
     gpu.addEventListener('uncapturederror', (ev: Event) => {
       const e = (ev as GPUUncapturedErrorEvent).error;
       this.uncaptured.push(e.message);
@@ -353,7 +363,11 @@ export class Device {
       ? (this.pass = this.commandEncoder().beginComputePass({ timestampWrites: this.profiler.next(pipeline.label) }))
       : this.computePass(); // first, so the bind group's validation lands in this batch's error scope
     const group = this.bindGroup(pipeline, bindings);
-    pass.setPipeline(pipeline);
+    // consecutive dispatches of one kernel (per-parameter updates, split reductions) set it once
+    if (this.passPipeline !== pipeline) {
+      pass.setPipeline(pipeline);
+      this.passPipeline = pipeline;
+    }
     pass.setBindGroup(0, group);
     pass.dispatchWorkgroups(x, y, z);
     if (this.profiler) this.endPass();
@@ -450,6 +464,7 @@ export class Device {
     if (this.pass) {
       this.pass.end();
       this.pass = null;
+      this.passPipeline = null;
     }
   }
 

@@ -7,8 +7,7 @@ export const WG = 256;
 
 /** Whether the adapter is a CPU rasteriser (lavapipe/llvmpipe, SwiftShader), where kernels want other shapes than on GPUs. */
 export function isSoftwareAdapter(device: Device): boolean {
-  const i = device.adapterInfo;
-  return /llvmpipe|lavapipe|swiftshader/i.test(`${i.vendor} ${i.architecture} ${i.device} ${i.description}`);
+  return device.isSoftwareAdapter;
 }
 
 /** Whether every subgroup has exactly 8 lanes (lavapipe on AVX2): what the texture kernels are written for. */

@@ -46,7 +46,7 @@ import { fileURLToPath } from 'node:url';
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 import type { Device } from '../engine/device.ts';
 import type { Tensor } from '../engine/tensor.ts';
-import { UniformWriter, hasSubgroupsOf8 } from './common.ts';
+import { UniformWriter, hasSubgroupsOf8, isSoftwareAdapter } from './common.ts';
 import { matmulTexture, matmulTextureFits } from './matmulTexture.ts';
 
 export interface MatmulOptions {
@@ -336,11 +336,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 
 // ------------------------------------------------------------------ choice
 
-function isSoftware(device: Device): boolean {
-  const i = device.adapterInfo;
-  return /llvmpipe|lavapipe|swiftshader|software/i.test(`${i.vendor} ${i.architecture} ${i.device} ${i.description}`);
-}
-
 /** The shape class a tuning result applies to: transposes and each dimension rounded up to a power of two. */
 export function shapeClass(o: Pick<MatmulOptions, 'transA' | 'transB' | 'M' | 'N' | 'K'>): string {
   const p2 = (x: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, x)));
@@ -370,7 +365,7 @@ export function chooseConfig(device: Device, o: MatmulOptions): MatmulConfig {
   if (force) return force.kind === 'texture' && !textureOk ? DIRECT_DEFAULT : force;
   const tuned = tuningFor(device)?.get(shapeClass(o));
   if (tuned && (tuned.kind !== 'texture' || textureOk)) return tuned;
-  if (!isSoftware(device)) return { kind: 'tiled' };
+  if (!isSoftwareAdapter(device)) return { kind: 'tiled' };
   // Large products on lavapipe: textures + subgroups, 2-3× the direct kernel (kernels/matmulTexture.ts).
   if (textureOk && o.M >= 64 && o.N >= 64 && o.K >= 64) return TEXTURE;
   // Small outputs (a classifier's 128×10) get small blocks and workgroups, so both
