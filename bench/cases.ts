@@ -9,7 +9,7 @@
 // layout. FLOPs count a multiply-add as 2; `bytes` is the nominal traffic of the
 // operation (each input read once, each output written once), not what a given
 // implementation happens to move, so GB/s figures compare across implementations.
-import type { Device } from '../engine/device.ts';
+import type { Device } from '../gpu/device.ts';
 import {
   type Tensor, batchNormRelu, conv2d, conv2dBackwardFilter, conv2dBackwardInput, add, matmul, noGrad, randn, relu, zeros,
 } from '../engine/index.ts';

@@ -21,7 +21,7 @@
 import { execSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { type Device, createDevice } from '../engine/device.ts';
+import { type Device, createDevice } from '../gpu/device.ts';
 import { randn } from '../engine/tensor.ts';
 import { isSoftwareAdapter } from '../kernels/common.ts';
 import { configName, tuneMatmul } from '../kernels/matmul.ts';

@@ -15,7 +15,7 @@
 // software adapter it is a memcpy, and kernels there are bound by the cost of
 // each (per-lane) access rather than by bandwidth, so a kernel whose data sits in
 // cache can exceed the copy kernel's figure.
-import type { Device } from '../engine/device.ts';
+import type { Device } from '../gpu/device.ts';
 import { UniformWriter, grid1d } from '../kernels/common.ts';
 
 export interface FmaVariant {

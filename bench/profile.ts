@@ -7,7 +7,7 @@
 //
 // Passes of their own add a little per dispatch, so the sum is a bit above the
 // step's time in bench/main.ts; the shares are what this is for.
-import { createDevice } from '../engine/device.ts';
+import { createDevice } from '../gpu/device.ts';
 import { softmaxCrossEntropy } from '../engine/ops/loss.ts';
 import { SGD } from '../engine/optim.ts';
 import { randn, tensor, tidy } from '../engine/tensor.ts';

@@ -9,7 +9,7 @@
 // The peer's shortcuts are option B (1×1 conv + batchnorm) because tfjs-layers
 // has no strided-slice layer for option A; that adds ~1% of the FLOPs to the
 // peer's step. The peer's optimizer has no weight decay (a few elementwise ops).
-import type { Device } from '../engine/device.ts';
+import type { Device } from '../gpu/device.ts';
 import { resnet } from '../models/resnet.ts';
 import { SGD } from '../engine/optim.ts';
 import { softmaxCrossEntropy } from '../engine/ops/loss.ts';

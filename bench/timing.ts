@@ -15,7 +15,7 @@
 // Dawn quantises timestamps (to defeat timing attacks) unless the
 // `timestamp_quantization` toggle is disabled, which bench/main.ts does with the
 // instance flag `disable-dawn-features=timestamp_quantization`.
-import type { Device } from '../engine/device.ts';
+import type { Device } from '../gpu/device.ts';
 
 export interface Stats {
   /** milliseconds per repetition */

@@ -7,7 +7,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { type Device, createDevice } from '../engine/device.ts';
+import { type Device, createDevice } from '../gpu/device.ts';
 import { writeFileAtomic } from '../engine/io/atomic.ts';
 import { withPathAsync } from '../engine/io/fsErrors.ts';
 import { loadCheckpoint } from '../engine/io/checkpoint.ts';

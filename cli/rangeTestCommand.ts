@@ -1,8 +1,8 @@
 // `range-test`: the LR range test on the configured model and data, with its
 // curve, plot and suggested LRs; and the `--max-lr auto` resolver `train` uses.
 import { parseArgs } from 'node:util';
-import type { Device } from '../engine/device.ts';
-import { createDevice } from '../engine/device.ts';
+import type { Device } from '../gpu/device.ts';
+import { createDevice } from '../gpu/device.ts';
 import { BatchLoader } from '../data/loader.ts';
 import { type RangeTestResult, rangeTest } from '../rangetest/rangeTest.ts';
 import { rangeTestSummary, writeRangeTestReport } from '../rangetest/report.ts';

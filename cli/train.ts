@@ -4,7 +4,7 @@
 // the last good checkpoint; one training at a time per output folder (a lock).
 import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { type Device, createDevice } from '../engine/device.ts';
+import { type Device, createDevice } from '../gpu/device.ts';
 import { SGD } from '../engine/optim.ts';
 import { datasetSize } from '../data/dataset.ts';
 import { BatchLoader } from '../data/loader.ts';

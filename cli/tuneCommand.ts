@@ -3,7 +3,7 @@
 // tuned-recipe.json, which `train --recipe` takes as it is.
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { createDevice } from '../engine/device.ts';
+import { createDevice } from '../gpu/device.ts';
 import { writeFileAtomic } from '../engine/io/atomic.ts';
 import { lineChart } from '../train/plot.ts';
 import { loadDatasets } from '../train/session.ts';

@@ -5,7 +5,7 @@
 // Train: torchvision's RandomCrop(H, padding) → RandomHorizontalFlip → ToTensor →
 // Normalize → Cutout(length) of DeVries & Taylor (2017). Eval: Normalize only.
 import { Rng } from '../engine/random.ts';
-import type { Device } from '../engine/device.ts';
+import type { Device } from '../gpu/device.ts';
 import { type Tensor, empty, keep } from '../engine/tensor.ts';
 import { AUGMENT_PARAMS_PER_IMAGE, augmentKernel } from '../kernels/augment.ts';
 import type { Normalization } from './dataset.ts';

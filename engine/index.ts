@@ -1,5 +1,5 @@
 // Public API of the engine.
-export { createDevice, Device, GpuError, type CreateDeviceOptions, type MemoryStats, type ExecutionStats } from './device.ts';
+export { createDevice, Device, GpuError, type CreateDeviceOptions, type MemoryStats, type ExecutionStats } from '../gpu/device.ts';
 export {
   Tensor, tensor, empty, zeros, ones, full, randn, uniform, tidy, keep, noGrad, isGradEnabled, recordOp,
   sizeOf, shapeStr, type Shape, type DType, type BackwardFn,

@@ -1,6 +1,6 @@
 // Tensors: a shape over a pooled GPU buffer, plus the tape links autograd needs.
 // f32 everywhere except class labels (i32). Images are NCHW, weights OIHW.
-import type { Device, PooledBuffer } from './device.ts';
+import type { Device, PooledBuffer } from '../gpu/device.ts';
 import { Rng } from './random.ts';
 import { backward as runBackward } from './autograd.ts';
 import { fill } from '../kernels/elementwise.ts';

@@ -1,8 +1,8 @@
 // Row-wise argmax of [N, C] (first index on ties, like PyTorch/NumPy), and the
 // fraction of rows whose argmax equals the label, reduced in one workgroup so
 // accuracy needs no readback until the caller asks for it.
-import type { Device } from '../engine/device.ts';
-import type { Tensor } from '../engine/tensor.ts';
+import type { Device } from '../gpu/device.ts';
+import type { Operand } from './operand.ts';
 import { FLAT_INDEX, UniformWriter, WG, grid1d } from './common.ts';
 
 const argmaxSource = /* wgsl */ `
@@ -62,13 +62,13 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
   if (lid.x == 0u) { out[0] = f32(partial[0]) / f32(p.N); }
 }`;
 
-export function argmaxKernel(device: Device, x: Tensor, out: Tensor): void {
+export function argmaxKernel(device: Device, x: Operand, out: Operand): void {
   const [N, C] = x.shape as [number, number];
   const pipeline = device.pipeline('argmax', 'argmax', () => argmaxSource);
   device.dispatch(pipeline, [x.buffer, out.buffer, device.uniforms(new UniformWriter().u32(N, C).bytes())], grid1d(N));
 }
 
-export function accuracyKernel(device: Device, logits: Tensor, labels: Tensor, out: Tensor): void {
+export function accuracyKernel(device: Device, logits: Operand, labels: Operand, out: Operand): void {
   const [N, C] = logits.shape as [number, number];
   const pipeline = device.pipeline('accuracy', 'accuracy', () => accuracySource);
   device.dispatch(pipeline, [logits.buffer, labels.buffer, out.buffer, device.uniforms(new UniformWriter().u32(N, C).bytes())], [1]);

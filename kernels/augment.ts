@@ -14,8 +14,8 @@
 // That is torchvision's RandomCrop(H, padding=p) then RandomHorizontalFlip, ToTensor,
 // Normalize, then Cutout. The lookup table makes the result bit-identical to a
 // CPU replay using the same table. Eval mode is params all 0 and half = 0.
-import type { Device } from '../engine/device.ts';
-import type { Tensor } from '../engine/tensor.ts';
+import type { Device } from '../gpu/device.ts';
+import type { Operand } from './operand.ts';
 import { FLAT_INDEX, UniformWriter, WG, grid1d } from './common.ts';
 
 export const AUGMENT_PARAMS_PER_IMAGE = 5;
@@ -60,9 +60,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
  * out[N,C,H,W] (f32) ← augment(src packed bytes, params i32[N·5], lut f32[C·256]).
  * `half` is half the cutout side (0: no cutout).
  */
-export function augmentKernel(device: Device, src: Tensor, params: Tensor, lut: Tensor, out: Tensor, half: number): void {
+export function augmentKernel(device: Device, src: Operand, params: Operand, lut: Operand, out: Operand, half: number): void {
   const [n, c, h, w] = out.shape as [number, number, number, number];
-  if (out.rank !== 4) throw new Error(`augment: output must be [N, C, H, W], got rank ${out.rank}`);
+  if (out.shape.length !== 4) throw new Error(`augment: output must be [N, C, H, W], got rank ${out.shape.length}`);
   if (src.size * 4 < n * c * h * w) throw new Error(`augment: ${src.size} packed words hold fewer than the ${n * c * h * w} pixels of the output`);
   if (params.size < n * AUGMENT_PARAMS_PER_IMAGE) throw new Error(`augment: ${params.size} params for ${n} images (need ${AUGMENT_PARAMS_PER_IMAGE} each)`);
   if (lut.size < c * 256) throw new Error(`augment: lookup table of ${lut.size} entries for ${c} channels (need ${c * 256})`);

@@ -37,8 +37,8 @@
 // Elsewhere, 64-lane trees in workgroup memory. bnConfig.cpuLayouts = false
 // selects the GPU layouts everywhere (tests).
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import type { Device } from '../engine/device.ts';
-import type { Tensor } from '../engine/tensor.ts';
+import type { Device } from '../gpu/device.ts';
+import type { Operand } from './operand.ts';
 import { FLAT_INDEX, UniformWriter, WG, grid1d, hasSubgroupsOf8, isSoftwareAdapter, vecElem } from './common.ts';
 
 const RWG = 64;
@@ -249,9 +249,9 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
 };
 
 export interface BnRunning {
-  runningMean: Tensor;
-  runningVar: Tensor;
-  numBatchesTracked?: Tensor | undefined;
+  runningMean: Operand;
+  runningVar: Operand;
+  numBatchesTracked?: Operand | undefined;
 }
 
 /**
@@ -260,10 +260,10 @@ export interface BnRunning {
  */
 export function batchStats(
   device: Device,
-  x: Tensor,
+  x: Operand,
   g: BnGeometry,
-  stats: Tensor,
-  scratch: Tensor,
+  stats: Operand,
+  scratch: Operand,
   eps: number,
   momentum: number | null,
   running?: BnRunning,
@@ -299,7 +299,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }`;
 
 /** Records stats = (running mean, 1/√(running var + ε)), so eval mode shares the training kernels. */
-export function runningStats(device: Device, runningMean: Tensor, runningVar: Tensor, stats: Tensor, eps: number): void {
+export function runningStats(device: Device, runningMean: Operand, runningVar: Operand, stats: Operand, eps: number): void {
   const pipeline = device.pipeline('bn evalStats', 'batchnorm eval statistics', () => evalStatsSource);
   const u = device.uniforms(new UniformWriter().u32(runningMean.size).f32(eps).bytes());
   device.dispatch(pipeline, [runningMean.buffer, runningVar.buffer, stats.buffer, u], grid1d(runningMean.size));
@@ -415,14 +415,14 @@ const applySource = (f: BnFusion, w: ElementWalk): string => {
 /** Records y = relu?(normalise(x)·γ + β + residual?). */
 export function bnApply(
   device: Device,
-  x: Tensor,
-  stats: Tensor,
-  y: Tensor,
+  x: Operand,
+  stats: Operand,
+  y: Operand,
   g: BnGeometry,
   f: BnFusion,
-  gamma?: Tensor,
-  beta?: Tensor,
-  residual?: Tensor,
+  gamma?: Operand,
+  beta?: Operand,
+  residual?: Operand,
 ): void {
   const key = `bn apply:${f.affine}:${f.residual}:${f.relu}`;
   const label = `batchnorm${f.residual ? ' + residual' : ''}${f.relu ? ' + relu' : ''}`;
@@ -494,16 +494,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
  */
 export function bnGradSums(
   device: Device,
-  x: Tensor,
-  dy: Tensor,
-  stats: Tensor,
+  x: Operand,
+  dy: Operand,
+  stats: Operand,
   g: BnGeometry,
   relu: boolean,
-  y: Tensor | undefined,
-  scratch: Tensor,
-  sums: Tensor,
-  dgamma?: Tensor,
-  dbeta?: Tensor,
+  y: Operand | undefined,
+  scratch: Operand,
+  sums: Operand,
+  dgamma?: Operand,
+  dbeta?: Operand,
 ): void {
   const { splits } = bnSplits(g);
   const w = reduceWalk(device, g);
@@ -565,14 +565,14 @@ const gradInputSource = (training: boolean, f: BnFusion, w: ElementWalk): string
  */
 export function bnGradInput(
   device: Device,
-  x: Tensor,
-  dy: Tensor,
-  stats: Tensor,
+  x: Operand,
+  dy: Operand,
+  stats: Operand,
   g: BnGeometry,
   f: BnFusion,
   training: boolean,
-  dx: Tensor,
-  o: { sums?: Tensor | undefined; gamma?: Tensor | undefined; y?: Tensor | undefined; dres?: Tensor | undefined },
+  dx: Operand,
+  o: { sums?: Operand | undefined; gamma?: Operand | undefined; y?: Operand | undefined; dres?: Operand | undefined },
 ): void {
   const key = `bn gradInput:${training}:${f.affine}:${f.relu}:${f.residual}`;
   const w = elementWalk(device, g);

@@ -1,7 +1,7 @@
 // Helpers every kernel dispatcher shares: 1-D grids that stay inside the
 // 65535-workgroups-per-dimension limit, uniform packing, and broadcast strides.
-import type { Device } from '../engine/device.ts';
-import type { Shape } from '../engine/tensor.ts';
+import type { Device } from '../gpu/device.ts';
+import type { Shape } from './operand.ts';
 
 export const WG = 256;
 

@@ -55,8 +55,8 @@
 //     fma() into mul + add, so on a CPU these kernels are load-bound whatever
 //     the blocking.
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import type { Device, PooledTexture } from '../engine/device.ts';
-import type { Tensor } from '../engine/tensor.ts';
+import type { Device, PooledTexture } from '../gpu/device.ts';
+import type { Operand } from './operand.ts';
 import { UniformWriter, grid1d, WG, FLAT_INDEX, isSoftwareAdapter } from './common.ts';
 import {
   conv2dForwardTexture,
@@ -276,7 +276,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }
 
 /** Records Y = conv2d(X, W) (+ bias). Shapes are the caller's to check. */
-export function conv2dForward(device: Device, x: Tensor, weight: Tensor, bias: Tensor | undefined, y: Tensor, g: ConvGeometry, keepInput = false): PooledTexture | undefined {
+export function conv2dForward(device: Device, x: Operand, weight: Operand, bias: Operand | undefined, y: Operand, g: ConvGeometry, keepInput = false): PooledTexture | undefined {
   if (useTextureConv(device, g)) return conv2dForwardTexture(device, x, weight, bias, y, g, keepInput);
   const M = g.cout;
   const N = g.batch * g.ho * g.wo;
@@ -401,7 +401,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }
 
 /** Records dX = ∂(conv2d)/∂X applied to dY. */
-export function conv2dGradInput(device: Device, dy: Tensor, weight: Tensor, dx: Tensor, g: ConvGeometry, shared?: PackedGradOutput): void {
+export function conv2dGradInput(device: Device, dy: Operand, weight: Operand, dx: Operand, g: ConvGeometry, shared?: PackedGradOutput): void {
   if (useTextureConvGradInput(device, g)) return conv2dGradInputTexture(device, dy, weight, dx, g, shared);
   const M = g.cin;
   const BM = tileRows(M);
@@ -548,11 +548,11 @@ export function gradWeightSplits(g: ConvGeometry, device: Device): { splits: num
  */
 export function conv2dGradWeight(
   device: Device,
-  dy: Tensor,
-  x: Tensor,
-  dw: Tensor,
+  dy: Operand,
+  x: Operand,
+  dw: Operand,
   g: ConvGeometry,
-  scratch?: Tensor,
+  scratch?: Operand,
   shared?: PackedGradOutput,
   xTex?: PooledTexture,
 ): void {

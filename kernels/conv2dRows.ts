@@ -41,8 +41,8 @@
 // 3×3 stride-2 one a kernel of its own (gradInputStride2Source). Weight gradients:
 // rowGradWeightSource (1×1), rowGradWeight3x3Source (3×3, a matmul over the output
 // pixels with the lanes along input channels).
-import type { Device, PooledTexture } from '../engine/device.ts';
-import type { Tensor } from '../engine/tensor.ts';
+import type { Device, PooledTexture } from '../gpu/device.ts';
+import type { Operand } from './operand.ts';
 import { UniformWriter } from './common.ts';
 import type { ConvGeometry } from './conv2d.ts';
 
@@ -55,7 +55,7 @@ const TM_1X1 = 32;
 const rawLoad = (tex: string, t: string): string => `textureLoad(${tex}, vec2<u32>((${t}) % 16u, (${t}) / 16u), n)`;
 
 /** An NCHW tensor of `batch` images of `imageSize` floats copied byte for byte into a raw texture (caller releases). */
-function copyRaw(device: Device, t: Tensor, imageSize: number, batch: number): PooledTexture {
+function copyRaw(device: Device, t: Operand, imageSize: number, batch: number): PooledTexture {
   const rows = imageSize / 64;
   const raw = device.acquireTexture(16, rows, batch);
   device.copyToTexture(t.buffer, raw, 16, rows, batch);
@@ -289,7 +289,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
  * input from dY (stride 1: the flipped kernel; 1×1 stride 2: scattered; 3×3 stride 2:
  * gradInputStride2Source); needs rowConvFits(device, g, gradInput).
  */
-export function rowConv(device: Device, input: Tensor, weight: Tensor, bias: Tensor | undefined, out: Tensor, g: ConvGeometry, gradInput: boolean, pixelsPerLane: 4 | 8 = 8): void {
+export function rowConv(device: Device, input: Operand, weight: Operand, bias: Operand | undefined, out: Operand, g: ConvGeometry, gradInput: boolean, pixelsPerLane: 4 | 8 = 8): void {
   const K = g.kh;
   const S = gradInput ? 1 : g.strideH;
   const stride2 = gradInput && g.strideH === 2 && K === 3; // gradInputStride2Source
@@ -498,7 +498,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
  * `slices` partial sums over rows of the batch's output (`rowsPerSlice` rows each)
  * into `parts` ([slices, Cout, Cin, KH, KW]), reading dY and X unpacked.
  */
-export function rowGradWeight(device: Device, dy: Tensor, x: Tensor, parts: Tensor, g: ConvGeometry, slices: number, rowsPerSlice: number): void {
+export function rowGradWeight(device: Device, dy: Operand, x: Operand, parts: Operand, g: ConvGeometry, slices: number, rowsPerSlice: number): void {
   const S = g.strideH;
   const dyt = copyRaw(device, dy, g.cout * g.ho * g.wo, g.batch);
   const xt = copyRaw(device, x, g.cin * g.h * g.w, g.batch);

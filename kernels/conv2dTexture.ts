@@ -34,8 +34,8 @@
 // gradient) take the row kernels of kernels/conv2dRows.ts instead, which read NCHW
 // unpacked and run faster; what is here serves every other geometry. Versions
 // measured are in BENCHMARKS.md; the buffer kernels remain for GPUs.
-import type { Device, PooledTexture } from '../engine/device.ts';
-import type { Tensor } from '../engine/tensor.ts';
+import type { Device, PooledTexture } from '../gpu/device.ts';
+import type { Operand } from './operand.ts';
 import type { ConvGeometry } from './conv2d.ts';
 import { UniformWriter, hasSubgroupsOf8, isSoftwareAdapter } from './common.ts';
 import { rowConv, rowConvFits, rowGradWeight, rowGradWeightFits } from './conv2dRows.ts';
@@ -106,7 +106,7 @@ function pointwiseStrided(g: ConvGeometry): boolean {
 }
 
 /** X packed as the forward and the weight gradient read it (padded; subsampled for pointwise strided convs). */
-function packInput(device: Device, x: Tensor, g: ConvGeometry): PooledTexture {
+function packInput(device: Device, x: Operand, g: ConvGeometry): PooledTexture {
   return pointwiseStrided(g)
     ? packActivation(device, x, g.cin, g.h, g.w, 0, 0, [g.strideH, g.strideW])
     : packActivation(device, x, g.cin, g.h, g.w, g.padH, g.padW);
@@ -229,7 +229,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
  */
 export function packActivation(
   device: Device,
-  x: Tensor,
+  x: Operand,
   c: number,
   h: number,
   w: number,
@@ -312,7 +312,7 @@ interface Phase {
  * (grad input as a correlation of dY): rows = Cin, inner = Cout, the taps of one
  * phase in reverse order (stride 1: the whole kernel rotated by 180°).
  */
-function packWeight(device: Device, weight: Tensor, g: ConvGeometry, phase: Phase | null, rowsPadded: number): PooledTexture {
+function packWeight(device: Device, weight: Operand, g: ConvGeometry, phase: Phase | null, rowsPadded: number): PooledTexture {
   const rows = phase ? g.cin : g.cout;
   const inner = phase ? g.cout : g.cin;
   const c4 = Math.ceil(inner / 4);
@@ -402,8 +402,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 interface Correlation {
   x: PooledTexture; // padded NHWC4 input
   w: PooledTexture; // packed weights, rows padded to TM
-  out: Tensor;
-  bias?: Tensor;
+  out: Operand;
+  bias?: Operand;
   batch: number;
   M: number; // output channels
   ho: number; // output grid computed (rows, columns)
@@ -451,7 +451,7 @@ function blockRows(M: number): number {
  * reuse (the caller releases it); undefined where a row kernel ran (it packs
  * nothing) or where the weight gradient takes a row kernel (it reads X unpacked).
  */
-export function conv2dForwardTexture(device: Device, x: Tensor, weight: Tensor, bias: Tensor | undefined, y: Tensor, g: ConvGeometry, keepInput = false): PooledTexture | undefined {
+export function conv2dForwardTexture(device: Device, x: Operand, weight: Operand, bias: Operand | undefined, y: Operand, g: ConvGeometry, keepInput = false): PooledTexture | undefined {
   // the row kernel reads X unpacked (a repacked weight gradient then packs it itself)
   if (convPathConfig.rows && rowConvFits(device, g, false)) {
     rowConv(device, x, weight, bias, y, g, false, convPathConfig.rowPixels);
@@ -523,13 +523,13 @@ export interface PackedGradOutput {
   padW: number;
 }
 
-export function packGradOutput(device: Device, dy: Tensor, g: ConvGeometry): PackedGradOutput {
+export function packGradOutput(device: Device, dy: Operand, g: ConvGeometry): PackedGradOutput {
   const [padH, padW] = gradOutputPadding(g);
   return { texture: packActivation(device, dy, g.cout, g.ho, g.wo, padH, padW), padH, padW };
 }
 
 /** Records dX = ∂(conv2d)/∂X applied to dY: one correlation per phase (one at stride 1). */
-export function conv2dGradInputTexture(device: Device, dy: Tensor, weight: Tensor, dx: Tensor, g: ConvGeometry, shared?: PackedGradOutput): void {
+export function conv2dGradInputTexture(device: Device, dy: Operand, weight: Operand, dx: Operand, g: ConvGeometry, shared?: PackedGradOutput): void {
   if (convPathConfig.rows && rowConvFits(device, g, true)) {
     rowConv(device, dy, weight, undefined, dx, g, true, convPathConfig.rowPixels);
     return;
@@ -726,9 +726,9 @@ export function gradWeightSlicesTexture(g: ConvGeometry): { slices: number; rows
  */
 export function conv2dGradWeightTexture(
   device: Device,
-  dy: Tensor,
-  x: Tensor,
-  parts: Tensor,
+  dy: Operand,
+  x: Operand,
+  parts: Operand,
   g: ConvGeometry,
   dyTex?: PackedGradOutput,
   xTex?: PooledTexture,

@@ -10,8 +10,8 @@
 // accumulate, fill): on lavapipe a vec4 access costs little more than a scalar one
 // (bench/experiments/lavapipe-loads.ts), so these move ~2-3× the bytes per second.
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import type { Device } from '../engine/device.ts';
-import type { Tensor } from '../engine/tensor.ts';
+import type { Device } from '../gpu/device.ts';
+import type { Operand } from './operand.ts';
 import { FLAT_INDEX, UniformWriter, WG, broadcastStrides, grid1d, pad6, vecElem } from './common.ts';
 
 export type UnaryOp = 'relu' | 'scale' | 'neg' | 'exp' | 'log' | 'addScalar' | 'copy';
@@ -53,7 +53,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   out[i] = ${UNARY_EXPR[op]};
 }`;
 
-export function unary(device: Device, op: UnaryOp, x: Tensor, out: Tensor, scalar = 0): void {
+export function unary(device: Device, op: UnaryOp, x: Operand, out: Operand, scalar = 0): void {
   const v4 = x.size % 4 === 0;
   const n = v4 ? x.size / 4 : x.size;
   const pipeline = device.pipeline(`unary:${op}:${v4}`, `unary ${op}${v4 ? ' (vec4)' : ''}`, () => unarySource(op, v4));
@@ -104,7 +104,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }`;
 
 /** out = a ∘ b with broadcasting; `out` must already have the broadcast shape. */
-export function binary(device: Device, op: BinaryOp, a: Tensor, b: Tensor, out: Tensor): void {
+export function binary(device: Device, op: BinaryOp, a: Operand, b: Operand, out: Operand): void {
   const same = a.size === out.size && b.size === out.size;
   const v4 = same && out.size % 4 === 0;
   const n = v4 ? out.size / 4 : out.size;
@@ -132,7 +132,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }`;
 
 /** dst += alpha·src, in place (gradient accumulation). */
-export function axpyInPlace(device: Device, dst: Tensor, src: Tensor, alpha = 1): void {
+export function axpyInPlace(device: Device, dst: Operand, src: Operand, alpha = 1): void {
   if (dst.size !== src.size) throw new Error(`axpy: sizes differ (${dst.size} vs ${src.size})`);
   const v4 = dst.size % 4 === 0;
   const n = v4 ? dst.size / 4 : dst.size;
@@ -154,7 +154,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }`;
 
 /** out = value everywhere: a dispatch, so filling never forces a submit as a host upload would. */
-export function fill(device: Device, out: Tensor, value: number): void {
+export function fill(device: Device, out: Operand, value: number): void {
   const v4 = out.size % 4 === 0;
   const n = v4 ? out.size / 4 : out.size;
   const pipeline = device.pipeline(`fill:${v4}`, 'fill', () => fillSource(v4));

@@ -44,8 +44,8 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import type { Device } from '../engine/device.ts';
-import type { Tensor } from '../engine/tensor.ts';
+import type { Device } from '../gpu/device.ts';
+import type { Operand } from './operand.ts';
 import { UniformWriter, hasSubgroupsOf8, isSoftwareAdapter } from './common.ts';
 import { matmulTexture, matmulTextureFits } from './matmulTexture.ts';
 
@@ -60,7 +60,7 @@ export interface MatmulOptions {
   N: number;
   K: number;
   /** optional bias of length N added to every row (fused linear layer) */
-  bias?: Tensor | undefined;
+  bias?: Operand | undefined;
 }
 
 export type MatmulConfig =
@@ -400,7 +400,7 @@ export interface TuneResult {
 export async function tuneMatmul(
   device: Device,
   shapes: Pick<MatmulOptions, 'transA' | 'transB' | 'M' | 'N' | 'K'>[],
-  make: (shape: number[]) => Tensor,
+  make: (shape: number[]) => Operand & { dispose(): void },
   o: { candidates?: MatmulConfig[]; budgetMs?: number; write?: boolean } = {},
 ): Promise<TuneResult[]> {
   const results: TuneResult[] = [];
@@ -454,7 +454,7 @@ export async function tuneMatmul(
 // ------------------------------------------------------------------ dispatch
 
 /** Records C = op(A)·op(B) (+ bias). Shapes are the caller's to check. */
-export function matmulKernel(device: Device, a: Tensor, b: Tensor, c: Tensor, o: MatmulOptions): void {
+export function matmulKernel(device: Device, a: Operand, b: Operand, c: Operand, o: MatmulOptions): void {
   const cfg = chooseConfig(device, o);
   if (cfg.kind === 'texture') return matmulTexture(device, a, b, c, o);
   const hasBias = o.bias !== undefined;

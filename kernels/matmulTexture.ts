@@ -22,8 +22,8 @@
 // 1024³ on lavapipe (bench/experiments/matmul-texture.ts, GFLOP per CPU-second
 // against the FMA loop's): direct buffer 4×8 kernel 13-16%, 8×8 per lane unchained
 // 34-36%, 16×8 chained with row-major B 50-60%, this kernel 63-79%.
-import type { Device, PooledTexture } from '../engine/device.ts';
-import type { Tensor } from '../engine/tensor.ts';
+import type { Device, PooledTexture } from '../gpu/device.ts';
+import type { Operand } from './operand.ts';
 import { UniformWriter } from './common.ts';
 import type { MatmulOptions } from './matmul.ts';
 
@@ -64,8 +64,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 const pad = (x: number, m: number): number => Math.ceil(x / m) * m;
 
-interface Operand {
-  src: Tensor;
+interface MatrixView {
+  src: Operand;
   /** element (r, c) of batch entry b is src[b·rows·cols + r·rs + c·cs] */
   rows: number;
   cols: number;
@@ -77,13 +77,13 @@ interface Operand {
 }
 
 /** Whether the operand is row-major with rows that are whole 256-byte copy rows (and whole panels). */
-const copyable = (o: Operand): boolean => o.cs === 1 && o.rs === o.cols && o.cols === o.colsPad && o.cols % COLS === 0;
+const copyable = (o: MatrixView): boolean => o.cs === 1 && o.rs === o.cols && o.cols === o.colsPad && o.cols % COLS === 0;
 
 /**
  * A: texel (k/4, m) of layer b. A copy leaves the rows past M undefined; they only
  * make rows of C that are not stored.
  */
-function packA(device: Device, o: Operand): PooledTexture {
+function packA(device: Device, o: MatrixView): PooledTexture {
   const tw = o.colsPad / 4;
   const t = device.acquireTexture(tw, o.rowsPad, o.batch);
   if (copyable(o)) device.copyToTexture(o.src.buffer, t, tw, o.rows, o.batch);
@@ -95,7 +95,7 @@ function packA(device: Device, o: Operand): PooledTexture {
  * B, panel-major: layer panel·batch + b holds columns 64·panel … +63 of batch entry b,
  * texel (c, k). Copied only where K needs no zero rows (they would be summed in).
  */
-function packB(device: Device, o: Operand): PooledTexture {
+function packB(device: Device, o: MatrixView): PooledTexture {
   const panels = o.colsPad / COLS;
   const t = device.acquireTexture(PANEL_TEXELS, o.rowsPad, panels * o.batch);
   if (copyable(o) && o.rows === o.rowsPad) {
@@ -108,7 +108,7 @@ function packB(device: Device, o: Operand): PooledTexture {
   return t;
 }
 
-function packKernel(device: Device, o: Operand, t: PooledTexture, panelled: boolean): void {
+function packKernel(device: Device, o: MatrixView, t: PooledTexture, panelled: boolean): void {
   const tw = o.colsPad / 4;
   const pipeline = device.pipeline('matmul tex:pack', 'matmul texture pack', () => packSource);
   const u = device.uniforms(new UniformWriter().u32(o.rows, o.cols, o.rs, o.cs, o.rows * o.cols, tw, o.batch, panelled ? 1 : 0).bytes());
@@ -185,7 +185,7 @@ export function matmulTextureFits(device: Device, o: Pick<MatmulOptions, 'M' | '
  * lanes that are the rows (local_invocation_id.y) of the 8×4 workgroup, as on
  * lavapipe, where alone it is chosen.
  */
-export function matmulTexture(device: Device, a: Tensor, b: Tensor, c: Tensor, o: MatmulOptions): void {
+export function matmulTexture(device: Device, a: Operand, b: Operand, c: Operand, o: MatmulOptions): void {
   const { M, N, K } = o;
   const TM = rowsPerSubgroup(M);
   const rowsPerGroup = TM * SUBGROUPS;

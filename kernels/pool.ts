@@ -12,8 +12,8 @@
 //   global avg   forward: one 64-thread workgroup per plane, strided sum and a
 //                tree. backward: one thread per input pixel.
 //   shortcut A   y[n, c + before, oh, ow] = x[n, c, oh·s, ow·s], other channels 0.
-import type { Device } from '../engine/device.ts';
-import type { Tensor } from '../engine/tensor.ts';
+import type { Device } from '../gpu/device.ts';
+import type { Operand } from './operand.ts';
 import { FLAT_INDEX, UniformWriter, WG, grid1d } from './common.ts';
 
 export interface PoolGeometry {
@@ -100,7 +100,7 @@ ${MAIN}
 }`;
 
 /** Records y = max over each window and argmax = the chosen pixel's index in its plane. */
-export function maxPoolForward(device: Device, x: Tensor, y: Tensor, argmax: Tensor, g: PoolGeometry): void {
+export function maxPoolForward(device: Device, x: Operand, y: Operand, argmax: Operand, g: PoolGeometry): void {
   const pipeline = device.pipeline('maxPool forward', 'max pool 2d', () => maxForwardSource);
   const u = device.uniforms(params(g, y.size));
   device.dispatch(pipeline, [x.buffer, y.buffer, argmax.buffer, u], grid1d(y.size));
@@ -126,7 +126,7 @@ ${WINDOW_RANGE}
 }`;
 
 /** Records dx = dY routed to each window's argmax (summed where windows overlap). */
-export function maxPoolBackward(device: Device, dy: Tensor, argmax: Tensor, dx: Tensor, g: PoolGeometry): void {
+export function maxPoolBackward(device: Device, dy: Operand, argmax: Operand, dx: Operand, g: PoolGeometry): void {
   const pipeline = device.pipeline('maxPool backward', 'max pool 2d backward', () => maxBackwardSource);
   const u = device.uniforms(params(g, dx.size));
   device.dispatch(pipeline, [dy.buffer, argmax.buffer, dx.buffer, u], grid1d(dx.size));
@@ -165,7 +165,7 @@ ${MAIN}
   y[i] = acc / divisor(hs, ws);
 }`;
 
-export function avgPoolForward(device: Device, x: Tensor, y: Tensor, g: PoolGeometry, countIncludePad: boolean): void {
+export function avgPoolForward(device: Device, x: Operand, y: Operand, g: PoolGeometry, countIncludePad: boolean): void {
   const pipeline = device.pipeline('avgPool forward', 'avg pool 2d', () => avgForwardSource);
   const u = device.uniforms(params(g, y.size, countIncludePad));
   device.dispatch(pipeline, [x.buffer, y.buffer, u], grid1d(y.size));
@@ -188,7 +188,7 @@ ${WINDOW_RANGE}
   dx[i] = acc;
 }`;
 
-export function avgPoolBackward(device: Device, dy: Tensor, dx: Tensor, g: PoolGeometry, countIncludePad: boolean): void {
+export function avgPoolBackward(device: Device, dy: Operand, dx: Operand, g: PoolGeometry, countIncludePad: boolean): void {
   const pipeline = device.pipeline('avgPool backward', 'avg pool 2d backward', () => avgBackwardSource);
   const u = device.uniforms(params(g, dx.size, countIncludePad));
   device.dispatch(pipeline, [dy.buffer, dx.buffer, u], grid1d(dx.size));
@@ -217,7 +217,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }`;
 
 /** Records y[plane] = mean of x over the plane (x: planes × plane values). */
-export function globalAvgPoolForward(device: Device, x: Tensor, y: Tensor, planes: number, plane: number): void {
+export function globalAvgPoolForward(device: Device, x: Operand, y: Operand, planes: number, plane: number): void {
   const vec4 = plane % 4 === 0;
   const pipeline = device.pipeline(`globalAvgPool forward:${vec4}`, `global avg pool${vec4 ? ' (vec4)' : ''}`, () => globalForwardSource(vec4));
   const u = device.uniforms(new UniformWriter().u32(planes, plane).bytes());
@@ -234,7 +234,7 @@ ${MAIN}
   dx[i] = dy[i / p.plane] / f32(p.plane);
 }`;
 
-export function globalAvgPoolBackward(device: Device, dy: Tensor, dx: Tensor, plane: number): void {
+export function globalAvgPoolBackward(device: Device, dy: Operand, dx: Operand, plane: number): void {
   const pipeline = device.pipeline('globalAvgPool backward', 'global avg pool backward', () => globalBackwardSource);
   const u = device.uniforms(new UniformWriter().u32(dx.size, plane).bytes());
   device.dispatch(pipeline, [dy.buffer, dx.buffer, u], grid1d(dx.size));
@@ -381,7 +381,7 @@ function dispatchPlanes(device: Device, pipeline: GPUComputePipeline, bufs: GPUB
   }
 }
 
-export function shortcutForward(device: Device, x: Tensor, y: Tensor, g: ShortcutGeometry): void {
+export function shortcutForward(device: Device, x: Operand, y: Operand, g: ShortcutGeometry): void {
   if (g.wo % 4 === 0 && quadStride(g.stride)) {
     const pipeline = device.pipeline(`shortcutA forward quads:${g.cout}:${g.stride}`, 'subsample + pad channels (vec4)', () => shortcutForwardQuadSource(g.cout, g.stride));
     dispatchPlanes(device, pipeline, [x.buffer, y.buffer], g, y.size, g.wo / 4, g.ho, g.batch * g.cout);
@@ -391,7 +391,7 @@ export function shortcutForward(device: Device, x: Tensor, y: Tensor, g: Shortcu
   dispatchPlanes(device, pipeline, [x.buffer, y.buffer], g, y.size, g.wo, g.ho, g.batch * g.cout);
 }
 
-export function shortcutBackward(device: Device, dy: Tensor, dx: Tensor, g: ShortcutGeometry): void {
+export function shortcutBackward(device: Device, dy: Operand, dx: Operand, g: ShortcutGeometry): void {
   if (g.w % 4 === 0 && quadStride(g.stride)) {
     const pipeline = device.pipeline(`shortcutA backward quads:${g.cin}:${g.stride}`, 'subsample + pad channels backward (vec4)', () => shortcutBackwardQuadSource(g.cin, g.stride));
     dispatchPlanes(device, pipeline, [dy.buffer, dx.buffer], g, dx.size, g.w / 4, g.h, g.batch * g.cin);

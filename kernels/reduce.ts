@@ -2,8 +2,8 @@
 // backward of broadcasting, bias gradients, sum/mean). One workgroup per output
 // element; its 256 threads stride over the reduced elements and combine in
 // workgroup memory by a tree, so no single f32 accumulator sees the whole sum.
-import type { Device } from '../engine/device.ts';
-import type { Tensor } from '../engine/tensor.ts';
+import type { Device } from '../gpu/device.ts';
+import type { Operand } from './operand.ts';
 import { UniformWriter, grid1d, pad6 } from './common.ts';
 
 const RWG = 256;
@@ -59,7 +59,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
  * out = scale · (x summed over every dimension where `out` has size 1 and x does not).
  * `out.shape` must broadcast to `x.shape` (left-padded with 1s).
  */
-export function sumTo(device: Device, x: Tensor, out: Tensor, scale = 1): void {
+export function sumTo(device: Device, x: Operand, out: Operand, scale = 1): void {
   const inShape = pad6(x.shape);
   const outShape = pad6(out.shape);
   const redShape = inShape.map((d, i) => (outShape[i] === 1 ? d : 1));

@@ -6,8 +6,8 @@
 //   caffe:   v = μv − η(g + λw); w += v           (Smith's experiments; differs when η moves fast)
 //   decoupled weight decay (either form): w −= ηλw, and g' = g
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import type { Device } from '../engine/device.ts';
-import type { Tensor } from '../engine/tensor.ts';
+import type { Device } from '../gpu/device.ts';
+import type { Operand } from './operand.ts';
 import { FLAT_INDEX, UniformWriter, WG, grid1d } from './common.ts';
 
 export type SgdForm = 'pytorch' | 'caffe';
@@ -60,7 +60,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 #endif
 }`;
 
-export function sgdUpdate(device: Device, w: Tensor, g: Tensor, v: Tensor, p: SgdKernelParams): void {
+export function sgdUpdate(device: Device, w: Operand, g: Operand, v: Operand, p: SgdKernelParams): void {
   const key = `sgd:${p.form}:${p.nesterov}:${p.decoupled}`;
   const pipeline = device.pipeline(key, `sgd update (${p.form}${p.nesterov ? ', nesterov' : ''}${p.decoupled ? ', decoupled wd' : ''})`, () =>
     source(p.form, p.nesterov, p.decoupled),

@@ -7,8 +7,8 @@
 // An out-of-range label makes the loss NaN, so bad labels never train silently.
 // Backward: one thread per logit, dz = g · (softmax(z) − target) / N, with g the
 // upstream gradient read from its GPU buffer (no readback).
-import type { Device } from '../engine/device.ts';
-import type { Tensor } from '../engine/tensor.ts';
+import type { Device } from '../gpu/device.ts';
+import type { Operand } from './operand.ts';
 import { FLAT_INDEX, UniformWriter, WG, grid1d } from './common.ts';
 
 const FWG = 256;
@@ -85,7 +85,7 @@ function params(device: Device, N: number, C: number, smoothing: number): GPUBuf
 }
 
 export function softmaxCrossEntropyForward(
-  device: Device, logits: Tensor, labels: Tensor, loss: Tensor, lse: Tensor, smoothing: number,
+  device: Device, logits: Operand, labels: Operand, loss: Operand, lse: Operand, smoothing: number,
 ): void {
   const [N, C] = logits.shape as [number, number];
   const pipeline = device.pipeline('sce:fwd', 'softmax cross-entropy forward', () => forwardSource);
@@ -93,7 +93,7 @@ export function softmaxCrossEntropyForward(
 }
 
 export function softmaxCrossEntropyBackward(
-  device: Device, logits: Tensor, labels: Tensor, lse: Tensor, gradLoss: Tensor, dz: Tensor, smoothing: number,
+  device: Device, logits: Operand, labels: Operand, lse: Operand, gradLoss: Operand, dz: Operand, smoothing: number,
 ): void {
   const [N, C] = logits.shape as [number, number];
   const pipeline = device.pipeline('sce:bwd', 'softmax cross-entropy backward', () => backwardSource);

@@ -1,5 +1,5 @@
 // The model zoo, by the names the CLI takes.
-import type { Device } from '../engine/device.ts';
+import type { Device } from '../gpu/device.ts';
 import { BatchNorm2d, type Module } from '../engine/nn/index.ts';
 import { CifarResNet, type CifarResNetOptions, resnet } from './resnet.ts';
 import { ResNet9, type ResNet9Options } from './resnet9.ts';

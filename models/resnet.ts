@@ -8,7 +8,7 @@
 //
 // Names follow torchvision (conv1, bn1, layer1.0.conv1, …, fc), so the
 // safetensors of a checkpoint load into the equivalent PyTorch model.
-import type { Device } from '../engine/device.ts';
+import type { Device } from '../gpu/device.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import { BasicBlock, BatchNorm2d, Conv2d, GlobalAvgPool2d, Linear, Module, Sequential } from '../engine/nn/index.ts';
 import { kaimingNormal_ } from '../engine/nn/init.ts';

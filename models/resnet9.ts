@@ -5,7 +5,7 @@
 //   layer3 conv-bn-relu 512, max pool 2, residual(conv-bn-relu 512 ×2)
 //   max pool to 1×1, linear without bias, output × 0.125
 // `width` scales every channel count (64 = the original) for small machines.
-import type { Device } from '../engine/device.ts';
+import type { Device } from '../gpu/device.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import { BatchNorm2d, Conv2d, Linear, MaxPool2d, Module } from '../engine/nn/index.ts';
 import { add, scale } from '../engine/ops/elementwise.ts';

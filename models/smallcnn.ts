@@ -1,6 +1,6 @@
 // A small CNN for tests and quick runs: conv-bn-relu, max pool 2, conv-bn-relu,
 // global average pool, linear.
-import type { Device } from '../engine/device.ts';
+import type { Device } from '../gpu/device.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import { BatchNorm2d, Conv2d, GlobalAvgPool2d, Linear, MaxPool2d, Module } from '../engine/nn/index.ts';
 import { Rng } from '../engine/random.ts';

@@ -4,7 +4,7 @@
 // batchnorm running statistics, and the optimizer's state if one is given (bit
 // for bit: GPU copies, no host round trip). pytorch-lr-finder leaves that to a
 // manual reset(); here it cannot be forgotten.
-import type { Device } from '../engine/device.ts';
+import type { Device } from '../gpu/device.ts';
 import type { Module } from '../engine/nn/index.ts';
 import { SGD, type SgdState } from '../engine/optim.ts';
 import { type Tensor, empty, keep, noGrad, tidy } from '../engine/tensor.ts';

@@ -14,7 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { DEFAULTS, type TrainConfig, readRecipe, resolveConfig, totalIterations, validateConfig } from '../cli/config.ts';
 import { runTraining } from '../cli/train.ts';
 import type { EvalReport } from '../cli/evalCommand.ts';
-import type { Device } from '../engine/device.ts';
+import type { Device } from '../gpu/device.ts';
 import { loadCifar10 } from '../data/cifar.ts';
 import { generatedCifar10Archive } from './cifarArchive.ts';
 import { buildSchedules } from '../train/schedules.ts';

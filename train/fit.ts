@@ -3,7 +3,7 @@
 // are copied on the GPU into a ring buffer that is read once every `logEvery`
 // steps, which is also when divergence is checked, metrics are written and the
 // progress bar moves.
-import type { Device } from '../engine/device.ts';
+import type { Device } from '../gpu/device.ts';
 import type { SGD } from '../engine/optim.ts';
 import { type Tensor, empty, keep, noGrad, tidy } from '../engine/tensor.ts';
 import { accuracy, softmaxCrossEntropy } from '../engine/ops/loss.ts';

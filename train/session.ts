@@ -3,7 +3,7 @@
 // (weights and batchnorm buffers in safetensors with PyTorch's names; optimizer,
 // loader and configuration in the JSON sidecar).
 import { LIMITS, type TrainConfig, validateConfig } from '../cli/config.ts';
-import type { Device } from '../engine/device.ts';
+import type { Device } from '../gpu/device.ts';
 import { readFile, rename, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { tempPathFor, writeFileAtomic } from '../engine/io/atomic.ts';

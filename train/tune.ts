@@ -11,7 +11,7 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { TrainConfig } from '../cli/config.ts';
-import type { Device } from '../engine/device.ts';
+import type { Device } from '../gpu/device.ts';
 import { SGD } from '../engine/optim.ts';
 import { BatchLoader } from '../data/loader.ts';
 import { oneCycle } from '../schedules/index.ts';

@@ -3,7 +3,7 @@
 // keeps the adapter's own work small; the per-dispatch recording cost does not
 // depend on the batch.
 //   node --import tsx bench/experiments/host-overhead.ts [--depth 56] [--batch 2] [--steps 30]
-import { createDevice } from '../../engine/device.ts';
+import { createDevice } from '../../gpu/device.ts';
 import { softmaxCrossEntropy } from '../../engine/ops/loss.ts';
 import { SGD } from '../../engine/optim.ts';
 import { randn, tensor, tidy } from '../../engine/tensor.ts';

@@ -1,7 +1,7 @@
 // The layers a CIFAR ResNet is built from, as PyTorch's nn modules: same
 // constructor arguments (after the device), same parameter and buffer names,
 // same default initialisation.
-import type { Device } from '../device.ts';
+import type { Device } from '../../gpu/device.ts';
 import { type Tensor, empty, ones, tensor, zeros } from '../tensor.ts';
 import { relu } from '../ops/elementwise.ts';
 import { linear } from '../ops/matmul.ts';

@@ -9,7 +9,7 @@
 // registers in assignment order; registering explicitly keeps the order exact).
 // Parameters and buffers are always registered explicitly: a Tensor field alone
 // does not say which of the two it is.
-import type { Device } from '../device.ts';
+import type { Device } from '../../gpu/device.ts';
 import { Tensor, keep, shapeStr } from '../tensor.ts';
 import { zeroGrad } from '../autograd.ts';
 

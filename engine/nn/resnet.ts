@@ -7,7 +7,7 @@
 // shortcut: identity when shape is kept; otherwise option 'B' (torchvision,
 // default) a 1×1 stride-s conv + batchnorm, or option 'A' (the paper's CIFAR
 // networks) x[:, :, ::s, ::s] with zero channels around it, parameter free.
-import type { Device } from '../device.ts';
+import type { Device } from '../../gpu/device.ts';
 import type { Tensor } from '../tensor.ts';
 import { subsamplePadChannels } from '../ops/pool.ts';
 import { type InitOptions, rngOf } from './init.ts';

@@ -5,7 +5,7 @@
 import { type ConvGeometry, conv2dForward, conv2dGradInput, conv2dGradWeight, gradWeightSplits, outSize } from '../../kernels/conv2d.ts';
 import { type PackedGradOutput, packGradOutput, sharesPackedGradOutput } from '../../kernels/conv2dTexture.ts';
 import { sumTo } from '../../kernels/reduce.ts';
-import type { PooledTexture } from '../device.ts';
+import type { PooledTexture } from '../../gpu/device.ts';
 import { type Shape, type Tensor, empty, isGradEnabled, recordOp, shapeStr } from '../tensor.ts';
 
 export interface Conv2dOptions {

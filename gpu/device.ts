@@ -1,8 +1,10 @@
-// The WebGPU device through Dawn's Node bindings (npm `webgpu`), with what an
-// engine needs around it: a size-bucketed buffer pool, a pipeline cache keyed by
-// specialisation, one command encoder and one compute pass per submit, a uniform
-// arena so no dispatch creates a buffer for its parameters, and errors that
-// surface as JavaScript exceptions naming the kernel.
+// gpu/: the bottom layer. The WebGPU device through Dawn's Node bindings (npm
+// `webgpu`), with what an engine needs around it: a size-bucketed buffer pool, a
+// pipeline cache keyed by specialisation, bind groups reused across steps, one command
+// encoder and one compute pass per submit, a uniform arena so no dispatch creates a
+// buffer for its parameters, what the adapter is (software or not, subgroups), and
+// errors that surface as JavaScript exceptions naming the kernel. Imports nothing of
+// the project: kernels/ (WGSL and dispatch over buffers) sit on it, engine/ on those.
 import { create, globals } from 'webgpu';
 
 export interface CreateDeviceOptions {
