@@ -11,7 +11,7 @@ import { createDevice } from '../gpu/device.ts';
 import { softmaxCrossEntropy } from '../engine/ops/loss.ts';
 import { SGD } from '../engine/optim.ts';
 import { randn, tensor, tidy } from '../engine/tensor.ts';
-import { convPathConfig } from '../kernels/conv2dTexture.ts';
+import { defaultKernelPolicy } from '../gpu/policy.ts';
 import { resnet } from '../models/resnet.ts';
 
 
@@ -27,13 +27,15 @@ const list = (name: string): number[] | null => {
   const i = args.indexOf(name);
   return i >= 0 ? args[i + 1]!.split(',').map(Number) : null;
 };
+// the texture path's blocks for experiments, as the device's kernel policy (gpu/policy.ts)
+const policy = defaultKernelPolicy();
 const conv = list('--conv');
-if (conv) [convPathConfig.tm, convPathConfig.tn] = conv as [number, number];
+if (conv) [policy.conv.tm, policy.conv.tn] = conv as [number, number];
 const wgrad = list('--wgrad');
-if (wgrad) convPathConfig.wgrad = { tm: wgrad[0]!, cq: wgrad[1]!, kr: wgrad[2]! };
-convPathConfig.wgradSlots = arg('--wgrad-slots', convPathConfig.wgradSlots);
+if (wgrad) policy.conv.wgrad = { tm: wgrad[0]!, cq: wgrad[1]!, kr: wgrad[2]! };
+policy.conv.wgradSlots = arg('--wgrad-slots', policy.conv.wgradSlots);
 
-const device = await createDevice({ dawnFlags: ['disable-dawn-features=timestamp_quantization'] });
+const device = await createDevice({ dawnFlags: ['disable-dawn-features=timestamp_quantization'], policy });
 const model = resnet(device, { depth, numClasses: 10, shortcut: 'A' });
 model.train(true);
 const opt = new SGD({ params: model.parameters(), lr: 0.05, momentum: 0.9, weightDecay: 5e-4 });

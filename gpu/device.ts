@@ -6,11 +6,14 @@
 // errors that surface as JavaScript exceptions naming the kernel. Imports nothing of
 // the project: kernels/ (WGSL and dispatch over buffers) sit on it, engine/ on those.
 import { create, globals } from 'webgpu';
+import { type KernelPolicy, defaultKernelPolicy } from './policy.ts';
 
 export interface CreateDeviceOptions {
   /** Dawn toggles/instance flags passed to `create()`, e.g. `['enable-dawn-features=...']`. */
   dawnFlags?: string[];
   powerPreference?: GPUPowerPreference;
+  /** the kernel policy (gpu/policy.ts); default: what production runs */
+  policy?: KernelPolicy;
 }
 
 export interface MemoryStats {
@@ -126,7 +129,11 @@ export class Device {
   // event processing runs on a freed instance and the process crashes at random.
   private instance: GPU | null;
 
-  constructor(instance: GPU, gpu: GPUDevice, adapterInfo: GPUAdapterInfo) {
+  /** Which kernel variants the kernels may choose (gpu/policy.ts); replaced, never mutated in place, by tests and the bench. */
+  policy: KernelPolicy;
+
+  constructor(instance: GPU, gpu: GPUDevice, adapterInfo: GPUAdapterInfo, policy: KernelPolicy = defaultKernelPolicy()) {
+    this.policy = policy;
     this.instance = instance;
     this.gpu = gpu;
     this.adapterInfo = adapterInfo;
@@ -633,7 +640,7 @@ export async function createDevice(options: CreateDeviceOptions = {}): Promise<D
   } catch (e) {
     throw new GpuError(`requesting a device from adapter '${adapter.info.description}' failed: ${(e as Error).message}`);
   }
-  return new Device(gpu, device, adapter.info);
+  return new Device(gpu, device, adapter.info, options.policy ?? defaultKernelPolicy());
 }
 
 /** Timestamp pairs around single dispatches (Device.profile). */

@@ -34,7 +34,7 @@
 // (lavapipe), the reductions are workgroups of one subgroup and subgroupAdd: no
 // workgroup memory and no barrier (each barrier of a tree is a coroutine switch
 // on llvmpipe, and workgroup memory costs more than a storage buffer there).
-// Elsewhere, 64-lane trees in workgroup memory. bnConfig.cpuLayouts = false
+// Elsewhere, 64-lane trees in workgroup memory. device.policy.batchnorm.cpuLayouts = false
 // selects the GPU layouts everywhere (tests).
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 import type { Device } from '../gpu/device.ts';
@@ -56,16 +56,10 @@ function walkFor(g: BnGeometry, max: number): Walk {
   return { v4, wg: Math.min(max, Math.max(8, 2 ** Math.ceil(Math.log2(n)))) };
 }
 
-/**
- * Whether kernels take the layouts written for CPU rasterisers where the adapter is
- * one (reductions by 8-lane subgroups, elementwise kernels by channel); tests turn
- * it off to check the GPU layouts on lavapipe too.
- */
-export const bnConfig = { cpuLayouts: true };
 
 /** How the per-channel reductions run on this device: one 8-lane subgroup per workgroup, or 64-lane trees. */
 function reduceWalk(device: Device, g: BnGeometry): Walk & { sg: boolean } {
-  if (bnConfig.cpuLayouts && isSoftwareAdapter(device) && hasSubgroupsOf8(device)) return { v4: g.plane % 4 === 0, wg: 8, sg: true };
+  if (device.policy.batchnorm.cpuLayouts && isSoftwareAdapter(device) && hasSubgroupsOf8(device)) return { v4: g.plane % 4 === 0, wg: 8, sg: true };
   return { ...walkFor(g, RWG), sg: false };
 }
 
@@ -326,7 +320,7 @@ const PWG = 64;
 type ElementWalk = Walk & { byChannel: boolean };
 
 function elementWalk(device: Device, g: BnGeometry): ElementWalk {
-  if (bnConfig.cpuLayouts && isSoftwareAdapter(device)) return { v4: g.plane % 4 === 0, wg: 8, byChannel: true };
+  if (device.policy.batchnorm.cpuLayouts && isSoftwareAdapter(device)) return { v4: g.plane % 4 === 0, wg: 8, byChannel: true };
   return { ...walkFor(g, PWG), byChannel: false };
 }
 

@@ -71,15 +71,9 @@ import {
 const BN = 64;
 const BK = 16;
 
-/**
- * Whether the conv kernels' loops are unrolled: 'auto' unrolls except on software
- * adapters (lavapipe/llvmpipe, SwiftShader), where compile time dominates. Tests
- * and benchmarks may force either form.
- */
-export const convKernelConfig: { unroll: 'auto' | boolean } = { unroll: 'auto' };
 
 function unrollFor(device: Device): boolean {
-  if (convKernelConfig.unroll !== 'auto') return convKernelConfig.unroll;
+  if (device.policy.conv.unroll !== 'auto') return device.policy.conv.unroll;
   return !isSoftwareAdapter(device);
 }
 
@@ -530,7 +524,7 @@ const WGRAD_MAX_PARTIAL_BYTES = 64 << 20;
 
 /** How the grad-weight GEMM's K = batch·Ho·Wo is split across workgroups (partial products to sum). */
 export function gradWeightSplits(g: ConvGeometry, device: Device): { splits: number; chunk: number } {
-  if (useTextureConv(device, g)) return { splits: gradWeightSlicesTexture(g).slices, chunk: 0 };
+  if (useTextureConv(device, g)) return { splits: gradWeightSlicesTexture(device, g).slices, chunk: 0 };
   const M = g.cout;
   const N = g.cin * g.kh * g.kw;
   const K = g.batch * g.ho * g.wo;

@@ -35,36 +35,13 @@
 // unpacked and run faster; what is here serves every other geometry. Versions
 // measured are in BENCHMARKS.md; the buffer kernels remain for GPUs.
 import type { Device, PooledTexture } from '../gpu/device.ts';
+import type { GradWeightBlock } from '../gpu/policy.ts';
 import type { Operand } from './operand.ts';
 import type { ConvGeometry } from './conv2d.ts';
 import { UniformWriter, hasSubgroupsOf8, isSoftwareAdapter } from './common.ts';
 import { rowConv, rowConvFits, rowGradWeight, rowGradWeightFits } from './conv2dRows.ts';
 import { fill } from './elementwise.ts';
 
-/**
- * Which conv kernels run ('auto': the texture path where usable: software adapter,
- * subgroups of 8; `rows`: its row kernels, kernels/conv2dRows.ts, where they fit)
- * and their blocks: tm × tn per lane in the correlation, the
- * grad-weight block and pixels per lane per iteration (bench/profile.ts sets them
- * for experiments; the defaults measured best on lavapipe, within its noise).
- */
-export const convPathConfig: {
-  path: 'auto' | 'texture' | 'buffer';
-  rows: boolean;
-  /** output pixels per lane of the 3×3 stride-1 row kernel: 8 where rows are whole octets, or always 4 */
-  rowPixels: 4 | 8;
-  tm: number;
-  tn: number;
-  wgrad?: GradWeightBlock;
-  wgradSlots: number;
-} = {
-  path: 'auto',
-  rows: true,
-  rowPixels: 8,
-  tm: 16,
-  tn: 4,
-  wgradSlots: 4,
-};
 
 const SUBGROUP = 8;
 
@@ -75,8 +52,8 @@ export function textureConvSupported(device: Device): boolean {
 
 /** Whether conv kernels with geometry g take the texture path on this device. */
 export function useTextureConv(device: Device, g: ConvGeometry): boolean {
-  if (convPathConfig.path === 'buffer' || !textureConvSupported(device)) return false;
-  if (convPathConfig.path === 'auto' && !isSoftwareAdapter(device)) return false;
+  if (device.policy.conv.path === 'buffer' || !textureConvSupported(device)) return false;
+  if (device.policy.conv.path === 'auto' && !isSoftwareAdapter(device)) return false;
   const l = device.limits;
   const c4 = Math.ceil(Math.max(g.cin, g.cout) / 4);
   const maxPad = Math.max(g.padH, g.padW, g.kh - 1, g.kw - 1);
@@ -131,7 +108,7 @@ export function useTextureConvGradInput(device: Device, g: ConvGeometry): boolea
  */
 export function sharesPackedGradOutput(device: Device, g: ConvGeometry): boolean {
   if (!useTextureConvGradInput(device, g)) return false;
-  return !(convPathConfig.rows && (rowConvFits(device, g, true) || rowGradWeightFits(device, g)));
+  return !(device.policy.conv.rows && (rowConvFits(device, g, true) || rowGradWeightFits(device, g)));
 }
 
 // ------------------------------------------------------------------ repacks
@@ -439,9 +416,9 @@ function correlate(device: Device, c: Correlation, TM: number, TN: number): void
   device.dispatch(pipeline, bindings, [Math.ceil(N / (64 * TN)), Math.ceil(c.M / TM), 1]);
 }
 
-/** Rows per block: 8, 16 or convPathConfig.tm, whichever wastes least for M rows. */
-function blockRows(M: number): number {
-  const tm = convPathConfig.tm;
+/** Rows per block: 8, 16 or device.policy.conv.tm, whichever wastes least for M rows. */
+function blockRows(device: Device, M: number): number {
+  const tm = device.policy.conv.tm;
   return M <= 8 ? 8 : M <= 16 || tm <= 16 ? Math.min(16, tm) : tm;
 }
 
@@ -453,18 +430,18 @@ function blockRows(M: number): number {
  */
 export function conv2dForwardTexture(device: Device, x: Operand, weight: Operand, bias: Operand | undefined, y: Operand, g: ConvGeometry, keepInput = false): PooledTexture | undefined {
   // the row kernel reads X unpacked (a repacked weight gradient then packs it itself)
-  if (convPathConfig.rows && rowConvFits(device, g, false)) {
-    rowConv(device, x, weight, bias, y, g, false, convPathConfig.rowPixels);
+  if (device.policy.conv.rows && rowConvFits(device, g, false)) {
+    rowConv(device, x, weight, bias, y, g, false, device.policy.conv.rowPixels);
     return undefined;
   }
-  const TM = blockRows(g.cout);
+  const TM = blockRows(device, g.cout);
   const xt = packInput(device, x, g);
   const wt = packWeight(device, weight, g, null, Math.ceil(g.cout / TM) * TM);
   const [sh, sw] = inputStride(g);
-  correlate(device, { x: xt, w: wt, out: y, bias, batch: g.batch, M: g.cout, ho: g.ho, wo: g.wo, sh, sw, c4: Math.ceil(g.cin / 4), kh: g.kh, kw: g.kw }, TM, convPathConfig.tn);
+  correlate(device, { x: xt, w: wt, out: y, bias, batch: g.batch, M: g.cout, ho: g.ho, wo: g.wo, sh, sw, c4: Math.ceil(g.cin / 4), kh: g.kh, kw: g.kw }, TM, device.policy.conv.tn);
   device.releaseTexture(wt);
   // kept only for the repacked weight gradient (the row one reads X unpacked)
-  if (keepInput && !(convPathConfig.rows && rowGradWeightFits(device, g))) return xt;
+  if (keepInput && !(device.policy.conv.rows && rowGradWeightFits(device, g))) return xt;
   device.releaseTexture(xt);
   return undefined;
 }
@@ -530,11 +507,11 @@ export function packGradOutput(device: Device, dy: Operand, g: ConvGeometry): Pa
 
 /** Records dX = ∂(conv2d)/∂X applied to dY: one correlation per phase (one at stride 1). */
 export function conv2dGradInputTexture(device: Device, dy: Operand, weight: Operand, dx: Operand, g: ConvGeometry, shared?: PackedGradOutput): void {
-  if (convPathConfig.rows && rowConvFits(device, g, true)) {
-    rowConv(device, dy, weight, undefined, dx, g, true, convPathConfig.rowPixels);
+  if (device.policy.conv.rows && rowConvFits(device, g, true)) {
+    rowConv(device, dy, weight, undefined, dx, g, true, device.policy.conv.rowPixels);
     return;
   }
-  const TM = blockRows(g.cin);
+  const TM = blockRows(device, g.cin);
   const packed = shared ?? packGradOutput(device, dy, g);
   const all = phases(g);
   // phases no tap reaches (kernel smaller than the stride, e.g. 1×1 stride 2) are zeros:
@@ -554,7 +531,7 @@ export function conv2dGradInputTexture(device: Device, dy: Operand, weight: Oper
         outImage: { h: g.h, w: g.w, off: [ph.ih0, ph.iw0], stride: [g.strideH, g.strideW] },
       },
       TM,
-      convPathConfig.tn,
+      device.policy.conv.tn,
     );
     device.releaseTexture(wt);
   }
@@ -564,15 +541,10 @@ export function conv2dGradInputTexture(device: Device, dy: Operand, weight: Oper
 // -------------------------------------------------------------- grad weight
 
 /** Grad-weight block: TM output channels × CQ input-channel quads × KR filter rows (all KW taps). */
-export interface GradWeightBlock {
-  tm: number;
-  cq: number;
-  kr: number;
-}
 
-/** The block for geometry g: convPathConfig.wgrad if set, else 16 (or 8) channels × 1 quad × 1 row. */
-function gradWeightBlock(g: ConvGeometry): GradWeightBlock {
-  const b = convPathConfig.wgrad ?? { tm: 16, cq: 1, kr: 1 };
+/** The block for geometry g: device.policy.conv.wgrad if set, else 16 (or 8) channels × 1 quad × 1 row. */
+function gradWeightBlock(device: Device, g: ConvGeometry): GradWeightBlock {
+  const b = device.policy.conv.wgrad ?? { tm: 16, cq: 1, kr: 1 };
   return { tm: g.cout <= 8 ? 8 : b.tm, cq: Math.min(b.cq, Math.ceil(g.cin / 4)), kr: g.kh % b.kr === 0 ? b.kr : 1 };
 }
 
@@ -679,8 +651,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
 }
 
 /** Pixels per lane per iteration of the grad-weight loop: PX columns (ox = l + 8j) × R rows (R ≤ ho), about 4 in all. */
-function gradWeightSlots(wo: number, ho: number): { R: number; PX: number } {
-  const slots = convPathConfig.wgradSlots;
+function gradWeightSlots(device: Device, wo: number, ho: number): { R: number; PX: number } {
+  const slots = device.policy.conv.wgradSlots;
   const PX = Math.min(slots, Math.ceil(wo / SUBGROUP));
   return { R: Math.max(1, Math.min(ho, Math.floor(slots / PX))), PX };
 }
@@ -699,8 +671,8 @@ function gradWeightBlocks(g: ConvGeometry, b: GradWeightBlock): { coBlocks: numb
 }
 
 /** How many slices of the batch's output rows the texture grad-weight kernel sums separately. */
-export function gradWeightSlicesTexture(g: ConvGeometry): { slices: number; rowsPerSlice: number } {
-  const { coBlocks, cqBlocks, rowBlocks } = gradWeightBlocks(g, gradWeightBlock(g));
+export function gradWeightSlicesTexture(device: Device, g: ConvGeometry): { slices: number; rowsPerSlice: number } {
+  const { coBlocks, cqBlocks, rowBlocks } = gradWeightBlocks(g, gradWeightBlock(device, g));
   const blocks = coBlocks * cqBlocks * rowBlocks;
   const rows = g.batch * g.ho;
   // texel bytes one output row brings in: its dY row and the sh input rows it steps over
@@ -733,17 +705,17 @@ export function conv2dGradWeightTexture(
   dyTex?: PackedGradOutput,
   xTex?: PooledTexture,
 ): void {
-  const b = gradWeightBlock(g);
-  const { slices, rowsPerSlice } = gradWeightSlicesTexture(g);
+  const b = gradWeightBlock(device, g);
+  const { slices, rowsPerSlice } = gradWeightSlicesTexture(device, g);
   if (parts.size < slices * g.cout * g.cin * g.kh * g.kw) throw new Error(`conv2dGradWeightTexture: partials tensor too small for ${slices} slices`);
-  if (convPathConfig.rows && rowGradWeightFits(device, g)) {
+  if (device.policy.conv.rows && rowGradWeightFits(device, g)) {
     rowGradWeight(device, dy, x, parts, g, slices, rowsPerSlice);
     return;
   }
   const dyt = dyTex?.texture ?? packActivation(device, dy, g.cout, g.ho, g.wo, 0, 0);
   const xt = xTex ?? packInput(device, x, g);
   const [sh, sw] = inputStride(g);
-  const { R, PX } = gradWeightSlots(g.wo, g.ho);
+  const { R, PX } = gradWeightSlots(device, g.wo, g.ho);
   const key = `${b.tm}x${b.cq}x${b.kr}:${g.kw}:${R}x${PX}`;
   const pipeline = device.pipeline(`conv2d tex:gradWeight:${key}`, `conv2d texture grad weight (${b.tm}×${b.cq}×${b.kr}, KW ${g.kw}, ${R}×${PX} px)`, () =>
     gradWeightSource(b, g.kw, R, PX),

@@ -45,6 +45,9 @@ import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 import type { Device } from '../gpu/device.ts';
+import type { MatmulConfig } from '../gpu/policy.ts';
+
+export type { MatmulConfig };
 import type { Operand } from './operand.ts';
 import { UniformWriter, hasSubgroupsOf8, isSoftwareAdapter } from './common.ts';
 import { matmulTexture, matmulTextureFits } from './matmulTexture.ts';
@@ -63,20 +66,7 @@ export interface MatmulOptions {
   bias?: Operand | undefined;
 }
 
-export type MatmulConfig =
-  | { kind: 'tiled' }
-  | { kind: 'direct'; tm: number; tn: number; wx: number; wy: number }
-  | { kind: 'texture' };
 
-/**
- * Forces a kernel for every matmul (tests, benchmarks); null = chooseConfig.
- * `tuning` maps a shape class (shapeClass) to the config tuneMatmul found best
- * for it on this process's adapter; it is loaded from TUNING_FILE when present.
- */
-export const matmulKernelConfig: { force: MatmulConfig | null; tuning: Map<string, MatmulConfig> | null } = {
-  force: null,
-  tuning: null,
-};
 
 /** Where tuneMatmul's results live (per adapter, per shape class): .cache/ at the repository root. */
 export const TUNING_FILE = fileURLToPath(new URL('../.cache/matmul-tuning.json', import.meta.url));
@@ -342,25 +332,28 @@ export function shapeClass(o: Pick<MatmulOptions, 'transA' | 'transB' | 'M' | 'N
   return `${o.transA ? 'T' : 'N'}${o.transB ? 'T' : 'N'}:${p2(o.M)}x${p2(o.N)}x${p2(o.K)}`;
 }
 
-const tuningLoaded = new WeakSet<Device>();
+/** TUNING_FILE's table for each adapter, read once per process (null: none) */
+const tuningFiles = new Map<string, Map<string, MatmulConfig> | null>();
 
+/** The tuning in force: the policy's, else what `bench --tune` left in TUNING_FILE for this adapter. */
 function tuningFor(device: Device): Map<string, MatmulConfig> | null {
-  if (!tuningLoaded.has(device)) {
-    tuningLoaded.add(device);
+  if (device.policy.matmul.tuning) return device.policy.matmul.tuning;
+  if (!tuningFiles.has(device.label)) {
+    let table: Map<string, MatmulConfig> | null = null;
     try {
-      const all = JSON.parse(readFileSync(TUNING_FILE, 'utf8')) as Record<string, Record<string, MatmulConfig>>;
-      const mine = all[device.label];
-      if (mine) matmulKernelConfig.tuning = new Map(Object.entries(mine));
+      const mine = (JSON.parse(readFileSync(TUNING_FILE, 'utf8')) as Record<string, Record<string, MatmulConfig>>)[device.label];
+      if (mine) table = new Map(Object.entries(mine));
     } catch {
       // no tuning file: defaults
     }
+    tuningFiles.set(device.label, table);
   }
-  return matmulKernelConfig.tuning;
+  return tuningFiles.get(device.label)!;
 }
 
 /** The kernel for this matmul: forced, tuned for its shape class on this adapter, or the adapter's default. */
 export function chooseConfig(device: Device, o: MatmulOptions): MatmulConfig {
-  const force = matmulKernelConfig.force;
+  const force = device.policy.matmul.force;
   const textureOk = hasSubgroupsOf8(device) && matmulTextureFits(device, o);
   if (force) return force.kind === 'texture' && !textureOk ? DIRECT_DEFAULT : force;
   const tuned = tuningFor(device)?.get(shapeClass(o));
@@ -404,7 +397,7 @@ export async function tuneMatmul(
   o: { candidates?: MatmulConfig[]; budgetMs?: number; write?: boolean } = {},
 ): Promise<TuneResult[]> {
   const results: TuneResult[] = [];
-  const prevForce = matmulKernelConfig.force;
+  const policy = device.policy;
   try {
     for (const s of shapes) {
       const a = make(s.transA ? [s.K, s.M] : [s.M, s.K]);
@@ -413,7 +406,7 @@ export async function tuneMatmul(
       const opts: MatmulOptions = { ...s, batchA: 1, batchB: 1, batch: 1 };
       const times: TuneResult['times'] = [];
       for (const config of o.candidates ?? TUNE_CANDIDATES) {
-        matmulKernelConfig.force = config;
+        device.policy = { ...policy, matmul: { ...policy.matmul, force: config } };
         matmulKernel(device, a, b, c, opts);
         await device.sync();
         // the fastest repetition: other processes only ever make a repetition slower
@@ -432,11 +425,12 @@ export async function tuneMatmul(
       results.push({ shape: shapeClass(s), times, best });
     }
   } finally {
-    matmulKernelConfig.force = prevForce;
+    device.policy = policy;
   }
-  const table = tuningFor(device) ?? new Map<string, MatmulConfig>();
+  const table = new Map(tuningFor(device) ?? []);
   for (const r of results) table.set(r.shape, r.best);
-  matmulKernelConfig.tuning = table;
+  device.policy = { ...policy, matmul: { ...policy.matmul, tuning: table } };
+  tuningFiles.set(device.label, table);
   if (o.write ?? true) {
     let all: Record<string, Record<string, MatmulConfig>> = {};
     try {

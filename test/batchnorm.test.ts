@@ -16,10 +16,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { type Device, Rng, type Tensor, batchNorm2d, tensor, tidy, zeros, ones } from '../engine/index.ts';
-import { assertClose, checkOp, checkRefGrad, destroyTestDevice, randomArr, testDevice } from './helpers.ts';
+import { assertClose, checkOp, checkRefGrad, destroyTestDevice, randomArr, setPolicy, testDevice } from './helpers.ts';
 import { type Arr, arr } from './reference.ts';
 import { type RefBatchNormOptions, refBatchNorm2d, refChannelStats, refRunningUpdate } from './reference-conv.ts';
-import { bnConfig } from '../kernels/batchnorm.ts';
 import { isSoftwareAdapter } from '../kernels/common.ts';
 
 let device: Device;
@@ -295,14 +294,14 @@ describe('batchNorm2d', () => {
 
   it('the GPU layouts (64-lane tree reductions, planes per workgroup) match the reference too', async (t) => {
     if (!isSoftwareAdapter(device)) return t.skip('the GPU layouts already ran above');
-    bnConfig.cpuLayouts = false;
+    const restore = setPolicy(device, { batchnorm: { cpuLayouts: false } });
     try {
       await fc.assert(fc.asyncProperty(bnCase, (c) => checkBn(c, true)), { numRuns: 8 });
       await fc.assert(fc.asyncProperty(bnCase, (c) => checkBn(c, false)), { numRuns: 4 });
       await checkRunningStats(outlierBatch(9), 1e-3);
       for (const c of SMALL_AND_SPLIT) await checkBn(c, true);
     } finally {
-      bnConfig.cpuLayouts = true;
+      restore();
     }
   });
 

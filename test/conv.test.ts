@@ -12,11 +12,11 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { type Device, Rng, conv2d, conv2dBackwardFilter, conv2dBackwardInput, sum, tensor, tidy } from '../engine/index.ts';
-import { convKernelConfig, gradWeightSplits } from '../kernels/conv2d.ts';
-import { convPathConfig, textureConvSupported, useTextureConv } from '../kernels/conv2dTexture.ts';
+import { gradWeightSplits } from '../kernels/conv2d.ts';
+import { textureConvSupported, useTextureConv } from '../kernels/conv2dTexture.ts';
 import { isSoftwareAdapter } from '../kernels/common.ts';
 import { rowConvFits, rowGradWeightFits } from '../kernels/conv2dRows.ts';
-import { assertClose, checkOp, checkRefGrad, destroyTestDevice, randomArr, testDevice } from './helpers.ts';
+import { assertClose, checkOp, checkRefGrad, destroyTestDevice, randomArr, setPolicy, testDevice } from './helpers.ts';
 import { refConv2d, refOutSize } from './reference-conv.ts';
 
 let device: Device;
@@ -67,25 +67,22 @@ describe('conv2d', () => {
   // The property above runs whichever path this adapter takes ('auto': the texture
   // kernels on lavapipe, the buffer kernels on GPUs); the other one is checked here.
   it('the other conv path (buffer kernels on lavapipe, texture kernels where a GPU has subgroups of 8) matches too', async (t) => {
-    const saved = convPathConfig.path;
     const other = isSoftwareAdapter(device) && textureConvSupported(device) ? 'buffer' : 'texture';
     if (other === 'texture' && !textureConvSupported(device)) return t.skip('this adapter has no subgroups of 8 lanes: only the buffer kernels run here');
-    convPathConfig.path = other;
+    const restore = setPolicy(device, { conv: { path: other } });
     try {
       await fc.assert(
         fc.asyncProperty(convCase, checkConvCase),
         { numRuns: 8 },
       );
     } finally {
-      convPathConfig.path = saved;
+      restore();
     }
   });
 
   it('texture path: wide layers (32-row blocks), wide rows, stride 2 and 3 phases', async (t) => {
     if (!textureConvSupported(device)) return t.skip('no subgroups of 8 lanes on this adapter');
-    const saved = { ...convPathConfig };
-    convPathConfig.path = 'texture';
-    convPathConfig.tm = 32;
+    const restore = setPolicy(device, { conv: { path: 'texture', tm: 32 } });
     try {
       const rng = new Rng(21);
       for (const [cin, cout, size, k, stride, padding] of [
@@ -103,14 +100,13 @@ describe('conv2d', () => {
         });
       }
     } finally {
-      Object.assign(convPathConfig, saved);
+      restore();
     }
   });
 
   it('texture path, row kernel (NCHW read through a copied texture): 1 to 16 lanes per row, 4 or 8 pixels per lane, strides 1 and 2, 1×1 and 3×3, 16- and 32-channel blocks, 1×1 weights packed or copied raw, 1×1 weight gradients, channels not multiples of 4 or of the block; and the repacked correlation on the same shapes', async (t) => {
     if (!textureConvSupported(device)) return t.skip('no subgroups of 8 lanes on this adapter');
-    const saved = { ...convPathConfig };
-    convPathConfig.path = 'texture';
+    const restore = setPolicy(device, { conv: { path: 'texture' } });
     const base = { batch: 2, cin: 4, h: 8, w: 8, cout: 8, kh: 3, kw: 3, ho: 8, wo: 8, strideH: 1, strideW: 1, padH: 1, padW: 1 };
     for (const [why, g] of [
       ['3 lanes per row', { ...base, w: 12, wo: 12 }],
@@ -144,8 +140,7 @@ describe('conv2d', () => {
         const inputs = [randomArr(rng, [batch, cin, h, w]), randomArr(rng, [cout, cin, k, k]), randomArr(rng, [cout])];
         // row kernels with 8 pixels per lane where rows allow (the default), with 4, and the repacked kernels
         for (const [rows, rowPixels] of [[true, 8], [true, 4], [false, 8]] as const) {
-          convPathConfig.rows = rows;
-          convPathConfig.rowPixels = rowPixels;
+          setPolicy(device, { conv: { rows, rowPixels } }); // the outer restore() undoes it
           await checkOp(device, {
             inputs,
             gpu: ([x, wt, b]) => conv2d(x!, wt!, b, { stride, padding }),
@@ -155,7 +150,7 @@ describe('conv2d', () => {
         }
       }
     } finally {
-      Object.assign(convPathConfig, saved);
+      restore();
     }
   });
 
@@ -184,15 +179,14 @@ describe('conv2d', () => {
 
   it('the texture path declines geometries whose grids or textures exceed the device limits', () => {
     const g = { batch: 8, cin: 16, h: 16, w: 16, cout: 16, kh: 3, kw: 3, ho: 16, wo: 16, strideH: 1, strideW: 1, padH: 1, padW: 1 };
-    const saved = convPathConfig.path;
-    convPathConfig.path = 'texture';
+    const restore = setPolicy(device, { conv: { path: 'texture' } });
     try {
       if (textureConvSupported(device)) assert.ok(useTextureConv(device, g), 'a small conv takes the texture path');
       // 2048 → 2048 channels: the weight pack's 1-D grid alone exceeds 65535 workgroups
       assert.equal(useTextureConv(device, { ...g, cin: 2048, cout: 2048 }), false);
       assert.equal(useTextureConv(device, { ...g, batch: device.limits.maxTextureArrayLayers + 1 }), false);
     } finally {
-      convPathConfig.path = saved;
+      restore();
     }
   });
 
@@ -239,8 +233,7 @@ describe('conv2d', () => {
   // there costs about 15 s of LLVM per kernel on a cold shader cache, so it is opt-in.
   it('the unrolled kernels compute the same (on software adapters with TEST_UNROLLED=1)', async (t) => {
     if (isSoftwareAdapter(device) && process.env.TEST_UNROLLED !== '1') return t.skip('set TEST_UNROLLED=1 to compile the unrolled kernels on lavapipe');
-    const saved = convKernelConfig.unroll;
-    convKernelConfig.unroll = true;
+    const restore = setPolicy(device, { conv: { unroll: true } });
     try {
       const rng = new Rng(12);
       await checkOp(device, {
@@ -257,7 +250,7 @@ describe('conv2d', () => {
         gradTol: GRAD_TOL,
       });
     } finally {
-      convKernelConfig.unroll = saved;
+      restore();
     }
   });
 

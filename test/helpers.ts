@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { type Device, Rng, type Tensor, createDevice, tensor, tidy } from '../engine/index.ts';
 import { type Arr, type RefOp, arr, size } from './reference.ts';
+import type { KernelPolicy } from '../gpu/policy.ts';
 
 let shared: Promise<Device> | null = null;
 
@@ -135,4 +136,24 @@ export function checkRefGrad(op: RefOp, inputs: Arr[], opts: { seed?: number; sk
       );
     }
   });
+}
+
+/**
+ * Replaces parts of the device's kernel policy (which kernel variants the planners may
+ * choose: gpu/policy.ts) for a test; returns the function that restores the policy the
+ * device had before.
+ */
+export function setPolicy(
+  device: Device,
+  patch: { conv?: Partial<KernelPolicy['conv']>; matmul?: Partial<KernelPolicy['matmul']>; batchnorm?: Partial<KernelPolicy['batchnorm']> },
+): () => void {
+  const saved = device.policy;
+  device.policy = {
+    conv: { ...saved.conv, ...patch.conv },
+    matmul: { ...saved.matmul, ...patch.matmul },
+    batchnorm: { ...saved.batchnorm, ...patch.batchnorm },
+  };
+  return () => {
+    device.policy = saved;
+  };
 }

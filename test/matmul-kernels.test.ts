@@ -8,8 +8,8 @@ import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { type Device, Rng, linear, matmul, tensor, tidy } from '../engine/index.ts';
 import { hasSubgroupsOf8 } from '../kernels/common.ts';
-import { type MatmulConfig, chooseConfig, configName, matmulKernelConfig } from '../kernels/matmul.ts';
-import { DEFAULT_TOL, assertClose, checkOp, destroyTestDevice, randomArr, testDevice } from './helpers.ts';
+import { type MatmulConfig, chooseConfig, configName } from '../kernels/matmul.ts';
+import { DEFAULT_TOL, assertClose, checkOp, destroyTestDevice, randomArr, setPolicy, testDevice } from './helpers.ts';
 import { refLinear, refMatmul } from './reference.ts';
 
 let device: Device;
@@ -17,7 +17,7 @@ before(async () => {
   device = await testDevice();
 });
 after(async () => {
-  matmulKernelConfig.force = null;
+  setPolicy(device, { matmul: { force: null } });
   await destroyTestDevice();
 });
 
@@ -34,7 +34,7 @@ const dim = fc.constantFrom(1, 3, 4, 13, 36, 70, 130);
 for (const cfg of CONFIGS) {
   describe(`matmul kernel: ${configName(cfg)}`, () => {
     it('matches the reference: transposes, batches, aligned and unaligned sizes', async () => {
-      matmulKernelConfig.force = cfg;
+      setPolicy(device, { matmul: { force: cfg } });
       try {
         await fc.assert(
           fc.asyncProperty(dim, dim, dim, fc.boolean(), fc.boolean(), fc.constantFrom(0, 1, 2), fc.constantFrom(0, 1, 2), fc.nat(),
@@ -48,12 +48,12 @@ for (const cfg of CONFIGS) {
           { numRuns: 6 },
         );
       } finally {
-        matmulKernelConfig.force = null;
+        setPolicy(device, { matmul: { force: null } });
       }
     });
 
     it('linear with the fused bias', async () => {
-      matmulKernelConfig.force = cfg;
+      setPolicy(device, { matmul: { force: cfg } });
       try {
         for (const [n, i, o] of [[5, 8, 10], [12, 13, 4], [64, 36, 8]] as const) {
           const rng = new Rng(n * i * o);
@@ -64,7 +64,7 @@ for (const cfg of CONFIGS) {
           });
         }
       } finally {
-        matmulKernelConfig.force = null;
+        setPolicy(device, { matmul: { force: null } });
       }
     });
   });
@@ -76,7 +76,7 @@ describe('texture matmul: operands already in the packed layout', () => {
   // M) holding whatever the pooled texture held, which must never reach C.
   it('are copied, not packed, and stale padding rows never reach the result', async () => {
     if (!hasSubgroupsOf8(device)) return; // the texture kernel does not run here
-    matmulKernelConfig.force = { kind: 'texture' };
+    setPolicy(device, { matmul: { force: { kind: 'texture' } } });
     try {
       const rng = new Rng(7);
       // leave huge values in pooled textures of the sizes the next products take
@@ -103,7 +103,7 @@ describe('texture matmul: operands already in the packed layout', () => {
       assertClose(await c.toArray(), refMatmul(false, true).forward([a, bt]), DEFAULT_TOL, 'A·Bᵀ');
       c.dispose();
     } finally {
-      matmulKernelConfig.force = null;
+      setPolicy(device, { matmul: { force: null } });
     }
   });
 });
@@ -118,11 +118,11 @@ describe('matmul kernel choice', () => {
     const tooManyPanels = { ...base, N: 64 * (l.maxTextureArrayLayers + 1) };
     const tooManyBatchedPanels = { ...base, N: 128, batchB: l.maxTextureArrayLayers / 2 + 1, batch: l.maxTextureArrayLayers / 2 + 1 };
     for (const o of [tooTall, tooManyLayers, tooManyPanels, tooManyBatchedPanels]) assert.notEqual(chooseConfig(device, o).kind, 'texture', JSON.stringify(o));
-    matmulKernelConfig.force = { kind: 'texture' };
+    setPolicy(device, { matmul: { force: { kind: 'texture' } } });
     try {
       assert.notEqual(chooseConfig(device, tooTall).kind, 'texture');
     } finally {
-      matmulKernelConfig.force = null;
+      setPolicy(device, { matmul: { force: null } });
     }
   });
 });

@@ -1,0 +1,74 @@
+// Which kernel variants the kernels may choose, as data on the device (Device.policy):
+// tests and the bench force a path or a block by giving a device another policy,
+// instead of flipping module globals. The defaults are what production runs; the
+// planners in kernels/ read it together with the adapter (software or not, subgroups).
+
+/** A matmul kernel: the tiled GPU kernel, a direct one of tm × tn per thread, or the texture one (kernels/matmul.ts). */
+export type MatmulConfig =
+  | { kind: 'tiled' }
+  | { kind: 'direct'; tm: number; tn: number; wx: number; wy: number }
+  | { kind: 'texture' };
+
+/** Output channels × input-channel quads × kernel rows per lane of the repacked 3×3 weight gradient (kernels/conv2dTexture.ts). */
+export interface GradWeightBlock {
+  tm: number;
+  cq: number;
+  kr: number;
+}
+
+export interface KernelPolicy {
+  conv: {
+    /** 'auto': the texture path where usable (software adapter, subgroups of 8); or force one */
+    path: 'auto' | 'texture' | 'buffer';
+    /** the texture path's row kernels (kernels/conv2dRows.ts) where they fit */
+    rows: boolean;
+    /** output pixels per lane of the 3×3 stride-1 row kernel: 8 where rows are whole octets, or always 4 */
+    rowPixels: 4 | 8;
+    /** rows × columns per lane of the repacked correlation */
+    tm: number;
+    tn: number;
+    /** the repacked weight gradient's block (default 16 (or 8) channels × 1 quad × 1 row) */
+    wgrad?: GradWeightBlock;
+    wgradSlots: number;
+    /** the buffer kernels' loops unrolled: 'auto' = except on software adapters, where compile time dominates */
+    unroll: 'auto' | boolean;
+  };
+  matmul: {
+    /** one kernel for every matmul (tests, benchmarks), or null = the planner's choice */
+    force: MatmulConfig | null;
+    /** per shape class, what `bench --tune` found fastest on this adapter (.cache/matmul-tuning.json) */
+    tuning: Map<string, MatmulConfig> | null;
+  };
+  batchnorm: {
+    /** the layouts written for CPU rasterisers where the adapter is one; off checks the GPU layouts on lavapipe */
+    cpuLayouts: boolean;
+  };
+}
+
+/** What production runs (the defaults measured best on lavapipe; GPUs take the buffer kernels). */
+export function defaultKernelPolicy(): KernelPolicy {
+  return {
+    conv: { path: 'auto', rows: true, rowPixels: 8, tm: 16, tn: 4, wgradSlots: 4, unroll: 'auto' },
+    matmul: { force: null, tuning: null },
+    batchnorm: { cpuLayouts: true },
+  };
+}
+
+/** Runs `fn` with parts of the device's policy replaced, then restores it (tests, bench experiments). */
+export async function withPolicy<T>(
+  device: { policy: KernelPolicy },
+  patch: { conv?: Partial<KernelPolicy['conv']>; matmul?: Partial<KernelPolicy['matmul']>; batchnorm?: Partial<KernelPolicy['batchnorm']> },
+  fn: () => T | Promise<T>,
+): Promise<T> {
+  const saved = device.policy;
+  device.policy = {
+    conv: { ...saved.conv, ...patch.conv },
+    matmul: { ...saved.matmul, ...patch.matmul },
+    batchnorm: { ...saved.batchnorm, ...patch.batchnorm },
+  };
+  try {
+    return await fn();
+  } finally {
+    device.policy = saved;
+  }
+}
