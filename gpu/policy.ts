@@ -53,22 +53,3 @@ export function defaultKernelPolicy(): KernelPolicy {
     batchnorm: { cpuLayouts: true },
   };
 }
-
-/** Runs `fn` with parts of the device's policy replaced, then restores it (tests, bench experiments). */
-export async function withPolicy<T>(
-  device: { policy: KernelPolicy },
-  patch: { conv?: Partial<KernelPolicy['conv']>; matmul?: Partial<KernelPolicy['matmul']>; batchnorm?: Partial<KernelPolicy['batchnorm']> },
-  fn: () => T | Promise<T>,
-): Promise<T> {
-  const saved = device.policy;
-  device.policy = {
-    conv: { ...saved.conv, ...patch.conv },
-    matmul: { ...saved.matmul, ...patch.matmul },
-    batchnorm: { ...saved.batchnorm, ...patch.batchnorm },
-  };
-  try {
-    return await fn();
-  } finally {
-    device.policy = saved;
-  }
-}
