@@ -4,7 +4,7 @@
 // a completed (or diverged) run is skipped, a run with a checkpoint is resumed
 // from it, anything else starts afresh; Ctrl-C stops after the current run has
 // written its checkpoint. At the end (and on a stop) the report is written.
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { DEFAULTS, KEYS, type TrainConfig, readRecipe, validateConfig } from '../cli/config.ts';
@@ -293,6 +293,18 @@ export function formatPlan(p: Plan): string {
 
 // ------------------------------------------------------------------ run
 
+/** A run killed before its first checkpoint starts again: its folder goes, but only if it looks like a run's. */
+function removeLeftovers(dir: string): void {
+  if (!statSync(dir).isDirectory()) throw new Error(`${dir}: in the way of a run folder (not a folder)`);
+  const names = readdirSync(dir);
+  const runFiles = new Set(['metrics.jsonl', 'summary.json', 'checkpoints', 'loss.svg', 'accuracy.svg', 'lr.svg', 'momentum.svg']);
+  const foreign = names.filter((n) => !runFiles.has(n) && !n.startsWith('.'));
+  if (names.length > 0 && foreign.length === names.length) {
+    throw new Error(`${dir}: holds files that are not a training run's (${foreign.slice(0, 3).join(', ')}); move them, the experiment needs this folder`);
+  }
+  rmSync(dir, { recursive: true, force: true });
+}
+
 export interface ExperimentRunOptions {
   device?: Device;
   quiet?: boolean;
@@ -357,7 +369,7 @@ export async function runExperiment(exp: Experiment, o: ExperimentRunOptions = {
       }
       started++;
       const resume = now.status === 'partial';
-      if (!resume && existsSync(run.dir) && statSync(run.dir).isDirectory()) rmSync(run.dir, { recursive: true, force: true }); // leftovers without a checkpoint
+      if (!resume && existsSync(run.dir)) removeLeftovers(run.dir);
       log(`${tag} ${resume ? `resuming at step ${now.stepsDone}` : 'starting'} · ${overall()}`);
       const before = now.stepsDone;
       const r = await runTraining(run.config, {

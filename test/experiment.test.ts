@@ -338,6 +338,15 @@ describe('experiment: running', () => {
     assert.deepEqual(strip(resumed.results), strip(reference.results));
   });
 
+  it('a run folder holding files that are not a run\'s is refused, not deleted', async () => {
+    const out = tmp();
+    const exp = readExperiment(SMOKE, out);
+    mkdirSync(exp.runs[0]!.dir, { recursive: true });
+    writeFileSync(join(exp.runs[0]!.dir, 'notes.txt'), 'mine');
+    await assert.rejects(runExperiment(exp, { device, ...quiet }), /onecycle-s1: holds files that are not a training run's \(notes\.txt\)/);
+    assert.ok(existsSync(join(exp.runs[0]!.dir, 'notes.txt')));
+  });
+
   it('Ctrl-C stops the experiment resumably (exit 130)', async () => {
     const out = tmp();
     const exp = readExperiment(SMOKE, out);
