@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Device } from '../engine/device.ts';
-import { formatPlan, planExperiment, readExperiment, runExperiment } from '../run/experiment.ts';
+import { formatPlan, planExperiment, probeSpeed, readExperiment, runExperiment } from '../run/experiment.ts';
 import { type ExperimentResults, aggregate, buildResults, compareNames, stats, writeReport } from '../run/experimentReport.ts';
 import { destroyTestDevice, testDevice } from './helpers.ts';
 
@@ -345,6 +345,15 @@ describe('experiment: running', () => {
     writeFileSync(join(exp.runs[0]!.dir, 'notes.txt'), 'mine');
     await assert.rejects(runExperiment(exp, { device, ...quiet }), /onecycle-s1: holds files that are not a training run's \(notes\.txt\)/);
     assert.ok(existsSync(join(exp.runs[0]!.dir, 'notes.txt')));
+  });
+
+  it('--dry-run --probe: a few measured steps give the estimate when no run has finished', async () => {
+    const out = tmp();
+    const plan = await planExperiment(readExperiment(SMOKE, out), { probe: (c) => probeSpeed(c, { device }) });
+    assert.ok(plan.secondsLeft !== null && plan.secondsLeft > 0 && Number.isFinite(plan.secondsLeft), String(plan.secondsLeft));
+    assert.equal(plan.speedSources.length, 1, 'one probe: both arms train at the same speed');
+    assert.match(plan.speedSources[0]!, /from a probe of onecycle-s1's settings/);
+    assert.ok(!existsSync(join(out, 'onecycle-s1')), 'the probe leaves the experiment folder alone');
   });
 
   it('Ctrl-C stops the experiment resumably (exit 130)', async () => {
