@@ -439,7 +439,6 @@ export function accuracyCurveChart(r: ExperimentResults, title: string): string 
     bands,
     width,
     height: 440 + 18 * rows,
-    yClip: [0, 1],
     description: 'Mean test accuracy over the completed seeds of each arm; the shaded band spans min to max.',
   });
 }
