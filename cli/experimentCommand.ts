@@ -5,7 +5,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { createDevice } from '../engine/device.ts';
+import { type Device, createDevice } from '../engine/device.ts';
 import { formatPlan, planExperiment, probeSpeed, readExperiment, runExperiment } from '../run/experiment.ts';
 import { resultsTable, writeReport } from '../run/experimentReport.ts';
 
@@ -74,7 +74,9 @@ export async function experimentCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const { resolveMaxLrByRangeTest } = await import('./rangeTestCommand.ts');
-  const device = await createDevice();
+  // one device for all runs, made when the first run starts (none when every run is done)
+  const made: { device: Promise<Device> | null } = { device: null };
+  const device = (): Promise<Device> => (made.device ??= createDevice());
   try {
     const r = await runExperiment(exp, { device, quiet: Boolean(values.quiet), resolveMaxLr: resolveMaxLrByRangeTest });
     process.stdout.write(`${resultsTable(r.results)}\n\nreport: ${r.reportFiles.join(', ')}\n`);
@@ -85,6 +87,6 @@ export async function experimentCommand(argv: string[]): Promise<number> {
     process.stdout.write(`experiment '${exp.name}' complete (${r.trained.length} trained now, ${r.skipped.length} already done)\n`);
     return 0;
   } finally {
-    device.destroy();
+    if (made.device) (await made.device).destroy();
   }
 }

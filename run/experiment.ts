@@ -306,7 +306,8 @@ function removeLeftovers(dir: string): void {
 }
 
 export interface ExperimentRunOptions {
-  device?: Device;
+  /** the device every run trains on, or a function making it when the first run starts (none is made when all are done) */
+  device?: Device | (() => Promise<Device>);
   quiet?: boolean;
   log?: (s: string) => void;
   resolveMaxLr?: MaxLrResolver;
@@ -372,11 +373,12 @@ export async function runExperiment(exp: Experiment, o: ExperimentRunOptions = {
       if (!resume && existsSync(run.dir)) removeLeftovers(run.dir);
       log(`${tag} ${resume ? `resuming at step ${now.stepsDone}` : 'starting'} · ${overall()}`);
       const before = now.stepsDone;
+      const device = typeof o.device === 'function' ? await o.device() : o.device;
       const r = await runTraining(run.config, {
         resume,
         quiet: o.quiet ?? false,
         log: (s) => log(`${tag} ${s}`),
-        ...(o.device ? { device: o.device } : {}),
+        ...(device ? { device } : {}),
         ...(o.resolveMaxLr ? { resolveMaxLr: o.resolveMaxLr } : {}),
       });
       stepsTrained += r.result.steps - before;
