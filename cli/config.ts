@@ -97,7 +97,7 @@ export const DEFAULTS: TrainConfig = {
   divergenceFactor: 4,
 };
 
-const KEYS = new Set<string>(Object.keys(DEFAULTS).concat(['width', 'data', 'trainSubset', 'testSubset', 'epochs', 'iterations', 'minLr', 'annihilationFraction', 'clrStepSize']));
+export const KEYS = new Set<string>(Object.keys(DEFAULTS).concat(['width', 'data', 'trainSubset', 'testSubset', 'epochs', 'iterations', 'minLr', 'annihilationFraction', 'clrStepSize']));
 
 function fail(source: string, msg: string): never {
   throw new Error(`${source}: ${msg}`);

@@ -58,13 +58,14 @@ async function listedCommands(): Promise<string[]> {
 describe('cli: commands and help', () => {
   it('lists its commands; each one has a --help that exits 0 and lists its flags', async () => {
     const commands = await listedCommands();
-    for (const c of ['train', 'range-test', 'eval', 'download', 'bench']) assert.ok(commands.includes(c), `${c} missing from ${commands.join(', ')}`);
+    for (const c of ['train', 'range-test', 'eval', 'download', 'bench', 'experiment']) assert.ok(commands.includes(c), `${c} missing from ${commands.join(', ')}`);
     const expected: Record<string, string[]> = {
       train: ['--recipe', '--model', '--batch-size', '--max-lr', '--resume', '--out'],
       'range-test': ['--start-lr', '--end-lr', '--steps', '--recipe'],
       eval: ['--checkpoint', '--dataset', '--data', '--test-subset', '--batch-size', '--out'],
       download: ['--dataset', '--dir', '--url', '--md5', '--force'],
       bench: ['--quick', '--json', '--compare', '--only', '--no-peer', '--profile'],
+      experiment: ['--dry-run', '--probe', '--out', '--quiet', 'report FOLDER'],
     };
     for (const c of commands) {
       const r = await cli([c, '--help']);

@@ -30,6 +30,9 @@ const RANK: Record<string, number> = {
 const KNOWN = new Set<string>([
   // the application layer is split: TrainConfig lives in cli/, train/ and rangetest/ import it upward
   'up: train/ → cli/config.ts',
+  // the experiment runner reuses the train command's runTraining and config (both belong in run/)
+  'up: run/ → cli/config.ts',
+  'up: run/ → cli/train.ts',
   // peers of one layer importing each other in a circle
   'circle: rangetest/ ⇄ train/',
   // the conv and matmul kernel variants import each other (one planner per op family is the fix)

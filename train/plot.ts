@@ -6,8 +6,11 @@
  *                  (`yClip`, or `yMaxQuantile` to ignore a blow-up). NaN / Infinity (and values <= 0
  *                  on a log axis) leave gaps. Lines are clipped to the plot area geometrically
  *                  (Liang–Barsky), so a loss of 1e30 costs no giant coordinates.
+ *                  `bands` shade a range (min–max over seeds) under the lines.
  *   rangeTestPlot  the LR range test: raw and smoothed loss against log lr, suggested max / min lr
  *                  and the divergence point marked.
+ *   errorBarChart  one row per group (experiment arms): the mean as a dot, ±std as a thick bar,
+ *                  min–max as a whisker and each value as a small ring, on a shared x axis.
  *
  * Output is standalone SVG 1.1 text with every label escaped; no ids, so charts can be inlined
  * together in one HTML page.
@@ -29,6 +32,16 @@ export interface ChartSeries {
   readonly opacity?: number;
 }
 
+/** A shaded range between two curves (e.g. min and max over seeds), drawn under the lines. */
+export interface ChartBand {
+  readonly xs: ArrayLike<number>;
+  readonly lo: ArrayLike<number>;
+  readonly hi: ArrayLike<number>;
+  readonly color?: string;
+  /** Fill opacity, default 0.15. */
+  readonly opacity?: number;
+}
+
 export interface ChartMarker {
   readonly x: number;
   readonly label: string;
@@ -40,6 +53,8 @@ export interface LineChartOptions {
   readonly xLabel?: string;
   readonly yLabel?: string;
   readonly series: readonly ChartSeries[];
+  /** Shaded ranges; band k takes series k's colour unless it names one. */
+  readonly bands?: readonly ChartBand[];
   readonly logX?: boolean;
   readonly logY?: boolean;
   readonly markers?: readonly ChartMarker[];
@@ -84,6 +99,14 @@ export function lineChart(options: LineChartOptions): string {
       if (!okX(s.xs[i]!)) continue;
       xsAll.push(s.xs[i]!);
       if (okY(s.ys[i]!)) ysAll.push(s.ys[i]!);
+    }
+  }
+  for (const b of options.bands ?? []) {
+    if (b.xs.length !== b.lo.length || b.xs.length !== b.hi.length) throw new RangeError(`${NAME}: a band's xs, lo and hi differ in length`);
+    for (let i = 0; i < b.xs.length; i++) {
+      if (!okX(b.xs[i]!)) continue;
+      xsAll.push(b.xs[i]!);
+      for (const y of [b.lo[i]!, b.hi[i]!]) if (okY(y)) ysAll.push(y);
     }
   }
   for (const m of options.markers ?? []) if (okX(m.x)) xsAll.push(m.x);
@@ -162,6 +185,23 @@ export function lineChart(options: LineChartOptions): string {
     const cy = (plot.y0 + plot.y1) / 2;
     out.push(`<text x="16" y="${f(cy)}" text-anchor="middle" transform="rotate(-90 16 ${f(cy)})">${escapeXml(options.yLabel)}</text>`);
   }
+
+  // Bands: polygons along hi and back along lo, points clamped into the plot area.
+  (options.bands ?? []).forEach((b, k) => {
+    const pts: [number, number][] = [];
+    const back: [number, number][] = [];
+    const clamp = (t: number): number => Math.min(1, Math.max(0, t));
+    for (let i = 0; i < b.xs.length; i++) {
+      const x = b.xs[i]!;
+      if (!okX(x) || !okY(b.lo[i]!) || !okY(b.hi[i]!)) continue;
+      pts.push([clamp(fx(x)), clamp(fy(b.hi[i]!))]);
+      back.push([clamp(fx(x)), clamp(fy(b.lo[i]!))]);
+    }
+    if (pts.length < 2) return;
+    const ring = [...pts, ...back.reverse()].map((p) => toPx(p, plot));
+    const color = escapeXml(b.color ?? options.series[k]?.color ?? PALETTE[k % PALETTE.length]!);
+    out.push(`<path data-band="${k}" d="M${ring.join('L')}Z" fill="${color}" fill-opacity="${f(b.opacity ?? 0.15)}" stroke="none"/>`);
+  });
 
   // Series.
   const box = { x0: 0, y0: 0, x1: 1, y1: 1 };
@@ -276,6 +316,97 @@ export function rangeTestPlot(
     ...(options.width !== undefined ? { width: options.width } : {}),
     ...(options.height !== undefined ? { height: options.height } : {}),
   });
+}
+
+export interface ErrorBarRow {
+  readonly label: string;
+  readonly mean: number;
+  readonly std: number;
+  readonly min: number;
+  readonly max: number;
+  /** the individual values (seeds), drawn as small rings */
+  readonly values?: readonly number[];
+  readonly color?: string;
+}
+
+/**
+ * Groups (experiment arms) as rows, values on the x axis: mean (dot), mean ± std (thick bar),
+ * min–max (whisker with end caps) and the individual values (rings); row labels on the left.
+ * The height grows with the number of rows.
+ */
+export function errorBarChart(options: {
+  readonly title?: string;
+  readonly xLabel?: string;
+  readonly rows: readonly ErrorBarRow[];
+  readonly width?: number;
+  /** Fixed x range; default: the values' range, widened to ticks. */
+  readonly xRange?: readonly [number, number];
+  readonly description?: string;
+}): string {
+  const name = 'errorBarChart';
+  const width = options.width ?? 720;
+  if (!(Number.isFinite(width) && width >= 240)) throw new RangeError(`${name}: width must be at least 240, got ${width}`);
+  const rows = options.rows;
+  const rowH = 22;
+  const labelW = Math.min(width * 0.45, 12 + 6.6 * Math.max(4, ...rows.map((r) => r.label.length)));
+  const top = options.title !== undefined ? 40 : 14;
+  const height = top + rowH * Math.max(1, rows.length) + 52;
+  const plot = { x0: labelW + 10, y0: top, x1: width - 20, y1: top + rowH * Math.max(1, rows.length) };
+  const all: number[] = [];
+  for (const r of rows) for (const v of [r.mean, r.min, r.max, r.mean - r.std, r.mean + r.std, ...(r.values ?? [])]) if (Number.isFinite(v)) all.push(v);
+  let domain: [number, number];
+  if (options.xRange !== undefined) {
+    const [lo, hi] = options.xRange;
+    if (!(Number.isFinite(lo) && Number.isFinite(hi) && lo < hi)) throw new RangeError(`${name}: xRange must be finite [lo, hi] with lo < hi`);
+    domain = [lo, hi];
+  } else {
+    domain = niceDomain(padDomain(all.length > 0 ? [Math.min(...all), Math.max(...all)] : [0, 1], false));
+  }
+  const fx = axisMap(domain, false);
+  const px = (v: number): number => plot.x0 + Math.min(1, Math.max(0, fx(v))) * (plot.x1 - plot.x0);
+  const out: string[] = [];
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" ` +
+      `font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif" font-size="12">`,
+  );
+  if (options.title !== undefined) out.push(`<title>${escapeXml(options.title)}</title>`);
+  if (options.description !== undefined) out.push(`<desc>${escapeXml(options.description)}</desc>`);
+  out.push(`<rect x="0" y="0" width="${width}" height="${height}" fill="#ffffff"/>`);
+  const ticks = niceTicks(domain[0], domain[1]);
+  out.push('<g stroke="#e5e5e5" stroke-width="1">');
+  for (const t of ticks) out.push(`<line x1="${f(px(t))}" y1="${f(plot.y0)}" x2="${f(px(t))}" y2="${f(plot.y1)}"/>`);
+  out.push('</g>');
+  out.push(
+    `<rect x="${f(plot.x0)}" y="${f(plot.y0)}" width="${f(plot.x1 - plot.x0)}" height="${f(plot.y1 - plot.y0)}" fill="none" stroke="#333333" stroke-width="1"/>`,
+  );
+  out.push('<g fill="#333333">');
+  for (const t of ticks) out.push(`<text x="${f(px(t))}" y="${f(plot.y1 + 16)}" text-anchor="middle">${escapeXml(formatTick(t))}</text>`);
+  out.push('</g>');
+  if (options.title !== undefined) {
+    out.push(`<text x="${f(width / 2)}" y="22" text-anchor="middle" font-size="15" font-weight="600">${escapeXml(options.title)}</text>`);
+  }
+  if (options.xLabel !== undefined) {
+    out.push(`<text x="${f((plot.x0 + plot.x1) / 2)}" y="${f(height - 12)}" text-anchor="middle">${escapeXml(options.xLabel)}</text>`);
+  }
+  rows.forEach((r, k) => {
+    const cy = plot.y0 + rowH * (k + 0.5);
+    const color = escapeXml(r.color ?? PALETTE[k % PALETTE.length]!);
+    const parts: string[] = [`<g data-row="${escapeXml(r.label)}">`];
+    parts.push(`<text x="${f(plot.x0 - 8)}" y="${f(cy + 4)}" text-anchor="end" fill="#333333">${escapeXml(r.label)}</text>`);
+    if ([r.mean, r.min, r.max, r.std].every(Number.isFinite)) {
+      parts.push(`<line x1="${f(px(r.min))}" y1="${f(cy)}" x2="${f(px(r.max))}" y2="${f(cy)}" stroke="${color}" stroke-width="1.25"/>`);
+      for (const v of [r.min, r.max]) parts.push(`<line x1="${f(px(v))}" y1="${f(cy - 5)}" x2="${f(px(v))}" y2="${f(cy + 5)}" stroke="${color}" stroke-width="1.25"/>`);
+      parts.push(`<line x1="${f(px(r.mean - r.std))}" y1="${f(cy)}" x2="${f(px(r.mean + r.std))}" y2="${f(cy)}" stroke="${color}" stroke-width="5" stroke-opacity="0.5"/>`);
+      for (const v of r.values ?? []) {
+        if (Number.isFinite(v)) parts.push(`<circle cx="${f(px(v))}" cy="${f(cy)}" r="3" fill="none" stroke="${color}" stroke-width="1"/>`);
+      }
+      parts.push(`<circle cx="${f(px(r.mean))}" cy="${f(cy)}" r="4" fill="${color}"/>`);
+    }
+    parts.push('</g>');
+    out.push(parts.join(''));
+  });
+  out.push('</svg>');
+  return out.join('\n') + '\n';
 }
 
 // ---------------------------------------------------------------------------------------------
