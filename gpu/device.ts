@@ -72,6 +72,13 @@ export function bucketSize(bytes: number): number {
   return Math.ceil(b / quarter) * quarter;
 }
 
+/**
+ * What the planners in kernels/ decide from: what the adapter is and the kernel policy.
+ * A Device is one; tests give a plain object to plan for an adapter they do not have
+ * (a discrete GPU's limits and subgroups of 32, say).
+ */
+export type AdapterProfile = Pick<Device, 'isSoftwareAdapter' | 'hasSubgroups' | 'subgroupSize' | 'limits' | 'policy'>;
+
 export class GpuError extends Error {
   override name = 'GpuError';
 }

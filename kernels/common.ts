@@ -1,17 +1,17 @@
 // Helpers every kernel dispatcher shares: 1-D grids that stay inside the
 // 65535-workgroups-per-dimension limit, uniform packing, and broadcast strides.
-import type { Device } from '../gpu/device.ts';
+import type { AdapterProfile, Device } from '../gpu/device.ts';
 import type { Shape } from './operand.ts';
 
 export const WG = 256;
 
 /** Whether the adapter is a CPU rasteriser (lavapipe/llvmpipe, SwiftShader), where kernels want other shapes than on GPUs. */
-export function isSoftwareAdapter(device: Device): boolean {
+export function isSoftwareAdapter(device: AdapterProfile): boolean {
   return device.isSoftwareAdapter;
 }
 
 /** Whether every subgroup has exactly 8 lanes (lavapipe on AVX2): what the texture kernels are written for. */
-export function hasSubgroupsOf8(device: Device): boolean {
+export function hasSubgroupsOf8(device: AdapterProfile): boolean {
   return device.hasSubgroups && device.subgroupSize === 8;
 }
 

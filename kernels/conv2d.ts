@@ -55,8 +55,9 @@
 //     fma() into mul + add, so on a CPU these kernels are load-bound whatever
 //     the blocking.
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import type { Device, PooledTexture } from '../gpu/device.ts';
+import type { AdapterProfile, Device, PooledTexture } from '../gpu/device.ts';
 import type { Operand } from './operand.ts';
+import type { ConvGeometry, ConvPlan } from './convGeometry.ts';
 import { UniformWriter, grid1d, WG, FLAT_INDEX, isSoftwareAdapter } from './common.ts';
 import {
   conv2dForwardTexture,
@@ -65,7 +66,6 @@ import {
   gradWeightSlicesTexture,
   type PackedGradOutput,
   useTextureConv,
-  useTextureConvGradInput,
 } from './conv2dTexture.ts';
 
 const BN = 64;
@@ -102,21 +102,7 @@ function tileRows(M: number): 16 | 32 | 64 {
   return M <= 16 ? 16 : M <= 32 ? 32 : 64;
 }
 
-export interface ConvGeometry {
-  batch: number;
-  cin: number;
-  h: number;
-  w: number;
-  cout: number;
-  kh: number;
-  kw: number;
-  ho: number;
-  wo: number;
-  strideH: number;
-  strideW: number;
-  padH: number;
-  padW: number;
-}
+export type { ConvGeometry } from './convGeometry.ts';
 
 /** Output size of a convolution or pooling window along one axis (floor mode). */
 export function outSize(input: number, kernel: number, stride: number, pad: number): number {
@@ -270,8 +256,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }
 
 /** Records Y = conv2d(X, W) (+ bias). Shapes are the caller's to check. */
-export function conv2dForward(device: Device, x: Operand, weight: Operand, bias: Operand | undefined, y: Operand, g: ConvGeometry, keepInput = false): PooledTexture | undefined {
-  if (useTextureConv(device, g)) return conv2dForwardTexture(device, x, weight, bias, y, g, keepInput);
+/** Records y = conv2d(x, weight) + bias with the kernel `plan` names (kernels/convPlan.ts). */
+export function conv2dForward(
+  device: Device, x: Operand, weight: Operand, bias: Operand | undefined, y: Operand, g: ConvGeometry, plan: ConvPlan, keepInput = false,
+): PooledTexture | undefined {
+  if (plan.forward !== 'buffer') return conv2dForwardTexture(device, x, weight, bias, y, g, plan, keepInput);
   const M = g.cout;
   const N = g.batch * g.ho * g.wo;
   const K = g.cin * g.kh * g.kw;
@@ -395,8 +384,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }
 
 /** Records dX = ∂(conv2d)/∂X applied to dY. */
-export function conv2dGradInput(device: Device, dy: Operand, weight: Operand, dx: Operand, g: ConvGeometry, shared?: PackedGradOutput): void {
-  if (useTextureConvGradInput(device, g)) return conv2dGradInputTexture(device, dy, weight, dx, g, shared);
+export function conv2dGradInput(device: Device, dy: Operand, weight: Operand, dx: Operand, g: ConvGeometry, plan: ConvPlan, shared?: PackedGradOutput): void {
+  if (plan.gradInput !== 'buffer') return conv2dGradInputTexture(device, dy, weight, dx, g, plan, shared);
   const M = g.cin;
   const BM = tileRows(M);
   const TM = threadRows(BM);
@@ -523,7 +512,7 @@ const WGRAD_MIN_CHUNK = 512;
 const WGRAD_MAX_PARTIAL_BYTES = 64 << 20;
 
 /** How the grad-weight GEMM's K = batch·Ho·Wo is split across workgroups (partial products to sum). */
-export function gradWeightSplits(g: ConvGeometry, device: Device): { splits: number; chunk: number } {
+export function gradWeightSplits(g: ConvGeometry, device: AdapterProfile): { splits: number; chunk: number } {
   if (useTextureConv(device, g)) return { splits: gradWeightSlicesTexture(device, g).slices, chunk: 0 };
   const M = g.cout;
   const N = g.cin * g.kh * g.kw;
@@ -546,6 +535,7 @@ export function conv2dGradWeight(
   x: Operand,
   dw: Operand,
   g: ConvGeometry,
+  plan: ConvPlan,
   scratch?: Operand,
   shared?: PackedGradOutput,
   xTex?: PooledTexture,
@@ -560,8 +550,8 @@ export function conv2dGradWeight(
     throw new Error(`conv2dGradWeight: split-K over ${splits} parts needs a scratch tensor of ${splits * M * N} floats`);
   }
   const target = splits > 1 ? scratch! : dw;
-  if (useTextureConv(device, g)) {
-    conv2dGradWeightTexture(device, dy, x, target, g, shared, xTex);
+  if (plan.gradWeight !== 'buffer') {
+    conv2dGradWeightTexture(device, dy, x, target, g, plan, shared, xTex);
   } else {
     const unroll = unrollFor(device);
     const pipeline = device.pipeline(`conv2d gradWeight:${BM}x${TM}:${sizeKey(g.kh, g.kw)}:${unroll}`, `conv2d grad weight ${sizeKey(g.kh, g.kw)} (BM ${BM})`, () =>

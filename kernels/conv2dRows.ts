@@ -41,10 +41,10 @@
 // 3×3 stride-2 one a kernel of its own (gradInputStride2Source). Weight gradients:
 // rowGradWeightSource (1×1), rowGradWeight3x3Source (3×3, a matmul over the output
 // pixels with the lanes along input channels).
-import type { Device, PooledTexture } from '../gpu/device.ts';
+import type { AdapterProfile, Device, PooledTexture } from '../gpu/device.ts';
 import type { Operand } from './operand.ts';
 import { UniformWriter } from './common.ts';
-import type { ConvGeometry } from './conv2d.ts';
+import type { ConvGeometry } from './convGeometry.ts';
 
 const XYZW = ['x', 'y', 'z', 'w'];
 const ONE_BY_ONE_CHANNELS = 4; // 8 measured no faster
@@ -103,7 +103,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
  * are whole lanes of 4 pixels (3×3: 1, 2, 4 or 8 lanes per row, so that a row's
  * neighbours are in one subgroup), within the device's texture and grid limits.
  */
-export function rowConvFits(device: Device, g: ConvGeometry, gradInput: boolean): boolean {
+export function rowConvFits(device: AdapterProfile, g: ConvGeometry, gradInput: boolean): boolean {
   const k = g.kh;
   const s = g.strideH;
   if (g.kw !== k || g.strideW !== s || (k !== 1 && k !== 3) || g.padH !== (k - 1) / 2 || g.padW !== g.padH) return false;
@@ -336,7 +336,7 @@ export function rowConv(device: Device, input: Operand, weight: Operand, bias: O
  * Whether rowGradWeight computes this convolution's weight gradient: 1×1 without
  * padding or 3×3 with padding 1, stride 1 or 2, output rows of whole quads of pixels.
  */
-export function rowGradWeightFits(device: Device, g: ConvGeometry): boolean {
+export function rowGradWeightFits(device: AdapterProfile, g: ConvGeometry): boolean {
   const s = g.strideH;
   const k = g.kh;
   if ((k !== 1 && k !== 3) || g.kw !== k || g.padH !== (k - 1) / 2 || g.padW !== g.padH || g.strideW !== s || (s !== 1 && s !== 2)) return false;

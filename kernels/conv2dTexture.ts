@@ -34,10 +34,10 @@
 // gradient) take the row kernels of kernels/conv2dRows.ts instead, which read NCHW
 // unpacked and run faster; what is here serves every other geometry. Versions
 // measured are in BENCHMARKS.md; the buffer kernels remain for GPUs.
-import type { Device, PooledTexture } from '../gpu/device.ts';
+import type { AdapterProfile, Device, PooledTexture } from '../gpu/device.ts';
 import type { GradWeightBlock } from '../gpu/policy.ts';
 import type { Operand } from './operand.ts';
-import type { ConvGeometry } from './conv2d.ts';
+import type { ConvGeometry, ConvPlan } from './convGeometry.ts';
 import { UniformWriter, hasSubgroupsOf8, isSoftwareAdapter } from './common.ts';
 import { rowConv, rowConvFits, rowGradWeight, rowGradWeightFits } from './conv2dRows.ts';
 import { fill } from './elementwise.ts';
@@ -46,12 +46,12 @@ import { fill } from './elementwise.ts';
 const SUBGROUP = 8;
 
 /** Whether this device can run the texture path at all (subgroups of exactly 8 lanes). */
-export function textureConvSupported(device: Device): boolean {
+export function textureConvSupported(device: AdapterProfile): boolean {
   return hasSubgroupsOf8(device);
 }
 
 /** Whether conv kernels with geometry g take the texture path on this device. */
-export function useTextureConv(device: Device, g: ConvGeometry): boolean {
+export function useTextureConv(device: AdapterProfile, g: ConvGeometry): boolean {
   if (device.policy.conv.path === 'buffer' || !textureConvSupported(device)) return false;
   if (device.policy.conv.path === 'auto' && !isSoftwareAdapter(device)) return false;
   const l = device.limits;
@@ -95,20 +95,11 @@ function inputStride(g: ConvGeometry): [number, number] {
 }
 
 /** Grad input takes the texture path where the convolution does (every stride and padding). */
-export function useTextureConvGradInput(device: Device, g: ConvGeometry): boolean {
+export function useTextureConvGradInput(device: AdapterProfile, g: ConvGeometry): boolean {
   if (!useTextureConv(device, g)) return false;
   const [padH, padW] = gradOutputPadding(g);
   const c4 = Math.ceil(g.cout / 4);
   return (g.wo + 2 * padW) * c4 <= device.limits.maxTextureDimension2D && g.ho + 2 * padH <= device.limits.maxTextureDimension2D;
-}
-
-/**
- * Whether both gradients read dY packed (so it is packed once for the two): only
- * where neither takes a row kernel, which read dY unpacked.
- */
-export function sharesPackedGradOutput(device: Device, g: ConvGeometry): boolean {
-  if (!useTextureConvGradInput(device, g)) return false;
-  return !(device.policy.conv.rows && (rowConvFits(device, g, true) || rowGradWeightFits(device, g)));
 }
 
 // ------------------------------------------------------------------ repacks
@@ -428,9 +419,11 @@ function blockRows(device: Device, M: number): number {
  * reuse (the caller releases it); undefined where a row kernel ran (it packs
  * nothing) or where the weight gradient takes a row kernel (it reads X unpacked).
  */
-export function conv2dForwardTexture(device: Device, x: Operand, weight: Operand, bias: Operand | undefined, y: Operand, g: ConvGeometry, keepInput = false): PooledTexture | undefined {
+export function conv2dForwardTexture(
+  device: Device, x: Operand, weight: Operand, bias: Operand | undefined, y: Operand, g: ConvGeometry, plan: ConvPlan, keepInput = false,
+): PooledTexture | undefined {
   // the row kernel reads X unpacked (a repacked weight gradient then packs it itself)
-  if (device.policy.conv.rows && rowConvFits(device, g, false)) {
+  if (plan.forward === 'rows') {
     rowConv(device, x, weight, bias, y, g, false, device.policy.conv.rowPixels);
     return undefined;
   }
@@ -441,7 +434,7 @@ export function conv2dForwardTexture(device: Device, x: Operand, weight: Operand
   correlate(device, { x: xt, w: wt, out: y, bias, batch: g.batch, M: g.cout, ho: g.ho, wo: g.wo, sh, sw, c4: Math.ceil(g.cin / 4), kh: g.kh, kw: g.kw }, TM, device.policy.conv.tn);
   device.releaseTexture(wt);
   // kept only for the repacked weight gradient (the row one reads X unpacked)
-  if (keepInput && !(device.policy.conv.rows && rowGradWeightFits(device, g))) return xt;
+  if (keepInput && plan.keepsPackedInput) return xt;
   device.releaseTexture(xt);
   return undefined;
 }
@@ -506,8 +499,8 @@ export function packGradOutput(device: Device, dy: Operand, g: ConvGeometry): Pa
 }
 
 /** Records dX = ∂(conv2d)/∂X applied to dY: one correlation per phase (one at stride 1). */
-export function conv2dGradInputTexture(device: Device, dy: Operand, weight: Operand, dx: Operand, g: ConvGeometry, shared?: PackedGradOutput): void {
-  if (device.policy.conv.rows && rowConvFits(device, g, true)) {
+export function conv2dGradInputTexture(device: Device, dy: Operand, weight: Operand, dx: Operand, g: ConvGeometry, plan: ConvPlan, shared?: PackedGradOutput): void {
+  if (plan.gradInput === 'rows') {
     rowConv(device, dy, weight, undefined, dx, g, true, device.policy.conv.rowPixels);
     return;
   }
@@ -540,10 +533,8 @@ export function conv2dGradInputTexture(device: Device, dy: Operand, weight: Oper
 
 // -------------------------------------------------------------- grad weight
 
-/** Grad-weight block: TM output channels × CQ input-channel quads × KR filter rows (all KW taps). */
-
 /** The block for geometry g: device.policy.conv.wgrad if set, else 16 (or 8) channels × 1 quad × 1 row. */
-function gradWeightBlock(device: Device, g: ConvGeometry): GradWeightBlock {
+function gradWeightBlock(device: AdapterProfile, g: ConvGeometry): GradWeightBlock {
   const b = device.policy.conv.wgrad ?? { tm: 16, cq: 1, kr: 1 };
   return { tm: g.cout <= 8 ? 8 : b.tm, cq: Math.min(b.cq, Math.ceil(g.cin / 4)), kr: g.kh % b.kr === 0 ? b.kr : 1 };
 }
@@ -651,7 +642,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
 }
 
 /** Pixels per lane per iteration of the grad-weight loop: PX columns (ox = l + 8j) × R rows (R ≤ ho), about 4 in all. */
-function gradWeightSlots(device: Device, wo: number, ho: number): { R: number; PX: number } {
+function gradWeightSlots(device: AdapterProfile, wo: number, ho: number): { R: number; PX: number } {
   const slots = device.policy.conv.wgradSlots;
   const PX = Math.min(slots, Math.ceil(wo / SUBGROUP));
   return { R: Math.max(1, Math.min(ho, Math.floor(slots / PX))), PX };
@@ -671,7 +662,7 @@ function gradWeightBlocks(g: ConvGeometry, b: GradWeightBlock): { coBlocks: numb
 }
 
 /** How many slices of the batch's output rows the texture grad-weight kernel sums separately. */
-export function gradWeightSlicesTexture(device: Device, g: ConvGeometry): { slices: number; rowsPerSlice: number } {
+export function gradWeightSlicesTexture(device: AdapterProfile, g: ConvGeometry): { slices: number; rowsPerSlice: number } {
   const { coBlocks, cqBlocks, rowBlocks } = gradWeightBlocks(g, gradWeightBlock(device, g));
   const blocks = coBlocks * cqBlocks * rowBlocks;
   const rows = g.batch * g.ho;
@@ -702,13 +693,14 @@ export function conv2dGradWeightTexture(
   x: Operand,
   parts: Operand,
   g: ConvGeometry,
+  plan: ConvPlan,
   dyTex?: PackedGradOutput,
   xTex?: PooledTexture,
 ): void {
   const b = gradWeightBlock(device, g);
   const { slices, rowsPerSlice } = gradWeightSlicesTexture(device, g);
   if (parts.size < slices * g.cout * g.cin * g.kh * g.kw) throw new Error(`conv2dGradWeightTexture: partials tensor too small for ${slices} slices`);
-  if (device.policy.conv.rows && rowGradWeightFits(device, g)) {
+  if (plan.gradWeight === 'rows') {
     rowGradWeight(device, dy, x, parts, g, slices, rowsPerSlice);
     return;
   }

@@ -2,8 +2,9 @@
 // backward: the input gradient is a transposed convolution, the weight gradient
 // a correlation of the input with dY, the bias gradient dY summed over N, H, W.
 // All three are implicit GEMMs in kernels/conv2d.ts.
-import { type ConvGeometry, conv2dForward, conv2dGradInput, conv2dGradWeight, gradWeightSplits, outSize } from '../../kernels/conv2d.ts';
-import { type PackedGradOutput, packGradOutput, sharesPackedGradOutput } from '../../kernels/conv2dTexture.ts';
+import { type ConvGeometry, conv2dForward, conv2dGradInput, conv2dGradWeight, outSize } from '../../kernels/conv2d.ts';
+import { type PackedGradOutput, packGradOutput } from '../../kernels/conv2dTexture.ts';
+import { type ConvPlan, planConv } from '../../kernels/convPlan.ts';
 import { sumTo } from '../../kernels/reduce.ts';
 import type { PooledTexture } from '../../gpu/device.ts';
 import { type Shape, type Tensor, empty, isGradEnabled, recordOp, shapeStr } from '../tensor.ts';
@@ -59,14 +60,16 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options:
   // the texture path's repacked kernels keep X as packed for the weight gradient,
   // released with the graph (the row kernels keep nothing: undefined)
   const keepInput = weight.requiresGrad && isGradEnabled();
-  const packedX = conv2dForward(device, x, weight, bias ?? undefined, out, g, keepInput);
+  // which kernel runs each part, decided once here (kernels/convPlan.ts)
+  const plan = planConv(device, g);
+  const packedX = conv2dForward(device, x, weight, bias ?? undefined, out, g, plan, keepInput);
   const inputs = bias ? [x, weight, bias] : [x, weight];
   const release = packedX ? () => device.releaseTexture(packedX) : undefined;
   return recordOp(out, inputs, (dy) => {
     // where both gradients read dY repacked (texture path, no row kernel), it is packed once for the two
-    const shared = x.requiresGrad && weight.requiresGrad && sharesPackedGradOutput(device, g) ? packGradOutput(device, dy, g) : undefined;
-    const dx = x.requiresGrad ? gradInput(dy, weight, g, shared) : null;
-    const dw = weight.requiresGrad ? gradWeight(dy, x, g, shared, packedX) : null;
+    const shared = x.requiresGrad && weight.requiresGrad && plan.sharesPackedGradOutput ? packGradOutput(device, dy, g) : undefined;
+    const dx = x.requiresGrad ? gradInput(dy, weight, g, plan, shared) : null;
+    const dw = weight.requiresGrad ? gradWeight(dy, x, g, plan, shared, packedX) : null;
     if (shared) device.releaseTexture(shared.texture);
     let db: Tensor | null = null;
     if (bias?.requiresGrad) {
@@ -79,18 +82,18 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options:
   }, release);
 }
 
-function gradInput(dy: Tensor, weight: Tensor, g: ConvGeometry, shared?: PackedGradOutput): Tensor {
+function gradInput(dy: Tensor, weight: Tensor, g: ConvGeometry, plan: ConvPlan, shared?: PackedGradOutput): Tensor {
   const dx = empty(dy.device, [g.batch, g.cin, g.h, g.w], 'f32', 'conv2d grad input');
-  conv2dGradInput(dy.device, dy, weight, dx, g, shared);
+  conv2dGradInput(dy.device, dy, weight, dx, g, plan, shared);
   return dx;
 }
 
-function gradWeight(dy: Tensor, x: Tensor, g: ConvGeometry, shared?: PackedGradOutput, packedX?: PooledTexture): Tensor {
+function gradWeight(dy: Tensor, x: Tensor, g: ConvGeometry, plan: ConvPlan, shared?: PackedGradOutput, packedX?: PooledTexture): Tensor {
   const device = dy.device;
   const dw = empty(device, [g.cout, g.cin, g.kh, g.kw], 'f32', 'conv2d grad weight');
-  const { splits } = gradWeightSplits(g, device);
+  const splits = plan.gradWeightSplits;
   const scratch = splits > 1 ? empty(device, [splits, dw.size], 'f32', 'conv2d grad weight partials') : undefined;
-  conv2dGradWeight(device, dy, x, dw, g, scratch, shared, packedX);
+  conv2dGradWeight(device, dy, x, dw, g, plan, scratch, shared, packedX);
   scratch?.dispose(); // back to the pool; the queue orders any reuse after this kernel
   return dw;
 }
@@ -106,12 +109,12 @@ function checkGrad(op: string, dy: Tensor, g: ConvGeometry): void {
 export function conv2dBackwardInput(dy: Tensor, weight: Tensor, inputShape: Shape, options: Conv2dOptions = {}): Tensor {
   const g = convGeometry('conv2dBackwardInput', inputShape, weight.shape, options);
   checkGrad('conv2dBackwardInput', dy, g);
-  return gradInput(dy, weight, g);
+  return gradInput(dy, weight, g, planConv(dy.device, g));
 }
 
 /** The gradient of conv2d w.r.t. its weight, given dY (not differentiable; for benchmarks and custom backwards). */
 export function conv2dBackwardFilter(dy: Tensor, x: Tensor, weightShape: Shape, options: Conv2dOptions = {}): Tensor {
   const g = convGeometry('conv2dBackwardFilter', x.shape, weightShape, options);
   checkGrad('conv2dBackwardFilter', dy, g);
-  return gradWeight(dy, x, g);
+  return gradWeight(dy, x, g, planConv(dy.device, g));
 }

@@ -1,0 +1,41 @@
+// A convolution's shape, and which kernel computes each of its parts: the types the
+// conv kernels (conv2d.ts, conv2dTexture.ts, conv2dRows.ts) and their planner
+// (convPlan.ts) share, in a file of their own so the kernels need not import each other.
+
+export interface ConvGeometry {
+  batch: number;
+  cin: number;
+  h: number;
+  w: number;
+  cout: number;
+  kh: number;
+  kw: number;
+  ho: number;
+  wo: number;
+  strideH: number;
+  strideW: number;
+  padH: number;
+  padW: number;
+}
+
+/**
+ *   buffer   implicit-GEMM kernels over storage buffers (conv2d.ts): GPUs
+ *   texture  operands repacked into storage textures, weights shared across an 8-lane
+ *            subgroup (conv2dTexture.ts): software adapters with subgroups of 8
+ *   rows     NCHW read through a copied texture, lanes along output rows
+ *            (conv2dRows.ts): the texture path's kernel where the geometry fits
+ */
+export type ConvKernel = 'buffer' | 'texture' | 'rows';
+
+/** What planConv (convPlan.ts) decided for one convolution. */
+export interface ConvPlan {
+  forward: ConvKernel;
+  gradInput: ConvKernel;
+  gradWeight: ConvKernel;
+  /** the forward keeps X packed for the repacked weight gradient (freed with the graph) */
+  keepsPackedInput: boolean;
+  /** dY is packed once for both gradients (neither takes a row kernel, which read it unpacked) */
+  sharesPackedGradOutput: boolean;
+  /** partial weight gradients summed afterwards (split-K over the batch's pixels) */
+  gradWeightSplits: number;
+}
