@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 
 const USAGE = `usage: npm start -- bench [flags]
        npm start -- bench --profile [--depth 20] [--batch 128] [--top 25]
+       npm start -- bench --plan [--batch 128]
 
 Kernel microbenchmarks and the ResNet training step, ours and TensorFlow.js's WebGPU
 backend side by side on the same adapter, each figure also a fraction of the adapter's
@@ -23,6 +24,7 @@ flags:
   --tune               time the matmul kernels first and keep the fastest per shape class
   --dawn-flag FLAG     extra dawn.node flag (repeatable)
   --profile            instead: GPU time per kernel of one ResNet training step
+  --plan               instead: which kernel runs each ResNet layer on this adapter (the planners' choice)
   --help               this text`;
 
 export async function benchCommand(argv: string[]): Promise<number> {
@@ -31,8 +33,9 @@ export async function benchCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const profile = argv.includes('--profile');
-  const script = fileURLToPath(new URL(profile ? '../bench/profile.ts' : '../bench/main.ts', import.meta.url));
-  const args = argv.filter((a) => a !== '--profile');
+  const plan = argv.includes('--plan');
+  const script = fileURLToPath(new URL(plan ? '../bench/plan.ts' : profile ? '../bench/profile.ts' : '../bench/main.ts', import.meta.url));
+  const args = argv.filter((a) => a !== '--profile' && a !== '--plan');
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], { stdio: 'inherit' });
     child.on('error', reject);

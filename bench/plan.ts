@@ -1,0 +1,43 @@
+// Which kernels this adapter runs for each distinct layer of a CIFAR ResNet: the conv
+// planner's choice (kernels/convPlan.ts) for the forward and both gradients, what is
+// kept packed and the weight gradient's split-K; the classifier's matmuls
+// (kernels/matmul.ts chooseConfig). No GPU work: the planners read the adapter's profile.
+//
+//   node --import tsx bench/plan.ts [--batch 128]        (npm start -- bench --plan)
+import { createDevice } from '../gpu/device.ts';
+import type { ConvGeometry } from '../kernels/convGeometry.ts';
+import { planConv } from '../kernels/convPlan.ts';
+import { chooseConfig, configName } from '../kernels/matmul.ts';
+
+const args = process.argv.slice(2);
+const i = args.indexOf('--batch');
+const batch = i >= 0 ? Number(args[i + 1]) : 128;
+if (!Number.isInteger(batch) || batch < 1) throw new Error(`--batch: a positive integer, got ${args[i + 1]}`);
+
+const device = await createDevice();
+const conv3x3 = (cin: number, cout: number, size: number, stride: number): ConvGeometry => ({
+  batch, cin, cout, h: size, w: size, kh: 3, kw: 3, ho: size / stride, wo: size / stride, strideH: stride, strideW: stride, padH: 1, padW: 1,
+});
+// every distinct conv of ResNet-20/32/44/56/110 (option-A shortcuts have none)
+const layers: [string, ConvGeometry][] = [
+  ['stem 3→16, 32×32', conv3x3(3, 16, 32, 1)],
+  ['stage 1 16→16, 32×32', conv3x3(16, 16, 32, 1)],
+  ['stage 2 entry 16→32, stride 2', conv3x3(16, 32, 32, 2)],
+  ['stage 2 32→32, 16×16', conv3x3(32, 32, 16, 1)],
+  ['stage 3 entry 32→64, stride 2', conv3x3(32, 64, 16, 2)],
+  ['stage 3 64→64, 8×8', conv3x3(64, 64, 8, 1)],
+];
+console.log(`adapter: ${device.label} (${device.isSoftwareAdapter ? 'software' : 'GPU'}; subgroups ${device.subgroupSize || (device.hasSubgroups ? 'of several sizes' : 'none')})`);
+console.log(`CIFAR ResNet layers at batch ${batch}:\n`);
+const w = Math.max(...layers.map(([n]) => n.length));
+console.log(`${'conv layer'.padEnd(w)}  forward  grad input  grad weight  split-K  packed X kept  dY packed once`);
+for (const [name, g] of layers) {
+  const p = planConv(device, g);
+  console.log(
+    `${name.padEnd(w)}  ${p.forward.padEnd(7)}  ${p.gradInput.padEnd(10)}  ${p.gradWeight.padEnd(11)}  ${String(p.gradWeightSplits).padStart(7)}  ${(p.keepsPackedInput ? 'yes' : 'no').padEnd(13)}  ${p.sharesPackedGradOutput ? 'yes' : 'no'}`,
+  );
+}
+const fc = { transA: false, transB: true, batchA: 1, batchB: 1, batch: 1, M: batch, N: 10, K: 64 };
+console.log(`\nclassifier ${batch}×64 · (10×64)ᵀ: ${configName(chooseConfig(device, fc))}`);
+console.log(`its weight gradient (${batch}×10)ᵀ · ${batch}×64: ${configName(chooseConfig(device, { ...fc, transA: true, transB: false, M: 10, N: 64, K: batch }))}`);
+device.destroy();
