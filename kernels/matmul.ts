@@ -49,22 +49,11 @@ import type { MatmulConfig } from '../gpu/policy.ts';
 
 export type { MatmulConfig };
 import type { Operand } from './operand.ts';
+import type { MatmulOptions } from './matmulOptions.ts';
 import { UniformWriter, hasSubgroupsOf8, isSoftwareAdapter } from './common.ts';
 import { matmulTexture, matmulTextureFits } from './matmulTexture.ts';
 
-export interface MatmulOptions {
-  transA: boolean;
-  transB: boolean;
-  /** batch counts of A and B (1 = broadcast) and of C */
-  batchA: number;
-  batchB: number;
-  batch: number;
-  M: number;
-  N: number;
-  K: number;
-  /** optional bias of length N added to every row (fused linear layer) */
-  bias?: Operand | undefined;
-}
+export type { MatmulOptions } from './matmulOptions.ts';
 
 
 

@@ -25,7 +25,7 @@
 import type { Device, PooledTexture } from '../gpu/device.ts';
 import type { Operand } from './operand.ts';
 import { UniformWriter } from './common.ts';
-import type { MatmulOptions } from './matmul.ts';
+import type { MatmulOptions } from './matmulOptions.ts';
 
 const XYZW = ['x', 'y', 'z', 'w'];
 const SUBGROUPS = 4; // subgroups per workgroup (its rows, local_invocation_id.y)
