@@ -36,6 +36,10 @@ function findTorchPython(): { python: string } | { skip: string } {
 }
 
 const found = findTorchPython();
+// CI sets this where it installed torch: a skip there would hide a broken set-up
+if ('skip' in found && process.env.ONECYCLE_REQUIRE_TORCH === '1') {
+  throw new Error(`interop-torch: ONECYCLE_REQUIRE_TORCH=1 but ${found.skip}`);
+}
 if ('skip' in found) console.log(`interop-torch: skipped: ${found.skip}`);
 const skip = 'skip' in found ? found.skip : false;
 
