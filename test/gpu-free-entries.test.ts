@@ -72,13 +72,15 @@ describe('GPU-free entries', () => {
 
   it("'onecycle-gpu/rangetest' runs a range test over a plain function without webgpu", () => {
     const r = runBlocked(`
-      import { rangeTest } from 'onecycle-gpu/rangetest';
+      import { rangeTest, rangeTestPlot, rangeTestTermChart } from 'onecycle-gpu/rangetest';
       const r = await rangeTest({ startLr: 1e-5, endLr: 10, steps: 120,
         step: (lr) => 2 - 1 / (1 + (1e-3 / lr) ** 2) + (lr / 0.5) ** 4 });
-      console.log(JSON.stringify({ stoppedEarly: r.stoppedEarly, maxLr: r.suggestion?.maxLr ?? null }));`);
+      const svg = rangeTestPlot(r, r.suggestion);
+      const chart = rangeTestTermChart(r, r.suggestion);
+      console.log(JSON.stringify({ stoppedEarly: r.stoppedEarly, maxLr: r.suggestion?.maxLr ?? null, svg: svg.startsWith('<svg'), chart: chart.length > 0 }));`);
     assert.equal(r.status, 0, `failed:\n${r.stderr}`);
-    const v = JSON.parse(r.stdout) as { stoppedEarly: boolean; maxLr: number | null };
-    assert.ok(v.stoppedEarly);
+    const v = JSON.parse(r.stdout) as { stoppedEarly: boolean; maxLr: number | null; svg: boolean; chart: boolean };
+    assert.ok(v.stoppedEarly && v.svg && v.chart, r.stdout);
     assert.ok(v.maxLr !== null && v.maxLr > 1e-3 && v.maxLr < 0.5, String(v.maxLr));
   });
 });
