@@ -12,8 +12,10 @@ import { softmaxCrossEntropy } from '../engine/ops/loss.ts';
 import { add, scale } from '../engine/ops/elementwise.ts';
 import { rangeSweep } from '../schedules/index.ts';
 import type { BatchSource, EvalSource } from '../train/fit.ts';
-import { emaSmooth } from './smooth.ts';
-import { type LrSuggestion, type SuggestMethod, suggestLr } from './suggest.ts';
+import type { SuggestMethod } from './suggest.ts';
+import { type RangeTestResult, SweepRecorder } from './sweep.ts';
+
+export type { RangeTestResult } from './sweep.ts';
 
 export interface RangeTestOptions {
   device: Device;
@@ -43,24 +45,6 @@ export interface RangeTestOptions {
   /** read the losses back every N steps (early stop is checked then) */
   readEvery?: number;
   onProgress?: (step: number, steps: number, lr: number, smoothedLoss: number) => void;
-}
-
-export interface RangeTestResult {
-  lrs: number[];
-  /** raw loss per step */
-  losses: number[];
-  /** debiased exponentially smoothed loss */
-  smoothed: number[];
-  stoppedEarly: boolean;
-  stopReason: string;
-  steps: number;
-  /** null when the curve could not be read (too short, all NaN): then `suggestionError` says why */
-  suggestion: LrSuggestion | null;
-  suggestionError: string | null;
-  seconds: number;
-  mode: 'exp' | 'linear';
-  startLr: number;
-  endLr: number;
 }
 
 /** GPU copies of a module's state dict (parameters and buffers). */
@@ -108,11 +92,10 @@ export async function rangeTest(o: RangeTestOptions): Promise<RangeTestResult> {
     nesterov: o.nesterov ?? false,
   });
   const ring = keep(empty(device, [readEvery]));
-  const lrs: number[] = [];
-  const losses: number[] = [];
+  const recorder = new SweepRecorder(beta, divergeFactor);
+  /** the LR of each step whose loss is still in the ring */
+  let pendingLrs: number[] = [];
   let pending = 0;
-  let avg = 0;
-  let best = Infinity;
   let stopReason = `completed the sweep of ${steps} steps`;
   let stoppedEarly = false;
 
@@ -140,21 +123,15 @@ export async function rangeTest(o: RangeTestOptions): Promise<RangeTestResult> {
     if (pending === 0) return false;
     const values = new Float32Array(await device.read(ring.buffer, 0, pending * 4));
     pending = 0;
-    for (const v of values) {
-      const step = losses.length;
-      losses.push(v);
-      if (!Number.isFinite(v)) {
-        stopReason = `loss became ${v} at step ${step} (lr ${lrs[step]!.toPrecision(3)})`;
+    const lrs = pendingLrs;
+    pendingLrs = [];
+    for (let i = 0; i < values.length; i++) {
+      const { smoothed, stop } = recorder.record(lrs[i]!, values[i]!);
+      if (Number.isFinite(values[i]!)) o.onProgress?.(recorder.losses.length, steps, lrs[i]!, smoothed);
+      if (stop) {
+        stopReason = stop;
         return true;
       }
-      avg = beta * avg + (1 - beta) * v;
-      const smoothed = avg / (1 - beta ** losses.length);
-      o.onProgress?.(step + 1, steps, lrs[step]!, smoothed);
-      if (losses.length > 1 && smoothed > divergeFactor * best) {
-        stopReason = `smoothed loss ${smoothed.toPrecision(4)} exceeded ${divergeFactor}× its minimum ${best.toPrecision(4)} at step ${step} (lr ${lrs[step]!.toPrecision(3)})`;
-        return true;
-      }
-      best = Math.min(best, smoothed);
     }
     return false;
   };
@@ -163,7 +140,7 @@ export async function rangeTest(o: RangeTestOptions): Promise<RangeTestResult> {
     model.train();
     for (let step = 0; step < steps; step++) {
       const { x, y } = o.train.next();
-      lrs.push(sgd.lrAt());
+      pendingLrs.push(sgd.lrAt());
       tidy(() => {
         const loss = softmaxCrossEntropy(model.forward(x), y);
         loss.backward();
@@ -199,27 +176,14 @@ export async function rangeTest(o: RangeTestOptions): Promise<RangeTestResult> {
     model.train(wasTraining);
     await device.sync();
   }
-  lrs.length = losses.length;
-  let suggestion: LrSuggestion | null = null;
-  let suggestionError: string | null = null;
-  try {
-    suggestion = suggestLr({ lrs, losses }, { method: o.method ?? 'auto', ...(o.minLrDivisor ? { minLrDivisor: o.minLrDivisor } : {}) });
-  } catch (e) {
-    suggestionError = (e as Error).message;
-  }
-  return {
-    lrs,
-    losses,
-    smoothed: emaSmooth(losses, beta),
-    stoppedEarly,
+  return recorder.result({
     stopReason,
-    steps: losses.length,
-    suggestion,
-    suggestionError,
+    stoppedEarly,
     seconds: (performance.now() - t0) / 1000,
     mode,
     startLr,
     endLr,
-  };
+    method: o.method,
+    minLrDivisor: o.minLrDivisor,
+  });
 }
-

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { writeFileAtomic } from '../engine/io/atomic.ts';
 import { rangeTestPlot } from '../train/plot.ts';
 import { rangeTestTermChart } from '../train/termchart.ts';
-import type { RangeTestResult } from './rangeTest.ts';
+import type { RangeTestResult } from './sweep.ts';
 
 export async function writeRangeTestReport(dir: string, r: RangeTestResult, context: Record<string, unknown> = {}): Promise<string[]> {
   const json = join(dir, 'range-test.json');

@@ -1,0 +1,92 @@
+// What every LR range test does with the losses it records, whoever computes
+// them (the engine's GPU loop in rangeTest.ts, or a user's own step function in
+// loop.ts): the debiased EMA of the loss, the stop on a non-finite loss or on
+// the smoothed loss exceeding `divergeFactor` × its minimum, and the result with
+// the LR suggestion. No GPU code, so it loads without the `webgpu` package.
+import { emaSmooth } from './smooth.ts';
+import { type LrSuggestion, type SuggestMethod, suggestLr } from './suggest.ts';
+
+export interface RangeTestResult {
+  lrs: number[];
+  /** raw loss per step */
+  losses: number[];
+  /** debiased exponentially smoothed loss */
+  smoothed: number[];
+  stoppedEarly: boolean;
+  stopReason: string;
+  steps: number;
+  /** null when the curve could not be read (too short, all NaN): then `suggestionError` says why */
+  suggestion: LrSuggestion | null;
+  suggestionError: string | null;
+  seconds: number;
+  mode: 'exp' | 'linear';
+  startLr: number;
+  endLr: number;
+}
+
+/** Records (lr, loss) pairs in sweep order and says when the sweep must stop. */
+export class SweepRecorder {
+  readonly lrs: number[] = [];
+  readonly losses: number[] = [];
+  private avg = 0;
+  private best = Infinity;
+
+  constructor(
+    readonly beta: number,
+    readonly divergeFactor: number,
+  ) {}
+
+  /** Adds one step; returns the smoothed loss and, when the sweep must stop, why. */
+  record(lr: number, loss: number): { smoothed: number; stop: string | null } {
+    const step = this.losses.length;
+    this.lrs.push(lr);
+    this.losses.push(loss);
+    if (!Number.isFinite(loss)) return { smoothed: NaN, stop: `loss became ${loss} at step ${step} (lr ${lr.toPrecision(3)})` };
+    this.avg = this.beta * this.avg + (1 - this.beta) * loss;
+    const smoothed = this.avg / (1 - this.beta ** this.losses.length);
+    if (this.losses.length > 1 && smoothed > this.divergeFactor * this.best) {
+      return {
+        smoothed,
+        stop: `smoothed loss ${smoothed.toPrecision(4)} exceeded ${this.divergeFactor}× its minimum ${this.best.toPrecision(4)} at step ${step} (lr ${lr.toPrecision(3)})`,
+      };
+    }
+    this.best = Math.min(this.best, smoothed);
+    return { smoothed, stop: null };
+  }
+
+  /** The curve with its suggestion; a curve the suggestion cannot read gives `suggestionError` instead of throwing. */
+  result(o: {
+    stopReason: string;
+    stoppedEarly: boolean;
+    seconds: number;
+    mode: 'exp' | 'linear';
+    startLr: number;
+    endLr: number;
+    method?: SuggestMethod | undefined;
+    minLrDivisor?: number | undefined;
+  }): RangeTestResult {
+    const lrs = [...this.lrs];
+    const losses = [...this.losses];
+    let suggestion: LrSuggestion | null = null;
+    let suggestionError: string | null = null;
+    try {
+      suggestion = suggestLr({ lrs, losses }, { method: o.method ?? 'auto', ...(o.minLrDivisor ? { minLrDivisor: o.minLrDivisor } : {}) });
+    } catch (e) {
+      suggestionError = (e as Error).message;
+    }
+    return {
+      lrs,
+      losses,
+      smoothed: emaSmooth(losses, this.beta),
+      stoppedEarly: o.stoppedEarly,
+      stopReason: o.stopReason,
+      steps: losses.length,
+      suggestion,
+      suggestionError,
+      seconds: o.seconds,
+      mode: o.mode,
+      startLr: o.startLr,
+      endLr: o.endLr,
+    };
+  }
+}
