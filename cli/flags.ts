@@ -1,7 +1,7 @@
 // Command-line flags of `train` (and the commands that share its configuration),
 // parsed with node:util's parseArgs and mapped onto TrainConfig fields.
 import { parseArgs } from 'node:util';
-import { DATASETS, DEFAULTS, LIMITS, MODELS, SCHEDULES, type TrainConfig, readRecipe, resolveConfig } from './config.ts';
+import { DATASETS, DEFAULTS, LIMITS, MODELS, SCHEDULES, type TrainConfig, readRecipe, resolveConfig } from '../run/config.ts';
 
 interface FlagSpec {
   key: keyof TrainConfig;

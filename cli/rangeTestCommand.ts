@@ -7,8 +7,8 @@ import { BatchLoader } from '../data/loader.ts';
 import { type RangeTestResult, rangeTest } from '../rangetest/rangeTest.ts';
 import { rangeTestSummary, writeRangeTestReport } from '../rangetest/report.ts';
 import type { SuggestMethod } from '../rangetest/suggest.ts';
-import { augmenterFor, evalSource, loadDatasets, modelFor, trainSource } from '../train/session.ts';
-import type { TrainConfig } from './config.ts';
+import { augmenterFor, evalSource, loadDatasets, modelFor, trainSource } from '../run/session.ts';
+import type { TrainConfig } from '../run/config.ts';
 import { parseTrainArgs, trainHelp } from './flags.ts';
 
 export interface RangeTestSettings {

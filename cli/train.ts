@@ -9,16 +9,16 @@ import { SGD } from '../engine/optim.ts';
 import { datasetSize } from '../data/dataset.ts';
 import { BatchLoader } from '../data/loader.ts';
 import { parameterCount } from '../models/index.ts';
-import { LIMITS, type TrainConfig, totalIterations, validateConfig } from './config.ts';
+import { LIMITS, type TrainConfig, totalIterations, validateConfig } from '../run/config.ts';
 import { RESUME_CHANGEABLE_FLAGS, TRAIN_FLAGS, parseTrainArgs, trainHelp } from './flags.ts';
 import { RunLock } from '../train/runLock.ts';
 import { type FitResult, evaluate, fit } from '../train/fit.ts';
 import { RunOutputs } from '../train/outputs.ts';
 import { TrainingProgress } from '../train/progress.ts';
-import { buildSchedules } from '../train/schedules.ts';
+import { buildSchedules } from '../run/schedules.ts';
 import {
   applyCheckpoint, augmenterFor, evalSource, keepCheckpointsBefore, loadDatasets, loadTrainingCheckpoint, modelFor, saveTrainingCheckpoint, trainSource,
-} from '../train/session.ts';
+} from '../run/session.ts';
 
 export const TRAIN_SUMMARY =
   'Trains a classifier with SGD whose LR and momentum follow the chosen schedule (One Cycle by default).\n' +

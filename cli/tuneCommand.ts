@@ -1,14 +1,14 @@
 // `tune`: chooses weight decay and batchnorm momentum by successive halving of
-// short One Cycle runs (train/tune.ts); writes a table, tune.json, tune.svg and
+// short One Cycle runs (run/tune.ts); writes a table, tune.json, tune.svg and
 // tuned-recipe.json, which `train --recipe` takes as it is.
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createDevice } from '../gpu/device.ts';
 import { writeFileAtomic } from '../engine/io/atomic.ts';
 import { lineChart } from '../train/plot.ts';
-import { loadDatasets } from '../train/session.ts';
-import { SMITH_BN_MOMENTA, SMITH_WEIGHT_DECAYS, type TrialResult, tune, tuneJournalPath } from '../train/tune.ts';
-import type { TrainConfig } from './config.ts';
+import { loadDatasets } from '../run/session.ts';
+import { SMITH_BN_MOMENTA, SMITH_WEIGHT_DECAYS, type TrialResult, tune, tuneJournalPath } from '../run/tune.ts';
+import type { TrainConfig } from '../run/config.ts';
 import { parseTrainArgs, trainHelp } from './flags.ts';
 import { resolveMaxLrByRangeTest } from './rangeTestCommand.ts';
 

@@ -8,7 +8,7 @@
 // runs are listed with their state.
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { type TrainConfig, totalIterations } from '../cli/config.ts';
+import { type TrainConfig, totalIterations } from './config.ts';
 import { writeFileAtomic } from '../engine/io/atomic.ts';
 import { type ChartBand, type ChartSeries, PALETTE, errorBarChart, lineChart } from '../train/plot.ts';
 

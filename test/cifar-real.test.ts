@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
-import { DEFAULTS, validateConfig } from '../cli/config.ts';
+import { DEFAULTS, validateConfig } from '../run/config.ts';
 import { runTraining } from '../cli/train.ts';
 import { hasXz } from '../data/cifar.ts';
 import { destroyTestDevice, testDevice } from './helpers.ts';

@@ -11,13 +11,13 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { DEFAULTS, type TrainConfig, readRecipe, resolveConfig, totalIterations, validateConfig } from '../cli/config.ts';
+import { DEFAULTS, type TrainConfig, readRecipe, resolveConfig, totalIterations, validateConfig } from '../run/config.ts';
 import { runTraining } from '../cli/train.ts';
 import type { EvalReport } from '../cli/evalCommand.ts';
 import type { Device } from '../gpu/device.ts';
 import { loadCifar10 } from '../data/cifar.ts';
 import { generatedCifar10Archive } from './cifarArchive.ts';
-import { buildSchedules } from '../train/schedules.ts';
+import { buildSchedules } from '../run/schedules.ts';
 import { destroyTestDevice, testDevice } from './helpers.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;

@@ -11,13 +11,13 @@ import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { DEFAULTS, type TrainConfig, validateConfig } from '../cli/config.ts';
+import { DEFAULTS, type TrainConfig, validateConfig } from '../run/config.ts';
 import { runTraining } from '../cli/train.ts';
 import { type Device, noGrad, tensor } from '../engine/index.ts';
 import { loadCheckpoint } from '../engine/io/checkpoint.ts';
 import { type StoredTensor, readSafetensors, writeSafetensors } from '../engine/io/safetensors.ts';
 import type { Module } from '../engine/nn/index.ts';
-import { augmenterFor, evalSource, loadDatasets, modelFor } from '../train/session.ts';
+import { augmenterFor, evalSource, loadDatasets, modelFor } from '../run/session.ts';
 import { destroyTestDevice, testDevice } from './helpers.ts';
 
 const HERE = new URL('.', import.meta.url).pathname;

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { DEFAULTS, LIMITS, type TrainConfig, validateConfig } from '../cli/config.ts';
+import { DEFAULTS, LIMITS, type TrainConfig, validateConfig } from '../run/config.ts';
 import { parseTrainArgs } from '../cli/flags.ts';
 import { runTraining } from '../cli/train.ts';
 import { type Device, SGD } from '../engine/index.ts';
@@ -24,7 +24,7 @@ import type { Module } from '../engine/nn/index.ts';
 import { BatchLoader } from '../data/loader.ts';
 import { DivergenceMonitor } from '../train/fit.ts';
 import { RunOutputs } from '../train/outputs.ts';
-import { applyCheckpoint, loadDatasets, loadTrainingCheckpoint, modelFor, saveTrainingCheckpoint } from '../train/session.ts';
+import { applyCheckpoint, loadDatasets, loadTrainingCheckpoint, modelFor, saveTrainingCheckpoint } from '../run/session.ts';
 import { destroyTestDevice, testDevice } from './helpers.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;

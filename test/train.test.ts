@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { DEFAULTS, type TrainConfig, validateConfig } from '../cli/config.ts';
+import { DEFAULTS, type TrainConfig, validateConfig } from '../run/config.ts';
 import { runTraining } from '../cli/train.ts';
 import { evaluateCheckpoint } from '../cli/evalCommand.ts';
 import { rangeTestForConfig, RANGE_DEFAULTS, resolveMaxLrByRangeTest } from '../cli/rangeTestCommand.ts';
@@ -14,7 +14,7 @@ import { type Device, SGD, keep, tensor } from '../engine/index.ts';
 import { readSafetensors } from '../engine/io/safetensors.ts';
 import { BatchLoader } from '../data/loader.ts';
 import { rangeTest } from '../rangetest/rangeTest.ts';
-import { augmenterFor, loadDatasets, modelFor, trainSource } from '../train/session.ts';
+import { augmenterFor, loadDatasets, modelFor, trainSource } from '../run/session.ts';
 import { destroyTestDevice, testDevice } from './helpers.ts';
 
 let device: Device;

@@ -8,10 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { DEFAULTS, readRecipe, resolveConfig, validateConfig } from '../cli/config.ts';
+import { DEFAULTS, readRecipe, resolveConfig, validateConfig } from '../run/config.ts';
 import type { Device } from '../engine/index.ts';
-import { loadDatasets } from '../train/session.ts';
-import { halvingPlan, tune } from '../train/tune.ts';
+import { loadDatasets } from '../run/session.ts';
+import { halvingPlan, tune } from '../run/tune.ts';
 import { destroyTestDevice, testDevice } from './helpers.ts';
 
 let device: Device;

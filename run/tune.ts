@@ -10,12 +10,12 @@
 // an interrupted tune continues without redoing them.
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { TrainConfig } from '../cli/config.ts';
+import type { TrainConfig } from './config.ts';
 import type { Device } from '../gpu/device.ts';
 import { SGD } from '../engine/optim.ts';
 import { BatchLoader } from '../data/loader.ts';
 import { oneCycle } from '../schedules/index.ts';
-import { type EvalRecord, fit } from './fit.ts';
+import { type EvalRecord, fit } from '../train/fit.ts';
 import { type Datasets, augmenterFor, evalSource, modelFor, trainSource } from './session.ts';
 
 export interface Candidate {

@@ -2,7 +2,7 @@
 // the model, GPU batch sources over them, and checkpoints of the whole state
 // (weights and batchnorm buffers in safetensors with PyTorch's names; optimizer,
 // loader and configuration in the JSON sidecar).
-import { LIMITS, type TrainConfig, validateConfig } from '../cli/config.ts';
+import { LIMITS, type TrainConfig, validateConfig } from './config.ts';
 import type { Device } from '../gpu/device.ts';
 import { readFile, rename, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
@@ -20,7 +20,7 @@ import { type Dataset, datasetSize, splitValidation, subset } from '../data/data
 import { BatchLoader, type LoaderState } from '../data/loader.ts';
 import { syntheticDataset } from '../data/synthetic.ts';
 import { buildModel } from '../models/index.ts';
-import type { BatchSource, EvalSource } from './fit.ts';
+import type { BatchSource, EvalSource } from '../train/fit.ts';
 
 export interface Datasets {
   train: Dataset;

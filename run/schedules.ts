@@ -1,5 +1,5 @@
 // From a training configuration to the optimizer's LR and momentum schedules.
-import type { TrainConfig } from '../cli/config.ts';
+import type { TrainConfig } from './config.ts';
 import { constant, expRange, oneCycle, type Schedule, stepDecay, triangular, triangular2 } from '../schedules/index.ts';
 
 export interface TrainSchedules {
