@@ -1,7 +1,7 @@
 // Command-line flags of `train` (and the commands that share its configuration),
 // parsed with node:util's parseArgs and mapped onto TrainConfig fields.
 import { parseArgs } from 'node:util';
-import { DATASETS, DEFAULTS, LIMITS, MODELS, SCHEDULES, type TrainConfig, readRecipe, resolveConfig } from '../run/config.ts';
+import { DATASETS, DEFAULTS, LIMITS, MODELS, RESUME_CHANGEABLE_KEYS, SCHEDULES, type TrainConfig, flagOf, readRecipe, resolveConfig } from '../run/config.ts';
 
 interface FlagSpec {
   key: keyof TrainConfig;
@@ -55,7 +55,8 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
  * `--iterations` moves the end of the run (the schedule is rebuilt over the new
  * length); anything else would silently make the resumed run another experiment.
  */
-export const RESUME_CHANGEABLE_FLAGS = ['iterations', 'eval-every', 'checkpoint-every', 'log-every', 'divergence-factor', 'data'] as const;
+/** The flags of the settings a resume may change (run/config.ts RESUME_CHANGEABLE_KEYS), without their dashes. */
+export const RESUME_CHANGEABLE_FLAGS = RESUME_CHANGEABLE_KEYS.map((k) => flagOf(k).slice(2));
 
 export interface ParsedTrainArgs {
   config: TrainConfig;

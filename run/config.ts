@@ -264,3 +264,11 @@ export function totalIterations(c: TrainConfig, trainSize: number): number {
   const perEpoch = Math.max(1, Math.floor(trainSize / c.batchSize));
   return perEpoch * (c.epochs ?? 1);
 }
+
+/** The settings a resume may change (extending a run, how often it evaluates, checkpoints, logs; the data's path). */
+export const RESUME_CHANGEABLE_KEYS = ['iterations', 'evalEvery', 'checkpointEvery', 'logEvery', 'divergenceFactor', 'data'] as const;
+
+/** The command-line flag of a configuration key (evalEvery → --eval-every), for messages. */
+export function flagOf(key: string): string {
+  return `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+}

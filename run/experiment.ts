@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } 
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { DEFAULTS, KEYS, type TrainConfig, readRecipe, validateConfig } from './config.ts';
-import { type MaxLrResolver, runTraining } from '../cli/train.ts';
+import { type MaxLrResolver, runTraining } from './train.ts';
 import type { Device } from '../gpu/device.ts';
 import { writeFileAtomic } from '../engine/io/atomic.ts';
 import { type ExperimentResults, checkpointInfo, plannedSteps, readRun, writeReport } from './experimentReport.ts';

@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
 import { DEFAULTS, validateConfig } from '../run/config.ts';
-import { runTraining } from '../cli/train.ts';
+import { runTraining } from '../run/train.ts';
 import { hasXz } from '../data/cifar.ts';
 import { destroyTestDevice, testDevice } from './helpers.ts';
 

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DEFAULTS, type TrainConfig, readRecipe, resolveConfig, totalIterations, validateConfig } from '../run/config.ts';
-import { runTraining } from '../cli/train.ts';
+import { runTraining } from '../run/train.ts';
 import type { EvalReport } from '../cli/evalCommand.ts';
 import type { Device } from '../gpu/device.ts';
 import { loadCifar10 } from '../data/cifar.ts';

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DEFAULTS, type TrainConfig, validateConfig } from '../run/config.ts';
-import { runTraining } from '../cli/train.ts';
+import { runTraining } from '../run/train.ts';
 import { type Device, noGrad, tensor } from '../engine/index.ts';
 import { loadCheckpoint } from '../engine/io/checkpoint.ts';
 import { type StoredTensor, readSafetensors, writeSafetensors } from '../engine/io/safetensors.ts';

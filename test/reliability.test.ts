@@ -15,7 +15,7 @@ import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { DEFAULTS, LIMITS, type TrainConfig, validateConfig } from '../run/config.ts';
 import { parseTrainArgs } from '../cli/flags.ts';
-import { runTraining } from '../cli/train.ts';
+import { runTraining } from '../run/train.ts';
 import { type Device, SGD } from '../engine/index.ts';
 import { loadCheckpoint, saveCheckpoint } from '../engine/io/checkpoint.ts';
 import { describeFsError } from '../engine/io/fsErrors.ts';

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DEFAULTS, type TrainConfig, validateConfig } from '../run/config.ts';
-import { runTraining } from '../cli/train.ts';
+import { runTraining } from '../run/train.ts';
 import { evaluateCheckpoint } from '../cli/evalCommand.ts';
 import { rangeTestForConfig, RANGE_DEFAULTS, resolveMaxLrByRangeTest } from '../cli/rangeTestCommand.ts';
 import { type Device, SGD, keep, tensor } from '../engine/index.ts';
