@@ -9,5 +9,4 @@ export { SweepRecorder, type RangeTestResult } from './sweep.ts';
 export { suggestLr, formatLr, type LrSuggestion, type RangeTestCurve, type SuggestMethod, type SuggestOptions } from './suggest.ts';
 export { emaSmooth } from './smooth.ts';
 // the SVG plot and the terminal chart of `npm start -- range-test`, for your own curves
-export { rangeTestPlot } from '../train/plot.ts';
-export { rangeTestTermChart } from '../train/termchart.ts';
+export { rangeTestPlot, rangeTestTermChart } from './plot.ts';

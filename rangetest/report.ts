@@ -3,8 +3,7 @@
 // smoothed, suggested max/min LR marked), and a compact chart for the terminal.
 import { join } from 'node:path';
 import { writeFileAtomic } from '../engine/io/atomic.ts';
-import { rangeTestPlot } from '../train/plot.ts';
-import { rangeTestTermChart } from '../train/termchart.ts';
+import { rangeTestPlot, rangeTestTermChart } from './plot.ts';
 import type { RangeTestResult } from './sweep.ts';
 
 export async function writeRangeTestReport(dir: string, r: RangeTestResult, context: Record<string, unknown> = {}): Promise<string[]> {

@@ -3,8 +3,9 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { clipSegment, escapeXml, lineChart, logTicks, niceTicks, rangeTestPlot } from '../train/plot.ts';
-import { rangeTestTermChart, termChart } from '../train/termchart.ts';
+import { clipSegment, escapeXml, lineChart, logTicks, niceTicks } from '../train/plot.ts';
+import { termChart } from '../train/termchart.ts';
+import { rangeTestPlot, rangeTestTermChart } from '../rangetest/plot.ts';
 import { suggestLr } from '../rangetest/suggest.ts';
 import { syntheticCurve } from '../rangetest/synthetic.ts';
 

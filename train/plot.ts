@@ -7,17 +7,12 @@
  *                  on a log axis) leave gaps. Lines are clipped to the plot area geometrically
  *                  (Liang–Barsky), so a loss of 1e30 costs no giant coordinates.
  *                  `bands` shade a range (min–max over seeds) under the lines.
- *   rangeTestPlot  the LR range test: raw and smoothed loss against log lr, suggested max / min lr
- *                  and the divergence point marked.
  *   errorBarChart  one row per group (experiment arms): the mean as a dot, ±std as a thick bar,
  *                  min–max as a whisker and each value as a small ring, on a shared x axis.
  *
  * Output is standalone SVG 1.1 text with every label escaped; no ids, so charts can be inlined
  * together in one HTML page.
  */
-import type { LrSuggestion, RangeTestCurve } from '../rangetest/suggest.ts';
-import { formatLr } from '../rangetest/suggest.ts';
-import { median } from '../rangetest/smooth.ts';
 
 export interface ChartSeries {
   readonly name: string;
@@ -276,48 +271,6 @@ export function lineChart(options: LineChartOptions): string {
   return out.join('\n') + '\n';
 }
 
-/** Loss vs log lr: raw and smoothed loss, suggested max / min lr and the divergence point marked. */
-export function rangeTestPlot(
-  curve: RangeTestCurve,
-  suggestion: LrSuggestion,
-  options: { readonly title?: string; readonly width?: number; readonly height?: number } = {},
-): string {
-  const raw: number[] = [];
-  for (let i = 0; i < curve.losses.length; i++) if (Number.isFinite(curve.losses[i])) raw.push(curve.losses[i]!);
-  const sm = suggestion.smoothed;
-  const div = suggestion.divergenceLr ?? Number.POSITIVE_INFINITY;
-  const before = sm.losses.filter((_, i) => sm.lrs[i]! <= div);
-  // y range: from the lowest loss to the starting level, so the blow-up runs off the top.
-  const start = raw.length > 0 ? median(raw.slice(0, Math.max(3, Math.round(raw.length / 10)))) : 1;
-  const lo = Math.min(...(before.length > 0 ? before : [start]), quantile(raw, 0.02));
-  const hi = Math.max(start, ...(before.length > 0 ? before : [start]));
-  const pad = (hi - lo) * 0.08 || Math.abs(hi) * 0.1 || 1;
-  const markers: ChartMarker[] = [
-    { x: suggestion.maxLr, label: `max lr ${formatLr(suggestion.maxLr)}`, color: '#d62728' },
-    { x: suggestion.minLr, label: `min lr ${formatLr(suggestion.minLr)}`, color: '#2ca02c' },
-  ];
-  if (suggestion.divergenceLr !== null) {
-    markers.push({ x: suggestion.divergenceLr, label: `diverges ${formatLr(suggestion.divergenceLr)}`, color: '#7f7f7f' });
-  }
-  return lineChart({
-    title:
-      options.title ??
-      `LR range test: max lr ${formatLr(suggestion.maxLr)} (${suggestion.method}, confidence ${suggestion.confidence.toFixed(2)})`,
-    xLabel: 'learning rate (log scale)',
-    yLabel: 'loss',
-    logX: true,
-    series: [
-      { name: 'loss (raw)', xs: curve.lrs, ys: curve.losses, color: '#9ecae1', width: 1 },
-      { name: `loss (smoothed, ${suggestion.method})`, xs: sm.lrs, ys: sm.losses, color: '#1f77b4', width: 2 },
-    ],
-    markers,
-    yClip: [lo - pad, hi + pad],
-    description: suggestion.reason,
-    ...(options.width !== undefined ? { width: options.width } : {}),
-    ...(options.height !== undefined ? { height: options.height } : {}),
-  });
-}
-
 export interface ErrorBarRow {
   readonly label: string;
   readonly mean: number;
@@ -549,7 +502,8 @@ export function escapeXml(s: string): string {
     .replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '\ufffd');
 }
 
-function quantile(xs: readonly number[], q: number): number {
+/** The q-quantile of xs (linear between order statistics). */
+export function quantile(xs: readonly number[], q: number): number {
   if (xs.length === 0) return Number.POSITIVE_INFINITY;
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.max(0, Math.floor(q * (s.length - 1))))]!;

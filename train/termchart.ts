@@ -10,8 +10,6 @@
  * (1 x 2: ▀ ▄ █) or plain ASCII ('*', '|', '-', '+', '^'). Lines join consecutive finite points
  * and are clipped to the y range; markers are dotted columns (┊ or ':') wherever the curve is not.
  */
-import type { LrSuggestion, RangeTestCurve } from '../rangetest/suggest.ts';
-import { formatLr } from '../rangetest/suggest.ts';
 import { axisMap, clipSegment, formatTick, logTicks } from './plot.ts';
 
 export interface TermSeries {
@@ -151,32 +149,6 @@ export function termChart(series: TermSeries | readonly TermSeries[], options: T
   lines.push(' '.repeat(gutter) + (ascii ? '+' : '└') + axis.join(''));
   lines.push(xLabelRow(xDomain, logX, fx, gutter + 1, cols, width));
   return lines.join('\n');
-}
-
-/** The range-test summary: smoothed loss against log lr, with the max lr, min lr and divergence columns marked. */
-export function rangeTestTermChart(
-  curve: RangeTestCurve,
-  suggestion: LrSuggestion,
-  options: Omit<TermChartOptions, 'logX' | 'markers'> = {},
-): string {
-  const sm = suggestion.smoothed;
-  const div = suggestion.divergenceLr ?? Number.POSITIVE_INFINITY;
-  const before = sm.losses.filter((v, i) => sm.lrs[i]! <= div && Number.isFinite(v));
-  const lo = Math.min(...before);
-  const hi = Math.max(...before);
-  const markers: TermMarker[] = [{ x: suggestion.maxLr }, { x: suggestion.minLr }];
-  if (suggestion.divergenceLr !== null) markers.push({ x: suggestion.divergenceLr });
-  const xs = curve.lrs;
-  return termChart([{ xs: sm.lrs, ys: sm.losses }], {
-    ...options,
-    title:
-      options.title ??
-      `loss vs lr: max ${formatLr(suggestion.maxLr)}, min ${formatLr(suggestion.minLr)}` +
-        (suggestion.divergenceLr !== null ? `, diverges ${formatLr(suggestion.divergenceLr)}` : `, no divergence to ${formatLr(xs[xs.length - 1]!)}`),
-    logX: true,
-    markers,
-    ...(before.length > 1 && lo < hi ? { yClip: [lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)] as const } : {}),
-  });
 }
 
 /** x min at the left, x max at the right, decade (or linear) ticks between where they fit. */
