@@ -33,6 +33,7 @@ flags:
   --out DIR            the experiment's output folder (default: the file's "out", else runs/experiments/NAME);
                        for report: where to write (default: FOLDER)
   --arms A,B,...       for report: only these arms, in this order (a focused chart)
+  --data PATH          the dataset folder for every run, instead of the file's base "data"
   --quiet              no progress bars
   --help               this text`;
 
@@ -44,6 +45,7 @@ export async function experimentCommand(argv: string[]): Promise<number> {
       probe: { type: 'boolean' },
       out: { type: 'string' },
       arms: { type: 'string' },
+      data: { type: 'string' },
       quiet: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -66,7 +68,7 @@ export async function experimentCommand(argv: string[]): Promise<number> {
   }
   if (positionals.length !== 1) throw new Error(`experiment: expected one experiment FILE, got ${positionals.length}\n${EXPERIMENT_USAGE}`);
   if (values.probe && !values['dry-run']) throw new Error('experiment: --probe goes with --dry-run');
-  const exp = readExperiment(positionals[0]!, values.out);
+  const exp = readExperiment(positionals[0]!, values.out, values.data);
   if (values['dry-run']) {
     const device = values.probe ? await createDevice() : null;
     try {

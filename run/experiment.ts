@@ -64,9 +64,9 @@ function configKeys(file: string, where: string, obj: Record<string, unknown>, a
 /**
  * Reads and validates an experiment file; every run's merged configuration
  * (defaults ← recipe ← base ← arm overrides ← seed, out) passes train's validation.
- * `outOverride` replaces the file's "out" (default runs/experiments/NAME).
+ * `outOverride` replaces the file's "out" (default runs/experiments/NAME), `dataOverride` base's "data".
  */
-export function readExperiment(file: string, outOverride?: string): Experiment {
+export function readExperiment(file: string, outOverride?: string, dataOverride?: string): Experiment {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -96,6 +96,8 @@ export function readExperiment(file: string, outOverride?: string): Experiment {
     delete (recipe as Record<string, unknown>).out;
   }
   const baseConfig = configKeys(file, 'base', base, true);
+  // where the data lives differs between machines (a GPU machine's staged copy, say)
+  if (dataOverride !== undefined) baseConfig.data = dataOverride;
   if (!Array.isArray(obj.arms) || obj.arms.length === 0) fail(file, 'arms must be a non-empty array of { "name", "overrides" }');
   const arms: ExperimentArm[] = [];
   obj.arms.forEach((a: unknown, i: number) => {

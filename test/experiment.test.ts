@@ -188,6 +188,16 @@ describe('experiment files', () => {
     assert.equal(x3.seed, 3);
     assert.equal(x3.out, join(out, 'x-s3'));
     assert.equal(readExperiment(write(ok)).out, join('runs', 'experiments', 'e'));
+    // --data: every run reads the data from another folder (a GPU machine's staged copy)
+    const moved = readExperiment(write({ ...ok, base: { ...ok.base, data: 'here' } }), out, '/elsewhere');
+    assert.deepEqual(moved.runs.map((r) => r.config.data), ['/elsewhere']);
+  });
+
+  it('the committed experiment files are valid (every run of every arm passes train\'s validation)', () => {
+    for (const f of ['experiments/smoke.json', 'experiments/cifar10-10k-resnet20.json']) {
+      const e = readExperiment(f, tmp());
+      assert.ok(e.runs.length >= e.arms.length, f);
+    }
   });
 
   it('refuses bad files naming the file and the key', () => {
