@@ -14,6 +14,7 @@ import { rangeSweep } from '../schedules/index.ts';
 import type { BatchSource, EvalSource } from '../train/fit.ts';
 import type { SuggestMethod } from './suggest.ts';
 import { type RangeTestResult, SweepRecorder } from './sweep.ts';
+import { ReadbackRing } from '../train/readback.ts';
 
 export type { RangeTestResult } from './sweep.ts';
 
@@ -91,11 +92,9 @@ export async function rangeTest(o: RangeTestOptions): Promise<RangeTestResult> {
     weightDecay: o.weightDecay ?? 0,
     nesterov: o.nesterov ?? false,
   });
-  const ring = keep(empty(device, [readEvery]));
+  // each step's loss with its LR, read back together every readEvery steps
+  const ring = new ReadbackRing<number>(device, readEvery, 1);
   const recorder = new SweepRecorder(beta, divergeFactor);
-  /** the LR of each step whose loss is still in the ring */
-  let pendingLrs: number[] = [];
-  let pending = 0;
   let stopReason = `completed the sweep of ${steps} steps`;
   let stoppedEarly = false;
 
@@ -120,14 +119,10 @@ export async function rangeTest(o: RangeTestOptions): Promise<RangeTestResult> {
     });
 
   const drain = async (): Promise<boolean> => {
-    if (pending === 0) return false;
-    const values = new Float32Array(await device.read(ring.buffer, 0, pending * 4));
-    pending = 0;
-    const lrs = pendingLrs;
-    pendingLrs = [];
-    for (let i = 0; i < values.length; i++) {
-      const { smoothed, stop } = recorder.record(lrs[i]!, values[i]!);
-      if (Number.isFinite(values[i]!)) o.onProgress?.(recorder.losses.length, steps, lrs[i]!, smoothed);
+    for (const { meta: lr, values } of await ring.drain()) {
+      const loss = values[0]!;
+      const { smoothed, stop } = recorder.record(lr, loss);
+      if (Number.isFinite(loss)) o.onProgress?.(recorder.losses.length, steps, lr, smoothed);
       if (stop) {
         stopReason = stop;
         return true;
@@ -140,11 +135,11 @@ export async function rangeTest(o: RangeTestOptions): Promise<RangeTestResult> {
     model.train();
     for (let step = 0; step < steps; step++) {
       const { x, y } = o.train.next();
-      pendingLrs.push(sgd.lrAt());
+      const slot = ring.slot(sgd.lrAt());
       tidy(() => {
         const loss = softmaxCrossEntropy(model.forward(x), y);
         loss.backward();
-        if (!o.evalLoss) device.copy(loss.buffer, 0, ring.buffer, pending * 4, 4);
+        if (!o.evalLoss) device.copy(loss.buffer, 0, slot.buffer, slot.offset, 4);
       });
       x.dispose();
       y.dispose();
@@ -152,12 +147,11 @@ export async function rangeTest(o: RangeTestOptions): Promise<RangeTestResult> {
       sgd.zeroGrad();
       if (o.evalLoss) {
         const l = evalLoss();
-        device.copy(l.buffer, 0, ring.buffer, pending * 4, 4);
+        device.copy(l.buffer, 0, slot.buffer, slot.offset, 4);
         l.dispose();
       }
       device.flush();
-      pending++;
-      if (pending === readEvery || step === steps - 1) {
+      if (ring.full || step === steps - 1) {
         if (await drain()) {
           stoppedEarly = true;
           break;

@@ -3,6 +3,7 @@
 // loop.ts): the debiased EMA of the loss, the stop on a non-finite loss or on
 // the smoothed loss exceeding `divergeFactor` × its minimum, and the result with
 // the LR suggestion. No GPU code, so it loads without the `webgpu` package.
+import { DivergenceMonitor } from '../train/divergence.ts';
 import { emaSmooth } from './smooth.ts';
 import { type LrSuggestion, type SuggestMethod, suggestLr } from './suggest.ts';
 
@@ -24,34 +25,26 @@ export interface RangeTestResult {
   endLr: number;
 }
 
-/** Records (lr, loss) pairs in sweep order and says when the sweep must stop. */
+/** Records (lr, loss) pairs in sweep order and says when the sweep must stop (train/divergence.ts, judged from the second loss on). */
 export class SweepRecorder {
   readonly lrs: number[] = [];
   readonly losses: number[] = [];
-  private avg = 0;
-  private best = Infinity;
+  private readonly monitor: DivergenceMonitor;
 
   constructor(
     readonly beta: number,
     readonly divergeFactor: number,
-  ) {}
+  ) {
+    this.monitor = new DivergenceMonitor({ factor: divergeFactor, beta, warmup: 1 });
+  }
 
   /** Adds one step; returns the smoothed loss and, when the sweep must stop, why. */
   record(lr: number, loss: number): { smoothed: number; stop: string | null } {
     const step = this.losses.length;
     this.lrs.push(lr);
     this.losses.push(loss);
-    if (!Number.isFinite(loss)) return { smoothed: NaN, stop: `loss became ${loss} at step ${step} (lr ${lr.toPrecision(3)})` };
-    this.avg = this.beta * this.avg + (1 - this.beta) * loss;
-    const smoothed = this.avg / (1 - this.beta ** this.losses.length);
-    if (this.losses.length > 1 && smoothed > this.divergeFactor * this.best) {
-      return {
-        smoothed,
-        stop: `smoothed loss ${smoothed.toPrecision(4)} exceeded ${this.divergeFactor}× its minimum ${this.best.toPrecision(4)} at step ${step} (lr ${lr.toPrecision(3)})`,
-      };
-    }
-    this.best = Math.min(this.best, smoothed);
-    return { smoothed, stop: null };
+    const stop = this.monitor.push(loss, `step ${step} (lr ${lr.toPrecision(3)})`);
+    return { smoothed: this.monitor.smoothed, stop };
   }
 
   /** The curve with its suggestion; a curve the suggestion cannot read gives `suggestionError` instead of throwing. */

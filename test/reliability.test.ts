@@ -250,11 +250,11 @@ describe('a fresh train into a non-empty --out', () => {
 
 describe('divergence', () => {
   it('the monitor catches a blow-up within the first 10 losses (a01de24 ignored them), not an ordinary start', () => {
-    const m = new DivergenceMonitor(4, 0.98, Math.log(10));
-    assert.equal(m.push(2.4, 0), null);
-    assert.match(m.push(2e10, 1) ?? '', /loss 2\.000e\+10 at step 1 exceeded 4×/);
-    const ok = new DivergenceMonitor(4, 0.98, Math.log(10));
-    for (const [i, l] of [2.4, 2.9, 3.1, 2.2, 2.6, 1.9, 2.0, 2.5, 1.8, 2.1, 1.7].entries()) assert.equal(ok.push(l, i), null, `step ${i}`);
+    const m = new DivergenceMonitor({ factor: 4, beta: 0.98, floor: Math.log(10) });
+    assert.equal(m.push(2.4, "step 0"), null);
+    assert.match(m.push(2e10, "step 1") ?? '', /loss 2\.000e\+10 at step 1 exceeded 4×/);
+    const ok = new DivergenceMonitor({ factor: 4, beta: 0.98, floor: Math.log(10) });
+    for (const [i, l] of [2.4, 2.9, 3.1, 2.2, 2.6, 1.9, 2.0, 2.5, 1.8, 2.1, 1.7].entries()) assert.equal(ok.push(l, `step ${i}`), null, `step ${i}`);
   });
 
   it('with --checkpoint-every 0 it says that no checkpoint is kept (a01de24 claimed "(step 0) is kept")', async () => {

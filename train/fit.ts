@@ -7,6 +7,10 @@ import type { Device } from '../gpu/device.ts';
 import type { SGD } from '../engine/optim.ts';
 import { type Tensor, empty, keep, noGrad, tidy } from '../engine/tensor.ts';
 import { accuracy, softmaxCrossEntropy } from '../engine/ops/loss.ts';
+import { DivergenceMonitor } from './divergence.ts';
+import { ReadbackRing } from './readback.ts';
+
+export { DivergenceMonitor };
 
 /** What fit needs of a model (engine/nn's Module satisfies it). */
 export interface Classifier {
@@ -109,45 +113,6 @@ export interface FitResult {
   seconds: number;
 }
 
-/**
- * Watches the smoothed training loss for NaN or blow-up. The smoothed loss
- * means little over the first WARMUP losses, so there each raw loss is held
- * against `floor` (the loss of a uniform guess) instead: a run whose LR is far
- * too high (loss 2e10 at step 3) is caught before its first checkpoint.
- */
-export class DivergenceMonitor {
-  static readonly WARMUP = 10;
-  private avg = 0;
-  private n = 0;
-  private min = Infinity;
-  constructor(
-    private readonly factor: number,
-    private readonly beta = 0.98,
-    private readonly floor = 0,
-  ) {}
-  /** The level a sound raw loss stays under: factor × the lowest smoothed loss (or the floor, if higher). */
-  get bound(): number {
-    return this.factor * Math.max(this.floor, this.min === Infinity ? 0 : this.min);
-  }
-
-  /** Returns a reason when the run diverged, else null. */
-  push(loss: number, step: number): string | null {
-    if (!Number.isFinite(loss)) return `loss became ${loss} at step ${step}`;
-    this.avg = this.beta * this.avg + (1 - this.beta) * loss;
-    this.n++;
-    const smoothed = this.avg / (1 - this.beta ** this.n);
-    if (this.n <= DivergenceMonitor.WARMUP && this.floor > 0) {
-      const bound = this.factor * Math.max(this.floor, this.min === Infinity ? 0 : this.min);
-      if (loss > bound) return `loss ${loss.toPrecision(4)} at step ${step} exceeded ${this.factor}× ${Math.max(this.floor, this.min).toPrecision(4)} (the loss of a uniform guess, or the lowest so far)`;
-    }
-    if (this.n > DivergenceMonitor.WARMUP && smoothed > this.factor * this.min) {
-      return `smoothed loss ${smoothed.toPrecision(4)} exceeded ${this.factor}× its minimum ${this.min.toPrecision(4)} at step ${step}`;
-    }
-    this.min = Math.min(this.min, smoothed);
-    return null;
-  }
-}
-
 /** Mean loss and accuracy over an evaluation set, in eval mode, without the tape. */
 export async function evaluate(device: Device, model: Classifier, data: EvalSource, step: number, labelSmoothing = 0): Promise<EvalRecord> {
   model.eval();
@@ -188,14 +153,13 @@ export async function fit(o: FitOptions): Promise<FitResult> {
   const { device, model, optimizer, train } = o;
   const logEvery = o.logEvery ?? 10;
   const smoothing = o.labelSmoothing ?? 0;
-  const monitor = new DivergenceMonitor(o.divergenceFactor ?? 4, 0.98, o.lossFloor ?? 0);
+  const monitor = new DivergenceMonitor({ factor: o.divergenceFactor ?? 4, beta: 0.98, floor: o.lossFloor ?? 0 });
   const cb = o.callbacks ?? {};
   const history: StepRecord[] = [];
   const evals: EvalRecord[] = [];
   const t0 = performance.now();
-  // ring of [loss, acc] per step of the current logging block
-  const ring = keep(empty(device, [logEvery, 2]));
-  let pending: { step: number; lr: number; momentum: number }[] = [];
+  // [loss, acc] per step of the current logging block, read back together
+  const ring = new ReadbackRing<{ step: number; lr: number; momentum: number }>(device, logEvery, 2);
   let blockStart = performance.now();
   let end: FitEnd = 'completed';
   let message = '';
@@ -212,10 +176,8 @@ export async function fit(o: FitOptions): Promise<FitResult> {
     return history[Math.max(0, i)]?.step ?? optimizer.stepCount;
   };
   const drain = async (): Promise<string | null> => {
-    if (pending.length === 0) return null;
-    const values = new Float32Array(await device.read(ring.buffer, 0, pending.length * 8));
-    const records = pending.map((p, i) => ({ ...p, loss: values[2 * i]!, acc: values[2 * i + 1]! }));
-    pending = [];
+    if (ring.count === 0) return null;
+    const records = (await ring.drain()).map(({ meta, values }) => ({ ...meta, loss: values[0]!, acc: values[1]! }));
     const ips = (records.length * train.batchSize) / ((performance.now() - blockStart) / 1000);
     blockStart = performance.now();
     cb.onSteps?.(records, ips);
@@ -225,7 +187,7 @@ export async function fit(o: FitOptions): Promise<FitResult> {
         cb.onCheckpointVerified?.(r.step);
         unverified = -1;
       }
-      const why = monitor.push(r.loss, r.step);
+      const why = monitor.push(r.loss, `step ${r.step}`);
       if (why) {
         divergedFrom = runUpStart();
         return why;
@@ -245,9 +207,9 @@ export async function fit(o: FitOptions): Promise<FitResult> {
         const logits = model.forward(x);
         const loss = softmaxCrossEntropy(logits, y, { labelSmoothing: smoothing });
         const acc = noGrad(() => accuracy(logits, y));
-        const slot = pending.length * 8;
-        device.copy(loss.buffer, 0, ring.buffer, slot, 4);
-        device.copy(acc.buffer, 0, ring.buffer, slot + 4, 4);
+        const slot = ring.slot({ step, lr, momentum });
+        device.copy(loss.buffer, 0, slot.buffer, slot.offset, 4);
+        device.copy(acc.buffer, 0, slot.buffer, slot.offset + 4, 4);
         loss.backward();
       });
       x.dispose();
@@ -255,10 +217,9 @@ export async function fit(o: FitOptions): Promise<FitResult> {
       optimizer.step();
       optimizer.zeroGrad();
       device.flush();
-      pending.push({ step, lr, momentum });
 
       const done = optimizer.stepCount;
-      if (pending.length === logEvery || done === o.totalSteps) {
+      if (ring.full || done === o.totalSteps) {
         const diverged = await drain();
         if (diverged) {
           end = 'diverged';
