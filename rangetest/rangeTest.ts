@@ -15,6 +15,7 @@ import type { BatchSource, EvalSource } from '../train/fit.ts';
 import type { SuggestMethod } from './suggest.ts';
 import { type RangeTestResult, SweepRecorder } from './sweep.ts';
 import { ReadbackRing } from '../train/readback.ts';
+import { trainStep } from '../train/step.ts';
 
 export type { RangeTestResult } from './sweep.ts';
 
@@ -134,23 +135,19 @@ export async function rangeTest(o: RangeTestOptions): Promise<RangeTestResult> {
   try {
     model.train();
     for (let step = 0; step < steps; step++) {
-      const { x, y } = o.train.next();
       const slot = ring.slot(sgd.lrAt());
-      tidy(() => {
-        const loss = softmaxCrossEntropy(model.forward(x), y);
-        loss.backward();
-        if (!o.evalLoss) device.copy(loss.buffer, 0, slot.buffer, slot.offset, 4);
+      trainStep(device, model, sgd, o.train.next(), {
+        // the training loss, or (--eval-loss) the held-out loss after the update
+        ...(o.evalLoss
+          ? {
+              afterUpdate: () => {
+                const l = evalLoss();
+                device.copy(l.buffer, 0, slot.buffer, slot.offset, 4);
+                l.dispose();
+              },
+            }
+          : { record: (loss: Tensor) => device.copy(loss.buffer, 0, slot.buffer, slot.offset, 4) }),
       });
-      x.dispose();
-      y.dispose();
-      sgd.step();
-      sgd.zeroGrad();
-      if (o.evalLoss) {
-        const l = evalLoss();
-        device.copy(l.buffer, 0, slot.buffer, slot.offset, 4);
-        l.dispose();
-      }
-      device.flush();
       if (ring.full || step === steps - 1) {
         if (await drain()) {
           stoppedEarly = true;

@@ -9,6 +9,7 @@ import { type Tensor, empty, keep, noGrad, tidy } from '../engine/tensor.ts';
 import { accuracy, softmaxCrossEntropy } from '../engine/ops/loss.ts';
 import { DivergenceMonitor } from './divergence.ts';
 import { ReadbackRing } from './readback.ts';
+import { trainStep } from './step.ts';
 
 export { DivergenceMonitor };
 
@@ -200,23 +201,18 @@ export async function fit(o: FitOptions): Promise<FitResult> {
   try {
     while (optimizer.stepCount < o.totalSteps) {
       const step = optimizer.stepCount;
-      const { x, y } = train.next();
+      const batch = train.next();
       const lr = optimizer.lrAt();
       const momentum = optimizer.momentumAt();
-      tidy(() => {
-        const logits = model.forward(x);
-        const loss = softmaxCrossEntropy(logits, y, { labelSmoothing: smoothing });
-        const acc = noGrad(() => accuracy(logits, y));
-        const slot = ring.slot({ step, lr, momentum });
-        device.copy(loss.buffer, 0, slot.buffer, slot.offset, 4);
-        device.copy(acc.buffer, 0, slot.buffer, slot.offset + 4, 4);
-        loss.backward();
+      trainStep(device, model, optimizer, batch, {
+        labelSmoothing: smoothing,
+        record: (loss, logits) => {
+          const acc = noGrad(() => accuracy(logits, batch.y));
+          const slot = ring.slot({ step, lr, momentum });
+          device.copy(loss.buffer, 0, slot.buffer, slot.offset, 4);
+          device.copy(acc.buffer, 0, slot.buffer, slot.offset + 4, 4);
+        },
       });
-      x.dispose();
-      y.dispose();
-      optimizer.step();
-      optimizer.zeroGrad();
-      device.flush();
 
       const done = optimizer.stepCount;
       if (ring.full || done === o.totalSteps) {
