@@ -79,7 +79,7 @@ export async function experimentCommand(argv: string[]): Promise<number> {
     }
     return 0;
   }
-  const { resolveMaxLrByRangeTest } = await import('./rangeTestCommand.ts');
+  const { resolveMaxLrByRangeTest } = await import('../run/rangeTest.ts');
   // one device for all runs, made when the first run starts (none when every run is done)
   const made: { device: Promise<Device> | null } = { device: null };
   const device = (): Promise<Device> => (made.device ??= createDevice());

@@ -14,7 +14,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
     process.stdout.write(`${trainHelp('train', TRAIN_SUMMARY)}\n`);
     return 0;
   }
-  const { resolveMaxLrByRangeTest } = await import('./rangeTestCommand.ts');
+  const { resolveMaxLrByRangeTest } = await import('../run/rangeTest.ts');
   if (args.resume && args.overwrite) throw new Error('--resume and --overwrite contradict each other (continue the run in --out, or replace it)');
   const { result, testAccuracy, signal } = await runTraining(args.config, {
     resume: args.resume,

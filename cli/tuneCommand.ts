@@ -1,16 +1,10 @@
 // `tune`: chooses weight decay and batchnorm momentum by successive halving of
 // short One Cycle runs (run/tune.ts); writes a table, tune.json, tune.svg and
 // tuned-recipe.json, which `train --recipe` takes as it is.
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { createDevice } from '../gpu/device.ts';
-import { writeFileAtomic } from '../engine/io/atomic.ts';
-import { lineChart } from '../train/plot.ts';
-import { loadDatasets } from '../run/session.ts';
-import { SMITH_BN_MOMENTA, SMITH_WEIGHT_DECAYS, type TrialResult, tune, tuneJournalPath } from '../run/tune.ts';
+import { SMITH_BN_MOMENTA, SMITH_WEIGHT_DECAYS, type TrialResult, runTuning } from '../run/tune.ts';
 import type { TrainConfig } from '../run/config.ts';
 import { parseTrainArgs, trainHelp } from './flags.ts';
-import { resolveMaxLrByRangeTest } from './rangeTestCommand.ts';
 
 const TUNE_FLAGS = {
   budget: { type: 'string' },
@@ -75,7 +69,6 @@ export async function tuneCommand(argv: string[]): Promise<number> {
   if (metric !== 'loss' && metric !== 'accuracy') throw new Error(`--metric: expected loss or accuracy, got '${metric}'`);
   const config: TrainConfig = { ...args.config, valSplit: args.config.valSplit || 0.1 };
   const log = (line: string): void => void (args.quiet || process.stderr.write(`${line}\n`));
-  const device = await createDevice();
   let stop = false;
   const onSigint = (): void => {
     if (stop) process.exit(130);
@@ -84,54 +77,23 @@ export async function tuneCommand(argv: string[]): Promise<number> {
   };
   process.on('SIGINT', onSigint);
   try {
-    const data = await loadDatasets(config);
-    const maxLr = config.maxLr === 'auto' ? await resolveMaxLrByRangeTest(device, config) : config.maxLr;
-    const r = await tune({
-      device,
-      config,
-      data,
-      maxLr,
+    const { result: r, best, recipePath } = await runTuning(config, {
       weightDecays: list('weight-decays', values['weight-decays'], SMITH_WEIGHT_DECAYS),
       bnMomenta: list('bn-momenta', values['bn-momenta'], SMITH_BN_MOMENTA),
       budget,
       eta,
       metric,
-      journal: tuneJournalPath(config.out),
       log,
       shouldStop: () => stop,
     });
     process.stdout.write(`${table(r.trials)}\n`);
-    const best = r.best;
-    const recipe = { ...config, maxLr, weightDecay: best.weightDecay, bnMomentum: best.bnMomentum, out: join(config.out, 'train') };
-    await writeFileAtomic(join(config.out, 'tuned-recipe.json'), JSON.stringify({ description: `tuned by tune (${metric}, budget ${budget})`, ...recipe }, null, 2) + '\n');
-    await writeFileAtomic(
-      join(config.out, 'tune.json'),
-      JSON.stringify({ best, maxLr, metric, budget, budgetUsed: r.budgetUsed, rungs: r.rungs, interrupted: r.interrupted, trials: r.trials }, null, 2) + '\n',
-    );
-    await writeFileAtomic(
-      join(config.out, 'tune.svg'),
-      lineChart({
-        title: 'Validation loss of the candidates (successive halving)',
-        xLabel: 'step',
-        yLabel: 'validation loss',
-        series: r.trials.map((t) => ({
-          name: `wd ${t.weightDecay}, bn ${t.bnMomentum} (${t.steps})`,
-          xs: t.curve.map((p) => p.step),
-          ys: t.curve.map((p) => p.loss),
-          dashed: t.steps !== best.steps,
-          opacity: t === best ? 1 : 0.6,
-        })),
-        yMaxQuantile: 0.95,
-      }),
-    );
     const tail = r.interrupted ? ' (interrupted: run the same command again to continue)' : '';
     process.stdout.write(
       `chosen: weight decay ${best.weightDecay}, batchnorm momentum ${best.bnMomentum} (PyTorch; Smith's ${(1 - best.bnMomentum).toFixed(2)})${tail}\n` +
-        `train with: npm start -- train --recipe ${join(config.out, 'tuned-recipe.json')}\n`,
+        `train with: npm start -- train --recipe ${recipePath}\n`,
     );
     return r.interrupted ? 130 : 0;
   } finally {
     process.off('SIGINT', onSigint);
-    await device.close();
   }
 }

@@ -11,12 +11,15 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { TrainConfig } from './config.ts';
-import type { Device } from '../gpu/device.ts';
+import { type Device, createDevice } from '../gpu/device.ts';
+import { writeFileAtomic } from '../engine/io/atomic.ts';
+import { lineChart } from '../train/plot.ts';
+import { resolveMaxLrByRangeTest } from './rangeTest.ts';
 import { SGD } from '../engine/optim.ts';
 import { BatchLoader } from '../data/loader.ts';
 import { oneCycle } from '../schedules/index.ts';
 import { type EvalRecord, fit } from '../train/fit.ts';
-import { type Datasets, augmenterFor, evalSource, modelFor, trainSource } from './session.ts';
+import { type Datasets, augmenterFor, evalSource, loadDatasets, modelFor, trainSource } from './session.ts';
 
 export interface Candidate {
   weightDecay: number;
@@ -199,4 +202,49 @@ export async function tune(o: TuneOptions): Promise<TuneResult> {
 
 export function tuneJournalPath(out: string): string {
   return join(out, 'tune-trials.jsonl');
+}
+
+/**
+ * The tune command's work: a device, the datasets, the max LR (a range test first for
+ * `auto`), the trials (resumable from the journal), then tuned-recipe.json, tune.json
+ * and tune.svg in `config.out`.
+ */
+export async function runTuning(
+  config: TrainConfig,
+  o: Omit<TuneOptions, 'device' | 'config' | 'data' | 'maxLr' | 'journal'>,
+): Promise<{ result: TuneResult; best: TrialResult; maxLr: number; recipePath: string }> {
+  const device = await createDevice();
+  try {
+    const data = await loadDatasets(config);
+    const maxLr = config.maxLr === 'auto' ? await resolveMaxLrByRangeTest(device, config) : config.maxLr;
+    const r = await tune({ ...o, device, config, data, maxLr, journal: tuneJournalPath(config.out) });
+    const best = r.best;
+    const metric = o.metric ?? 'loss';
+    const recipePath = join(config.out, 'tuned-recipe.json');
+    const recipe = { ...config, maxLr, weightDecay: best.weightDecay, bnMomentum: best.bnMomentum, out: join(config.out, 'train') };
+    await writeFileAtomic(recipePath, JSON.stringify({ description: `tuned by tune (${metric}, budget ${o.budget})`, ...recipe }, null, 2) + '\n');
+    await writeFileAtomic(
+      join(config.out, 'tune.json'),
+      JSON.stringify({ best, maxLr, metric, budget: o.budget, budgetUsed: r.budgetUsed, rungs: r.rungs, interrupted: r.interrupted, trials: r.trials }, null, 2) + '\n',
+    );
+    await writeFileAtomic(
+      join(config.out, 'tune.svg'),
+      lineChart({
+        title: 'Validation loss of the candidates (successive halving)',
+        xLabel: 'step',
+        yLabel: 'validation loss',
+        series: r.trials.map((t) => ({
+          name: `wd ${t.weightDecay}, bn ${t.bnMomentum} (${t.steps})`,
+          xs: t.curve.map((p) => p.step),
+          ys: t.curve.map((p) => p.loss),
+          dashed: t.steps !== best.steps,
+          opacity: t === best ? 1 : 0.6,
+        })),
+        yMaxQuantile: 0.95,
+      }),
+    );
+    return { result: r, best, maxLr, recipePath };
+  } finally {
+    await device.close();
+  }
 }

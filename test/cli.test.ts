@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DEFAULTS, type TrainConfig, readRecipe, resolveConfig, totalIterations, validateConfig } from '../run/config.ts';
 import { runTraining } from '../run/train.ts';
-import type { EvalReport } from '../cli/evalCommand.ts';
+import type { EvalReport } from '../run/eval.ts';
 import type { Device } from '../gpu/device.ts';
 import { loadCifar10 } from '../data/cifar.ts';
 import { generatedCifar10Archive } from './cifarArchive.ts';
