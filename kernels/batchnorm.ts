@@ -37,7 +37,7 @@
 // Elsewhere, 64-lane trees in workgroup memory. device.policy.batchnorm.cpuLayouts = false
 // selects the GPU layouts everywhere (tests).
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import type { Device } from '../gpu/device.ts';
+import type { AdapterProfile, Device } from '../gpu/device.ts';
 import type { Operand } from './operand.ts';
 import { FLAT_INDEX, UniformWriter, WG, grid1d, hasSubgroupsOf8, isSoftwareAdapter, vecElem } from './common.ts';
 
@@ -58,7 +58,7 @@ function walkFor(g: BnGeometry, max: number): Walk {
 
 
 /** How the per-channel reductions run on this device: one 8-lane subgroup per workgroup, or 64-lane trees. */
-function reduceWalk(device: Device, g: BnGeometry): Walk & { sg: boolean } {
+function reduceWalk(device: AdapterProfile, g: BnGeometry): Walk & { sg: boolean } {
   if (device.policy.batchnorm.cpuLayouts && isSoftwareAdapter(device) && hasSubgroupsOf8(device)) return { v4: g.plane % 4 === 0, wg: 8, sg: true };
   return { ...walkFor(g, RWG), sg: false };
 }
@@ -319,9 +319,21 @@ const PWG = 64;
 /** An elementwise kernel's walk: by channel runs (`byChannel`, CPU rasterisers) or by groups of planes. */
 type ElementWalk = Walk & { byChannel: boolean };
 
-function elementWalk(device: Device, g: BnGeometry): ElementWalk {
+function elementWalk(device: AdapterProfile, g: BnGeometry): ElementWalk {
   if (device.policy.batchnorm.cpuLayouts && isSoftwareAdapter(device)) return { v4: g.plane % 4 === 0, wg: 8, byChannel: true };
   return { ...walkFor(g, PWG), byChannel: false };
+}
+
+/**
+ * Which kernel layouts batchnorm takes for geometry g on this adapter (the planner of
+ * this op family): per-channel reductions by one 8-lane subgroup per workgroup or by
+ * 64-lane trees; the elementwise passes (normalise, grad input) by channel over runs of
+ * images (CPU rasterisers) or by planes; vec4 or scalar elements.
+ */
+export function planBatchNorm(p: AdapterProfile, g: BnGeometry): { reduction: 'subgroup' | 'tree'; elementwise: 'by-channel' | 'planes'; vec4: boolean } {
+  const r = reduceWalk(p, g);
+  const e = elementWalk(p, g);
+  return { reduction: r.sg ? 'subgroup' : 'tree', elementwise: e.byChannel ? 'by-channel' : 'planes', vec4: e.v4 };
 }
 
 const ELEMENT_PARAMS = /* wgsl */ `

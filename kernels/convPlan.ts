@@ -2,7 +2,7 @@
 // decided in one place from the adapter and the kernel policy (gpu/policy.ts): the
 // engine's conv op plans once and hands the plan to the dispatchers in conv2d.ts,
 // conv2dTexture.ts and conv2dRows.ts, which follow it. Pure: tests plan for adapters
-// they do not have (test/conv-plan.test.ts).
+// they do not have (test/plans.test.ts).
 import type { AdapterProfile } from '../gpu/device.ts';
 import type { ConvGeometry, ConvKernel, ConvPlan } from './convGeometry.ts';
 import { gradWeightSplits } from './conv2d.ts';

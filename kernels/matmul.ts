@@ -44,7 +44,10 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import type { Device } from '../gpu/device.ts';
+import type { AdapterProfile, Device } from '../gpu/device.ts';
+
+/** What the matmul planner reads: the adapter's profile, and its label (the tuning file is per adapter). */
+export type MatmulProfile = AdapterProfile & Pick<Device, 'label'>;
 import type { MatmulConfig } from '../gpu/policy.ts';
 
 export type { MatmulConfig };
@@ -325,7 +328,7 @@ export function shapeClass(o: Pick<MatmulOptions, 'transA' | 'transB' | 'M' | 'N
 const tuningFiles = new Map<string, Map<string, MatmulConfig> | null>();
 
 /** The tuning in force: the policy's, else what `bench --tune` left in TUNING_FILE for this adapter. */
-function tuningFor(device: Device): Map<string, MatmulConfig> | null {
+function tuningFor(device: MatmulProfile): Map<string, MatmulConfig> | null {
   if (device.policy.matmul.tuning) return device.policy.matmul.tuning;
   if (!tuningFiles.has(device.label)) {
     let table: Map<string, MatmulConfig> | null = null;
@@ -341,7 +344,7 @@ function tuningFor(device: Device): Map<string, MatmulConfig> | null {
 }
 
 /** The kernel for this matmul: forced, tuned for its shape class on this adapter, or the adapter's default. */
-export function chooseConfig(device: Device, o: MatmulOptions): MatmulConfig {
+export function chooseConfig(device: MatmulProfile, o: MatmulOptions): MatmulConfig {
   const force = device.policy.matmul.force;
   const textureOk = hasSubgroupsOf8(device) && matmulTextureFits(device, o);
   if (force) return force.kind === 'texture' && !textureOk ? DIRECT_DEFAULT : force;

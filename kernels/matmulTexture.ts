@@ -22,7 +22,7 @@
 // 1024³ on lavapipe (bench/experiments/matmul-texture.ts, GFLOP per CPU-second
 // against the FMA loop's): direct buffer 4×8 kernel 13-16%, 8×8 per lane unchained
 // 34-36%, 16×8 chained with row-major B 50-60%, this kernel 63-79%.
-import type { Device, PooledTexture } from '../gpu/device.ts';
+import type { AdapterProfile, Device, PooledTexture } from '../gpu/device.ts';
 import type { Operand } from './operand.ts';
 import { UniformWriter } from './common.ts';
 import type { MatmulOptions } from './matmulOptions.ts';
@@ -166,7 +166,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }
 
 /** Whether this product's textures and grids fit the device's limits (else the direct kernel runs). */
-export function matmulTextureFits(device: Device, o: Pick<MatmulOptions, 'M' | 'N' | 'K' | 'batch' | 'batchA' | 'batchB'>): boolean {
+export function matmulTextureFits(device: AdapterProfile, o: Pick<MatmulOptions, 'M' | 'N' | 'K' | 'batch' | 'batchA' | 'batchB'>): boolean {
   const l = device.limits;
   const Mp = pad(o.M, rowsPerSubgroup(o.M) * SUBGROUPS);
   const Np = pad(o.N, COLS);

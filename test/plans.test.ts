@@ -1,5 +1,5 @@
-// Which kernel the conv planner (kernels/convPlan.ts) picks for every distinct conv
-// layer of the CIFAR ResNets (ResNet-20 and -56 share their layer shapes: a 3→16 stem,
+// Which kernel the planners pick (kernels/convPlan.ts; batchnorm's planBatchNorm and
+// matmul's chooseConfig) for every distinct layer of the CIFAR ResNets (ResNet-20 and -56 share their layer shapes: a 3→16 stem,
 // 3×3 convs of 16, 32, 64 channels, two stride-2 stage entries; option-A shortcuts have
 // no conv) at the training batch of 128, on a software adapter's profile (lavapipe:
 // subgroups of 8) and on a discrete GPU's (subgroups of 32), without either adapter.
@@ -10,6 +10,8 @@ import { defaultKernelPolicy } from '../gpu/policy.ts';
 import type { ConvGeometry } from '../kernels/convGeometry.ts';
 import { planConv } from '../kernels/convPlan.ts';
 import { gradWeightSplits } from '../kernels/conv2d.ts';
+import { planBatchNorm } from '../kernels/batchnorm.ts';
+import { chooseConfig } from '../kernels/matmul.ts';
 
 const limits = { maxTextureDimension2D: 16384, maxTextureArrayLayers: 2048, maxComputeWorkgroupsPerDimension: 65535 } as GPUSupportedLimits;
 const software: AdapterProfile = { isSoftwareAdapter: true, hasSubgroups: true, subgroupSize: 8, limits, policy: defaultKernelPolicy() };
@@ -67,4 +69,33 @@ it('geometries the row kernels decline fall back where they should: a 5×5 conv 
   assert.deepEqual(Object.values(planConv(software, g5)).slice(0, 3), ['texture', 'texture', 'texture']);
   const odd: ConvGeometry = { ...conv3x3(8, 8, 15, 1), w: 15, wo: 15, h: 15, ho: 15 };
   assert.equal(planConv(software, odd).forward, 'texture');
+});
+
+// batchnorm after every conv: 16, 32, 64 channels over 32², 16², 8² planes
+const BN_LAYERS = [
+  { batch: 128, channels: 16, plane: 32 * 32 },
+  { batch: 128, channels: 32, plane: 16 * 16 },
+  { batch: 128, channels: 64, plane: 8 * 8 },
+];
+
+it('batchnorm: one-subgroup reductions and per-channel elementwise passes on a software adapter, 64-lane trees and planes on a GPU; vec4 throughout', () => {
+  for (const g of BN_LAYERS) {
+    assert.deepEqual(planBatchNorm(software, g), { reduction: 'subgroup', elementwise: 'by-channel', vec4: true }, JSON.stringify(g));
+    assert.deepEqual(planBatchNorm(discrete, g), { reduction: 'tree', elementwise: 'planes', vec4: true }, JSON.stringify(g));
+  }
+  const gpuLayouts = { ...software, policy: { ...software.policy, batchnorm: { cpuLayouts: false } } };
+  assert.deepEqual(planBatchNorm(gpuLayouts, BN_LAYERS[0]!), { reduction: 'tree', elementwise: 'planes', vec4: true });
+});
+
+it('the classifier (64 → 10 at batch 128) and its gradients: small direct kernels on a software adapter, the tiled kernel on a GPU', () => {
+  // an empty tuning table: no .cache/matmul-tuning.json of this machine is read
+  const untuned = (p: AdapterProfile) => ({ ...p, label: 'test profile', policy: { ...p.policy, matmul: { force: null, tuning: new Map() } } });
+  const fc = { transA: false, transB: true, batchA: 1, batchB: 1, batch: 1, M: 128, N: 10, K: 64 };
+  const shapes = [fc, { ...fc, transB: false, K: 10, N: 64 }, { ...fc, transA: true, transB: false, M: 10, N: 64, K: 128 }];
+  for (const o of shapes) {
+    assert.deepEqual(chooseConfig(untuned(software), o), { kind: 'direct', tm: 4, tn: 4, wx: 4, wy: 4 }, JSON.stringify(o));
+    assert.deepEqual(chooseConfig(untuned(discrete), o), { kind: 'tiled' }, JSON.stringify(o));
+  }
+  // a large product takes the texture kernel on a software adapter with subgroups of 8
+  assert.equal(chooseConfig(untuned(software), { ...fc, transB: false, M: 256, N: 256, K: 256 }).kind, 'texture');
 });
