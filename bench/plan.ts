@@ -1,13 +1,14 @@
 // Which kernels this adapter runs for each distinct layer of a CIFAR ResNet: the conv
 // planner's choice (kernels/convPlan.ts) for the forward and both gradients, what is
-// kept packed and the weight gradient's split-K; the classifier's matmuls
-// (kernels/matmul.ts chooseConfig). No GPU work: the planners read the adapter's profile.
+// kept packed and the weight gradient's split-K; batchnorm's layouts (planBatchNorm);
+// the classifier's matmuls (kernels/matmul.ts chooseConfig). No GPU work: the planners read the adapter's profile.
 //
 //   node --import tsx bench/plan.ts [--batch 128]        (npm start -- bench --plan)
 import { createDevice } from '../gpu/device.ts';
 import type { ConvGeometry } from '../kernels/convGeometry.ts';
 import { planConv } from '../kernels/convPlan.ts';
 import { chooseConfig, configName } from '../kernels/matmul.ts';
+import { planBatchNorm } from '../kernels/batchnorm.ts';
 
 const args = process.argv.slice(2);
 const i = args.indexOf('--batch');
@@ -36,6 +37,11 @@ for (const [name, g] of layers) {
   console.log(
     `${name.padEnd(w)}  ${p.forward.padEnd(7)}  ${p.gradInput.padEnd(10)}  ${p.gradWeight.padEnd(11)}  ${String(p.gradWeightSplits).padStart(7)}  ${(p.keepsPackedInput ? 'yes' : 'no').padEnd(13)}  ${p.sharesPackedGradOutput ? 'yes' : 'no'}`,
   );
+}
+console.log('');
+for (const [c, side] of [[16, 32], [32, 16], [64, 8]] as const) {
+  const p = planBatchNorm(device, { batch, channels: c, plane: side * side });
+  console.log(`batchnorm ${c} channels, ${side}×${side}: reductions by ${p.reduction === 'subgroup' ? 'one 8-lane subgroup per workgroup' : '64-lane trees'}, elementwise ${p.elementwise === 'by-channel' ? 'by channel over runs of images' : 'by planes'}${p.vec4 ? ', vec4' : ''}`);
 }
 const fc = { transA: false, transB: true, batchA: 1, batchB: 1, batch: 1, M: batch, N: 10, K: 64 };
 console.log(`\nclassifier ${batch}×64 · (10×64)ᵀ: ${configName(chooseConfig(device, fc))}`);
