@@ -1,6 +1,6 @@
 // matmul (transposes, batched with broadcasting of a batch of 1) and linear
 // (PyTorch's y = x·Wᵀ + b, bias fused into the kernel), with their backwards.
-import { matmulKernel } from '../../kernels/matmul.ts';
+import { type MatmulOptions, matmulKernel } from '../../kernels/matmul.ts';
 import { sumTo } from '../../kernels/reduce.ts';
 import { type Tensor, empty, recordOp, shapeStr } from '../tensor.ts';
 import { reduceToShape } from './elementwise.ts';
@@ -10,14 +10,7 @@ export interface MatmulFlags {
   transB?: boolean;
 }
 
-interface Dims {
-  batchA: number;
-  batchB: number;
-  batch: number;
-  M: number;
-  N: number;
-  K: number;
-}
+type Dims = Pick<MatmulOptions, 'batchA' | 'batchB' | 'batch' | 'M' | 'N' | 'K'>;
 
 function dims(op: string, a: Tensor, b: Tensor, transA: boolean, transB: boolean): Dims {
   const bad = (why: string): Error =>
