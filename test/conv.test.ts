@@ -16,6 +16,7 @@ import { gradWeightSplits } from '../kernels/conv2d.ts';
 import { textureConvSupported, useTextureConv } from '../kernels/conv2dTexture.ts';
 import { isSoftwareAdapter } from '../kernels/common.ts';
 import { rowConvFits, rowGradWeightFits } from '../kernels/conv2dRows.ts';
+import { planConv } from '../kernels/convPlan.ts';
 import { assertClose, checkOp, checkRefGrad, destroyTestDevice, randomArr, setPolicy, testDevice } from './helpers.ts';
 import { refConv2d, refOutSize } from './reference-conv.ts';
 
@@ -43,7 +44,7 @@ const convCase = fc
   .filter((c) => c.k <= c.h + 2 * c.padding && c.k <= c.w + 2 * c.padding);
 
 /** conv2d of a generated case against the reference: forward and every gradient. */
-async function checkConvCase(c: typeof convCase extends fc.Arbitrary<infer T> ? T : never): Promise<void> {
+async function checkConvCase(c: { batch: number; cin: number; cout: number; h: number; w: number; k: number; stride: number; padding: number; bias: boolean; seed: number }): Promise<void> {
   const rng = new Rng(c.seed);
   const inputs = [randomArr(rng, [c.batch, c.cin, c.h, c.w]), randomArr(rng, [c.cout, c.cin, c.k, c.k])];
   if (c.bias) inputs.push(randomArr(rng, [c.cout]));
@@ -61,6 +62,36 @@ describe('conv2d', () => {
     await fc.assert(
       fc.asyncProperty(convCase, checkConvCase),
       { numRuns: 15 },
+    );
+  });
+
+  // What training runs: ResNet-like geometries (3×3 padding 1 or 1×1 without, stride 1
+  // or 2, widths of whole lanes) at the production policy, where the planner gives the
+  // row kernels on a software adapter with subgroups of 8 (asserted, so the property
+  // cannot drift onto another kernel) and the buffer kernels on a GPU.
+  it('at the production configuration: the kernels the planner picks for ResNet-like layers match the reference', async () => {
+    const production = fc
+      .record({
+        batch: fc.constantFrom(1, 2),
+        cin: fc.constantFrom(4, 8, 16),
+        cout: fc.constantFrom(4, 8, 16),
+        k: fc.constantFrom(1, 3),
+        stride: fc.constantFrom(1, 2),
+        lanes: fc.constantFrom(1, 2, 4), // output lanes of 4 pixels per row
+        rows: fc.constantFrom(4, 8), // output rows (whole 64-float texture rows of X and dY)
+        bias: fc.constant(false),
+        seed: fc.nat(),
+      })
+      .map((c) => ({ ...c, w: 4 * c.lanes * c.stride, h: c.rows * c.stride, padding: (c.k - 1) / 2 }));
+    await fc.assert(
+      fc.asyncProperty(production, async (c) => {
+        const g = { batch: c.batch, cin: c.cin, h: c.h, w: c.w, cout: c.cout, kh: c.k, kw: c.k, ho: c.h / c.stride, wo: c.w / c.stride, strideH: c.stride, strideW: c.stride, padH: c.padding, padW: c.padding };
+        const plan = planConv(device, g);
+        const expected = isSoftwareAdapter(device) && textureConvSupported(device) ? 'rows' : 'buffer';
+        assert.deepEqual([plan.forward, plan.gradInput, plan.gradWeight], [expected, expected, expected], JSON.stringify(g));
+        await checkConvCase({ ...c, seed: c.seed });
+      }),
+      { numRuns: 10 },
     );
   });
 
