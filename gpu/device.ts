@@ -235,7 +235,7 @@ export class Device {
     if (this.destroyed) return;
     let free = this.texturePool.get(t.key);
     if (!free) this.texturePool.set(t.key, (free = []));
-    this.pushByAge(free, t, t.texture);
+    this.pushByAge(free, t); // the pooled record itself is kept for the texture's life
     this.pooledBytes += t.bytes;
   }
 
@@ -246,15 +246,11 @@ export class Device {
    * every training step gets the same buffers as the one before (a plain stack
    * permutes them from step to step) and its bind groups are found in the cache.
    */
-  private pushByAge<T>(free: T[], item: T, identity: object = item as object): void {
-    const id = this.objectId(identity);
+  private pushByAge<T extends object>(free: T[], item: T): void {
+    const id = this.objectId(item);
     let i = free.length;
-    while (i > 0 && this.objectId(this.identityOf(free[i - 1]!)) < id) i--;
+    while (i > 0 && this.objectId(free[i - 1]!) < id) i--;
     free.splice(i, 0, item);
-  }
-
-  private identityOf(item: unknown): object {
-    return typeof item === 'object' && item !== null && 'texture' in item ? (item as PooledTexture).texture : (item as object);
   }
 
   /** Destroys every pooled (unused) buffer and texture. */

@@ -1,6 +1,6 @@
 // Helpers every kernel dispatcher shares: 1-D grids that stay inside the
 // 65535-workgroups-per-dimension limit, uniform packing, and broadcast strides.
-import type { AdapterProfile, Device } from '../gpu/device.ts';
+import type { AdapterProfile } from '../gpu/device.ts';
 import type { Shape } from './operand.ts';
 
 export const WG = 256;

@@ -39,7 +39,7 @@ import type { GradWeightBlock } from '../gpu/policy.ts';
 import type { Operand } from './operand.ts';
 import type { ConvGeometry, ConvPlan } from './convGeometry.ts';
 import { UniformWriter, hasSubgroupsOf8, isSoftwareAdapter } from './common.ts';
-import { rowConv, rowConvFits, rowGradWeight, rowGradWeightFits } from './conv2dRows.ts';
+import { rowConv, rowGradWeight } from './conv2dRows.ts';
 import { fill } from './elementwise.ts';
 
 

@@ -17,7 +17,7 @@ import { type Dataset, datasetSize, subset } from '../data/dataset.ts';
 import { syntheticDataset } from '../data/synthetic.ts';
 import { parameterCount } from '../models/index.ts';
 import { augmenterFor, checkStateTensors, evalSource, loadStateTensors, modelFor, modelName, stateSpec, validateTrainingCheckpoint } from './session.ts';
-import { DATASETS, type DatasetName, type TrainConfig, validateConfig } from './config.ts';
+import { type DatasetName, type TrainConfig, validateConfig } from './config.ts';
 
 export interface EvalOptions {
   /** a run folder (its checkpoints/), a checkpoints folder (its `latest`), or one ckpt-NNNNNN folder */

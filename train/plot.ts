@@ -145,14 +145,7 @@ export function lineChart(options: LineChartOptions): string {
   const px = (x: number): number => plot.x0 + fx(x) * (plot.x1 - plot.x0);
   const py = (y: number): number => plot.y1 - fy(y) * (plot.y1 - plot.y0);
 
-  const out: string[] = [];
-  out.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" ` +
-      `font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif" font-size="12">`,
-  );
-  if (options.title !== undefined) out.push(`<title>${escapeXml(options.title)}</title>`);
-  if (options.description !== undefined) out.push(`<desc>${escapeXml(options.description)}</desc>`);
-  out.push(`<rect x="0" y="0" width="${width}" height="${height}" fill="#ffffff"/>`);
+  const out = svgOpening(width, height, options);
 
   // Grid, ticks, labels.
   const xTicks = logX ? logTicks(xDomain[0], xDomain[1]) : niceTicks(xDomain[0], xDomain[1]);
@@ -317,14 +310,7 @@ export function errorBarChart(options: {
   }
   const fx = axisMap(domain, false);
   const px = (v: number): number => plot.x0 + Math.min(1, Math.max(0, fx(v))) * (plot.x1 - plot.x0);
-  const out: string[] = [];
-  out.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" ` +
-      `font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif" font-size="12">`,
-  );
-  if (options.title !== undefined) out.push(`<title>${escapeXml(options.title)}</title>`);
-  if (options.description !== undefined) out.push(`<desc>${escapeXml(options.description)}</desc>`);
-  out.push(`<rect x="0" y="0" width="${width}" height="${height}" fill="#ffffff"/>`);
+  const out = svgOpening(width, height, options);
   const ticks = niceTicks(domain[0], domain[1]);
   out.push('<g stroke="#e5e5e5" stroke-width="1">');
   for (const t of ticks) out.push(`<line x1="${f(px(t))}" y1="${f(plot.y0)}" x2="${f(px(t))}" y2="${f(plot.y1)}"/>`);
@@ -489,6 +475,18 @@ function toPx(p: readonly [number, number], plot: { x0: number; y0: number; x1: 
 function f(v: number): string {
   const s = (Math.round(v * 100) / 100).toString();
   return s === '-0' ? '0' : s;
+}
+
+/** The chart's <svg> element, its title and description for screen readers, and the white ground. */
+function svgOpening(width: number, height: number, o: { readonly title?: string | undefined; readonly description?: string | undefined }): string[] {
+  const out = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" ` +
+      `font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif" font-size="12">`,
+  ];
+  if (o.title !== undefined) out.push(`<title>${escapeXml(o.title)}</title>`);
+  if (o.description !== undefined) out.push(`<desc>${escapeXml(o.description)}</desc>`);
+  out.push(`<rect x="0" y="0" width="${width}" height="${height}" fill="#ffffff"/>`);
+  return out;
 }
 
 export function escapeXml(s: string): string {

@@ -151,7 +151,6 @@ let lost = false;
 let hung = false;
 let hasTs = false;
 let hasF16 = false;
-let hasSubgroups = false;
 let hasSgMatrix = false;
 let subgroupMaxSize = 0;
 const uncaptured: string[] = [];
@@ -225,7 +224,6 @@ async function openDevice(first: boolean): Promise<void> {
   });
   hasTs = d.features.has('timestamp-query');
   hasF16 = d.features.has('shader-f16');
-  hasSubgroups = d.features.has('subgroups');
   hasSgMatrix = d.features.has('chromium-experimental-subgroup-matrix');
   const info = (adapter as GPUAdapter).info as GPUAdapterInfo & Record<string, unknown>;
   subgroupMaxSize = Number(info.subgroupMaxSize ?? 0);
