@@ -23,6 +23,10 @@ flags:
   --rounds N           timed rounds per case
   --tune               time the matmul kernels first and keep the fastest per shape class
   --dawn-flag FLAG     extra dawn.node flag (repeatable)
+  --steps LIST         the ResNet depths × batches to time instead of the defaults (e.g. 20x128,56x1000; no TF.js step)
+  --pipeline N         also time N steps back to back with one sync (what a training loop gets)
+  --torch MODE         PyTorch running the same network just before and after our step: auto (CPU beside a
+                       software adapter, CUDA beside a GPU), cpu, cuda or off; skipped where no Python imports torch
   --profile            instead: GPU time per kernel of one ResNet training step
   --plan               instead: which kernel runs each ResNet layer on this adapter (the planners' choice)
   --help               this text`;
