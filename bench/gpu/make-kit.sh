@@ -47,6 +47,7 @@ du -sh "$kit"/*
 if [ "${1:-}" = "--data" ]; then
   src=../shared/data/cifar-10-batches-bin
   [ -d "$src" ] || { echo "make-kit: $src missing (no CIFAR-10 to stage)"; exit 1; }
+  /usr/bin/python3 -c 'import numpy, PIL' 2>/dev/null || { echo "make-kit: --data needs numpy and Pillow for /usr/bin/python3: apt-get install python3-numpy python3-pil"; exit 1; }
   mkdir -p .gpudata/train .gpudata/test
   tmp=$(mktemp -d)
   xz -dc "$src/data_batch_1.bin.xz" >"$tmp/data_batch_1.bin"
