@@ -247,10 +247,16 @@ export class Device {
    * permutes them from step to step) and its bind groups are found in the cache.
    */
   private pushByAge<T extends object>(free: T[], item: T): void {
+    // ids descend along the list: binary search for the first one below this id (a release is on the hot path)
     const id = this.objectId(item);
-    let i = free.length;
-    while (i > 0 && this.objectId(free[i - 1]!) < id) i--;
-    free.splice(i, 0, item);
+    let lo = 0;
+    let hi = free.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.objectId(free[mid]!) > id) lo = mid + 1;
+      else hi = mid;
+    }
+    free.splice(lo, 0, item);
   }
 
   /** Destroys every pooled (unused) buffer and texture. */
