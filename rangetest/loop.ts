@@ -59,10 +59,7 @@ export async function rangeTest(o: RangeTestLoopOptions): Promise<RangeTestResul
   if (typeof beta !== 'number' || !(beta >= 0 && beta < 1)) throw new RangeError(`${NAME}: beta must be in [0, 1), got ${String(o.beta)}`);
   const divergeFactor = positive('divergeFactor', o.divergeFactor, 4);
   const schedule = rangeSweep({ start: startLr, end: endLr, steps, mode });
-  const recorder = new SweepRecorder(beta, divergeFactor);
-  const t0 = performance.now();
-  let stopReason = `completed the sweep of ${steps} steps`;
-  let stoppedEarly = false;
+  const recorder = new SweepRecorder({ steps, mode, startLr, endLr, beta, divergeFactor, method: o.method, minLrDivisor: o.minLrDivisor });
   try {
     for (let i = 0; i < steps; i++) {
       const lr = schedule(i);
@@ -71,23 +68,10 @@ export async function rangeTest(o: RangeTestLoopOptions): Promise<RangeTestResul
       if (typeof loss !== 'number') throw new TypeError(`${NAME}: step(${lr}, ${i}) returned ${typeof loss}, not a number (the batch's loss)`);
       const { smoothed, stop } = recorder.record(lr, loss);
       if (Number.isFinite(loss)) o.onProgress?.(i + 1, steps, lr, smoothed);
-      if (stop) {
-        stopReason = stop;
-        stoppedEarly = true;
-        break;
-      }
+      if (stop) break;
     }
   } finally {
     await o.restore?.();
   }
-  return recorder.result({
-    stopReason,
-    stoppedEarly,
-    seconds: (performance.now() - t0) / 1000,
-    mode,
-    startLr,
-    endLr,
-    method: o.method,
-    minLrDivisor: o.minLrDivisor,
-  });
+  return recorder.result();
 }

@@ -78,7 +78,8 @@ export async function rangeTest(o: RangeTestOptions): Promise<RangeTestResult> {
   const readEvery = o.readEvery ?? 10;
   if (!(startLr > 0) || !(endLr > startLr)) throw new Error(`rangeTest: need 0 < startLr < endLr, got ${startLr} and ${endLr}`);
   if (!Number.isInteger(steps) || steps < 10) throw new Error(`rangeTest: steps must be an integer ≥ 10, got ${steps}`);
-  const t0 = performance.now();
+  // (made first: its clock times the whole test, snapshot and restore included)
+  const recorder = new SweepRecorder({ steps, mode, startLr, endLr, beta, divergeFactor, method: o.method, minLrDivisor: o.minLrDivisor });
 
   const savedOptimizer: SgdState | null = o.optimizer ? await o.optimizer.state() : null;
   const savedGrads = model.parameters().map((p) => p.grad);
@@ -95,9 +96,6 @@ export async function rangeTest(o: RangeTestOptions): Promise<RangeTestResult> {
   });
   // each step's loss with its LR, read back together every readEvery steps
   const ring = new ReadbackRing<number>(device, readEvery, 1);
-  const recorder = new SweepRecorder(beta, divergeFactor);
-  let stopReason = `completed the sweep of ${steps} steps`;
-  let stoppedEarly = false;
 
   // mean loss over the held-out batches, in eval mode, summed on the GPU
   const evalLoss = (): Tensor =>
@@ -124,10 +122,7 @@ export async function rangeTest(o: RangeTestOptions): Promise<RangeTestResult> {
       const loss = values[0]!;
       const { smoothed, stop } = recorder.record(lr, loss);
       if (Number.isFinite(loss)) o.onProgress?.(recorder.losses.length, steps, lr, smoothed);
-      if (stop) {
-        stopReason = stop;
-        return true;
-      }
+      if (stop) return true;
     }
     return false;
   };
@@ -149,10 +144,7 @@ export async function rangeTest(o: RangeTestOptions): Promise<RangeTestResult> {
           : { record: (loss: Tensor) => device.copy(loss.buffer, 0, slot.buffer, slot.offset, 4) }),
       });
       if (ring.full || step === steps - 1) {
-        if (await drain()) {
-          stoppedEarly = true;
-          break;
-        }
+        if (await drain()) break;
       }
     }
   } finally {
@@ -167,14 +159,5 @@ export async function rangeTest(o: RangeTestOptions): Promise<RangeTestResult> {
     model.train(wasTraining);
     await device.sync();
   }
-  return recorder.result({
-    stopReason,
-    stoppedEarly,
-    seconds: (performance.now() - t0) / 1000,
-    mode,
-    startLr,
-    endLr,
-    method: o.method,
-    minLrDivisor: o.minLrDivisor,
-  });
+  return recorder.result();
 }

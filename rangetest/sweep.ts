@@ -25,39 +25,54 @@ export interface RangeTestResult {
   endLr: number;
 }
 
-/** Records (lr, loss) pairs in sweep order and says when the sweep must stop (train/divergence.ts, judged from the second loss on). */
+/** What a sweep was asked to do: stored with its result, and how its suggestion is read. */
+export interface SweepSettings {
+  steps: number;
+  mode: 'exp' | 'linear';
+  startLr: number;
+  endLr: number;
+  /** EMA factor of the smoothed loss */
+  beta: number;
+  /** stop when the smoothed loss exceeds this factor times its minimum */
+  divergeFactor: number;
+  method?: SuggestMethod | undefined;
+  minLrDivisor?: number | undefined;
+}
+
+/**
+ * Records (lr, loss) pairs in sweep order, says when the sweep must stop
+ * (train/divergence.ts, judged from the second loss on) and, at the end, gives
+ * the result: the one place both range tests (GPU loop, user's callback) share.
+ * Its clock starts when it is made.
+ */
 export class SweepRecorder {
   readonly lrs: number[] = [];
   readonly losses: number[] = [];
   private readonly monitor: DivergenceMonitor;
+  private readonly t0 = performance.now();
+  private stopReason: string | null = null;
 
-  constructor(
-    readonly beta: number,
-    readonly divergeFactor: number,
-  ) {
-    this.monitor = new DivergenceMonitor({ factor: divergeFactor, beta, warmup: 1 });
+  constructor(readonly settings: SweepSettings) {
+    this.monitor = new DivergenceMonitor({ factor: settings.divergeFactor, beta: settings.beta, warmup: 1 });
   }
 
-  /** Adds one step; returns the smoothed loss and, when the sweep must stop, why. */
+  /** Adds one step; returns the smoothed loss and, when the sweep must stop, why (then `stopped` is true). */
   record(lr: number, loss: number): { smoothed: number; stop: string | null } {
     const step = this.losses.length;
     this.lrs.push(lr);
     this.losses.push(loss);
     const stop = this.monitor.push(loss, `step ${step} (lr ${lr.toPrecision(3)})`);
+    if (stop && this.stopReason === null) this.stopReason = stop;
     return { smoothed: this.monitor.smoothed, stop };
   }
 
+  get stopped(): boolean {
+    return this.stopReason !== null;
+  }
+
   /** The curve with its suggestion; a curve the suggestion cannot read gives `suggestionError` instead of throwing. */
-  result(o: {
-    stopReason: string;
-    stoppedEarly: boolean;
-    seconds: number;
-    mode: 'exp' | 'linear';
-    startLr: number;
-    endLr: number;
-    method?: SuggestMethod | undefined;
-    minLrDivisor?: number | undefined;
-  }): RangeTestResult {
+  result(): RangeTestResult {
+    const o = this.settings;
     const lrs = [...this.lrs];
     const losses = [...this.losses];
     let suggestion: LrSuggestion | null = null;
@@ -70,13 +85,13 @@ export class SweepRecorder {
     return {
       lrs,
       losses,
-      smoothed: emaSmooth(losses, this.beta),
-      stoppedEarly: o.stoppedEarly,
-      stopReason: o.stopReason,
+      smoothed: emaSmooth(losses, o.beta),
+      stoppedEarly: this.stopped,
+      stopReason: this.stopReason ?? `completed the sweep of ${o.steps} steps`,
       steps: losses.length,
       suggestion,
       suggestionError,
-      seconds: o.seconds,
+      seconds: (performance.now() - this.t0) / 1000,
       mode: o.mode,
       startLr: o.startLr,
       endLr: o.endLr,
