@@ -4,19 +4,18 @@
 // accuracy, per-class accuracy and the confusion matrix go to the terminal and
 // to eval.json. With the run's own settings the accuracy is the one its
 // summary.json reports (same test images, same batch size, same kernels).
-import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Device, createDevice } from '../gpu/device.ts';
 import { writeFileAtomic } from '../engine/io/atomic.ts';
 import { withPathAsync } from '../engine/io/fsErrors.ts';
-import { loadCheckpoint } from '../engine/io/checkpoint.ts';
 import { argmax, softmaxCrossEntropy } from '../engine/ops/loss.ts';
 import { type Tensor, keep, noGrad, tidy } from '../engine/tensor.ts';
 import { loadCifar } from '../data/cifar.ts';
 import { type Dataset, datasetSize, subset } from '../data/dataset.ts';
 import { syntheticDataset } from '../data/synthetic.ts';
 import { parameterCount } from '../models/index.ts';
-import { augmenterFor, checkStateTensors, evalSource, loadStateTensors, modelFor, modelName, stateSpec, validateTrainingCheckpoint } from './session.ts';
+import { augmenterFor, evalSource } from './session.ts';
+import { openTrainedCheckpoint, restoreTrainedModel } from './trained.ts';
 import { type DatasetName, type TrainConfig, validateConfig } from './config.ts';
 
 export interface EvalOptions {
@@ -80,24 +79,12 @@ async function loadTestSet(c: TrainConfig): Promise<Dataset> {
   return c.testSubset ? subset(test, Math.min(c.testSubset, datasetSize(test))) : test;
 }
 
-function isDir(path: string): boolean {
-  try {
-    return statSync(path).isDirectory();
-  } catch {
-    return false;
-  }
-}
-
 /** Evaluates the checkpoint `o.checkpoint` names and writes eval.json. */
 export async function evaluateCheckpoint(o: EvalOptions, opts: { device?: Device; log?: (s: string) => void } = {}): Promise<EvalReport> {
   const log = opts.log ?? (() => {});
-  if (!existsSync(o.checkpoint)) throw new Error(`--checkpoint ${o.checkpoint}: no such file or folder`);
-  if (!isDir(o.checkpoint)) throw new Error(`--checkpoint ${o.checkpoint}: not a folder (give a run folder, its checkpoints/ folder or one ckpt-NNNNNN folder)`);
-  const runDir = isDir(join(o.checkpoint, 'checkpoints')) ? o.checkpoint : null;
-  const loaded = await loadCheckpoint(runDir ? join(runDir, 'checkpoints') : o.checkpoint);
-  // the same checks as train --resume: every saved setting, the optimizer and loader state
-  const checked = validateTrainingCheckpoint(loaded);
-  const ckpt = { ...loaded, sidecar: checked.sidecar };
+  const trained = await openTrainedCheckpoint(o.checkpoint);
+  const { runDir } = trained;
+  const ckpt = trained.checkpoint;
   const s = ckpt.sidecar;
   const saved = s.config;
   const config = validateConfig(
@@ -116,11 +103,9 @@ export async function evaluateCheckpoint(o: EvalOptions, opts: { device?: Device
   const n = datasetSize(test);
   const device = opts.device ?? (await createDevice());
   try {
-    const model = modelFor(device, config, test);
+    const model = await restoreTrainedModel(device, config, test, trained);
     const augmenter = augmenterFor(device, config, test);
     try {
-      checkStateTensors(stateSpec(model), ckpt.tensors, checked.weightsPath, `${modelName(config)} on ${test.name}`);
-      loadStateTensors(model, ckpt.tensors);
       log(`evaluating ${ckpt.dir} (step ${ckpt.step ?? '?'} of ${s.totalSteps}): ${config.model} on ${n} ${test.name} images, batches of ${batchSize}`);
       const counted = await countPredictions(model, evalSource(device, test, augmenter, batchSize), test, config.labelSmoothing);
       const perClass = counted.confusion.map((row, c): ClassResult => {

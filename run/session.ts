@@ -47,7 +47,11 @@ export async function loadDatasets(c: TrainConfig): Promise<Datasets> {
   return { train, validation, test };
 }
 
-export function modelFor(device: Device, c: TrainConfig, data: Dataset): Module {
+/**
+ * The model a configuration names, for a dataset's classes and channels.
+ * Async because a user's own model (`--model ./net.ts`) is a module to import.
+ */
+export async function modelFor(device: Device, c: TrainConfig, data: Dataset): Promise<Module> {
   return buildModel(c.model, device, {
     numClasses: data.numClasses,
     inChannels: data.shape[0],

@@ -151,7 +151,7 @@ async function trainWithSignals(
   const device = o.device ?? (await createDevice());
   try {
     const data = await loadDatasets(config);
-    const model = modelFor(device, config, data.train);
+    const model = await modelFor(device, config, data.train);
     if (!checkpoint) total = totalIterations(config, datasetSize(data.train));
     if (total > LIMITS.iterations) throw new Error(`the run would take ${total} steps (epochs × batches per epoch); the limit is ${LIMITS.iterations}`);
     let maxLr: number;

@@ -114,7 +114,7 @@ function readJournal(path: string): Map<string, TrialResult> {
 /** One short One Cycle run of a candidate; the same initial weights and batch order for all. */
 async function runTrial(o: TuneOptions, c: Candidate, steps: number, rung: number): Promise<TrialResult> {
   const { device, config, data } = o;
-  const model = modelFor(device, { ...config, bnMomentum: c.bnMomentum }, data.train);
+  const model = await modelFor(device, { ...config, bnMomentum: c.bnMomentum }, data.train);
   const cycle = oneCycle({ maxLr: o.maxLr, totalSteps: steps, maxMomentum: config.momentum, minMomentum: config.minMomentum });
   const optimizer = new SGD({ params: model.namedParameters(), lr: cycle.lr, momentum: cycle.momentum, weightDecay: c.weightDecay, nesterov: config.nesterov });
   const loader = new BatchLoader(data.train, { batchSize: config.batchSize, seed: config.seed, shuffle: true, dropLast: true });

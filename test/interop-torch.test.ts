@@ -113,7 +113,7 @@ describe('PyTorch interop', { skip }, () => {
     copyFileSync(join(ckpt.dir, 'model.safetensors'), join(dir, 'engine.safetensors'));
 
     const data = await loadDatasets(config);
-    const model = modelFor(device, config, data.test);
+    const model = await modelFor(device, config, data.test);
     const augmenter = augmenterFor(device, config, data.test);
     const batch = evalSource(device, data.test, augmenter, 64).batches()[Symbol.iterator]().next();
     assert.ok(!batch.done);
@@ -149,7 +149,7 @@ describe('PyTorch interop', { skip }, () => {
     assert.equal(theirs.tensors['bn1.num_batches_tracked']?.dtype, 'I64');
     const torchState: Record<string, ArrayLike<number> | BigInt64Array> = {};
     for (const [k, t] of Object.entries(theirs.tensors)) torchState[k] = t.data as ArrayLike<number> | BigInt64Array;
-    const fresh = modelFor(device, { ...config, seed: 99 }, data.test);
+    const fresh = await modelFor(device, { ...config, seed: 99 }, data.test);
     fresh.loadStateDict(torchState); // strict by default, as PyTorch
     const oursOfTorch = await evalLogits(device, fresh, x, shape);
     const torchLogits = f32((await readSafetensors(join(dir, 'torch-logits.safetensors'))).tensors.logits, 'logits');

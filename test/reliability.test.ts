@@ -359,7 +359,7 @@ describe('a NaN in the weights', () => {
   it('never goes into a checkpoint (it need not show in the loss: on lavapipe ReLU’s max(x, 0) maps NaN to 0)', async () => {
     const config = tinyConfig(tmp());
     const data = await loadDatasets(config);
-    const model = modelFor(device, config, data.train);
+    const model = await modelFor(device, config, data.train);
     const optimizer = new SGD({ params: model.namedParameters(), lr: 0.1, momentum: 0.9 });
     const loader = new BatchLoader(data.train, { batchSize: 32, seed: config.seed, shuffle: true, dropLast: true });
     const w = model.stateDict()['conv1.weight']!;
@@ -556,7 +556,7 @@ describe('fuzz: corrupted checkpoints', () => {
   before(async () => {
     config = tinyConfig(base);
     const data = await loadDatasets(config);
-    model = modelFor(device, config, data.train);
+    model = await modelFor(device, config, data.train);
     optimizer = new SGD({ params: model.namedParameters(), lr: 0.1, momentum: 0.9 });
     loader = new BatchLoader(data.train, { batchSize: config.batchSize, seed: config.seed, shuffle: true, dropLast: true });
   });
