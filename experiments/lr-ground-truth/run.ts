@@ -1,0 +1,110 @@
+/**
+ * Issue 15 item 4, ground truth for the LR choice on small settings that run on lavapipe:
+ * for each experiment file here, the range tests as users run them (the default sweep:
+ * one epoch, at least 100 steps; 3 seeds), a longer sweep (400 steps) and one on held-out
+ * loss (`--eval-loss`), then the experiment itself (One Cycle at 7 max LRs × 2 seeds).
+ * Resumable: a finished range test is skipped and `experiment` resumes its runs. Then
+ * `collect` writes the curves and grids as test fixtures (test/fixtures/range-tests/,
+ * test/fixtures/lr-grid/):
+ *
+ *   node --import tsx experiments/lr-ground-truth/run.ts [SETTING...]
+ *   node --import tsx experiments/lr-ground-truth/run.ts collect
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const HERE = new URL('.', import.meta.url).pathname;
+const ROOT = join(HERE, '..', '..');
+const CLI = join(ROOT, 'cli', 'main.ts');
+const FIXTURES = join(ROOT, 'test', 'fixtures');
+
+interface Experiment {
+  name: string;
+  description: string;
+  base: Record<string, string | number | boolean>;
+  out: string;
+}
+
+const settings = readdirSync(HERE).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -5)).sort();
+const read = (name: string): Experiment => JSON.parse(readFileSync(join(HERE, `${name}.json`), 'utf8')) as Experiment;
+
+/** The experiment's base settings as the CLI's flags (camelCase → --kebab-case; false → --no-x). */
+function flags(base: Experiment['base']): string[] {
+  const out: string[] = [];
+  for (const [k, v] of Object.entries(base)) {
+    if (k === 'epochs') continue; // a range test's length is its own
+    const flag = `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+    if (v === false) out.push(`--no-${flag.slice(2)}`);
+    else if (v === true) out.push(flag);
+    else out.push(flag, String(v));
+  }
+  return out;
+}
+
+/** The range tests of one setting: name → extra flags. */
+const SWEEPS: Record<string, string[]> = {
+  'rt-s1': ['--seed', '1'],
+  'rt-s2': ['--seed', '2'],
+  'rt-s3': ['--seed', '3'],
+  'rt-long-s1': ['--seed', '1', '--steps', '400'],
+  'rt-evalloss-s1': ['--seed', '1', '--eval-loss'],
+};
+
+function run(args: string[]): void {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, stdio: 'inherit' });
+  if (r.status !== 0) throw new Error(`${args.join(' ')}: exit ${r.status}`);
+}
+
+function runSetting(name: string): void {
+  const e = read(name);
+  for (const [sweep, extra] of Object.entries(SWEEPS)) {
+    const out = join(ROOT, e.out, sweep);
+    if (existsSync(join(out, 'range-test.json'))) continue;
+    run(['range-test', ...flags(e.base), ...extra, '--out', out, '--quiet']);
+  }
+  run(['experiment', join(HERE, `${name}.json`), '--quiet']);
+}
+
+function collect(): void {
+  for (const name of settings) {
+    const e = read(name);
+    const folder = join(ROOT, e.out);
+    const results = join(folder, 'results.json');
+    if (!existsSync(results)) {
+      console.log(`${name}: no results.json yet`);
+      continue;
+    }
+    const r = JSON.parse(readFileSync(results, 'utf8')) as {
+      arms: { arm: string; finalAcc: { n: number; mean: number; std: number } | null; settings: Record<string, unknown> }[];
+    };
+    const grid = r.arms
+      .filter((a) => a.finalAcc)
+      .map((a) => ({ maxLr: Number(a.arm.replace(/^lr/, '')), acc: Number((100 * a.finalAcc!.mean).toFixed(2)), std: Number((100 * a.finalAcc!.std).toFixed(2)), seeds: a.finalAcc!.n }))
+      .sort((a, b) => a.maxLr - b.maxLr);
+    const description = `Ground truth for the LR choice (issue 15 item 4): ${e.description.replace(/^Issue 15 item 4, ground truth for the LR choice: /, '')} Final test accuracy (%), mean and sample std over seeds, recorded on lavapipe by experiments/lr-ground-truth/run.ts.`;
+    writeFileSync(join(FIXTURES, 'lr-grid', `${name}.json`), `${JSON.stringify({ description, grid }, null, 1)}\n`);
+    for (const sweep of Object.keys(SWEEPS)) {
+      const path = join(folder, sweep, 'range-test.json');
+      if (!existsSync(path)) continue;
+      const rt = JSON.parse(readFileSync(path, 'utf8')) as { lrs?: number[]; losses?: number[]; curve?: { lrs: number[]; losses: number[] }; stopReason?: string; mode?: string };
+      const curve = rt.curve ?? { lrs: rt.lrs!, losses: rt.losses! };
+      const fixture = {
+        description: `Recorded by this engine (range-test, ${SWEEPS[sweep]!.join(' ')}) on lavapipe: ${e.description.replace(/^.*?; /, '')} Ground truth: test/fixtures/lr-grid/${name}.json`,
+        model: e.base.model,
+        dataset: e.base.dataset,
+        batchSize: e.base.batchSize,
+        mode: rt.mode ?? 'exp',
+        stopReason: rt.stopReason ?? null,
+        lrs: curve.lrs,
+        losses: curve.losses,
+      };
+      writeFileSync(join(FIXTURES, 'range-tests', `${name}-${sweep}.json`), `${JSON.stringify(fixture)}\n`);
+    }
+    console.log(`${name}: grid of ${grid.length} LRs, best ${Math.max(...grid.map((g) => g.acc))}%`);
+  }
+}
+
+const args = process.argv.slice(2);
+if (args[0] === 'collect') collect();
+else for (const name of args.length ? args : settings) runSetting(name);
