@@ -30,3 +30,59 @@ export function regret(grid: readonly GridPoint[], lr: number): number | null {
   const at = gridScoreAt(grid, lr);
   return at === null ? null : Math.max(...grid.map((p) => p.acc)) - at;
 }
+
+/** A pick's regret for scoring: off the grid it is read at the grid's nearest end (a bound in the method's favour), and flagged. */
+export function pickRegret(grid: readonly GridPoint[], lr: number): { regret: number; offGrid: 'below' | 'above' | null } {
+  const g = [...grid].sort((a, b) => a.maxLr - b.maxLr);
+  const lo = g[0]!.maxLr;
+  const hi = g[g.length - 1]!.maxLr;
+  const offGrid = lr < lo ? 'below' : lr > hi ? 'above' : null;
+  return { regret: regret(g, Math.min(hi, Math.max(lo, lr)))!, offGrid };
+}
+
+/** One real setting: its accuracy-against-max-LR grid and the range-test curves recorded on it. */
+export interface RegretSetting {
+  name: string;
+  grid: readonly GridPoint[];
+  curves: readonly { name: string; lrs: readonly number[]; losses: readonly number[] }[];
+}
+
+/** A max-LR rule applied to one range-test curve. */
+export type LrRule = (curve: { lrs: readonly number[]; losses: readonly number[] }) => number;
+
+/** Which of a setting's curves a rule reads (the sweeps as users run them, a longer one, ...); each is scored and the regrets averaged. */
+export type SweepProtocol = (setting: RegretSetting) => RegretSetting['curves'];
+
+export interface RuleScore {
+  rule: string;
+  /** per setting: the picks (one per curve the protocol gave) and their mean regret */
+  perSetting: { setting: string; picks: number[]; regret: number; offGrid: number }[];
+  mean: number;
+  worst: number;
+  /** settings on which this rule had the largest regret of all rules (ties count for each) */
+  worstOf: number;
+}
+
+/** Scores every rule on every setting under one protocol: regret (points) against the setting's grid best. */
+export function scoreRules(settings: readonly RegretSetting[], rules: Readonly<Record<string, LrRule>>, protocol: SweepProtocol): RuleScore[] {
+  const used = settings.filter((s) => protocol(s).length > 0);
+  const scores: RuleScore[] = Object.entries(rules).map(([rule, pick]) => {
+    const perSetting = used.map((s) => {
+      const picks = protocol(s).map((c) => pick(c));
+      const scored = picks.map((lr) => pickRegret(s.grid, lr));
+      return {
+        setting: s.name,
+        picks,
+        regret: scored.reduce((a, r) => a + r.regret, 0) / scored.length,
+        offGrid: scored.filter((r) => r.offGrid).length,
+      };
+    });
+    const regrets = perSetting.map((p) => p.regret);
+    return { rule, perSetting, mean: regrets.reduce((a, b) => a + b, 0) / Math.max(1, regrets.length), worst: Math.max(...regrets), worstOf: 0 };
+  });
+  used.forEach((_, i) => {
+    const worst = Math.max(...scores.map((s) => s.perSetting[i]!.regret));
+    for (const s of scores) if (s.perSetting[i]!.regret >= worst - 1e-9) s.worstOf++;
+  });
+  return scores;
+}

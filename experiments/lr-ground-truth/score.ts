@@ -1,0 +1,34 @@
+/**
+ * The LR choice scored against ground truth (issue 15 item 4): every rule on every setting
+ * of test/fixtures/lr-grid, by regret = best grid accuracy − accuracy at the pick
+ * (interpolated in log LR; a pick off the grid is read at its end, marked *). Prints the
+ * markdown tables of docs/lr-suggestion.md:
+ *
+ *   node --import tsx experiments/lr-ground-truth/score.ts
+ */
+import { type RuleScore, type SweepProtocol, scoreRules } from '../../rangetest/regret.ts';
+import { RULES, evalLossSweep, loadRegretSettings, longSweep, oneEpochSweeps } from '../../test/lr-fixtures.ts';
+
+const settings = loadRegretSettings();
+const protocols: [string, SweepProtocol][] = [
+  ['the sweep as users run it (one epoch, at least 100 steps; each seed on its own, regrets averaged)', oneEpochSweeps],
+  ['a 400-step sweep', longSweep],
+  ['held-out loss (`--eval-loss`)', evalLossSweep],
+];
+
+function table(scores: RuleScore[]): string {
+  const names = scores[0]?.perSetting.map((p) => p.setting) ?? [];
+  const lines = [`| rule | ${names.join(' | ')} | mean | worst of all on |`, `|---|${names.map(() => '---|').join('')}---|---|`];
+  for (const s of scores) {
+    const cells = s.perSetting.map((p) => `${p.regret.toFixed(1)}${p.offGrid ? '*' : ''} (${p.picks.map((lr) => lr.toPrecision(2)).join(', ')})`);
+    lines.push(`| ${s.rule} | ${cells.join(' | ')} | **${s.mean.toFixed(2)}** | ${s.worstOf} |`);
+  }
+  return lines.join('\n');
+}
+
+for (const [label, protocol] of protocols) {
+  const scores = scoreRules(settings, RULES, protocol);
+  if (!scores[0]?.perSetting.length) continue;
+  console.log(`\n#### ${label}\n\nregret in points (the picks in brackets)\n\n${table(scores)}`);
+}
+console.log(`\ngrid best per setting: ${settings.map((s) => `${s.name} ${Math.max(...s.grid.map((g) => g.acc))}% at ${s.grid.reduce((a, b) => (b.acc > a.acc ? b : a)).maxLr}`).join('; ')}`);
