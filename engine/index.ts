@@ -9,3 +9,4 @@ export { Rng, type RngState } from './random.ts';
 export * from './ops/index.ts';
 export { SGD, type SgdOptions, type SgdState, type ScheduleLike } from './optim.ts';
 export * as nn from './nn/index.ts';
+export { defineModel, type ModelSpec, type ModelFactory } from './nn/define.ts';

@@ -103,7 +103,7 @@ export async function evaluateCheckpoint(o: EvalOptions, opts: { device?: Device
   const n = datasetSize(test);
   const device = opts.device ?? (await createDevice());
   try {
-    const model = await restoreTrainedModel(device, config, test, trained);
+    const model = await restoreTrainedModel(device, config, test, trained, opts.log);
     const augmenter = augmenterFor(device, config, test);
     try {
       log(`evaluating ${ckpt.dir} (step ${ckpt.step ?? '?'} of ${s.totalSteps}): ${config.model} on ${n} ${test.name} images, batches of ${batchSize}`);
