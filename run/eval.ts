@@ -63,7 +63,7 @@ export interface EvalReport {
 }
 
 /** The test set a configuration names, with its subset (the training set is not kept). */
-async function loadTestSet(c: TrainConfig): Promise<Dataset> {
+export async function loadTestSet(c: TrainConfig): Promise<Dataset> {
   let test: Dataset;
   if (c.dataset === 'synthetic') {
     // the test set's normalisation comes from the training set, so both are generated
