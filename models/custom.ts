@@ -70,7 +70,7 @@ export async function buildModelFromFile(path: string, device: Device, o: ModelF
   }
   if (!(model instanceof Module)) {
     const what = model === null ? 'null' : typeof model === 'object' ? (model.constructor?.name ?? 'an object') : typeof model;
-    throw new Error(`--model ${path}: the default export returned ${what}, not an nn.Module (import nn from the same onecycle-gpu package that runs it)`);
+    throw new Error(`--model ${path}: the default export returned ${what}, not an nn.Module (import nn from the onecycle-gpu that runs it, as an ES module: .mts, or .ts/.js in a package with "type": "module")`);
   }
   if (model.parameters().length === 0) throw new Error(`--model ${path}: the model has no parameters to train`);
   return model;

@@ -2,9 +2,16 @@
 // onnxruntime-node (CPU) on 256 images and must give our engine's eval-mode
 // logits (max abs difference ≤ 1e-4), with the normalisation in the graph or
 // not; the opset is read back from the model; an op without a mapping is
-// refused by name.
+// refused by name. Then the same through a trained run's checkpoint (the export
+// command's path), and a user's own model file (examples/tiny-vgg.ts): trained,
+// checkpointed, resumed (and refused when the file changed), evaluated, exported.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import onnxProto from 'onnx-proto';
 import { type Device, Rng, type Tensor, noGrad, tensor } from '../engine/index.ts';
@@ -12,6 +19,14 @@ import { OnnxExportError, exportOnnx } from '../engine/io/onnx.ts';
 import { Linear, Module } from '../engine/nn/index.ts';
 import { argmax } from '../engine/ops/loss.ts';
 import { buildModel } from '../models/index.ts';
+import { DEFAULTS, type TrainConfig, validateConfig } from '../run/config.ts';
+import { evaluateCheckpoint } from '../run/eval.ts';
+import { exportCheckpoint } from '../run/export.ts';
+import { augmenterFor, loadDatasets } from '../run/session.ts';
+import { runTraining } from '../run/train.ts';
+import { openTrainedCheckpoint, restoreTrainedModel } from '../run/trained.ts';
+import { readSafetensors } from '../engine/io/safetensors.ts';
+import { datasetSize } from '../data/dataset.ts';
 import { destroyTestDevice, testDevice } from './helpers.ts';
 
 const TOLERANCE = 1e-4;
@@ -140,5 +155,165 @@ describe('ONNX export, run by onnxruntime-node', () => {
     await assert.rejects(exportOnnx(bn, sample), /normalises with the batch's statistics/);
     sample.dispose();
     bn.dispose();
+  });
+});
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const TINY_VGG = join(ROOT, 'examples', 'tiny-vgg.ts');
+
+/** A small synthetic run's configuration (16×16 images, 256+ test images). */
+function runConfig(out: string, over: Partial<TrainConfig>): TrainConfig {
+  return validateConfig(
+    { ...DEFAULTS, imageSize: 16, syntheticTrain: 256, syntheticTest: IMAGES, batchSize: 32, iterations: 4, logEvery: 4, maxLr: 0.4, out, ...over },
+    'export test',
+  );
+}
+
+/**
+ * Exports the run's checkpoint with and without the normalisation in the graph
+ * and compares onnxruntime's logits with the engine's on the run's 256 test
+ * images (the engine's input normalised by the augmenter, onnxruntime's baked
+ * input the raw pixels / 255).
+ */
+async function checkRunExport(device: Device, run: string): Promise<number[]> {
+  const trained = await openTrainedCheckpoint(run);
+  const config = trained.checkpoint.sidecar.config;
+  const { test } = await loadDatasets(config);
+  assert.ok(datasetSize(test) >= IMAGES);
+  const model = await restoreTrainedModel(device, config, test, trained, () => {});
+  const augmenter = augmenterFor(device, config, test);
+  const shape = [IMAGES, ...test.shape];
+  const images = test.images.subarray(0, IMAGES * test.shape[0] * test.shape[1] * test.shape[2]);
+  const x = augmenter.eval(images);
+  const normalised = await x.toArray();
+  const ours = await engineLogits(model, x);
+  x.dispose();
+  augmenter.dispose();
+  model.dispose();
+  const diffs: number[] = [];
+  for (const bake of [false, true]) {
+    const out = join(run, bake ? 'baked.onnx' : 'model.onnx');
+    const r = await exportCheckpoint({ checkpoint: run, format: 'onnx', out, bakeNormalization: bake }, { device });
+    assert.equal(r.path, out);
+    const bytes = readFileSync(out);
+    assert.equal(opsetOf(bytes), 13);
+    const input = bake ? Float32Array.from(images, (v) => v / 255) : normalised;
+    const d = maxAbsDiff(ours, await runOnnx(bytes, input, shape));
+    assert.ok(d <= TOLERANCE, `${config.model}${bake ? ' (normalisation baked in)' : ''}: max |onnxruntime − engine| = ${d} > ${TOLERANCE}`);
+    diffs.push(d);
+  }
+  return diffs;
+}
+
+describe('export of a trained run, and your own model file', () => {
+  let device: Device;
+  let dir: string;
+  before(async () => {
+    device = await testDevice();
+    dir = mkdtempSync(join(tmpdir(), 'export-onnx-'));
+  });
+  after(async () => {
+    await destroyTestDevice();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a briefly trained ResNet-20 checkpoint exports to ONNX (with and without baked normalisation) and to safetensors', async () => {
+    const run = join(dir, 'r20');
+    const r = await runTraining(runConfig(run, { model: 'resnet20', maxLr: 0.1 }), { quiet: true, log: () => {}, device });
+    assert.equal(r.result.end, 'completed', r.result.message);
+    const ckpt = await openTrainedCheckpoint(run);
+    // the running statistics moved in training: eval-form batchnorm is really exercised
+    const rm = ckpt.checkpoint.tensors['layer2.0.bn2.running_mean']!.data as Float32Array;
+    assert.ok(rm.some((v) => Math.abs(v) > 1e-3), 'running_mean still zero');
+    const diffs = await checkRunExport(device, run);
+    console.log(`resnet20 checkpoint: max |onnxruntime − engine| ${diffs.map((d) => d.toExponential(2)).join(' (plain), ')} (baked)`);
+
+    const st = await exportCheckpoint({ checkpoint: run, format: 'safetensors' }, { device });
+    assert.equal(st.path, join(run, 'model.safetensors'));
+    const file = await readSafetensors(st.path);
+    for (const [k, t] of Object.entries(ckpt.checkpoint.tensors)) {
+      assert.deepEqual(file.tensors[k]?.shape, t.shape, k);
+      assert.deepEqual(Array.from(file.tensors[k]!.data as ArrayLike<number | bigint>), Array.from(t.data as ArrayLike<number | bigint>), k);
+    }
+    assert.equal(Object.keys(file.tensors).length, Object.keys(ckpt.checkpoint.tensors).length);
+    assert.deepEqual(JSON.parse(file.metadata!.classes!), [...(await loadDatasets(ckpt.checkpoint.sidecar.config)).test.classNames]);
+    await assert.rejects(exportCheckpoint({ checkpoint: run, format: 'safetensors', opset: 13 }, { device }), /apply to --format onnx only/);
+  });
+
+  it('examples/tiny-vgg.ts: trains, checkpoints with its path and SHA-256, resumes, evaluates and exports like a built-in model', async () => {
+    const run = join(dir, 'vgg');
+    const config = runConfig(run, { model: TINY_VGG, checkpointEvery: 2 });
+    const first = await runTraining(config, { quiet: true, log: () => {}, device });
+    assert.equal(first.result.end, 'completed');
+    const ckpt = await openTrainedCheckpoint(run);
+    const saved = ckpt.checkpoint.sidecar.config;
+    assert.equal(saved.model, TINY_VGG);
+    assert.match(saved.modelSha256 ?? '', /^[0-9a-f]{64}$/);
+    assert.ok('features.0.conv.weight' in ckpt.checkpoint.tensors && 'classifier.bias' in ckpt.checkpoint.tensors);
+    // resume: extend the run by 2 steps
+    const resumed = await runTraining({ ...config, iterations: 6 }, { resume: true, changes: { iterations: 6 }, quiet: true, log: () => {}, device });
+    assert.equal(resumed.result.end, 'completed');
+    assert.equal((await openTrainedCheckpoint(run)).checkpoint.step, 6);
+    const report = await evaluateCheckpoint({ checkpoint: run }, { device });
+    assert.equal(report.images, IMAGES);
+    const diffs = await checkRunExport(device, run);
+    console.log(`tiny-vgg checkpoint: max |onnxruntime − engine| ${diffs.map((d) => d.toExponential(2)).join(' (plain), ')} (baked)`);
+  });
+
+  it('a changed model file: resume refuses it unless --allow-model-change, eval and export warn', async () => {
+    // a copy of the example outside the package imports the engine by its path
+    const file = join(dir, 'my-net.mts'); // an ES module wherever it lies (a .ts outside a "type": "module" package loads as CommonJS)
+    const source = readFileSync(TINY_VGG, 'utf8').replace("from 'onecycle-gpu'", `from '${join(ROOT, 'engine', 'index.ts')}'`);
+    writeFileSync(file, source);
+    const run = join(dir, 'changed');
+    const config = runConfig(run, { model: file });
+    await runTraining(config, { quiet: true, log: () => {}, device });
+    writeFileSync(file, `${source}\n// edited after training\n`);
+    const more = { ...config, iterations: 6 };
+    await assert.rejects(
+      runTraining(more, { resume: true, changes: { iterations: 6 }, quiet: true, log: () => {}, device }),
+      (e: Error) => /--resume: the model file .*my-net\.mts changed since the run started \(SHA-256 [0-9a-f]{12}… then, [0-9a-f]{12}… now\).*--allow-model-change/.test(e.message),
+    );
+    const warnings: string[] = [];
+    await evaluateCheckpoint({ checkpoint: run }, { device, log: (s) => warnings.push(s) });
+    assert.ok(warnings.some((w) => /warning: the model file .*my-net\.mts changed since the run started/.test(w)), warnings.join('\n'));
+    const exportWarnings: string[] = [];
+    await exportCheckpoint({ checkpoint: run, format: 'onnx' }, { device, log: (s) => exportWarnings.push(s) });
+    assert.ok(exportWarnings.some((w) => /warning: the model file/.test(w)), exportWarnings.join('\n'));
+    const lines: string[] = [];
+    const r = await runTraining(more, { resume: true, allowModelChange: true, changes: { iterations: 6 }, quiet: true, log: (s) => lines.push(s), device });
+    assert.equal(r.result.end, 'completed');
+    assert.ok(lines.some((l) => /warning: the model file .* changed .*--allow-model-change/.test(l)), lines.join('\n'));
+    // the checkpoints from now on carry the new file's hash: the next resume is not refused
+    const now = (await openTrainedCheckpoint(run)).checkpoint.sidecar.config.modelSha256;
+    assert.notEqual(now, config.modelSha256);
+    await runTraining({ ...config, iterations: 7 }, { resume: true, changes: { iterations: 7 }, quiet: true, log: () => {}, device });
+  });
+
+  it('a model file that does not build a Module is refused with its path and why', async () => {
+    const bad = join(dir, 'not-a-model.ts');
+    writeFileSync(bad, 'export default () => 42;\n');
+    await assert.rejects(runTraining(runConfig(join(dir, 'bad'), { model: bad }), { quiet: true, log: () => {}, device }), /not-a-model\.ts: the default export returned number, not an nn\.Module/);
+    const none = join(dir, 'no-default.ts');
+    writeFileSync(none, 'export const x = 1;\n');
+    await assert.rejects(runTraining(runConfig(join(dir, 'bad2'), { model: none }), { quiet: true, log: () => {}, device }), /no-default\.ts: the file's default export must be a function/);
+    await assert.rejects(runTraining(runConfig(join(dir, 'bad3'), { model: join(dir, 'missing.ts') }), { quiet: true, log: () => {}, device }), /missing\.ts: cannot read the model file: no such file/);
+  });
+
+  it('from the command line: train --model ./examples/tiny-vgg.ts, then export --format onnx', () => {
+    const run = join(dir, 'cli');
+    const cli = (args: string[]): ReturnType<typeof spawnSync> =>
+      spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'cli', 'main.ts'), ...args], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
+    const t = cli(['train', '--model', './examples/tiny-vgg.ts', '--image-size', '16', '--synthetic-train', '128', '--synthetic-test', '64',
+      '--batch-size', '32', '--iterations', '4', '--out', run, '--quiet']);
+    assert.equal(t.status, 0, `train failed:\n${t.stderr}${t.stdout}`);
+    assert.match(String(t.stdout), /final test accuracy/);
+    const e = cli(['export', '--checkpoint', run, '--format', 'onnx', '--opset', '15', '--quiet']);
+    assert.equal(e.status, 0, `export failed:\n${e.stderr}${e.stdout}`);
+    assert.match(String(e.stdout), /ONNX opset 15: input 'input' \[batch, 3, 16, 16\]/);
+    assert.equal(opsetOf(readFileSync(join(run, 'model.onnx'))), 15);
+    assert.ok(existsSync(join(run, 'model.onnx')));
+    const help = cli(['--help']);
+    assert.match(String(help.stdout), /^ {2}export {7}/m);
   });
 });
