@@ -173,9 +173,10 @@ export function validateConfig(c: TrainConfig, source: SettingSource): TrainConf
   if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new Error(`${typeof source === 'string' ? source : 'settings'}: the settings must be a JSON object, got ${show(c)}`);
   if (typeof c.model === 'string' && isModelFile(c.model)) {
     if (c.model.includes('\0')) fail('model', `must be a path, got ${show(c.model)}`);
-  } else if (typeof c.model === 'string' && c.model.trim() === '') {
-    fail('model', `must be a built-in model (${MODELS.join(', ')}) or a model file's path, got ${show(c.model)}`);
-  } else oneOf('model', MODELS, 'model (or a model file: ./my-net.ts)');
+    if (c.width !== undefined) fail('width', `applies to the built-in models; a model file (${c.model}) sets its own widths`);
+  } else if (typeof c.model !== 'string' || !(MODELS as readonly string[]).includes(c.model)) {
+    throw new Error(`${at('model')}: unknown model ${typeof c.model === 'string' ? `'${c.model}'` : show(c.model)} (one of ${MODELS.join(', ')}, or a model file's path: ./my-net.ts)`);
+  }
   if (c.modelSha256 !== undefined && (typeof c.modelSha256 !== 'string' || !/^[0-9a-f]{64}$/.test(c.modelSha256))) {
     fail('modelSha256', `must be 64 hexadecimal digits, got ${show(c.modelSha256)}`);
   }

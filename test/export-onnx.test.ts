@@ -298,6 +298,8 @@ describe('export of a trained run, and your own model file', () => {
     writeFileSync(none, 'export const x = 1;\n');
     await assert.rejects(runTraining(runConfig(join(dir, 'bad2'), { model: none }), { quiet: true, log: () => {}, device }), /no-default\.ts: the file's default export must be a function/);
     await assert.rejects(runTraining(runConfig(join(dir, 'bad3'), { model: join(dir, 'missing.ts') }), { quiet: true, log: () => {}, device }), /missing\.ts: cannot read the model file: no such file/);
+    assert.throws(() => runConfig(join(dir, 'bad4'), { model: TINY_VGG, width: 8 }), /width applies to the built-in models; a model file .* sets its own widths/);
+    assert.throws(() => runConfig(join(dir, 'bad5'), { model: 'my-net' }), /unknown model 'my-net' \(one of resnet8, .*, or a model file's path/);
   });
 
   it('from the command line: train --model ./examples/tiny-vgg.ts, then export --format onnx', () => {
