@@ -133,6 +133,32 @@ describe('ONNX export, run by onnxruntime-node', () => {
     model.dispose();
   });
 
+  it('a module written from ops (mean over H and W, add, mul, sub, scale, relu, avgPool2d, a constant): same logits', async () => {
+    const { avgPool2d } = await import('../engine/ops/pool.ts');
+    const { add, mean, mul, relu, scale, sub, sum } = await import('../engine/ops/index.ts');
+    const { Conv2d } = await import('../engine/nn/index.ts');
+    class FromOps extends Module {
+      readonly conv = this.register('conv', new Conv2d(device, 3, 6, 3, { padding: 1, seed: 8 }));
+      readonly fc = this.register('fc', new Linear(device, 6, 5, { seed: 9 }));
+      forward(x: Tensor): Tensor {
+        const h = relu(this.conv.forward(avgPool2d(x, 3, { stride: 1, padding: 1, countIncludePad: false })));
+        const shift = tensor(device, [0.1, -0.2, 0.3, 0, 0.5, -0.1], [1, 6, 1, 1]);
+        const g = mean(add(mul(h, h), sub(h, shift)), [2, 3]);
+        return scale(add(this.fc.forward(g), sum(g, 1, true)), 0.5);
+      }
+    }
+    const model = new FromOps();
+    const pixels = randomImages(7, IMAGES, [3, 8, 8]);
+    const x = tensor(device, pixels, [IMAGES, 3, 8, 8]);
+    const sample = tensor(device, pixels.subarray(0, 2 * 3 * 64), [2, 3, 8, 8]);
+    const bytes = await exportOnnx(model, sample);
+    const d = maxAbsDiff(await engineLogits(model, x), await runOnnx(bytes, pixels, [IMAGES, 3, 8, 8]));
+    assert.ok(d <= TOLERANCE, `max |onnxruntime − engine| = ${d} > ${TOLERANCE}`);
+    x.dispose();
+    sample.dispose();
+    model.dispose();
+  });
+
   it('refuses an op without an ONNX mapping, naming it, and an opset outside 13–17', async () => {
     class WithArgmax extends Module {
       readonly fc = this.register('fc', new Linear(device, 12, 4));

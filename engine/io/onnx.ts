@@ -257,6 +257,10 @@ function emit(op: TracedOp, ins: string[], out: string | undefined, e: Emitter):
       return e.node('Mul', ins, {}, out);
     case 'scale':
       return e.node('Mul', [ins[0]!, e.floatInit('scale.factor', [], Float32Array.of(a.factor as number))], {}, out);
+    case 'mean':
+      return e.node('ReduceMean', ins, { axes: nums(a.axes), keepdims: 1 }, out);
+    case 'sum':
+      return e.node('ReduceSum', [ins[0]!, e.int64Init('sum.axes', nums(a.axes))], { keepdims: 1 }, out);
     case 'relu':
       return e.node('Relu', ins, {}, out);
     case 'globalAvgPool2d':
@@ -287,7 +291,7 @@ function emit(op: TracedOp, ins: string[], out: string | undefined, e: Emitter):
     }
     default:
       throw new OnnxExportError(
-        `ONNX export: op '${op.op}' (output ${shapeStr(op.output.shape)}) has no ONNX mapping; mapped ops: conv2d, batchNorm2d (and its relu/residual fusions), linear, matmul, add, sub, mul, scale, relu, globalAvgPool2d, maxPool2d, avgPool2d, subsamplePadChannels, reshape`,
+        `ONNX export: op '${op.op}' (output ${shapeStr(op.output.shape)}) has no ONNX mapping; mapped ops: conv2d, batchNorm2d (and its relu/residual fusions), linear, matmul, add, sub, mul, scale, relu, mean, sum, globalAvgPool2d, maxPool2d, avgPool2d, subsamplePadChannels, reshape`,
       );
   }
 }
