@@ -114,6 +114,26 @@ describe('ONNX export, run by onnxruntime-node', () => {
     model.dispose();
   });
 
+  it('ResNet-9 (max pools, residual add, scale) and an option-B ResNet-8 (1×1 projection + batchnorm): same logits', async () => {
+    const { resnet } = await import('../models/index.ts');
+    const models: [string, Module][] = [
+      ['resnet9', buildModel('resnet9', device, { numClasses: 10, seed: 2, width: 8 })],
+      ['resnet8 option B', resnet(device, { depth: 8, shortcut: 'B', numClasses: 10, seed: 2 })],
+    ];
+    const n = 64;
+    const pixels = randomImages(8, n, [3, 32, 32]);
+    const x = tensor(device, pixels, [n, 3, 32, 32]);
+    const sample = tensor(device, pixels.subarray(0, 3 * 3 * 32 * 32), [3, 3, 32, 32]);
+    for (const [name, model] of models) {
+      randomiseBatchNorm(model, 5);
+      const d = maxAbsDiff(await engineLogits(model, x), await runOnnx(await exportOnnx(model, sample), pixels, [n, 3, 32, 32]));
+      assert.ok(d <= TOLERANCE, `${name}: max |onnxruntime − engine| = ${d} > ${TOLERANCE}`);
+      model.dispose();
+    }
+    x.dispose();
+    sample.dispose();
+  });
+
   it('with the normalisation baked in: pixels in [0, 1] give the logits of the normalised input', async () => {
     const model = buildModel('smallcnn', device, { numClasses: 7, seed: 1, width: 8 });
     randomiseBatchNorm(model, 2);
