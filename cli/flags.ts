@@ -1,6 +1,7 @@
 // Command-line flags of `train` (and the commands that share its configuration),
 // parsed with node:util's parseArgs and mapped onto TrainConfig fields.
 import { parseArgs } from 'node:util';
+import { isModelFile, resolveModelFile } from '../models/custom.ts';
 import { DATASETS, DEFAULTS, LIMITS, MODELS, RESUME_CHANGEABLE_KEYS, SCHEDULES, type TrainConfig, flagOf, readRecipe, resolveConfig } from '../run/config.ts';
 
 interface FlagSpec {
@@ -10,7 +11,7 @@ interface FlagSpec {
 }
 
 export const TRAIN_FLAGS: Record<string, FlagSpec> = {
-  model: { key: 'model', type: 'string', help: `network: ${MODELS.join(', ')}` },
+  model: { key: 'model', type: 'string', help: `network: ${MODELS.join(', ')}, or your own model file (./my-net.ts; README "Your own model")` },
   width: { key: 'width', type: 'int', help: "channels of the model's first stage (resnets 16, resnet9 64, smallcnn 16)" },
   dataset: { key: 'dataset', type: 'string', help: `${DATASETS.join(', ')} (synthetic is built in)` },
   data: { key: 'data', type: 'string', help: 'dataset folder or official .tar.gz (cifar10/cifar100)' },
@@ -64,6 +65,8 @@ export interface ParsedTrainArgs {
   resume: boolean;
   /** --overwrite: clear a previous run in --out first */
   overwrite: boolean;
+  /** --allow-model-change: resume although the model file's hash changed */
+  allowModelChange: boolean;
   quiet: boolean;
   help: boolean;
   /** the settings the recipe and flags gave explicitly (what `--resume` checks against the checkpoint's) */
@@ -78,6 +81,7 @@ export function trainHelp(command: string, summary: string): string {
   if (command === 'train') {
     lines.push('  --resume'.padEnd(30) + `continue the run in --out with its saved settings (may change: ${RESUME_CHANGEABLE_FLAGS.map((f) => `--${f}`).join(', ')})`);
     lines.push('  --overwrite'.padEnd(30) + 'replace the previous run in --out (its outputs are deleted first)');
+    lines.push('  --allow-model-change'.padEnd(30) + "with --resume: continue although the run's model file changed since (its SHA-256 differs)");
   }
   lines.push('  --quiet'.padEnd(30) + 'no progress bar');
   for (const [name, f] of Object.entries(TRAIN_FLAGS)) {
@@ -116,6 +120,7 @@ export function parseTrainArgs(argv: string[]): ParsedTrainArgs {
     recipe: { type: 'string' },
     resume: { type: 'boolean' },
     overwrite: { type: 'boolean' },
+    'allow-model-change': { type: 'boolean' },
     quiet: { type: 'boolean' },
     help: { type: 'boolean' },
   };
@@ -147,6 +152,10 @@ export function parseTrainArgs(argv: string[]): ParsedTrainArgs {
   }
   const recipePath = values.recipe as string | undefined;
   const recipe = recipePath ? readRecipe(recipePath) : undefined;
+  // a model file is kept by its absolute path: eval and resume may run from another folder
+  for (const o of [flags, recipe ?? {}] as Record<string, unknown>[]) {
+    if (typeof o.model === 'string' && isModelFile(o.model)) o.model = resolveModelFile(o.model);
+  }
   const help = Boolean(values.help);
   const flagOf = new Map(Object.entries(TRAIN_FLAGS).map(([name, f]) => [f.key as string, name]));
   // each message names where its setting came from: the flag, the recipe file, or the default
@@ -157,6 +166,6 @@ export function parseTrainArgs(argv: string[]): ParsedTrainArgs {
   const givenAs: Record<string, string> = {};
   for (const k of Object.keys(given)) givenAs[k] = source(k);
   return {
-    config, recipe: recipePath, resume: Boolean(values.resume), overwrite: Boolean(values.overwrite), quiet: Boolean(values.quiet), help, given, givenAs,
+    config, recipe: recipePath, resume: Boolean(values.resume), overwrite: Boolean(values.overwrite), allowModelChange: Boolean(values['allow-model-change']), quiet: Boolean(values.quiet), help, given, givenAs,
   };
 }

@@ -11,6 +11,7 @@ const COMMANDS: Record<string, { summary: string; run: (argv: string[]) => Promi
   download: { summary: 'download CIFAR-10/100 (MD5-checked, atomic) and print the path for train --data', run: async (argv) => (await import('./downloadCommand.ts')).downloadCommand(argv) },
   tune: { summary: 'choose weight decay and batchnorm momentum by successive halving of short One Cycle runs', run: tuneCommand },
   experiment: { summary: 'run an experiment file (arms × seeds, resumable), plan it (--dry-run), or report a folder of runs', run: async (argv) => (await import('./experimentCommand.ts')).experimentCommand(argv) },
+  export: { summary: 'export a trained checkpoint as ONNX (checked by onnxruntime) or safetensors', run: async (argv) => (await import('./exportCommand.ts')).exportCommand(argv) },
   bench: { summary: 'kernel and training-step benchmarks against TensorFlow.js on the same adapter (BENCHMARKS.md)', run: async (argv) => (await import('./benchCommand.ts')).benchCommand(argv) },
 };
 

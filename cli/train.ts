@@ -19,6 +19,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
   const { result, testAccuracy, signal } = await runTraining(args.config, {
     resume: args.resume,
     overwrite: args.overwrite,
+    allowModelChange: args.allowModelChange,
     changes: args.given,
     changesAs: args.givenAs,
     quiet: args.quiet,

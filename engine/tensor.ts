@@ -317,6 +317,8 @@ export function noGrad<T>(fn: () => T): T {
  * right after dispatching its forward, with its backward beside it.
  */
 export function recordOp(out: Tensor, inputs: Tensor[], backward: BackwardFn, releaseSaved?: () => void): Tensor {
+  // an op that did not trace itself (with its attributes) is still seen, by its name
+  if (activeTrace && !activeTrace.outputs.has(out)) traceOp(out.op, out, inputs);
   if (gradEnabled && inputs.some((t) => t.requiresGrad)) {
     out.requiresGrad = true;
     out.parents = inputs;
@@ -327,4 +329,46 @@ export function recordOp(out: Tensor, inputs: Tensor[], backward: BackwardFn, re
     releaseSaved?.(); // nothing will run the backward
   }
   return out;
+}
+
+// ------------------------------------------------------------------ trace
+
+/** An op's attribute as a trace records it (strides, padding, flags, a scalar factor). */
+export type TraceAttr = number | boolean | string | readonly number[];
+
+/** One op of a forward pass: what it computed from what, and how (for export, e.g. to ONNX). */
+export interface TracedOp {
+  /** the op's name, as Tensor.op ('conv2d', 'batchNormAddRelu', 'reshape', …) */
+  op: string;
+  /** its tensor inputs in the op's own order; null for an optional one left out (a bias) */
+  inputs: readonly (Tensor | null)[];
+  output: Tensor;
+  attrs: Readonly<Record<string, TraceAttr>>;
+}
+
+let activeTrace: { ops: TracedOp[]; outputs: Set<Tensor> } | null = null;
+
+/**
+ * Records an op into the active trace (a no-op otherwise). Ops with attributes
+ * call it before recordOp; recordOp records the others by their name alone.
+ */
+export function traceOp(op: string, output: Tensor, inputs: readonly (Tensor | null)[], attrs: Record<string, TraceAttr> = {}): void {
+  if (!activeTrace || activeTrace.outputs.has(output)) return;
+  activeTrace.outputs.add(output);
+  activeTrace.ops.push({ op, inputs: [...inputs], output, attrs });
+}
+
+/**
+ * Runs `fn` (a forward pass) and returns, beside its result, every op it ran in
+ * order. The tensors are not freed: the caller disposes what it no longer needs.
+ */
+export function trace<T>(fn: () => T): { result: T; ops: TracedOp[] } {
+  if (activeTrace) throw new Error('trace: already tracing (traces do not nest)');
+  const t = { ops: [] as TracedOp[], outputs: new Set<Tensor>() };
+  activeTrace = t;
+  try {
+    return { result: fn(), ops: t.ops };
+  } finally {
+    activeTrace = null;
+  }
 }

@@ -1,6 +1,7 @@
 // The training configuration: one type shared by the CLI flags, recipe files and
 // checkpoints' sidecars, validated in one place.
 import { readFileSync } from 'node:fs';
+import { isModelFile } from '../models/custom.ts';
 
 export const MODELS = ['resnet8', 'resnet20', 'resnet32', 'resnet44', 'resnet56', 'resnet110', 'resnet9', 'smallcnn'] as const;
 export const DATASETS = ['synthetic', 'cifar10', 'cifar100'] as const;
@@ -11,7 +12,10 @@ export type DatasetName = (typeof DATASETS)[number];
 export type ScheduleName = (typeof SCHEDULES)[number];
 
 export interface TrainConfig {
-  model: ModelName;
+  /** a built-in model, or the absolute path of a model file (`--model ./my-net.ts`, models/custom.ts) */
+  model: ModelName | string;
+  /** SHA-256 of the model file the run was started with (set by train; absent for built-in models) */
+  modelSha256?: string | undefined;
   dataset: DatasetName;
   /** channels of the model's first stage (model-specific default when absent) */
   width?: number | undefined;
@@ -97,7 +101,7 @@ export const DEFAULTS: TrainConfig = {
   divergenceFactor: 4,
 };
 
-export const KEYS = new Set<string>(Object.keys(DEFAULTS).concat(['width', 'data', 'trainSubset', 'testSubset', 'epochs', 'iterations', 'minLr', 'annihilationFraction', 'clrStepSize']));
+export const KEYS = new Set<string>(Object.keys(DEFAULTS).concat(['width', 'data', 'trainSubset', 'testSubset', 'epochs', 'iterations', 'minLr', 'annihilationFraction', 'clrStepSize', 'modelSha256']));
 
 function fail(source: string, msg: string): never {
   throw new Error(`${source}: ${msg}`);
@@ -167,7 +171,15 @@ export function validateConfig(c: TrainConfig, source: SettingSource): TrainConf
     if (typeof v !== 'string' || v.trim() === '' || v.includes('\0')) fail(k, `must be a non-empty path, got ${show(v)}`);
   };
   if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new Error(`${typeof source === 'string' ? source : 'settings'}: the settings must be a JSON object, got ${show(c)}`);
-  oneOf('model', MODELS, 'model');
+  if (typeof c.model === 'string' && isModelFile(c.model)) {
+    if (c.model.includes('\0')) fail('model', `must be a path, got ${show(c.model)}`);
+    if (c.width !== undefined) fail('width', `applies to the built-in models; a model file (${c.model}) sets its own widths`);
+  } else if (typeof c.model !== 'string' || !(MODELS as readonly string[]).includes(c.model)) {
+    throw new Error(`${at('model')}: unknown model ${typeof c.model === 'string' ? `'${c.model}'` : show(c.model)} (one of ${MODELS.join(', ')}, or a model file's path: ./my-net.ts)`);
+  }
+  if (c.modelSha256 !== undefined && (typeof c.modelSha256 !== 'string' || !/^[0-9a-f]{64}$/.test(c.modelSha256))) {
+    fail('modelSha256', `must be 64 hexadecimal digits, got ${show(c.modelSha256)}`);
+  }
   oneOf('dataset', DATASETS, 'dataset');
   oneOf('schedule', SCHEDULES, 'schedule');
   oneOf('clrMode', ['triangular', 'triangular2', 'exp_range'], 'clrMode');

@@ -63,7 +63,7 @@ export interface EvalReport {
 }
 
 /** The test set a configuration names, with its subset (the training set is not kept). */
-async function loadTestSet(c: TrainConfig): Promise<Dataset> {
+export async function loadTestSet(c: TrainConfig): Promise<Dataset> {
   let test: Dataset;
   if (c.dataset === 'synthetic') {
     // the test set's normalisation comes from the training set, so both are generated
@@ -103,7 +103,7 @@ export async function evaluateCheckpoint(o: EvalOptions, opts: { device?: Device
   const n = datasetSize(test);
   const device = opts.device ?? (await createDevice());
   try {
-    const model = await restoreTrainedModel(device, config, test, trained);
+    const model = await restoreTrainedModel(device, config, test, trained, opts.log);
     const augmenter = augmenterFor(device, config, test);
     try {
       log(`evaluating ${ckpt.dir} (step ${ckpt.step ?? '?'} of ${s.totalSteps}): ${config.model} on ${n} ${test.name} images, batches of ${batchSize}`);

@@ -19,7 +19,8 @@ import { cifarLayout, loadCifar } from '../data/cifar.ts';
 import { type Dataset, datasetSize, splitValidation, subset } from '../data/dataset.ts';
 import { BatchLoader, type LoaderState } from '../data/loader.ts';
 import { syntheticDataset } from '../data/synthetic.ts';
-import { buildModel } from '../models/index.ts';
+import { buildModel, setBatchNormMomentum } from '../models/index.ts';
+import { buildModelFromFile, isModelFile } from '../models/custom.ts';
 import type { BatchSource, EvalSource } from '../train/fit.ts';
 
 export interface Datasets {
@@ -52,6 +53,12 @@ export async function loadDatasets(c: TrainConfig): Promise<Datasets> {
  * Async because a user's own model (`--model ./net.ts`) is a module to import.
  */
 export async function modelFor(device: Device, c: TrainConfig, data: Dataset): Promise<Module> {
+  if (isModelFile(c.model)) {
+    const [channels, height, width] = data.shape;
+    const model = await buildModelFromFile(c.model, device, { classes: data.numClasses, channels, height, width, seed: c.seed });
+    setBatchNormMomentum(model, c.bnMomentum);
+    return model;
+  }
   return buildModel(c.model, device, {
     numClasses: data.numClasses,
     inChannels: data.shape[0],

@@ -11,6 +11,7 @@ import { datasetSize } from '../data/dataset.ts';
 import { BatchLoader } from '../data/loader.ts';
 import { parameterCount } from '../models/index.ts';
 import { LIMITS, RESUME_CHANGEABLE_KEYS, type TrainConfig, flagOf, totalIterations, validateConfig } from './config.ts';
+import { checkModelFileOnResume, withModelFileHash } from './modelFile.ts';
 import { RunLock } from '../train/runLock.ts';
 import { type FitResult, evaluate, fit } from '../train/fit.ts';
 import { RunOutputs } from '../train/outputs.ts';
@@ -79,6 +80,8 @@ export async function runTraining(
     resume?: boolean;
     /** a fresh run into a non-empty --out deletes the previous run's outputs first (else it is refused) */
     overwrite?: boolean;
+    /** resume although the run's model file changed (its hash is then updated) */
+    allowModelChange?: boolean;
     /**
      * With `resume`: settings given now (flags, recipe), checked against the
      * checkpoint's; RESUME_CHANGEABLE_KEYS' may differ. `config` is otherwise
@@ -144,9 +147,11 @@ async function trainWithSignals(
     // the run continues with the settings it was started with, in the folder given now
     const saved = { ...checkpoint.sidecar.config, out: config.out };
     config = resumeSettings(saved, o.changes ?? {}, o.changesAs ?? {}, checkpoint.sidecar.optimizer.step, log);
+    config = checkModelFileOnResume(config, o.allowModelChange ?? false, log);
     total = config.iterations !== saved.iterations ? config.iterations! : checkpoint.sidecar.totalSteps;
   } else {
     outputs.startFresh(o.overwrite ?? false, log);
+    config = withModelFileHash(config);
   }
   const device = o.device ?? (await createDevice());
   try {

@@ -10,6 +10,7 @@ import type { Module } from '../engine/nn/index.ts';
 import type { Dataset } from '../data/dataset.ts';
 import { type TrainSidecar, checkStateTensors, loadStateTensors, modelFor, modelName, stateSpec, validateTrainingCheckpoint } from './session.ts';
 import type { TrainConfig } from './config.ts';
+import { modelFileWarning } from './modelFile.ts';
 
 export interface TrainedCheckpoint {
   /** the checkpoint as read, with its sidecar validated */
@@ -46,7 +47,11 @@ export async function openTrainedCheckpoint(path: string, flag = '--checkpoint')
  * checkpoint's weights and batchnorm statistics loaded (in train mode, as
  * modelFor builds it; the caller switches to eval). Disposed by the caller.
  */
-export async function restoreTrainedModel(device: Device, config: TrainConfig, data: Dataset, trained: TrainedCheckpoint): Promise<Module> {
+export async function restoreTrainedModel(
+  device: Device, config: TrainConfig, data: Dataset, trained: TrainedCheckpoint, log: (s: string) => void = (s) => void process.stderr.write(`${s}\n`),
+): Promise<Module> {
+  const changed = modelFileWarning(config);
+  if (changed) log(changed);
   const model = await modelFor(device, config, data);
   try {
     checkStateTensors(stateSpec(model), trained.checkpoint.tensors, trained.weightsPath, `${modelName(config)} on ${data.name}`);

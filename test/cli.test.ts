@@ -87,7 +87,7 @@ describe('cli: bad flags and recipes', () => {
   const refused: [string[], RegExp][] = [
     [['train', '--batch-size', 'abc'], /--batch-size: expected an integer, got 'abc'/],
     [['train', '--lr-max', '1'], /Unknown option '--lr-max'/],
-    [['train', '--model', 'nope'], /unknown model 'nope' \(one of resnet8, .*smallcnn\)/],
+    [['train', '--model', 'nope'], /unknown model 'nope' \(one of resnet8, .*smallcnn, or a model file's path/],
     [['train', '--dataset', 'cifar10'], /dataset 'cifar10' needs --data/],
     [['train', '--max-lr', 'fast'], /--max-lr: expected a number, got 'fast'/],
     [['train', '--milestones', '100,x'], /--milestones: expected an integer, got 'x'/],

@@ -14,7 +14,7 @@ export type MetricLine = ({ kind: 'step' } & StepRecord & { imagesPerSec?: numbe
 /** What a run folder may hold: `--overwrite` deletes these and refuses to touch a folder holding anything else. */
 export const RUN_OUTPUTS = [
   'metrics.jsonl', 'summary.json', 'loss.svg', 'accuracy.svg', 'lr.svg', 'momentum.svg', 'checkpoints', 'eval.json',
-  'range-test.json', 'range-test.csv', 'range-test.svg', LOCK_FILE,
+  'range-test.json', 'range-test.csv', 'range-test.svg', 'model.onnx', 'model.safetensors', LOCK_FILE,
 ];
 
 export class RunOutputs {

@@ -9,3 +9,4 @@ export {
   manualSeed, rngOf, fans, gain, kaimingUniform_, kaimingNormal_, kaimingNormal, uniform_, constant_, defaultLayerInit,
   uniformValues, normalValues, type InitOptions, type KaimingOptions, type Nonlinearity,
 } from './init.ts';
+export { defineModel, type ModelSpec, type ModelFactory } from './define.ts';

@@ -6,7 +6,7 @@
 // one elementwise dispatch each instead of three, and one backward that masks
 // the gradient by the output's sign and hands the residual its gradient.
 import { type BnFusion, type BnGeometry, batchStats, bnApply, bnGradInput, bnGradSums, bnSplits, runningStats } from '../../kernels/batchnorm.ts';
-import { type Tensor, empty, recordOp, shapeStr } from '../tensor.ts';
+import { type Tensor, empty, recordOp, shapeStr, traceOp } from '../tensor.ts';
 
 export interface BatchNormOptions {
   /** true: normalise with the batch's statistics and update the running ones; false: use the running ones */
@@ -99,6 +99,9 @@ export function batchNorm2d(x: Tensor, o: BatchNormOptions): Tensor {
   const y = empty(device, x.shape, 'f32', op);
   bnApply(device, x, stats, y, g, f, weight, bias, residual);
 
+  traceOp(op, y, [x, weight ?? null, bias ?? null, o.runningMean ?? null, o.runningVar ?? null, residual ?? null], {
+    batchStatistics: useBatchStats, eps, relu: f.relu, residual: f.residual,
+  });
   const inputs: Tensor[] = [x];
   if (weight && bias) inputs.push(weight, bias);
   if (residual) inputs.push(residual);

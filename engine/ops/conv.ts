@@ -7,7 +7,7 @@ import { type PackedGradOutput, packGradOutput } from '../../kernels/conv2dTextu
 import { type ConvPlan, planConv } from '../../kernels/convPlan.ts';
 import { sumTo } from '../../kernels/reduce.ts';
 import type { PooledTexture } from '../../gpu/device.ts';
-import { type Shape, type Tensor, empty, isGradEnabled, recordOp, shapeStr } from '../tensor.ts';
+import { type Shape, type Tensor, empty, isGradEnabled, recordOp, shapeStr, traceOp } from '../tensor.ts';
 
 export interface Conv2dOptions {
   /** stride, one number for both axes or [h, w]; default 1 */
@@ -64,6 +64,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options:
   const plan = planConv(device, g);
   const packedX = conv2dForward(device, x, weight, bias ?? undefined, out, g, plan, keepInput);
   const inputs = bias ? [x, weight, bias] : [x, weight];
+  traceOp('conv2d', out, [x, weight, bias ?? null], { kernel: [g.kh, g.kw], stride: [g.strideH, g.strideW], padding: [g.padH, g.padW] });
   const release = packedX ? () => device.releaseTexture(packedX) : undefined;
   return recordOp(out, inputs, (dy) => {
     // where both gradients read dY repacked (texture path, no row kernel), it is packed once for the two

@@ -3,7 +3,7 @@
 import { binary, unary } from '../../kernels/elementwise.ts';
 import { broadcastShapes } from '../../kernels/common.ts';
 import { sumTo } from '../../kernels/reduce.ts';
-import { type Tensor, empty, recordOp, shapeStr } from '../tensor.ts';
+import { type Tensor, empty, recordOp, shapeStr, traceOp } from '../tensor.ts';
 
 function checkSameDevice(op: string, a: Tensor, b: Tensor): void {
   if (a.device !== b.device) throw new Error(`${op}: tensors live on different devices`);
@@ -52,6 +52,7 @@ export function scale(x: Tensor, s: number): Tensor {
   if (!Number.isFinite(s)) throw new Error(`scale: factor must be finite, got ${s}`);
   const out = empty(x.device, x.shape, 'f32', 'scale');
   unary(x.device, 'scale', x, out, s);
+  traceOp('scale', out, [x], { factor: s });
   return recordOp(out, [x], (g) => [scale(g, s)]);
 }
 

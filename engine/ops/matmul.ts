@@ -2,7 +2,7 @@
 // (PyTorch's y = x·Wᵀ + b, bias fused into the kernel), with their backwards.
 import { type MatmulOptions, matmulKernel } from '../../kernels/matmul.ts';
 import { sumTo } from '../../kernels/reduce.ts';
-import { type Tensor, empty, recordOp, shapeStr } from '../tensor.ts';
+import { type Tensor, empty, recordOp, shapeStr, traceOp } from '../tensor.ts';
 import { reduceToShape } from './elementwise.ts';
 
 export interface MatmulFlags {
@@ -36,6 +36,7 @@ export function matmul(a: Tensor, b: Tensor, flags: MatmulFlags = {}): Tensor {
   const outShape = a.rank === 3 || b.rank === 3 ? [d.batch, d.M, d.N] : [d.M, d.N];
   const out = empty(a.device, outShape, 'f32', 'matmul');
   matmulKernel(a.device, a, b, out, { transA, transB, ...d });
+  traceOp('matmul', out, [a, b], { transA, transB });
   return recordOp(out, [a, b], (g) => {
     // C = Â·B̂ with Â = op(A), B̂ = op(B): dÂ = dC·B̂ᵀ, dB̂ = Âᵀ·dC, transposed back where op transposed.
     let da: Tensor | null = null;
@@ -73,6 +74,7 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
   const out = empty(x.device, [N, M], 'f32', 'linear');
   matmulKernel(x.device, x, weight, out, { transA: false, transB: true, batchA: 1, batchB: 1, batch: 1, M: N, N: M, K, bias });
   const inputs = bias ? [x, weight, bias] : [x, weight];
+  traceOp('linear', out, [x, weight, bias ?? null]);
   return recordOp(out, inputs, (g) => {
     const dx = x.requiresGrad ? matmul(g, weight) : null;
     const dw = weight.requiresGrad ? matmul(g, x, { transA: true }) : null;

@@ -5,7 +5,7 @@ import {
   type PoolGeometry, type ShortcutGeometry, avgPoolBackward, avgPoolForward, globalAvgPoolBackward, globalAvgPoolForward,
   maxPoolBackward, maxPoolForward, shortcutBackward, shortcutForward,
 } from '../../kernels/pool.ts';
-import { type Tensor, empty, recordOp, shapeStr } from '../tensor.ts';
+import { type Tensor, empty, recordOp, shapeStr, traceOp } from '../tensor.ts';
 
 export interface Pool2dOptions {
   /** default: the kernel size */
@@ -43,6 +43,9 @@ function poolGeometry(op: string, x: Tensor, kernel: PairLike, o: Pool2dOptions)
   return { planes: n * c, h, w, ho: outSize(h, kh, strideH, padH), wo: outSize(w, kw, strideW, padW), kh, kw, strideH, strideW, padH, padW };
 }
 
+/** A pooling op's geometry as trace attributes. */
+const poolAttrs = (g: PoolGeometry): Record<string, readonly number[]> => ({ kernel: [g.kh, g.kw], stride: [g.strideH, g.strideW], padding: [g.padH, g.padW] });
+
 function outShape(x: Tensor, g: PoolGeometry): number[] {
   return [x.shape[0]!, x.shape[1]!, g.ho, g.wo];
 }
@@ -54,6 +57,7 @@ export function maxPool2d(x: Tensor, kernelSize: PairLike, options: Pool2dOption
   const y = empty(device, outShape(x, g), 'f32', 'maxPool2d');
   const argmax = empty(device, y.shape, 'i32', 'maxPool2d argmax');
   maxPoolForward(device, x, y, argmax, g);
+  traceOp('maxPool2d', y, [x], poolAttrs(g));
   const out = recordOp(y, [x], (dy) => {
     const dx = empty(device, x.shape, 'f32', 'maxPool2d backward');
     maxPoolBackward(device, dy, argmax, dx, g);
@@ -71,6 +75,7 @@ export function avgPool2d(x: Tensor, kernelSize: PairLike, options: AvgPool2dOpt
   const device = x.device;
   const y = empty(device, outShape(x, g), 'f32', 'avgPool2d');
   avgPoolForward(device, x, y, g, countIncludePad);
+  traceOp('avgPool2d', y, [x], { ...poolAttrs(g), countIncludePad });
   return recordOp(y, [x], (dy) => {
     const dx = empty(device, x.shape, 'f32', 'avgPool2d backward');
     avgPoolBackward(device, dy, dx, g, countIncludePad);
@@ -111,6 +116,7 @@ export function subsamplePadChannels(x: Tensor, outChannels: number, stride = 2,
   const device = x.device;
   const y = empty(device, [batch, outChannels, g.ho, g.wo], 'f32', op);
   shortcutForward(device, x, y, g);
+  traceOp(op, y, [x], { stride, before: b, outChannels });
   return recordOp(y, [x], (dy) => {
     const dx = empty(device, x.shape, 'f32', `${op} backward`);
     shortcutBackward(device, dy, dx, g);

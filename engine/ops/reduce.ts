@@ -1,7 +1,7 @@
 // Reductions with their backwards: sum and mean, over everything or over axes.
 import { sumTo } from '../../kernels/reduce.ts';
 import { binary } from '../../kernels/elementwise.ts';
-import { type Tensor, empty, full, recordOp, shapeStr } from '../tensor.ts';
+import { type Tensor, empty, full, recordOp, shapeStr, traceOp } from '../tensor.ts';
 
 function normaliseAxes(op: string, x: Tensor, axes: number | number[] | undefined): Set<number> {
   if (axes === undefined) return new Set(x.shape.map((_, i) => i));
@@ -22,6 +22,7 @@ function reduce(op: 'sum' | 'mean', x: Tensor, axes?: number | number[], keepDim
   const scaleBy = op === 'mean' ? 1 / Math.max(1, count) : 1;
   const out = empty(x.device, kept, 'f32', op);
   sumTo(x.device, x, out, scaleBy);
+  traceOp(op, out, [x], { axes: [...ax].sort((a, b) => a - b) }); // with kept dimensions; a reshape drops them
   const finalShape = keepDims ? kept : x.shape.filter((_, i) => !ax.has(i));
   const result = keepDims ? out : out.reshape(finalShape);
   if (!keepDims) out.dispose();
