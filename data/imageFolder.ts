@@ -7,7 +7,6 @@
 import { readdir, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { basename, extname, join, resolve, sep } from 'node:path';
-import sharp from 'sharp';
 import { type Dataset, type Normalization, computeNormalization, datasetSize, splitValidation } from './dataset.ts';
 import { CACHE_FOLDER, type CachedTree, type TreeFile, cacheFileName, defaultCacheDir, readImageCache, writeImageCache } from './imageCache.ts';
 
@@ -33,6 +32,8 @@ export interface DecodedImage {
  * truncated JPEG is refused, not half-decoded).
  */
 export async function decodeImage(input: string | Uint8Array, size: number, mode: ResizeMode = 'crop'): Promise<DecodedImage> {
+  // loaded on first use: the configuration imports this module, and libvips is only needed to decode
+  const sharp = (await import('sharp')).default;
   const img = sharp(input, { failOn: 'warning' });
   const meta = await img.metadata();
   const channels = meta.channels ?? 3;
