@@ -12,6 +12,8 @@ import { classCounts, computeNormalization, datasetSize } from '../data/dataset.
 import { collectImageFiles, decodeImage, loadImageFolder } from '../data/imageFolder.ts';
 import { CACHE_FOLDER } from '../data/imageCache.ts';
 import { COLOURS, tempDir, writeImage, writeTree } from './imageFolders.ts';
+import { DEFAULTS, type TrainConfig, validateConfig } from '../run/config.ts';
+import { loadDatasets } from '../run/session.ts';
 
 const dirs: string[] = [];
 const fresh = (tag: string): string => {
@@ -272,6 +274,42 @@ describe('image cache', () => {
     const r = await loadImageFolder({ root, imageSize: 8, cacheDir });
     assert.equal(r.report.caches[0]!.path, join(cacheDir, 'all-8px-crop.bin'));
     assert.equal((await loadImageFolder({ root, imageSize: 8, cacheDir })).report.caches[0]!.hit, true);
+  });
+});
+
+describe('the folder dataset in a configuration', () => {
+  const config = (extra: Partial<TrainConfig>): TrainConfig => validateConfig({ ...DEFAULTS, dataset: 'folder', imageSize: 8, ...extra }, 'test');
+  const quiet = { log: (): void => {} };
+
+  it('needs --data, knows the resize modes, checks --cutout against --image-size', () => {
+    assert.throws(() => config({}), /data is missing: dataset 'folder' needs --data \(the root of the image folder/);
+    assert.throws(() => config({ data: '/x', resize: 'stretch' as 'crop' }), /unknown resize mode 'stretch' \(one of crop, pad\)/);
+    assert.throws(() => config({ data: '/x', strict: 'yes' as unknown as boolean }), /strict must be true or false/);
+    assert.throws(() => config({ data: '/x', cutout: 9 }), /cutout \(9\) exceeds the image side \(8 pixels\)/);
+    assert.equal(config({ data: '/x', resize: 'pad', strict: true, cache: '/tmp/c' }).resize, 'pad');
+  });
+
+  it('one tree: --val-split is the test fraction (0: 0.2), no validation unless asked for (tune)', async () => {
+    const root = fresh('cfg-one');
+    await writeTree(root, ['red', 'blue'], 10, 12);
+    const a = await loadDatasets(config({ data: root }), quiet);
+    assert.deepEqual([datasetSize(a.train), datasetSize(a.test), a.validation], [16, 4, null]);
+    const b = await loadDatasets(config({ data: root, valSplit: 0.3 }), quiet);
+    assert.deepEqual([datasetSize(b.train), datasetSize(b.test), b.validation], [14, 6, null]);
+    const t = await loadDatasets(config({ data: root }), { ...quiet, validation: 0.25 });
+    assert.deepEqual([datasetSize(t.train), datasetSize(t.validation!), datasetSize(t.test)], [12, 4, 4]);
+    assert.deepEqual(classCounts(t.validation!), [2, 2]);
+  });
+
+  it('train/val: --val-split holds a validation set out of train/, as for other datasets', async () => {
+    const root = fresh('cfg-two');
+    await writeTree(join(root, 'train'), ['red', 'blue'], 8, 13);
+    await writeTree(join(root, 'val'), ['red', 'blue'], 2, 14);
+    const a = await loadDatasets(config({ data: root, valSplit: 0.25 }), quiet);
+    assert.deepEqual([datasetSize(a.train), datasetSize(a.validation!), datasetSize(a.test)], [12, 4, 4]);
+    const b = await loadDatasets(config({ data: root, cache: join(root, 'elsewhere'), resize: 'pad' }), quiet);
+    assert.equal(b.validation, null);
+    assert.deepEqual(b.train.shape, [3, 8, 8]);
   });
 });
 
