@@ -4,6 +4,7 @@
 // (seeded, stratified). Decoding and resizing is libvips' (sharp), many images
 // at a time; the decoded pixels are cached (data/imageCache.ts) so later runs
 // skip it. Class order is the sorted folder names, as torchvision's.
+import { readFileSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { basename, extname, join, resolve, sep } from 'node:path';
@@ -31,10 +32,16 @@ export interface DecodedImage {
  * Throws on an unreadable or damaged file (libvips' warnings count as errors: a
  * truncated JPEG is refused, not half-decoded).
  */
+let sharpModule: (typeof import('sharp'))['default'] | undefined;
+
 export async function decodeImage(input: string | Uint8Array, size: number, mode: ResizeMode = 'crop'): Promise<DecodedImage> {
   // loaded on first use: the configuration imports this module, and libvips is only needed to decode
-  const sharp = (await import('sharp')).default;
-  const img = sharp(input, { failOn: 'warning' });
+  sharpModule ??= (await import('sharp')).default;
+  const sharp = sharpModule;
+  // the bytes once (libvips would open the file twice: header, then pixels), read
+  // synchronously: an async read takes several trips through the thread pool libvips' jobs queue on
+  const bytes = typeof input === 'string' ? readFileSync(input) : input;
+  const img = sharp(bytes, { failOn: 'warning' });
   const meta = await img.metadata();
   const channels = meta.channels ?? 3;
   const alpha = meta.hasAlpha ?? false;
@@ -166,7 +173,7 @@ async function walk(dir: string, prefix = ''): Promise<string[]> {
 export async function scanTree(dir: string, classes?: readonly string[]): Promise<ScannedTree> {
   const entries = await listDir(dir);
   const folders = entries.filter((e) => e.isDirectory() && e.name !== CACHE_FOLDER && !e.name.startsWith('.')).map((e) => e.name).sort(byName);
-  const ignored = entries.filter((e) => !e.isDirectory()).map((e) => e.name).sort(byName);
+  const ignored = entries.filter((e) => !e.isDirectory() && e.name !== CACHE_FOLDER).map((e) => e.name).sort(byName);
   const classNames = classes ? [...classes] : folders;
   if (classes) {
     const extra = folders.filter((f) => !classes.includes(f));

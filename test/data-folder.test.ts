@@ -267,6 +267,19 @@ describe('image cache', () => {
     assert.equal((await loadImageFolder({ root, imageSize: 8 })).report.caches[0]!.hit, true);
   });
 
+  it("falls back to the project's .cache/folders/ when ROOT/.onecycle-cache cannot be made", async () => {
+    const root = fresh('cacheblocked');
+    await writeTree(root, ['red', 'blue'], 3, 15);
+    // a file where the cache folder would go: as good as a read-only ROOT (the tests may run as root, which ignores modes)
+    writeFileSync(join(root, CACHE_FOLDER), 'in the way');
+    const r = await loadImageFolder({ root, imageSize: 8 });
+    const path = r.report.caches[0]!.path!;
+    assert.match(path, /\.cache\/folders\/[0-9a-f]{16}\/all-8px-crop\.bin$/);
+    dirs.push(join(path, '..'));
+    assert.equal(r.report.ignored, 0, 'the blocking file is not counted as an ignored file');
+    assert.equal((await loadImageFolder({ root, imageSize: 8 })).report.caches[0]!.hit, true);
+  });
+
   it('goes to --cache DIR when given', async () => {
     const root = fresh('cachedir');
     const cacheDir = join(fresh('cachedir-out'), 'c');

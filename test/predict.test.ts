@@ -12,6 +12,7 @@ import { runTraining } from '../run/train.ts';
 import { evaluateCheckpoint, formatEvalReport } from '../run/eval.ts';
 import { formatPredictions, predictImages, softmax, topK } from '../run/predict.ts';
 import { loadDatasets } from '../run/session.ts';
+import { RANGE_DEFAULTS, rangeTestForConfig } from '../run/rangeTest.ts';
 import { openTrainedCheckpoint } from '../run/trained.ts';
 import { STATE_FILE, latestCheckpointDir } from '../engine/io/checkpoint.ts';
 import type { Device } from '../engine/index.ts';
@@ -104,6 +105,15 @@ describe('train, eval and predict on an image folder', () => {
     assert.equal(all.predictions[0]!.top.length, 3);
     assert.ok(Math.abs(all.predictions[0]!.top.reduce((a, t) => a + t.probability, 0) - 1) < 1e-6);
     assert.match(formatPredictions(all), /000\.jpg\s+\w+ \d+\.\d%/);
+  });
+
+  it('range-tests on the folder (from its cache)', async () => {
+    const rtOut = tempDir('predict-rt');
+    dirs.push(rtOut);
+    const lines: string[] = [];
+    const r = await rangeTestForConfig(device, folderConfig({ out: rtOut }), { ...RANGE_DEFAULTS, steps: 12, startLr: 1e-3, endLr: 5 }, (l) => lines.push(l));
+    assert.ok(r.steps > 0);
+    assert.ok(lines.some((l) => /read the decoded images from the cache/.test(l)), lines.join('\n'));
   });
 
   it('skips an unreadable image with its path, or refuses it with strict', async () => {
