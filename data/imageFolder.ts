@@ -190,7 +190,8 @@ export async function scanTree(dir: string, classes?: readonly string[]): Promis
     let count = 0;
     for (const rel of await walk(join(dir, name))) {
       const relPath = join(name, rel);
-      if (!isImageFile(rel)) {
+      // hidden files are not images, whatever their name says (macOS' ._photo.jpg beside photo.jpg)
+      if (!isImageFile(rel) || basename(rel).startsWith('.')) {
         ignored.push(relPath);
         continue;
       }

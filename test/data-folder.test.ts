@@ -14,6 +14,7 @@ import { CACHE_FOLDER } from '../data/imageCache.ts';
 import { COLOURS, tempDir, writeImage, writeTree } from './imageFolders.ts';
 import { DEFAULTS, type TrainConfig, validateConfig } from '../run/config.ts';
 import { loadDatasets } from '../run/session.ts';
+import { parseTrainArgs } from '../cli/flags.ts';
 
 const dirs: string[] = [];
 const fresh = (tag: string): string => {
@@ -165,15 +166,17 @@ describe('loadImageFolder', () => {
     await writeImage(join(root, 'red', 'alpha.png'), rng, [200, 30, 30], { channels: 4 });
     await writeImage(join(root, 'blue', 'photo.webp'), rng, [30, 30, 200], { format: 'webp' });
     writeFileSync(join(root, 'blue', 'notes.txt'), 'labels were checked');
+    writeFileSync(join(root, 'blue', '._photo.jpg'), 'AppleDouble resource fork');
     writeFileSync(join(root, 'README.md'), '# my data');
     const { log, lines } = collect();
     const { train, test, report } = await loadImageFolder({ root, imageSize: 8, log });
     assert.equal(datasetSize(train) + datasetSize(test), 11, 'the webp image counts');
     assert.equal(report.grayscale, 1);
     assert.equal(report.alpha, 1);
-    assert.equal(report.ignored, 2);
+    assert.equal(report.ignored, 3);
+    assert.equal(report.skipped.length, 0, 'a hidden ._photo.jpg is ignored, not a corrupt image');
     assert.equal(lines.filter((l) => /converted to RGB/.test(l)).length, 1, lines.join('\n'));
-    assert.ok(lines.some((l) => /2 files ignored/.test(l)), lines.join('\n'));
+    assert.ok(lines.some((l) => /3 files ignored/.test(l)), lines.join('\n'));
   });
 
   it('refuses an empty class folder, an empty tree and a missing root, naming the path', async () => {
@@ -293,6 +296,13 @@ describe('image cache', () => {
 describe('the folder dataset in a configuration', () => {
   const config = (extra: Partial<TrainConfig>): TrainConfig => validateConfig({ ...DEFAULTS, dataset: 'folder', imageSize: 8, ...extra }, 'test');
   const quiet = { log: (): void => {} };
+
+  it('takes --dataset folder --data --resize --strict --cache from the command line', () => {
+    const a = parseTrainArgs(['--dataset', 'folder', '--data', '/d', '--image-size', '48', '--resize', 'pad', '--strict', '--cache', '/c']);
+    assert.deepEqual([a.config.dataset, a.config.data, a.config.imageSize, a.config.resize, a.config.strict, a.config.cache], ['folder', '/d', 48, 'pad', true, '/c']);
+    assert.throws(() => parseTrainArgs(['--dataset', 'folder']), /data is missing: dataset 'folder' needs --data/);
+    assert.throws(() => parseTrainArgs(['--dataset', 'folder', '--data', '/d', '--resize', 'squash']), /command line: --resize: unknown resize mode 'squash'/);
+  });
 
   it('needs --data, knows the resize modes, checks --cutout against --image-size', () => {
     assert.throws(() => config({}), /data is missing: dataset 'folder' needs --data \(the root of the image folder/);

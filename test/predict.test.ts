@@ -153,6 +153,18 @@ describe('train, eval and predict on an image folder', () => {
     }
   });
 
+  it('tune on the folder: a validation slice of the training images, the test set untouched; its recipe keeps the folder', () => {
+    const tuneOut = tempDir('predict-tune');
+    dirs.push(tuneOut);
+    const r = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'cli', 'main.ts'), 'tune', '--dataset', 'folder', '--data', root, '--image-size', '12',
+      '--model', 'smallcnn', '--width', '4', '--batch-size', '16', '--max-lr', '0.4', '--budget', '40', '--weight-decays', '1e-4,0', '--bn-momenta', '0.1',
+      '--eta', '2', '--out', tuneOut], { encoding: 'utf8', cwd: ROOT });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /read the decoded images from the cache/);
+    const recipe = JSON.parse(readFileSync(join(tuneOut, 'tuned-recipe.json'), 'utf8')) as Partial<TrainConfig>;
+    assert.deepEqual([recipe.dataset, recipe.data, recipe.valSplit, recipe.imageSize], ['folder', root, 0, 12]);
+  });
+
   it('is in --help, and the command line prints a table or JSON', () => {
     const cli = (...args: string[]): ReturnType<typeof spawnSync> =>
       spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'cli', 'main.ts'), ...args], { encoding: 'utf8', cwd: ROOT });
