@@ -177,6 +177,9 @@ describe('train, eval and predict on an image folder', () => {
     const table = cli('predict', '--checkpoint', out, join(root, 'val', 'blue', '001.png'));
     assert.equal(table.status, 0, String(table.stderr));
     assert.match(String(table.stdout), /001\.png\s+(blue|green|red) \d+\.\d%/);
+    const ev = cli('eval', '--checkpoint', out, '--out', join(out, 'eval-cli.json'));
+    assert.equal(ev.status, 0, String(ev.stderr));
+    assert.match(String(ev.stdout), /per class:\n\s+blue .*\n\s+green .*\n\s+red .*\nconfusion matrix/);
     const none = cli('predict', '--checkpoint', out);
     assert.equal(none.status, 1);
     assert.match(String(none.stderr), /no images given/);
