@@ -15,7 +15,7 @@ flags:
   --checkpoint PATH             a run folder (its newest checkpoint), its checkpoints/ folder, or one
                                 checkpoints/ckpt-NNNNNN folder (required)
   --dataset NAME                evaluate on another dataset: ${DATASETS.join(', ')} [the run's]
-  --data PATH                   dataset folder or official .tar.gz [the run's]
+  --data PATH                   dataset folder, official .tar.gz, or image folder ROOT [the run's]
   --test-subset N               only the first N test images; 0: the whole test set [the run's]
   --batch-size N                images per evaluation batch [the run's, at least 256]
   --out FILE                    where to write eval.json [RUN/eval.json, or in the folder given]

@@ -8,6 +8,7 @@ const COMMANDS: Record<string, { summary: string; run: (argv: string[]) => Promi
   train: { summary: 'train a model (One Cycle by default) with metrics, plots, checkpoints and resume', run: trainCommand },
   'range-test': { summary: 'LR range test: loss curve, plot and suggested max/min LR', run: rangeTestCommand },
   eval: { summary: "evaluate a run's newest checkpoint on the test set (loss, accuracy, per class)", run: async (argv) => (await import('./evalCommand.ts')).evalCommand(argv) },
+  predict: { summary: 'classify image files or folders with a trained checkpoint: top-k classes with probabilities', run: async (argv) => (await import('./predictCommand.ts')).predictCommand(argv) },
   download: { summary: 'download CIFAR-10/100 (MD5-checked, atomic) and print the path for train --data', run: async (argv) => (await import('./downloadCommand.ts')).downloadCommand(argv) },
   tune: { summary: 'choose weight decay and batchnorm momentum by successive halving of short One Cycle runs', run: tuneCommand },
   experiment: { summary: 'run an experiment file (arms × seeds, resumable), plan it (--dry-run), or report a folder of runs', run: async (argv) => (await import('./experimentCommand.ts')).experimentCommand(argv) },

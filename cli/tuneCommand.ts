@@ -67,7 +67,8 @@ export async function tuneCommand(argv: string[]): Promise<number> {
   if (!(eta >= 2)) throw new Error(`--eta: expected a number ≥ 2, got '${values.eta}'`);
   const metric = (values.metric ?? 'loss') as string;
   if (metric !== 'loss' && metric !== 'accuracy') throw new Error(`--metric: expected loss or accuracy, got '${metric}'`);
-  const config: TrainConfig = { ...args.config, valSplit: args.config.valSplit || 0.1 };
+  // (an image folder's valSplit may be its test fraction: runTuning holds a validation slice out of its training images itself)
+  const config: TrainConfig = { ...args.config, valSplit: args.config.dataset === 'folder' ? args.config.valSplit : args.config.valSplit || 0.1 };
   const log = (line: string): void => void (args.quiet || process.stderr.write(`${line}\n`));
   let stop = false;
   const onSigint = (): void => {

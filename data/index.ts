@@ -19,3 +19,8 @@ export {
   augmentReference, packBytes,
 } from './augment.ts';
 export { type TarEntry, readTar, readTarGz, writeTar } from './tar.ts';
+export {
+  type ResizeMode, type DecodedImage, type ImageFolderOptions, type ImageFolderSplits, type ImageFolderReport, IMAGE_EXTENSIONS, RESIZE_MODES,
+  isImageFile, decodeImage, decodeFiles, scanTree, loadImageFolder, collectImageFiles,
+} from './imageFolder.ts';
+export { CACHE_FOLDER, CACHE_VERSION, readImageCache, writeImageCache, defaultCacheDir } from './imageCache.ts';

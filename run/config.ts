@@ -2,9 +2,11 @@
 // checkpoints' sidecars, validated in one place.
 import { readFileSync } from 'node:fs';
 import { isModelFile } from '../models/custom.ts';
+import { RESIZE_MODES, type ResizeMode } from '../data/imageFolder.ts';
 
 export const MODELS = ['resnet8', 'resnet20', 'resnet32', 'resnet44', 'resnet56', 'resnet110', 'resnet9', 'smallcnn'] as const;
-export const DATASETS = ['synthetic', 'cifar10', 'cifar100'] as const;
+export const DATASETS = ['synthetic', 'cifar10', 'cifar100', 'folder'] as const;
+
 export const SCHEDULES = ['one-cycle', 'step', 'constant', 'clr'] as const;
 
 export type ModelName = (typeof MODELS)[number];
@@ -19,16 +21,22 @@ export interface TrainConfig {
   dataset: DatasetName;
   /** channels of the model's first stage (model-specific default when absent) */
   width?: number | undefined;
-  /** folder or .tar.gz of the dataset (cifar10/cifar100) */
+  /** folder or .tar.gz of the dataset (cifar10/cifar100); the image folder's root (folder) */
   data?: string | undefined;
-  /** synthetic dataset: image side (32; 16 trains four times faster) and sizes */
+  /** image folder: how images are brought to imageSize (default crop) */
+  resize?: ResizeMode | undefined;
+  /** image folder: refuse an unreadable image instead of skipping it */
+  strict?: boolean | undefined;
+  /** image folder: where the decoded images are cached (default ROOT/.onecycle-cache) */
+  cache?: string | undefined;
+  /** synthetic dataset and image folders: image side (32; 16 trains four times faster); synthetic sizes */
   imageSize: number;
   syntheticTrain: number;
   syntheticTest: number;
   /** use only the first N training images (quick experiments) */
   trainSubset?: number | undefined;
   testSubset?: number | undefined;
-  /** fraction of the training set held out for validation (0: none) */
+  /** fraction of the training set held out for validation (0: none); a one-tree image folder: the test fraction (0: 0.2) */
   valSplit: number;
   batchSize: number;
   /** training length: iterations wins over epochs when both are given */
@@ -101,7 +109,7 @@ export const DEFAULTS: TrainConfig = {
   divergenceFactor: 4,
 };
 
-export const KEYS = new Set<string>(Object.keys(DEFAULTS).concat(['width', 'data', 'trainSubset', 'testSubset', 'epochs', 'iterations', 'minLr', 'annihilationFraction', 'clrStepSize', 'modelSha256']));
+export const KEYS = new Set<string>(Object.keys(DEFAULTS).concat(['width', 'data', 'trainSubset', 'testSubset', 'epochs', 'iterations', 'minLr', 'annihilationFraction', 'clrStepSize', 'modelSha256', 'resize', 'strict', 'cache']));
 
 function fail(source: string, msg: string): never {
   throw new Error(`${source}: ${msg}`);
@@ -186,7 +194,10 @@ export function validateConfig(c: TrainConfig, source: SettingSource): TrainConf
   oneOf('preset', ['smith', 'pytorch', 'fastai'], 'preset');
   path('out', false);
   path('data', true);
-  if (c.dataset !== 'synthetic' && !c.data) fail('data', `is missing: dataset '${c.dataset}' needs --data (a folder or the official .tar.gz)`);
+  path('cache', true);
+  if (c.dataset !== 'synthetic' && !c.data) fail('data', `is missing: dataset '${c.dataset}' needs --data (${c.dataset === 'folder' ? 'the root of the image folder: ROOT/CLASS/*.jpg or ROOT/train/CLASS + ROOT/val/CLASS' : 'a folder or the official .tar.gz'})`);
+  if (c.resize !== undefined) oneOf('resize', RESIZE_MODES, 'resize mode');
+  if (c.strict !== undefined) bool('strict');
   int('batchSize', 1, LIMITS.batchSize, false);
   int('width', 1, LIMITS.width);
   int('imageSize', 1, LIMITS.imageSize, false);
@@ -228,7 +239,7 @@ export function validateConfig(c: TrainConfig, source: SettingSource): TrainConf
   if (c.minLr !== undefined && typeof c.maxLr === 'number' && (c.schedule === 'one-cycle' || c.schedule === 'clr') && !(c.minLr < c.maxLr)) {
     fail('minLr', `(${c.minLr}) must be below maxLr (${c.maxLr})`);
   }
-  const side = c.dataset === 'synthetic' ? c.imageSize : 32;
+  const side = c.dataset === 'synthetic' || c.dataset === 'folder' ? c.imageSize : 32;
   if (c.cutout > side) fail('cutout', `(${c.cutout}) exceeds the image side (${side} pixels)`);
   if (c.dataset === 'synthetic') {
     const bytes = (c.syntheticTrain + c.syntheticTest) * 3 * c.imageSize * c.imageSize;
@@ -278,7 +289,7 @@ export function totalIterations(c: TrainConfig, trainSize: number): number {
 }
 
 /** The settings a resume may change (extending a run, how often it evaluates, checkpoints, logs; the data's path). */
-export const RESUME_CHANGEABLE_KEYS = ['iterations', 'evalEvery', 'checkpointEvery', 'logEvery', 'divergenceFactor', 'data'] as const;
+export const RESUME_CHANGEABLE_KEYS = ['iterations', 'evalEvery', 'checkpointEvery', 'logEvery', 'divergenceFactor', 'data', 'cache'] as const;
 
 /** The command-line flag of a configuration key (evalEvery → --eval-every), for messages. */
 export function flagOf(key: string): string {

@@ -10,11 +10,11 @@ import { writeFileAtomic } from '../engine/io/atomic.ts';
 import { withPathAsync } from '../engine/io/fsErrors.ts';
 import { argmax, softmaxCrossEntropy } from '../engine/ops/loss.ts';
 import { type Tensor, keep, noGrad, tidy } from '../engine/tensor.ts';
-import { loadCifar } from '../data/cifar.ts';
+import { type CifarVariant, loadCifar } from '../data/cifar.ts';
 import { type Dataset, datasetSize, subset } from '../data/dataset.ts';
 import { syntheticDataset } from '../data/synthetic.ts';
 import { parameterCount } from '../models/index.ts';
-import { augmenterFor, evalSource } from './session.ts';
+import { augmenterFor, evalSource, loadDatasets } from './session.ts';
 import { openTrainedCheckpoint, restoreTrainedModel } from './trained.ts';
 import { type DatasetName, type TrainConfig, validateConfig } from './config.ts';
 
@@ -63,15 +63,23 @@ export interface EvalReport {
 }
 
 /** The test set a configuration names, with its subset (the training set is not kept). */
-export async function loadTestSet(c: TrainConfig): Promise<Dataset> {
+export async function loadTestSet(c: TrainConfig, log: (s: string) => void = () => {}): Promise<Dataset> {
   let test: Dataset;
+  if (c.dataset === 'folder') {
+    try {
+      // the training tree is read too: a one-tree folder's test set is a split of it (both come from the cache after the first run)
+      return (await loadDatasets(c, { log })).test;
+    } catch (e) {
+      throw new Error(`${(e as Error).message} (the folder comes from the checkpoint's settings unless --data gives another)`);
+    }
+  }
   if (c.dataset === 'synthetic') {
     // the test set's normalisation comes from the training set, so both are generated
     test = syntheticDataset({ seed: c.seed, imageSize: c.imageSize, trainSize: c.syntheticTrain, testSize: c.syntheticTest }).test;
   } else {
     try {
       // one training file is read only because loadCifar reads them with the test file
-      test = (await loadCifar(c.dataset, c.data!, { trainFiles: [1] })).test;
+      test = (await loadCifar(c.dataset as CifarVariant, c.data!, { trainFiles: [1] })).test;
     } catch (e) {
       throw new Error(`${(e as Error).message} (the data path comes from the checkpoint's settings unless --data gives another)`);
     }
@@ -99,7 +107,14 @@ export async function evaluateCheckpoint(o: EvalOptions, opts: { device?: Device
   // the batch size the run evaluated its test set with (train's evalSource; a
   // validation run's final test pass used 256)
   const batchSize = o.batchSize ?? (saved.valSplit > 0 ? 256 : Math.max(saved.batchSize, 256));
-  const test = await loadTestSet(config);
+  let test = await loadTestSet(config, log);
+  if (config.dataset === 'folder' && s.data) {
+    // the network's classes and input normalisation are the ones it was trained with
+    if (JSON.stringify(test.classNames) !== JSON.stringify(s.data.classNames)) {
+      throw new Error(`${config.data}: its classes (${test.classNames.join(', ')}) are not the ones ${ckpt.dir} was trained on (${s.data.classNames.join(', ')})`);
+    }
+    test = { ...test, normalization: s.data.normalization };
+  }
   const n = datasetSize(test);
   const device = opts.device ?? (await createDevice());
   try {
@@ -199,6 +214,17 @@ export function formatEvalReport(r: EvalReport): string {
   const shown = r.perClass.length > 20 ? [...r.perClass].sort((a, b) => (a.accuracy ?? 2) - (b.accuracy ?? 2)) : r.perClass;
   for (const p of shown.slice(0, 20)) lines.push(`  ${p.name.padEnd(width)} ${pct(p.accuracy)}  (${p.correct}/${p.total})`);
   if (r.perClass.length > 20) lines.push(`  … the 20 worst of ${r.perClass.length} classes shown`);
+  else lines.push(...formatConfusion(r.perClass.map((p) => p.name), r.confusion));
   lines.push(`wrote ${r.path}`);
   return lines.join('\n');
+}
+
+/** The confusion matrix as a table: a row per true class, a column per predicted class (numbered, names in the rows). */
+export function formatConfusion(names: readonly string[], confusion: readonly (readonly number[])[]): string[] {
+  const width = Math.max(...names.map((n) => n.length), 4) + 4;
+  const cell = Math.max(3, ...confusion.flat().map((v) => String(v).length)) + 1;
+  const lines = ['confusion matrix (rows: true class, columns: predicted):'];
+  lines.push(' '.repeat(width + 2) + names.map((_, j) => String(j).padStart(cell)).join(''));
+  confusion.forEach((row, i) => lines.push(`  ${`${i} ${names[i]}`.padEnd(width)}${row.map((v) => String(v).padStart(cell)).join('')}`));
+  return lines;
 }

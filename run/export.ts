@@ -12,9 +12,8 @@ import { writeSafetensors } from '../engine/io/safetensors.ts';
 import { zeros } from '../engine/tensor.ts';
 import { parameterCount } from '../models/index.ts';
 import { validateConfig } from './config.ts';
-import { loadTestSet } from './eval.ts';
 import { stateTensors } from './session.ts';
-import { openTrainedCheckpoint, restoreTrainedModel } from './trained.ts';
+import { openTrainedCheckpoint, restoreTrainedModel, trainedData } from './trained.ts';
 
 export const EXPORT_FORMATS = ['onnx', 'safetensors'] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
@@ -61,7 +60,7 @@ export async function exportCheckpoint(o: ExportOptions, opts: { device?: Device
   const trained = await openTrainedCheckpoint(o.checkpoint);
   const ckpt = trained.checkpoint;
   const config = validateConfig({ ...ckpt.sidecar.config, ...(o.data ? { data: o.data } : {}) }, `${ckpt.dir} + command line`);
-  const data = await loadTestSet(config);
+  const data = await trainedData(trained, config, log);
   const device = opts.device ?? (await createDevice());
   try {
     const model = await restoreTrainedModel(device, config, data, trained, opts.log);

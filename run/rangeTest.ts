@@ -23,7 +23,7 @@ export const RANGE_DEFAULTS: RangeTestSettings = { startLr: 1e-4, endLr: 10, ste
 
 /** Runs a range test for a training configuration (its model, data, batch size, momentum, weight decay). */
 export async function rangeTestForConfig(device: Device, config: TrainConfig, s: RangeTestSettings, log: (line: string) => void): Promise<RangeTestResult> {
-  const data = await loadDatasets(config);
+  const data = await loadDatasets(config, { log });
   const model = await modelFor(device, config, data.train);
   const loader = new BatchLoader(data.train, { batchSize: config.batchSize, seed: config.seed, shuffle: true, dropLast: true });
   const augmenter = augmenterFor(device, config, data.train);

@@ -16,7 +16,8 @@ import type { SGD, SgdState } from '../engine/optim.ts';
 import { tensor } from '../engine/tensor.ts';
 import { Augmenter } from '../data/augment.ts';
 import { cifarLayout, loadCifar } from '../data/cifar.ts';
-import { type Dataset, datasetSize, splitValidation, subset } from '../data/dataset.ts';
+import { type Dataset, type Normalization, datasetSize, splitValidation, subset } from '../data/dataset.ts';
+import { loadImageFolder } from '../data/imageFolder.ts';
 import { BatchLoader, type LoaderState } from '../data/loader.ts';
 import { syntheticDataset } from '../data/synthetic.ts';
 import { buildModel, setBatchNormMomentum } from '../models/index.ts';
@@ -30,11 +31,35 @@ export interface Datasets {
   test: Dataset;
 }
 
-export async function loadDatasets(c: TrainConfig): Promise<Datasets> {
+export interface LoadDatasetsOptions {
+  /** hold this fraction of the training set out for validation when the configuration gives no validation set (tune on a one-tree folder) */
+  validation?: number;
+  /** an image folder's messages (skipped, converted, ignored files; the cache); default stderr */
+  log?: (line: string) => void;
+}
+
+export async function loadDatasets(c: TrainConfig, o: LoadDatasetsOptions = {}): Promise<Datasets> {
   let train: Dataset;
   let test: Dataset;
+  // a one-tree image folder is split into train and test by valSplit, which then makes no validation set
+  let valSplitUsed = false;
   if (c.dataset === 'synthetic') {
     ({ train, test } = syntheticDataset({ seed: c.seed, imageSize: c.imageSize, trainSize: c.syntheticTrain, testSize: c.syntheticTest }));
+  } else if (c.dataset === 'folder') {
+    const f = await loadImageFolder({
+      root: c.data!,
+      imageSize: c.imageSize,
+      resize: c.resize ?? 'crop',
+      testFraction: c.valSplit || 0.2,
+      // one split for every --seed, as a dataset's fixed test set: runs over seeds
+      // (experiments, tune) are compared on the same test images
+      seed: 0,
+      strict: c.strict ?? false,
+      ...(c.cache ? { cacheDir: c.cache } : {}),
+      log: o.log ?? ((s) => process.stderr.write(`${s}\n`)),
+    });
+    ({ train, test } = f);
+    valSplitUsed = f.report.layout === 'one tree';
   } else {
     // a subset of the first N images needs only the files that hold them (the first of five for 10,000)
     const perFile = cifarLayout(c.dataset).trainRecordsPerFile;
@@ -44,7 +69,8 @@ export async function loadDatasets(c: TrainConfig): Promise<Datasets> {
   if (c.trainSubset) train = subset(train, Math.min(c.trainSubset, datasetSize(train)));
   if (c.testSubset) test = subset(test, Math.min(c.testSubset, datasetSize(test)));
   let validation: Dataset | null = null;
-  if (c.valSplit > 0) ({ train, validation } = splitValidation(train, c.valSplit, c.seed));
+  if (c.valSplit > 0 && !valSplitUsed) ({ train, validation } = splitValidation(train, c.valSplit, c.seed));
+  else if (o.validation) ({ train, validation } = splitValidation(train, o.validation, c.seed));
   return { train, validation, test };
 }
 
@@ -110,8 +136,29 @@ export function evalSource(device: Device, data: Dataset, augmenter: Augmenter, 
 
 // ------------------------------------------------------------------ checkpoints
 
+/** What a trained network's input and output mean: saved with each checkpoint for eval and predict. */
+export interface DataDescription {
+  /** the training set's name */
+  name: string;
+  /** the output classes, in order */
+  classNames: string[];
+  /** the constants the input was normalised with */
+  normalization: Normalization;
+  /** [C, H, W] of one input image */
+  shape: [number, number, number];
+}
+
+export const describeData = (ds: Dataset): DataDescription => ({
+  name: ds.name,
+  classNames: [...ds.classNames],
+  normalization: { mean: [...ds.normalization.mean], std: [...ds.normalization.std] },
+  shape: [ds.shape[0], ds.shape[1], ds.shape[2]],
+});
+
 export interface TrainSidecar {
   config: TrainConfig;
+  /** the data the network was trained on (absent in checkpoints written before image folders) */
+  data?: DataDescription;
   /** the LR the run uses as its maximum (after `--max-lr auto`) */
   maxLr: number;
   totalSteps: number;
@@ -159,7 +206,7 @@ function firstNonFinite(tensors: Record<string, TensorEntry>, velocities: (Float
  */
 export async function saveTrainingCheckpoint(
   root: string, model: Module, optimizer: SGD, loader: BatchLoader, config: TrainConfig, maxLr: number, totalSteps: number,
-  retain: string[] = [],
+  retain: string[] = [], data?: DataDescription,
 ): Promise<{ dir: string } | { notSaved: string }> {
   const opt = await optimizer.state();
   const tensors = await stateTensors(model);
@@ -171,6 +218,7 @@ export async function saveTrainingCheckpoint(
     totalSteps,
     optimizer: { step: opt.step, velocities: opt.velocities.map((v) => (v ? toBase64(v) : null)) },
     loader: loader.state(),
+    ...(data ? { data } : {}),
   };
   const ckpt: Checkpoint<TrainSidecar> = { tensors, sidecar, step: opt.step };
   const saved = await saveCheckpoint(root, ckpt, { keep: 2, retain, metadata: { model: config.model, step: String(opt.step) } });
@@ -222,7 +270,28 @@ export function validateTrainingCheckpoint(ck: LoadedCheckpoint<unknown>): Train
     if (!int(l[k], 0, 2 ** 53 - 1)) bad(`loader.${k}`, `must be a non-negative integer, got ${JSON.stringify(l[k])}`);
   }
   for (const k of ['shuffle', 'dropLast'] as const) if (typeof l[k] !== 'boolean') bad(`loader.${k}`, `must be true or false, got ${JSON.stringify(l[k])}`);
+  if (sc.data !== undefined) checkDataDescription(sc.data, bad);
   return { sidecar: sc, tensors: ck.tensors, dir: ck.dir, statePath, weightsPath: join(ck.dir, WEIGHTS_FILE) };
+}
+
+function checkDataDescription(d: unknown, bad: (field: string, why: string) => never): void {
+  if (!isObject(d)) bad('data', 'must be an object (classNames, normalization, shape)');
+  const x = d as Record<string, unknown>;
+  const shape = x.shape;
+  if (!Array.isArray(shape) || shape.length !== 3 || shape.some((v) => typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > LIMITS.imageSize)) {
+    bad('data.shape', `must be [C, H, W] of positive integers up to ${LIMITS.imageSize}, got ${JSON.stringify(shape)}`);
+  }
+  const names = x.classNames;
+  if (!Array.isArray(names) || names.length < 1 || names.some((n) => typeof n !== 'string')) bad('data.classNames', `must be a non-empty list of strings, got ${JSON.stringify(names)}`);
+  const norm = x.normalization as Record<string, unknown> | undefined;
+  const c = (shape as number[])[0]!;
+  for (const k of ['mean', 'std'] as const) {
+    const v = isObject(norm) ? norm[k] : undefined;
+    if (!Array.isArray(v) || v.length !== c || v.some((e) => typeof e !== 'number' || !Number.isFinite(e) || (k === 'std' && e <= 0))) {
+      bad(`data.normalization.${k}`, `must be ${c} finite numbers${k === 'std' ? ' above 0' : ''}, got ${JSON.stringify(v)}`);
+    }
+  }
+  if (typeof x.name !== 'string') bad('data.name', `must be a string, got ${JSON.stringify(x.name)}`);
 }
 
 /**

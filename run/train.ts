@@ -18,7 +18,7 @@ import { RunOutputs } from '../train/outputs.ts';
 import { TrainingProgress } from '../train/progress.ts';
 import { buildSchedules } from './schedules.ts';
 import {
-  applyCheckpoint, augmenterFor, evalSource, keepCheckpointsBefore, loadDatasets, loadTrainingCheckpoint, modelFor, saveTrainingCheckpoint, trainSource,
+  applyCheckpoint, augmenterFor, describeData, evalSource, keepCheckpointsBefore, loadDatasets, loadTrainingCheckpoint, modelFor, saveTrainingCheckpoint, trainSource,
 } from './session.ts';
 
 export interface TrainRunResult {
@@ -155,7 +155,7 @@ async function trainWithSignals(
   }
   const device = o.device ?? (await createDevice());
   try {
-    const data = await loadDatasets(config);
+    const data = await loadDatasets(config, { log });
     const model = await modelFor(device, config, data.train);
     if (!checkpoint) total = totalIterations(config, datasetSize(data.train));
     if (total > LIMITS.iterations) throw new Error(`the run would take ${total} steps (epochs × batches per epoch); the limit is ${LIMITS.iterations}`);
@@ -205,7 +205,7 @@ async function trainWithSignals(
     const savedAt = new Map<number, string>();
     /** Saves a checkpoint, or returns why the state is not good enough to keep. */
     const save = async (): Promise<string | { dir: string }> => {
-      const r = await saveTrainingCheckpoint(outputs.checkpointDir, model, optimizer, loader, config, maxLr, total, verified ? [verified] : []);
+      const r = await saveTrainingCheckpoint(outputs.checkpointDir, model, optimizer, loader, config, maxLr, total, verified ? [verified] : [], describeData(data.train));
       if ('notSaved' in r) return r.notSaved;
       savedAt.set(optimizer.stepCount, basename(r.dir));
       return r;

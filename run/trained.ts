@@ -8,7 +8,7 @@ import type { Device } from '../gpu/device.ts';
 import { type LoadedCheckpoint, loadCheckpoint } from '../engine/io/checkpoint.ts';
 import type { Module } from '../engine/nn/index.ts';
 import type { Dataset } from '../data/dataset.ts';
-import { type TrainSidecar, checkStateTensors, loadStateTensors, modelFor, modelName, stateSpec, validateTrainingCheckpoint } from './session.ts';
+import { type DataDescription, type TrainSidecar, checkStateTensors, describeData, loadDatasets, loadStateTensors, modelFor, modelName, stateSpec, validateTrainingCheckpoint } from './session.ts';
 import type { TrainConfig } from './config.ts';
 import { modelFileWarning } from './modelFile.ts';
 
@@ -61,4 +61,23 @@ export async function restoreTrainedModel(
     throw e;
   }
   return model;
+}
+
+/**
+ * What the network was trained on (classes, normalisation, input shape) as an empty
+ * dataset: from the checkpoint where it records it (so deployment needs no training
+ * data), else, for checkpoints written before it did, from the training data.
+ */
+export async function trainedData(trained: TrainedCheckpoint, config: TrainConfig, log: (s: string) => void): Promise<Dataset> {
+  const ckpt = trained.checkpoint;
+  let data: DataDescription;
+  if (ckpt.sidecar.data) data = ckpt.sidecar.data;
+  else {
+    log(`${ckpt.dir} does not record its classes and normalisation (an older checkpoint): reading them from its training data`);
+    data = describeData((await loadDatasets(config, { log })).train);
+  }
+  return {
+    name: data.name, images: new Uint8Array(0), labels: new Int32Array(0), numClasses: data.classNames.length, classNames: data.classNames,
+    shape: data.shape, normalization: data.normalization,
+  };
 }

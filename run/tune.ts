@@ -215,7 +215,8 @@ export async function runTuning(
 ): Promise<{ result: TuneResult; best: TrialResult; maxLr: number; recipePath: string }> {
   const device = await createDevice();
   try {
-    const data = await loadDatasets(config);
+    // a one-tree image folder's valSplit is its test fraction: tune then holds out 10% of the training images
+    const data = await loadDatasets(config, { validation: 0.1 });
     const maxLr = config.maxLr === 'auto' ? await resolveMaxLrByRangeTest(device, config) : config.maxLr;
     const r = await tune({ ...o, device, config, data, maxLr, journal: tuneJournalPath(config.out) });
     const best = r.best;
