@@ -46,6 +46,15 @@ export interface SuggestOptions {
   readonly valleyFraction?: number;
   /** auto: the answer stays at least this many decades below the divergence point; default 0.3 (a factor of 2). */
   readonly marginDecades?: number;
+  /**
+   * auto: a curve whose fall is under this many noise stds is read by its blow-up instead of its
+   * valley (real one-epoch sweeps: the fall drowns in batch noise, the blow-up does not); default 8.
+   */
+  readonly clearFallSnr?: number;
+  /** auto, blow-up reading: the loss has blown up where it stays this many noise stds above its start; default 4. */
+  readonly blowupSigmas?: number;
+  /** auto, blow-up reading: the answer is this many decades below the blow-up; default 1.5 (a thirtieth). */
+  readonly blowupDecades?: number;
 }
 
 export interface LrSuggestion {
@@ -72,6 +81,9 @@ const OPTION_KEYS = [
   'divergenceFraction',
   'valleyFraction',
   'marginDecades',
+  'clearFallSnr',
+  'blowupSigmas',
+  'blowupDecades',
 ] as const;
 /** Grid size cap: longer sweeps are binned (median per bin) onto this many log-lr points. */
 const MAX_GRID = 2000;
@@ -103,6 +115,9 @@ interface Options {
   readonly divergenceFraction: number;
   readonly valleyFraction: number;
   readonly marginDecades: number;
+  readonly clearFallSnr: number;
+  readonly blowupSigmas: number;
+  readonly blowupDecades: number;
 }
 
 function checkOptions(options: SuggestOptions): Options {
@@ -142,6 +157,9 @@ function checkOptions(options: SuggestOptions): Options {
       `a number in (0, divergenceFraction = ${divergenceFraction})`,
     ),
     marginDecades: num('marginDecades', options.marginDecades ?? 0.3, (v) => v >= 0, 'a number >= 0'),
+    clearFallSnr: num('clearFallSnr', options.clearFallSnr ?? 8, (v) => v >= 0, 'a number >= 0'),
+    blowupSigmas: num('blowupSigmas', options.blowupSigmas ?? 4, (v) => v > 0, 'a number > 0'),
+    blowupDecades: num('blowupDecades', options.blowupDecades ?? 1.5, (v) => v >= 0, 'a number >= 0'),
   };
 }
 
@@ -226,6 +244,11 @@ interface Analysis {
   readonly uValleyHi: number;
   /** Steepest descent of the smoothed curve before its minimum. */
   readonly uSteep: number;
+  /**
+   * Where the spike-free (median of 5) loss rises blowupSigmas noise stds above its start and
+   * stays there (a tenth of the grid), or the first NaN / Infinity; null if neither happens.
+   */
+  readonly uBlowup: number | null;
 }
 
 function analyse(data: Data, opts: Options): Analysis {
@@ -295,6 +318,16 @@ function analyse(data: Data, opts: Options): Analysis {
   const uDescent = firstBelow(u, smooth, start - 0.1 * scale) ?? u[iMin]!;
   let iSteep = 0;
   for (let k = 1; k <= iMin; k++) if (slope[k]! < slope[iSteep]!) iSteep = k;
+  // The blow-up is read on the median curve, not the Savitzky–Golay one (which stops at the cut),
+  // from the start of the sweep: on a curve that never falls clearly there is no minimum to start from.
+  const blowLevel = upCrossing(u, med, 0, start0 + opts.blowupSigmas * noise, Math.max(3, Math.round(0.1 * g)));
+  const uBlowup = blowLevel ?? (data.badLr === null ? null : Math.log10(data.badLr));
+  if (!(fall >= opts.clearFallSnr * noise)) {
+    // no clear fall: a level "half a fall above the minimum" is a few noise stds, which any bump
+    // crosses; the curve's divergence is its blow-up
+    uDiv = uBlowup;
+    divergedBy = blowLevel !== null ? 'level' : uBlowup !== null ? 'nonfinite' : null;
+  }
   return {
     u,
     h,
@@ -312,6 +345,7 @@ function analyse(data: Data, opts: Options): Analysis {
     uValleyLo,
     uValleyHi,
     uSteep: u[iSteep]!,
+    uBlowup,
   };
 }
 
@@ -407,6 +441,7 @@ const clamp01 = (x: number): number => (x < 0 ? 0 : x > 1 ? 1 : Number.isFinite(
 // ---------------------------------------------------------------------------------------------
 
 function auto(data: Data, a: Analysis, opts: Options): LrSuggestion {
+  if (!(a.fall >= opts.clearFallSnr * a.noise)) return autoFromBlowup(data, a, opts);
   let uAnswer = a.uValleyHi;
   let limitedBy: 'valley' | 'margin' | 'start' = 'valley';
   if (a.uDiv !== null && a.uDiv - opts.marginDecades < uAnswer) {
@@ -436,6 +471,27 @@ function auto(data: Data, a: Analysis, opts: Options): LrSuggestion {
     lrs: a.u.map((v) => 10 ** v),
     losses: a.smooth,
   });
+}
+
+/**
+ * auto on a curve whose fall is lost in the noise (what a one-epoch sweep of a real network
+ * records: see docs/lr-suggestion.md): no valley can be read, but where the loss blows up can,
+ * and from seed to seed it moves far less than the minimum does. The answer is a fixed number of
+ * decades below it, fitted against grids of One Cycle runs (test/fixtures/lr-grid). A sweep that
+ * never blows up gives a bound: its end stands in for the blow-up.
+ */
+function autoFromBlowup(data: Data, a: Analysis, opts: Options): LrSuggestion {
+  const uEnd = a.u[a.u.length - 1]!;
+  const uBlow = a.uBlowup ?? uEnd;
+  const maxLr = clampLr(10 ** (uBlow - opts.blowupDecades), data);
+  const blowText =
+    a.uBlowup === null
+      ? `it never blows up within the sweep (to ${formatLr(10 ** uEnd)}): the sweep's end stands in for the blow-up, so the usable lr may be higher`
+      : `it blows up (${opts.blowupSigmas} noise stds above its start, to stay) at ${formatLr(10 ** a.uBlowup)}`;
+  const reason = `${describeFall(a)}, too little to read a valley from; ${blowText}; chose ${formatLr(maxLr)}, ${opts.blowupDecades} decades below`;
+  // the fall says little here; what is known is the blow-up, which a sweep that never reaches it does not show
+  const confidence = Math.min(confidenceOf(a, Math.log10(maxLr)), a.uBlowup === null ? 0.1 : 0.3);
+  return finish('auto', maxLr, confidence, reason, a, opts, { lrs: a.u.map((v) => 10 ** v), losses: a.smooth });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,18 +1,16 @@
-// The LR choice against ground truth: range-test curves this engine recorded on a
-// real setting (ResNet-20, 10,000 CIFAR-10 images, test/fixtures/range-tests/
-// cifar10-10k-resnet20-*.json) and the One Cycle grid of the same setting
-// (test/fixtures/lr-grid/). Checks the regret arithmetic, and records where each
-// method lands today (docs/lr-suggestion.md); issue 15 asks `auto` to reach a mean
-// regret ≤ 0.5 point over ≥ 6 such settings, which is not met yet (see the table).
+// The LR choice against ground truth (issue 15 item 4): range-test curves this engine
+// recorded on real settings and the One Cycle grid of each (test/lr-fixtures.ts reads
+// them). Checks the regret arithmetic and scoring, and holds `auto` to what it reaches
+// today on the sweeps as users run them, so a change that makes it worse fails. The
+// issue's bar (mean regret ≤ 0.5 point over ≥ 6 settings) is tracked in
+// docs/lr-suggestion.md (`node --import tsx experiments/lr-ground-truth/score.ts`).
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync } from 'node:fs';
 import { it } from 'node:test';
-import { type GridPoint, gridScoreAt, regret } from '../rangetest/regret.ts';
-import { type SuggestMethod, suggestLr } from '../rangetest/suggest.ts';
+import { type GridPoint, gridScoreAt, pickRegret, regret, scoreRules } from '../rangetest/regret.ts';
+import { RULES, loadRegretSettings, oneEpochSweeps } from './lr-fixtures.ts';
 
-const grid = (JSON.parse(readFileSync(new URL('./fixtures/lr-grid/cifar10-10k-resnet20.json', import.meta.url), 'utf8')) as { grid: GridPoint[] }).grid;
-const DIR = new URL('./fixtures/range-tests/', import.meta.url);
-const curves = readdirSync(DIR).filter((f) => f.startsWith('cifar10-10k-resnet20-'));
+const settings = loadRegretSettings();
+const grid: GridPoint[] = settings.find((s) => s.name === 'cifar10-10k-resnet20')!.grid as GridPoint[];
 
 it('regret: 0 at the grid best, interpolated in log lr between points, null outside the grid', () => {
   assert.equal(regret(grid, 0.19), 0);
@@ -20,26 +18,27 @@ it('regret: 0 at the grid best, interpolated in log lr between points, null outs
   assert.ok(Math.abs(regret(grid, 0.47)! - (64.17 - 63.09)) < 1e-9);
   assert.equal(regret(grid, 0.01), null);
   assert.equal(regret(grid, 5), null);
+  // scoring reads a pick off the grid at the grid's end, and says so
+  assert.deepEqual(pickRegret(grid, 0.01), { regret: 64.17 - 57.14, offGrid: 'below' });
+  assert.deepEqual(pickRegret(grid, 0.19), { regret: 0, offGrid: null });
 });
 
-it('every method picks a max LR on each real curve; the table of regrets', () => {
-  assert.ok(curves.length >= 4, 'the CIFAR-10 range tests are fixtures');
-  const rows: string[] = [];
-  for (const f of curves) {
-    const curve = JSON.parse(readFileSync(new URL(f, DIR), 'utf8')) as { lrs: number[]; losses: number[] };
-    const cells = (['auto', 'steepest', 'minimum', 'valley'] as SuggestMethod[]).map((method) => {
-      const s = suggestLr(curve, { method });
-      assert.ok(s.maxLr > 0 && Number.isFinite(s.maxLr), `${f} ${method}`);
-      const r = regret(grid, s.maxLr);
-      return `${method} ${s.maxLr.toPrecision(2)} (${r === null ? 'off the grid' : r.toFixed(1)})`;
-    });
-    // "a tenth of the LR at the loss minimum", a rule of thumb
-    const iMin = curve.losses.reduce((best, l, i) => (l < curve.losses[best]! ? i : best), 0);
-    const tenth = curve.lrs[iMin]! / 10;
-    const rt = regret(grid, tenth);
-    cells.push(`min/10 ${tenth.toPrecision(2)} (${rt === null ? 'off the grid' : rt.toFixed(1)})`);
-    rows.push(`${f.replace('cifar10-10k-resnet20-', '').replace('.json', '')}: ${cells.join(', ')}`);
-  }
-  // printed for docs/lr-suggestion.md; the numbers are the methods' current behaviour, not a target
-  console.log(`max LR picks (regret in points against the best grid accuracy ${Math.max(...grid.map((p) => p.acc))}%):\n  ${rows.join('\n  ')}`);
+it('scoreRules: per-setting mean regret over the protocol’s curves, the worst rule counted per setting', () => {
+  const fake = [
+    { name: 'a', grid: [{ maxLr: 0.1, acc: 50 }, { maxLr: 1, acc: 60 }], curves: [{ name: 'rt-s1', lrs: [1], losses: [1] }, { name: 'rt-s2', lrs: [1], losses: [1] }] },
+  ];
+  let i = 0;
+  const scores = scoreRules(fake, { best: () => 1, alternating: () => (i++ % 2 ? 1 : 0.1) }, (s) => s.curves);
+  assert.deepEqual(scores.map((s) => [s.rule, s.mean, s.worstOf]), [['best', 0, 0], ['alternating', 5, 1]]);
+});
+
+it('auto on the one-epoch sweeps: every setting has curves; never the worst rule; mean regret held where it is', () => {
+  const used = settings.filter((s) => oneEpochSweeps(s).length > 0);
+  assert.ok(used.length >= 2, `settings with curves: ${used.map((s) => s.name).join(', ')}`);
+  const scores = scoreRules(used, RULES, oneEpochSweeps);
+  const auto = scores.find((s) => s.rule === 'auto')!;
+  console.log(scores.map((s) => `${s.rule}: mean ${s.mean.toFixed(2)} (${s.perSetting.map((p) => `${p.setting} ${p.regret.toFixed(1)}`).join(', ')})`).join('\n'));
+  assert.equal(auto.worstOf, 0, 'auto is the worst rule on some setting');
+  // 0.59 points over the first settings (2026-12-05); the issue asks ≤ 0.5 over ≥ 6
+  assert.ok(auto.mean <= 1, `auto's mean regret ${auto.mean.toFixed(2)} points`);
 });
