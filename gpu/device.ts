@@ -90,6 +90,8 @@ export class Device {
   readonly hasTimestampQuery: boolean;
   /** Whether the device was created with the 'subgroups' feature (WGSL `enable subgroups;`). */
   readonly hasSubgroups: boolean;
+  /** Whether the device was created with 'shader-f16' (WGSL `enable f16;`: the f16-operand kernels). */
+  readonly hasShaderF16: boolean;
   /** The adapter's subgroup size when it has only one (8 on lavapipe with AVX2), else 0. */
   readonly subgroupSize: number;
   /**
@@ -147,6 +149,7 @@ export class Device {
     this.limits = gpu.limits;
     this.hasTimestampQuery = gpu.features.has('timestamp-query');
     this.hasSubgroups = gpu.features.has('subgroups' as GPUFeatureName);
+    this.hasShaderF16 = gpu.features.has('shader-f16');
     const info = adapterInfo as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
     this.subgroupSize = this.hasSubgroups && info.subgroupMinSize === info.subgroupMaxSize ? (info.subgroupMinSize ?? 0) : 0;
     this.isSoftwareAdapter = /llvmpipe|lavapipe|swiftshader/i.test(
@@ -643,6 +646,8 @@ export async function createDevice(options: CreateDeviceOptions = {}): Promise<D
   if (adapter.features.has('timestamp-query')) requiredFeatures.push('timestamp-query');
   // subgroup operations let the lanes of a SIMD group share loaded values (kernels/conv2dTexture.ts)
   if (adapter.features.has('subgroups')) requiredFeatures.push('subgroups' as GPUFeatureName);
+  // f16 operands with f32 accumulation (kernels/matmulLarge.ts, conv2dLarge.ts)
+  if (adapter.features.has('shader-f16')) requiredFeatures.push('shader-f16');
   let device: GPUDevice;
   try {
     device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
