@@ -12,7 +12,7 @@ import type { GemmTile } from '../gpu/policy.ts';
 import type { ConvGeometry, ConvTiles } from './convGeometry.ts';
 import type { Operand } from './operand.ts';
 import { UniformWriter, isSoftwareAdapter } from './common.ts';
-import { type Elem, TILE_128, TILE_128x64, TILE_64x128, gemmSource, quadBody, tileKey } from './gemmLarge.ts';
+import { type Elem, type GemmOperand, TILE_128, TILE_128x64, TILE_64x128, gemmSource, quadBody, tileKey } from './gemmLarge.ts';
 import { LARGE_MIN_K, LARGE_MIN_WORKGROUPS } from './matmulLarge.ts';
 
 const PARAMS = /* wgsl */ `
@@ -159,7 +159,7 @@ fn st(m: u32, n: u32, v: vec4<f32>) {
 
 /** Records y = conv2d(x, weight) (+ bias) with the large tile `t`. */
 export function conv2dForwardLarge(
-  device: Device, x: Operand, weight: Operand, bias: Operand | undefined, y: Operand, g: ConvGeometry, t: GemmTile, elem: Elem = 'f32',
+  device: Device, x: GemmOperand, weight: GemmOperand, bias: Operand | undefined, y: Operand, g: ConvGeometry, t: GemmTile, elem: Elem = 'f32',
 ): void {
   check(device, elem, 'conv2d');
   const [M, N, K] = convGemms(g).forward as [number, number, number];
@@ -263,7 +263,7 @@ fn st(m: u32, n: u32, v: vec4<f32>) {
 }
 
 /** Records dX = ∂(conv2d)/∂X applied to dY with the large tile `t`. */
-export function conv2dGradInputLarge(device: Device, dy: Operand, weight: Operand, dx: Operand, g: ConvGeometry, t: GemmTile, elem: Elem = 'f32'): void {
+export function conv2dGradInputLarge(device: Device, dy: GemmOperand, weight: GemmOperand, dx: Operand, g: ConvGeometry, t: GemmTile, elem: Elem = 'f32'): void {
   check(device, elem, 'conv2d grad input');
   const [M, maxN] = convGemms(g).gradInput as [number, number, number];
   const sz = sizeConsts(g.kh, g.kw);
@@ -349,7 +349,7 @@ fn st(m: u32, n: u32, v: vec4<f32>) {
  * with splits > 1 the partial products (splits·|W| floats) of K chunks of `chunk`.
  */
 export function conv2dGradWeightLarge(
-  device: Device, dy: Operand, x: Operand, target: Operand, g: ConvGeometry, t: GemmTile, splits: number, chunk: number, elem: Elem = 'f32',
+  device: Device, dy: GemmOperand, x: GemmOperand, target: Operand, g: ConvGeometry, t: GemmTile, splits: number, chunk: number, elem: Elem = 'f32',
 ): void {
   check(device, elem, 'conv2d grad weight');
   const [M, N, K] = convGemms(g).gradWeight as [number, number, number];

@@ -32,6 +32,9 @@ export const LARGE_TILES: readonly GemmTile[] = [TILE_128, TILE_128_DB, TILE_128
 
 export type Elem = 'f32' | 'f16';
 
+/** An operand of the large kernels: f32 tensors, or f16 buffers (elements in pairs: kernels/cast.ts). */
+export type GemmOperand = { readonly buffer: GPUBuffer; readonly size: number };
+
 export function tileName(t: GemmTile): string {
   return `${t.bm}×${t.bn} (${t.tm}×${t.tn} per thread, BK ${t.bk}${t.double ? ', double-buffered' : ''})`;
 }

@@ -7,7 +7,7 @@
 import type { Device } from '../gpu/device.ts';
 import type { AdapterProfile } from '../gpu/device.ts';
 import type { GemmTile } from '../gpu/policy.ts';
-import { type Elem, LARGE_TILES, TILE_128, TILE_128x64, TILE_64x128, gemmSource, quadBody, tileKey, tileName } from './gemmLarge.ts';
+import { type Elem, type GemmOperand, LARGE_TILES, TILE_128, TILE_128x64, TILE_64x128, gemmSource, quadBody, tileKey, tileName } from './gemmLarge.ts';
 import type { MatmulOptions } from './matmulOptions.ts';
 import type { Operand } from './operand.ts';
 import { UniformWriter, isSoftwareAdapter } from './common.ts';
@@ -94,7 +94,7 @@ fn st(m: u32, n: u32, acc: vec4<f32>) {
  * Records C = op(A)·op(B) (+ bias) with the large tile `tile`. `elem` 'f16': A and B
  * hold f16 (the device must have shader-f16), C and the bias f32.
  */
-export function matmulLarge(device: Device, a: Operand, b: Operand, c: Operand, o: MatmulOptions, tile: GemmTile, elem: Elem = 'f32'): void {
+export function matmulLarge(device: Device, a: GemmOperand, b: GemmOperand, c: Operand, o: MatmulOptions, tile: GemmTile, elem: Elem = 'f32'): void {
   if (elem === 'f16' && !device.hasShaderF16) throw new Error(`matmul with f16 operands: the adapter '${device.label}' has no shader-f16`);
   const k4 = o.K % 4 === 0;
   const s: Spec = {
