@@ -68,8 +68,9 @@ export async function autotuneSession(device: Device, model: Traceable, input: n
     return;
   }
   const make = (shape: number[]): Tensor => zeros(device, shape);
-  const m = await tuneMatmul(device, [...mm.values()], make);
-  const c = await tuneConv(device, [...cv.values()], make);
+  // 100 ms of timed runs per candidate (after its compile): a ResNet's ~7 geometries × 5 candidates in seconds on a GPU
+  const m = await tuneMatmul(device, [...mm.values()], make, { budgetMs: 100 });
+  const c = await tuneConv(device, [...cv.values()], make, { budgetMs: 100 });
   const won = [...m, ...c].map((r) => `${r.shape} → ${r.times.find((t) => t.config === r.best)?.name}`);
   log(`autotune: ${m.length} matmul and ${c.length} conv shape classes timed in ${((performance.now() - t0) / 1000).toFixed(1)} s, kept in ${device.policy.tuningFile}`);
   for (const w of won) log(`autotune:   ${w}`);
