@@ -59,6 +59,8 @@ export interface KernelPolicy {
     /** the layouts written for CPU rasterisers where the adapter is one; off checks the GPU layouts on lavapipe */
     cpuLayouts: boolean;
   };
+  /** operands of the large-tile GEMMs (matmul, conv): 'f16' casts them to f16 (shader-f16) and accumulates in f32; f32 elsewhere */
+  precision: 'f32' | 'f16';
   /** the training session times its model's kernel candidates before its first step: 'auto' = on GPUs, not on software adapters */
   autotune: 'auto' | 'on' | 'off';
   /** the autotuner's cache, per adapter (kernels/autotune.ts) */
@@ -85,6 +87,7 @@ export function defaultKernelPolicy(): KernelPolicy {
     conv: { path: 'auto', rows: true, rowPixels: 8, tm: 16, tn: 4, wgradSlots: 4, unroll: 'auto' },
     matmul: { force: null, tuning: null },
     batchnorm: { cpuLayouts: true },
+    precision: 'f32',
     autotune: 'auto',
     tuningFile: KERNEL_TUNING_FILE,
   };

@@ -65,3 +65,17 @@ export function castToF32(device: Device, src: GPUBuffer, dst: Pick<Operand, 'bu
   const pipeline = device.pipeline('cast f16→f32', 'cast f16→f32', () => toF32Source);
   device.dispatch(pipeline, [src, dst.buffer, device.uniforms(new UniformWriter().u32(dst.size).bytes())], grid1d(Math.ceil(dst.size / 2)));
 }
+
+/**
+ * Runs `fn` on f16 copies of f32 operands (pooled buffers, returned to the pool
+ * after it records: the queue orders their reuse after the work that reads them).
+ */
+export function withF16<T>(device: Device, ops: Pick<Operand, 'buffer' | 'size'>[], fn: (halves: { buffer: GPUBuffer; size: number }[]) => T): T {
+  const pooled = ops.map((o) => device.acquire(f16Bytes(o.size)));
+  try {
+    ops.forEach((o, i) => castToF16(device, o, pooled[i]!.buffer));
+    return fn(ops.map((o, i) => ({ buffer: pooled[i]!.buffer, size: o.size })));
+  } finally {
+    pooled.forEach((b) => device.release(b));
+  }
+}

@@ -12,6 +12,7 @@ import type { GemmTile } from '../gpu/policy.ts';
 import type { ConvGeometry, ConvTiles } from './convGeometry.ts';
 import type { Operand } from './operand.ts';
 import { UniformWriter, isSoftwareAdapter } from './common.ts';
+import { withF16 } from './cast.ts';
 import { type Elem, type GemmOperand, TILE_128, TILE_128x64, TILE_64x128, gemmSource, quadBody, tileKey } from './gemmLarge.ts';
 import { LARGE_MIN_K, LARGE_MIN_WORKGROUPS } from './matmulLarge.ts';
 
@@ -161,6 +162,7 @@ fn st(m: u32, n: u32, v: vec4<f32>) {
 export function conv2dForwardLarge(
   device: Device, x: GemmOperand, weight: GemmOperand, bias: Operand | undefined, y: Operand, g: ConvGeometry, t: GemmTile, elem: Elem = 'f32',
 ): void {
+  if (elem === 'f32' && device.policy.precision === 'f16') return withF16(device, [x, weight], ([hx, hw]) => conv2dForwardLarge(device, hx!, hw!, bias, y, g, t, 'f16'));
   check(device, elem, 'conv2d');
   const [M, N, K] = convGemms(g).forward as [number, number, number];
   const hasBias = bias !== undefined;
@@ -264,6 +266,7 @@ fn st(m: u32, n: u32, v: vec4<f32>) {
 
 /** Records dX = ∂(conv2d)/∂X applied to dY with the large tile `t`. */
 export function conv2dGradInputLarge(device: Device, dy: GemmOperand, weight: GemmOperand, dx: Operand, g: ConvGeometry, t: GemmTile, elem: Elem = 'f32'): void {
+  if (elem === 'f32' && device.policy.precision === 'f16') return withF16(device, [dy, weight], ([hdy, hw]) => conv2dGradInputLarge(device, hdy!, hw!, dx, g, t, 'f16'));
   check(device, elem, 'conv2d grad input');
   const [M, maxN] = convGemms(g).gradInput as [number, number, number];
   const sz = sizeConsts(g.kh, g.kw);
@@ -351,6 +354,7 @@ fn st(m: u32, n: u32, v: vec4<f32>) {
 export function conv2dGradWeightLarge(
   device: Device, dy: GemmOperand, x: GemmOperand, target: Operand, g: ConvGeometry, t: GemmTile, splits: number, chunk: number, elem: Elem = 'f32',
 ): void {
+  if (elem === 'f32' && device.policy.precision === 'f16') return withF16(device, [dy, x], ([hdy, hx]) => conv2dGradWeightLarge(device, hdy!, hx!, target, g, t, splits, chunk, 'f16'));
   check(device, elem, 'conv2d grad weight');
   const [M, N, K] = convGemms(g).gradWeight as [number, number, number];
   const sz = sizeConsts(g.kh, g.kw);

@@ -11,6 +11,7 @@ import { type Elem, type GemmOperand, LARGE_TILES, TILE_128, TILE_128x64, TILE_6
 import type { MatmulOptions } from './matmulOptions.ts';
 import type { Operand } from './operand.ts';
 import { UniformWriter, isSoftwareAdapter } from './common.ts';
+import { withF16 } from './cast.ts';
 
 /** Workgroups a product must fill before the large tiles pay on a discrete GPU (an H200 has 132 SMs). */
 export const LARGE_MIN_WORKGROUPS = 128;
@@ -95,6 +96,8 @@ fn st(m: u32, n: u32, acc: vec4<f32>) {
  * hold f16 (the device must have shader-f16), C and the bias f32.
  */
 export function matmulLarge(device: Device, a: GemmOperand, b: GemmOperand, c: Operand, o: MatmulOptions, tile: GemmTile, elem: Elem = 'f32'): void {
+  // policy precision f16: f32 operands cast to f16 first (f32 accumulation and result)
+  if (elem === 'f32' && device.policy.precision === 'f16') return withF16(device, [a, b], ([ha, hb]) => matmulLarge(device, ha!, hb!, c, o, tile, 'f16'));
   if (elem === 'f16' && !device.hasShaderF16) throw new Error(`matmul with f16 operands: the adapter '${device.label}' has no shader-f16`);
   const k4 = o.K % 4 === 0;
   const s: Spec = {

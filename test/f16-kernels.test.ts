@@ -6,13 +6,13 @@
 // against the unrounded inputs, f16 tolerances (inputs carry 2^-11 relative error).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { type Device, type Tensor, Rng, empty, tensor } from '../engine/index.ts';
+import { type Device, type Tensor, Rng, conv2d, empty, matmul, tensor } from '../engine/index.ts';
 import { castToF16, castToF32 } from '../kernels/cast.ts';
 import { convGemms, conv2dForwardLarge, conv2dGradInputLarge, conv2dGradWeightLarge } from '../kernels/conv2dLarge.ts';
 import { gradWeightSplits } from '../kernels/conv2d.ts';
 import { type GemmOperand, TILE_128, TILE_128_DB, TILE_64x128 } from '../kernels/gemmLarge.ts';
 import { matmulLarge } from '../kernels/matmulLarge.ts';
-import { type Tolerance, assertClose, destroyTestDevice, randomArr, testDevice } from './helpers.ts';
+import { type Tolerance, assertClose, checkOp, destroyTestDevice, randomArr, setPolicy, testDevice } from './helpers.ts';
 import { type Arr, refMatmul } from './reference.ts';
 import { refConv2d } from './reference-conv.ts';
 
@@ -122,6 +122,41 @@ describe('f16 kernels', { skip: false }, () => {
       assertClose(gotW, gw!, { atol: 3e-5, rtol: 1e-4 }, `${what} grad weight (${splits} splits)`);
       assert.ok(convGemms(g).gradWeight[2]! > 0);
       [tx, tw, tb, tdy, hx, hw, hdy, y, dx, dw, parts].forEach((z) => z.dispose());
+    }
+  });
+
+  it("policy precision 'f16': the engine's conv2d and matmul on the large tiles take f16 operands (forward and gradients, f16 tolerances)", async (t) => {
+    if (!device.hasShaderF16) return t.skip('no shader-f16 on this adapter');
+    const restore = setPolicy(device, { conv: { path: 'large', tile: TILE_64x128 }, matmul: { force: { kind: 'large', tile: TILE_128 } } });
+    const saved = device.policy;
+    device.policy = { ...saved, precision: 'f16' };
+    try {
+      const rng = new Rng(13);
+      await checkOp(device, {
+        inputs: [randomArr(rng, [3, 5, 9, 7]), randomArr(rng, [6, 5, 3, 3]), randomArr(rng, [6])],
+        gpu: ([x, w, b]) => conv2d(x!, w!, b, { stride: 2, padding: 1 }),
+        ref: refConv2d(2, 1),
+        tol: F16_IN,
+        gradTol: F16_IN,
+      });
+      await checkOp(device, { inputs: [randomArr(rng, [13, 36]), randomArr(rng, [36, 70])], gpu: ([a, b]) => matmul(a!, b!), ref: refMatmul(false, false), tol: F16_IN, gradTol: F16_IN });
+      // and the f16 path really ran: the same matmul in f32 differs from it
+      const a = randomArr(rng, [64, 64]);
+      const b = randomArr(rng, [64, 64]);
+      const run = async (): Promise<Float32Array> => {
+        const [ta, tb] = [upload(a), upload(b)];
+        const c = matmul(ta, tb);
+        const got = await c.toArray();
+        [ta, tb, c].forEach((z) => z.dispose());
+        return got;
+      };
+      const half = await run();
+      device.policy = { ...device.policy, precision: 'f32' };
+      assert.notDeepEqual(half, await run());
+      assertClose(half, refMatmul(false, false).forward([halfArr(a), halfArr(b)]), F16_ACC, 'f16 operands');
+    } finally {
+      device.policy = saved;
+      restore();
     }
   });
 });
