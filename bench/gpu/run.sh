@@ -143,6 +143,9 @@ else
   [ $local = 1 ] && plan=bench/gpu/local.plan par=2
   common=(--model resnet20 --dataset cifar10 --data .gpudata/cifar --train-subset 10000 --batch-size 128 --weight-decay 1e-4)
   [ $local = 1 ] && common=(--model resnet8 --width 8 --dataset cifar10 --data .gpudata/cifar --train-subset 10000 --test-subset 500 --batch-size 32)
+  # the kernels tuned once for the jobs' model and batch (they read the cache instead of all timing at once)
+  if [ $local = 1 ]; then part tune 120 node --import tsx bench/gpu/tune-model.ts --model resnet8 --width 8 --batch 32
+  else part tune 60 node --import tsx bench/gpu/tune-model.ts --model resnet20 --batch 128; fi
   log "train: plan $plan, $par at a time, until +$((deadline - T0))s"
   bash bench/gpu/train-arms.sh "$plan" "$W/runs" "$deadline" "$par" -- "${common[@]}" >>"$W/run.log" 2>&1
   find "$W/runs" -name checkpoints -type d -prune -exec rm -rf {} + 2>/dev/null
