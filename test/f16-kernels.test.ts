@@ -6,21 +6,22 @@
 // against the unrounded inputs, f16 tolerances (inputs carry 2^-11 relative error).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { type Device, type Tensor, Rng, conv2d, empty, matmul, tensor } from '../engine/index.ts';
+import { type Device, type Tensor, Rng, conv2d, createDevice, empty, matmul, tensor } from '../engine/index.ts';
 import { castToF16, castToF32 } from '../kernels/cast.ts';
 import { convGemms, conv2dForwardLarge, conv2dGradInputLarge, conv2dGradWeightLarge } from '../kernels/conv2dLarge.ts';
 import { gradWeightSplits } from '../kernels/conv2d.ts';
 import { type GemmOperand, TILE_128, TILE_128_DB, TILE_64x128 } from '../kernels/gemmLarge.ts';
 import { matmulLarge } from '../kernels/matmulLarge.ts';
-import { type Tolerance, assertClose, checkOp, destroyTestDevice, randomArr, setPolicy, testDevice } from './helpers.ts';
+import { type Tolerance, assertClose, checkOp, randomArr, setPolicy } from './helpers.ts';
 import { type Arr, refMatmul } from './reference.ts';
 import { refConv2d } from './reference-conv.ts';
 
 let device: Device;
+// NVIDIA's Vulkan driver exposes shader-f16 through Dawn only with this toggle (BENCHMARKS.md, "On a GPU")
 before(async () => {
-  device = await testDevice();
+  device = await createDevice({ dawnFlags: ['enable-dawn-features=vulkan_enable_f16_on_nvidia'] });
 });
-after(destroyTestDevice);
+after(() => device.destroy());
 
 /** IEEE binary16 rounding of a double (round to nearest even; overflow to ±inf). */
 function toHalf(x: number): number {
