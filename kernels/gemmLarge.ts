@@ -74,6 +74,13 @@ export interface GemmSpec {
   setup: string;
   /** at the start of each slice's loads, with ks its first k (e.g. decode a tap) */
   slice?: string;
+  /**
+   * Which way the quads run, so they follow each operand's contiguous dimension:
+   * A 'mk' (default): ldA(m, k) = A[m][k..k+3]; 'km': ldA(m, k) = A[m..m+3][k].
+   * B 'kn' (default): ldB(k, n) = B[k][n..n+3]; 'nk': ldB(k, n) = B[k..k+3][n].
+   */
+  aQuads?: 'mk' | 'km';
+  bQuads?: 'kn' | 'nk';
   /** a label comment */
   what: string;
 }
@@ -92,6 +99,8 @@ export function gemmSource(t: GemmTile, s: GemmSpec): string {
   const stB = (BK * BN) / 4;
   const NS = t.double ? 2 : 1;
   const cvt = (x: string): string => (E === 'f32' ? x : `vec4<f32>(${x})`);
+  const aKM = s.aQuads === 'km';
+  const bNK = s.bQuads === 'nk';
   const L: string[] = [];
   L.push(`// ${s.what}: large-tile GEMM ${tileName(t)}, ${E} operands, f32 accumulation (kernels/gemmLarge.ts)`);
   if (E === 'f16') L.push('enable f16;');
@@ -116,8 +125,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   const loadRegs = (k: string): string => {
     const o = [`    { let ks = ${k};`];
     if (s.slice) o.push(`      ${s.slice}`);
-    for (let j = 0; j < LA; j++) o.push(`      ra${j} = ldA(m0 + li / ${BK / 4}u + ${(j * T) / (BK / 4)}u, ks + aK);`);
-    for (let j = 0; j < LB; j++) o.push(`      rb${j} = ldB(ks + li / ${BN / 4}u + ${(j * T) / (BN / 4)}u, bN);`);
+    for (let j = 0; j < LA; j++) {
+      o.push(
+        aKM
+          ? `      ra${j} = ldA(m0 + ((li + ${j * T}u) % ${BM / 4}u) * 4u, ks + (li + ${j * T}u) / ${BM / 4}u);`
+          : `      ra${j} = ldA(m0 + li / ${BK / 4}u + ${(j * T) / (BK / 4)}u, ks + aK);`,
+      );
+    }
+    for (let j = 0; j < LB; j++) {
+      o.push(
+        bNK
+          ? `      rb${j} = ldB(ks + ((li + ${j * T}u) % ${BK / 4}u) * 4u, n0 + (li + ${j * T}u) / ${BK / 4}u);`
+          : `      rb${j} = ldB(ks + li / ${BN / 4}u + ${(j * T) / (BN / 4)}u, bN);`,
+      );
+    }
     o.push('    }');
     return o.join('\n');
   };
@@ -125,12 +146,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   const storeRegs = (st: string): string => {
     const o: string[] = [];
     for (let j = 0; j < LA; j++) {
-      o.push(`    { let r = li / ${BK / 4}u + ${(j * T) / (BK / 4)}u;
+      if (aKM) o.push(`    As[${st} * ${stA}u + li + ${j * T}u] = ra${j};`); // already a quad along m
+      else {
+        o.push(`    { let r = li / ${BK / 4}u + ${(j * T) / (BK / 4)}u;
       let base = ${st} * ${stA}u + (li % ${BK / 4}u) * ${BM}u + r / 4u; let c = r % 4u;
       As[base][c] = ra${j}.x; As[base + ${BM / 4}u][c] = ra${j}.y;
       As[base + ${BM / 2}u][c] = ra${j}.z; As[base + ${(3 * BM) / 4}u][c] = ra${j}.w; }`);
+      }
     }
-    for (let j = 0; j < LB; j++) o.push(`    Bs[${st} * ${stB}u + li + ${j * T}u] = rb${j};`);
+    for (let j = 0; j < LB; j++) {
+      if (!bNK) o.push(`    Bs[${st} * ${stB}u + li + ${j * T}u] = rb${j};`);
+      else {
+        // a quad along k becomes four rows of Bs
+        o.push(`    { let idx = li + ${j * T}u; let nr = idx / ${BK / 4}u;
+      let base = ${st} * ${stB}u + (idx % ${BK / 4}u) * ${BN}u + nr / 4u; let c = nr % 4u;
+      Bs[base][c] = rb${j}.x; Bs[base + ${BN / 4}u][c] = rb${j}.y;
+      Bs[base + ${BN / 2}u][c] = rb${j}.z; Bs[base + ${(3 * BN) / 4}u][c] = rb${j}.w; }`);
+      }
+    }
     return o.join('\n');
   };
   const XYZW = ['x', 'y', 'z', 'w'];

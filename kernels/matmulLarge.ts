@@ -2,7 +2,8 @@
 // (kernels/gemmLarge.ts): the discrete-GPU kernels for products that fill the GPU.
 // Same operands, options and bindings as kernels/matmul.ts's kernels. Quads along
 // the contiguous dimension load as one vec4 where it is a multiple of 4 (A along k,
-// B along n, C stored along n); the transposed layouts gather four scalars.
+// or m when transposed; B along n, or k when transposed; C stored along n), else as
+// four neighbouring scalars.
 // Operands may be f16 (shader-f16): A and B as f16 arrays, C and bias f32.
 import type { Device } from '../gpu/device.ts';
 import type { AdapterProfile } from '../gpu/device.ts';
@@ -54,21 +55,26 @@ var<private> aBase: u32;
 var<private> bBase: u32;
 var<private> cBase: u32;
 
-// A[m][k..k+3]: A is ${s.transA ? 'K×M' : 'M×K'}
+// quads along each operand's contiguous dimension (gemmLarge.ts aQuads, bQuads)
+// A is ${s.transA ? 'K×M: ldA(m, k) = A[m..m+3][k]' : 'M×K: ldA(m, k) = A[m][k..k+3]'}
 fn ldA(m: u32, k: u32) -> vec4<${E}> {
   ${
     s.transA
-      ? quadBody('A', E, (c) => `aBase + (k + ${c}u) * p.M + m`, (c) => `m < p.M && k + ${c}u < p.K`)
+      ? s.vecA
+        ? quadBody('A', E, () => '', () => '', { idx: '(aBase + k * p.M + m) / 4u', ok: 'm < p.M && k < p.K' })
+        : quadBody('A', E, (c) => `aBase + k * p.M + m + ${c}u`, (c) => `m + ${c}u < p.M && k < p.K`)
       : s.vecA
         ? quadBody('A', E, () => '', () => '', { idx: '(aBase + m * p.K + k) / 4u', ok: 'm < p.M && k < p.K' })
         : quadBody('A', E, (c) => `aBase + m * p.K + k + ${c}u`, (c) => `m < p.M && k + ${c}u < p.K`)
   }
 }
-// B[k][n..n+3]: B is ${s.transB ? 'N×K' : 'K×N'}
+// B is ${s.transB ? 'N×K: ldB(k, n) = B[k..k+3][n]' : 'K×N: ldB(k, n) = B[k][n..n+3]'}
 fn ldB(k: u32, n: u32) -> vec4<${E}> {
   ${
     s.transB
-      ? quadBody('B', E, (c) => `bBase + (n + ${c}u) * p.K + k`, (c) => `k < p.K && n + ${c}u < p.N`)
+      ? s.vecB
+        ? quadBody('B', E, () => '', () => '', { idx: '(bBase + n * p.K + k) / 4u', ok: 'k < p.K && n < p.N' })
+        : quadBody('B', E, (c) => `bBase + n * p.K + k + ${c}u`, (c) => `k + ${c}u < p.K && n < p.N`)
       : s.vecB
         ? quadBody('B', E, () => '', () => '', { idx: '(bBase + k * p.N + n) / 4u', ok: 'k < p.K && n < p.N' })
         : quadBody('B', E, (c) => `bBase + k * p.N + n + ${c}u`, (c) => `k < p.K && n + ${c}u < p.N`)
@@ -88,6 +94,8 @@ fn st(m: u32, n: u32, acc: vec4<f32>) {
     what: `matmul${s.transA ? ' Aᵀ' : ''}${s.transB ? ' Bᵀ' : ''}${s.hasBias ? ' +bias' : ''}`,
     decls,
     setup: 'aBase = z * p.strideA; bBase = z * p.strideB; cBase = z * p.M * p.N; let kBegin = 0u; let kEnd = p.K;',
+    aQuads: s.transA ? 'km' : 'mk',
+    bQuads: s.transB ? 'nk' : 'kn',
   });
 }
 
@@ -107,8 +115,8 @@ export function matmulLarge(device: Device, a: GemmOperand, b: GemmOperand, c: O
     transB: o.transB,
     hasBias: o.bias !== undefined,
     // vec4 loads along the contiguous dimension (batch strides M·K, K·N stay multiples of 4)
-    vecA: !o.transA && k4,
-    vecB: !o.transB && o.N % 4 === 0,
+    vecA: o.transA ? o.M % 4 === 0 : k4,
+    vecB: o.transB ? k4 : o.N % 4 === 0,
     vecC: o.N % 4 === 0,
   };
   const strideA = o.batchA === 1 ? 0 : o.M * o.K;
