@@ -7,9 +7,10 @@
 // tile and of 4 (the vec4 and scalar quad loads).
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { type Device, Rng, conv2d, linear, matmul } from '../engine/index.ts';
-import { LARGE_TILES, TILE_128, tileName } from '../kernels/gemmLarge.ts';
-import { checkOp, destroyTestDevice, randomArr, setPolicy, testDevice } from './helpers.ts';
+import { type Device, Rng, SGD, conv2d, linear, matmul, softmaxCrossEntropy, tensor, tidy } from '../engine/index.ts';
+import { buildModel } from '../models/index.ts';
+import { LARGE_TILES, TILE_128, TILE_64x128, tileName } from '../kernels/gemmLarge.ts';
+import { assertClose, checkOp, destroyTestDevice, randomArr, setPolicy, testDevice } from './helpers.ts';
 import { refLinear, refMatmul } from './reference.ts';
 import { refConv2d } from './reference-conv.ts';
 
@@ -102,5 +103,40 @@ describe('large-tile conv GEMMs', () => {
         restore();
       }
     }
+  });
+});
+
+describe('training on the large tiles', () => {
+  it('a ResNet-8 with every conv and matmul forced onto the large tiles (split-K weight gradients, SGD momentum) tracks the default kernels step by step', async () => {
+    const rng = new Rng(31);
+    const xs = Float32Array.from({ length: 8 * 3 * 16 * 16 }, () => rng.normal());
+    const ys = Int32Array.from({ length: 8 }, (_, i) => i % 10);
+    const run = async (large: boolean): Promise<{ losses: number[]; weights: number[] }> => {
+      const restore = large ? setPolicy(device, { conv: { path: 'large', tile: TILE_64x128 }, matmul: { force: { kind: 'large', tile: TILE_128 } } }) : () => {};
+      const model = buildModel('resnet8', device, { numClasses: 10, width: 8, seed: 4 });
+      const opt = new SGD({ params: model.parameters(), lr: 0.05, momentum: 0.9 });
+      const losses: number[] = [];
+      try {
+        for (let step = 0; step < 3; step++) {
+          const loss = tidy(() => {
+            const l = softmaxCrossEntropy(model.forward(tensor(device, xs, [8, 3, 16, 16])), tensor(device, ys, [8], 'i32'));
+            l.backward();
+            return l;
+          });
+          losses.push((await loss.toArray())[0]!);
+          loss.dispose();
+          opt.step();
+          opt.zeroGrad();
+        }
+        return { losses, weights: [...(await model.parameters()[0]!.toArray())] };
+      } finally {
+        model.dispose();
+        restore();
+      }
+    };
+    const base = await run(false);
+    const large = await run(true);
+    assertClose(Float32Array.from(large.losses), { shape: [3], data: Float64Array.from(base.losses) }, { atol: 1e-5, rtol: 1e-4 }, 'losses');
+    assertClose(Float32Array.from(large.weights), { shape: [large.weights.length], data: Float64Array.from(base.weights) }, { atol: 1e-5, rtol: 1e-4 }, 'stem weights after 3 steps');
   });
 });
