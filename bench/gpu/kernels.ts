@@ -44,7 +44,8 @@ const T0 = performance.now();
 const elapsed = (): number => (performance.now() - T0) / 1000;
 const log = (s: string): void => console.log(`[${elapsed().toFixed(1)}s] ${s}`);
 
-const device = await createDevice({ dawnFlags: dawnFlags.length ? dawnFlags : ['enable-dawn-features=vulkan_enable_f16_on_nvidia'] });
+// exact timestamps (as bench/main.ts), and shader-f16 on NVIDIA's Vulkan driver
+const device = await createDevice({ dawnFlags: ['disable-dawn-features=timestamp_quantization', 'enable-dawn-features=vulkan_enable_f16_on_nvidia', ...dawnFlags] });
 const timer = device.hasTimestampQuery ? new GpuTimer(device) : null;
 const base: KernelPolicy = { ...device.policy, matmul: { ...device.policy.matmul, tuning: null }, conv: { ...device.policy.conv, tuning: null } };
 device.policy = base;
