@@ -12,14 +12,16 @@ import { convGemms, conv2dForwardLarge, conv2dGradInputLarge, conv2dGradWeightLa
 import { gradWeightSplits } from '../kernels/conv2d.ts';
 import { type GemmOperand, TILE_128, TILE_128_DB, TILE_64x128 } from '../kernels/gemmLarge.ts';
 import { matmulLarge } from '../kernels/matmulLarge.ts';
+import { matmulSubgroupMatrix, subgroupMatrixProblem } from '../kernels/matmulSubgroupMatrix.ts';
 import { type Tolerance, assertClose, checkOp, randomArr, setPolicy } from './helpers.ts';
 import { type Arr, refMatmul } from './reference.ts';
 import { refConv2d } from './reference-conv.ts';
 
 let device: Device;
-// NVIDIA's Vulkan driver exposes shader-f16 through Dawn only with this toggle (BENCHMARKS.md, "On a GPU")
+// NVIDIA's Vulkan driver exposes shader-f16 through Dawn only with vulkan_enable_f16_on_nvidia
+// (BENCHMARKS.md, "On a GPU"); subgroup matrices only with allow_unsafe_apis
 before(async () => {
-  device = await createDevice({ dawnFlags: ['enable-dawn-features=vulkan_enable_f16_on_nvidia'] });
+  device = await createDevice({ dawnFlags: ['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia'] });
 });
 after(() => device.destroy());
 
@@ -159,5 +161,19 @@ describe('f16 kernels', { skip: false }, () => {
       device.policy = saved;
       restore();
     }
+  });
+
+  it('matmul on subgroup matrices (tensor cores; where the adapter offers f16×f16→f32 ones)', async (t) => {
+    const why = subgroupMatrixProblem(device, 128, 192, 64);
+    if (why) return t.skip(why);
+    const rng = new Rng(14);
+    const a = randomArr(rng, [128, 64]);
+    const b = randomArr(rng, [64, 192]);
+    const [ta, tb] = [upload(a), upload(b)];
+    const [ha, hb] = [f16Of(ta), f16Of(tb)];
+    const c = empty(device, [128, 192]);
+    matmulSubgroupMatrix(device, ha, hb, c, 128, 192, 64);
+    assertClose(await c.toArray(), refMatmul(false, false).forward([halfArr(a), halfArr(b)]), F16_ACC, 'subgroup matrices, rounded inputs');
+    [ta, tb, ha, hb, c].forEach((x) => x.dispose());
   });
 });

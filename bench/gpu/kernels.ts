@@ -26,6 +26,7 @@ import { planConv } from '../../kernels/convPlan.ts';
 import { type GemmOperand, LARGE_TILES, TILE_128, tileName } from '../../kernels/gemmLarge.ts';
 import { chooseConfig, configName, matmulKernel } from '../../kernels/matmul.ts';
 import { matmulLarge } from '../../kernels/matmulLarge.ts';
+import { matmulSubgroupMatrix, subgroupMatrixConfig, subgroupMatrixProblem } from '../../kernels/matmulSubgroupMatrix.ts';
 import { FMA_VARIANTS, fmaCase } from '../peak.ts';
 import { GpuTimer, engineRound } from '../timing.ts';
 
@@ -45,11 +46,12 @@ const elapsed = (): number => (performance.now() - T0) / 1000;
 const log = (s: string): void => console.log(`[${elapsed().toFixed(1)}s] ${s}`);
 
 // exact timestamps (as bench/main.ts), and shader-f16 on NVIDIA's Vulkan driver
-const device = await createDevice({ dawnFlags: ['disable-dawn-features=timestamp_quantization', 'enable-dawn-features=vulkan_enable_f16_on_nvidia', ...dawnFlags] });
+// (allow_unsafe_apis: subgroup matrices, where the adapter has them)
+const device = await createDevice({ dawnFlags: ['disable-dawn-features=timestamp_quantization', 'enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia', ...dawnFlags] });
 const timer = device.hasTimestampQuery ? new GpuTimer(device) : null;
 const base: KernelPolicy = { ...device.policy, matmul: { ...device.policy.matmul, tuning: null }, conv: { ...device.policy.conv, tuning: null } };
 device.policy = base;
-log(`adapter: ${device.label} (${device.isSoftwareAdapter ? 'software' : 'GPU'}); shader-f16 ${device.hasShaderF16 ? 'yes' : 'no'}; timer ${timer ? 'timestamps' : 'wall clock'}`);
+log(`adapter: ${device.label} (${device.isSoftwareAdapter ? 'software' : 'GPU'}); shader-f16 ${device.hasShaderF16 ? 'yes' : 'no'}; subgroup matrices ${device.subgroupMatrixConfigs.map((c) => `${c.componentType}→${c.resultComponentType} ${c.M}×${c.N}×${c.K}`).join(', ') || 'none'}; timer ${timer ? 'timestamps' : 'wall clock'}`);
 
 /** ms per repetition of `record`: the fastest of a few rounds, after a warm-up round that compiles. */
 async function time(record: () => void): Promise<number> {
@@ -149,6 +151,17 @@ const over = (): boolean => elapsed() > BUDGET_S;
       if (over()) break;
       const ms = await time(() => matmulLarge(device, ha, hb, c, o, tile, 'f16'));
       report(name, `f16 operands: ${tileName(tile)}`, flops, ms, await maxRelDiff(c, ref));
+    }
+    // the tensor cores (f16 operands, f32 result), where the device has subgroup matrices
+    const why = subgroupMatrixProblem(device, S, S, S);
+    if (why) log(`${name}: subgroup matrices skipped: ${why}`);
+    else {
+      try {
+        const ms = await time(() => matmulSubgroupMatrix(device, ha, hb, c, S, S, S));
+        report(name, `f16 subgroup matrices ${subgroupMatrixConfig(device)!.M}×${subgroupMatrixConfig(device)!.N}×${subgroupMatrixConfig(device)!.K}, 4×4 per subgroup`, flops, ms, await maxRelDiff(c, ref));
+      } catch (e) {
+        log(`${name}: subgroup matrices failed: ${(e as Error).message}`);
+      }
     }
     ha.dispose();
     hb.dispose();
