@@ -11,7 +11,7 @@
 // --threshold F (regression threshold for --compare, default 0.25),
 // --dawn-flag <flag> (extra dawn.node flag, repeatable), --no-step, --tune (time
 // the matmul kernels on the square shapes first and keep the fastest per shape
-// class in .cache/matmul-tuning.json, which later runs and training then use),
+// class in .cache/kernel-tuning.json (kernels/autotune.ts), which later runs and training then use),
 // --steps 20x128,56x1000 (the ResNet depths and batches to time instead of the
 // defaults; no TF.js step), --pipeline N (also time N steps back to back, one sync),
 // --torch auto|cpu|cuda|off (PyTorch running bench/torch_step.py just before and just
@@ -24,7 +24,8 @@ import os from 'node:os';
 import { type Device, createDevice } from '../gpu/device.ts';
 import { randn } from '../engine/tensor.ts';
 import { isSoftwareAdapter } from '../kernels/common.ts';
-import { configName, tuneMatmul } from '../kernels/matmul.ts';
+import { configName } from '../kernels/matmul.ts';
+import { loadTuning, tuneMatmul } from '../kernels/autotune.ts';
 import { type BenchCase, convCases, matmulCases, memoryCases, optimizerCases } from './cases.ts';
 import { COPY_VARIANTS, FMA_VARIANTS, copyCase, fmaCase } from './peak.ts';
 import { type BenchResult, type CaseResult, type Peaks, type SideResult, compareResults, formatTable } from './report.ts';
@@ -242,6 +243,8 @@ async function main(): Promise<void> {
   const t0 = performance.now();
   const dawnFlags = [...BENCH_DAWN_FLAGS, ...args.dawnFlags];
   const device = await createDevice({ dawnFlags });
+  // what earlier tunings found on this adapter (as training sessions do)
+  if (loadTuning(device)) log(`bench: kernel tuning of ${device.label} read from ${device.policy.tuningFile}`);
   const timer = device.hasTimestampQuery ? new GpuTimer(device) : null;
   const o: TimingOptions = args.quick
     ? { rounds: args.rounds ?? 3, warmup: 1, targetMs: 60, maxReps: 20 }
@@ -259,13 +262,13 @@ async function main(): Promise<void> {
 
   let tuning: BenchResult['meta']['tuning'];
   if (args.tune) {
-    log('bench: tuning matmul for the square shapes (results kept in .cache/matmul-tuning.json)');
+    log(`bench: tuning matmul for the square shapes (results kept in ${device.policy.tuningFile})`);
     const sizes = args.quick ? [256, 512, 1024] : [256, 512, 1024, 2048];
     const res = await tuneMatmul(device, sizes.map((n) => ({ transA: false, transB: false, M: n, N: n, K: n })), (s) => randn(device, s, { seed: 9 }));
     tuning = res.map((r) => ({
       shape: r.shape,
       best: configName(r.best),
-      times: Object.fromEntries(r.times.map((t) => [configName(t.config), t.ms])),
+      times: Object.fromEntries(r.times.map((t) => [t.name, t.ms])),
     }));
     for (const t of tuning) log(`bench:   ${t.shape}: ${t.best}`);
   }

@@ -21,7 +21,7 @@ flags:
   --no-peer            skip TensorFlow.js
   --no-step            skip the training steps
   --rounds N           timed rounds per case
-  --tune               time the matmul kernels first and keep the fastest per shape class
+  --tune               time the matmul kernels first and keep the fastest per shape class (.cache/kernel-tuning.json)
   --dawn-flag FLAG     extra dawn.node flag (repeatable)
   --steps LIST         the ResNet depths × batches to time instead of the defaults (e.g. 20x128,56x1000; no TF.js step)
   --pipeline N         also time N steps back to back with one sync (what a training loop gets)

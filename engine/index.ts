@@ -8,5 +8,6 @@ export { zeroGrad } from './autograd.ts';
 export { Rng, type RngState } from './random.ts';
 export * from './ops/index.ts';
 export { SGD, type SgdOptions, type SgdState, type ScheduleLike } from './optim.ts';
+export { GradScaler, type GradScalerOptions, type GradScalerState } from './gradScaler.ts';
 export * as nn from './nn/index.ts';
 export { defineModel, type ModelSpec, type ModelFactory } from './nn/define.ts';

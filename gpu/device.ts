@@ -79,6 +79,18 @@ export function bucketSize(bytes: number): number {
  */
 export type AdapterProfile = Pick<Device, 'isSoftwareAdapter' | 'hasSubgroups' | 'subgroupSize' | 'limits' | 'policy'>;
 
+/** Dawn's experimental subgroup-matrix feature. */
+const SUBGROUP_MATRIX = 'chromium-experimental-subgroup-matrix';
+
+/** One subgroup-matrix shape the adapter offers: left M×K times right K×N into an M×N result. */
+export interface SubgroupMatrixConfig {
+  M: number;
+  N: number;
+  K: number;
+  componentType: string;
+  resultComponentType: string;
+}
+
 export class GpuError extends Error {
   override name = 'GpuError';
 }
@@ -90,6 +102,14 @@ export class Device {
   readonly hasTimestampQuery: boolean;
   /** Whether the device was created with the 'subgroups' feature (WGSL `enable subgroups;`). */
   readonly hasSubgroups: boolean;
+  /** Whether the device was created with 'shader-f16' (WGSL `enable f16;`: the f16-operand kernels). */
+  readonly hasShaderF16: boolean;
+  /**
+   * The subgroup-matrix (tensor core) shapes of Dawn's experimental feature, where the
+   * device has it: only when the adapter lists it, which takes the allow_unsafe_apis
+   * toggle (kernels/matmulSubgroupMatrix.ts). Empty otherwise (lavapipe).
+   */
+  readonly subgroupMatrixConfigs: readonly SubgroupMatrixConfig[];
   /** The adapter's subgroup size when it has only one (8 on lavapipe with AVX2), else 0. */
   readonly subgroupSize: number;
   /**
@@ -147,6 +167,11 @@ export class Device {
     this.limits = gpu.limits;
     this.hasTimestampQuery = gpu.features.has('timestamp-query');
     this.hasSubgroups = gpu.features.has('subgroups' as GPUFeatureName);
+    this.hasShaderF16 = gpu.features.has('shader-f16');
+    const configs = (adapterInfo as GPUAdapterInfo & { subgroupMatrixConfigs?: ArrayLike<Record<string, unknown>> }).subgroupMatrixConfigs;
+    this.subgroupMatrixConfigs = gpu.features.has(SUBGROUP_MATRIX as GPUFeatureName)
+      ? Array.from(configs ?? [], (c) => ({ M: Number(c.M), N: Number(c.N), K: Number(c.K), componentType: String(c.componentType), resultComponentType: String(c.resultComponentType) }))
+      : [];
     const info = adapterInfo as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
     this.subgroupSize = this.hasSubgroups && info.subgroupMinSize === info.subgroupMaxSize ? (info.subgroupMinSize ?? 0) : 0;
     this.isSoftwareAdapter = /llvmpipe|lavapipe|swiftshader/i.test(
@@ -643,6 +668,10 @@ export async function createDevice(options: CreateDeviceOptions = {}): Promise<D
   if (adapter.features.has('timestamp-query')) requiredFeatures.push('timestamp-query');
   // subgroup operations let the lanes of a SIMD group share loaded values (kernels/conv2dTexture.ts)
   if (adapter.features.has('subgroups')) requiredFeatures.push('subgroups' as GPUFeatureName);
+  // f16 operands with f32 accumulation (kernels/matmulLarge.ts, conv2dLarge.ts)
+  if (adapter.features.has('shader-f16')) requiredFeatures.push('shader-f16');
+  // tensor cores, listed only under Dawn's allow_unsafe_apis toggle (kernels/matmulSubgroupMatrix.ts)
+  if (adapter.features.has(SUBGROUP_MATRIX)) requiredFeatures.push(SUBGROUP_MATRIX as GPUFeatureName);
   let device: GPUDevice;
   try {
     device = await adapter.requestDevice({ requiredLimits, requiredFeatures });

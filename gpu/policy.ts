@@ -2,12 +2,24 @@
 // tests and the bench force a path or a block by giving a device another policy,
 // instead of flipping module globals. The defaults are what production runs; the
 // planners in kernels/ read it together with the adapter (software or not, subgroups).
+import { fileURLToPath } from 'node:url';
 
 /** A matmul kernel: the tiled GPU kernel, a direct one of tm × tn per thread, or the texture one (kernels/matmul.ts). */
 export type MatmulConfig =
   | { kind: 'tiled' }
   | { kind: 'direct'; tm: number; tn: number; wx: number; wy: number }
-  | { kind: 'texture' };
+  | { kind: 'texture' }
+  | { kind: 'large'; tile: GemmTile };
+
+/** A tile of the large GEMM family (kernels/gemmLarge.ts): BM×BN per workgroup, TM×TN per thread, K slices of BK, optionally double-buffered. */
+export interface GemmTile {
+  bm: number;
+  bn: number;
+  bk: number;
+  tm: number;
+  tn: number;
+  double: boolean;
+}
 
 /** Output channels × input-channel quads × kernel rows per lane of the repacked 3×3 weight gradient (kernels/conv2dTexture.ts). */
 export interface GradWeightBlock {
@@ -19,7 +31,11 @@ export interface GradWeightBlock {
 export interface KernelPolicy {
   conv: {
     /** 'auto': the texture path where usable (software adapter, subgroups of 8); or force one */
-    path: 'auto' | 'texture' | 'buffer';
+    path: 'auto' | 'texture' | 'buffer' | 'large';
+    /** the large-tile kernels' tile (kernels/conv2dLarge.ts) for every part, or the planner's choice */
+    tile?: GemmTile;
+    /** per conv part's shape class, what the autotuner found fastest on this adapter (null: the 64-wide buffer kernel) */
+    tuning?: Map<string, GemmTile | null> | null;
     /** the texture path's row kernels (kernels/conv2dRows.ts) where they fit */
     rows: boolean;
     /** output pixels per lane of the 3×3 stride-1 row kernel: 8 where rows are whole octets, or always 4 */
@@ -36,14 +52,34 @@ export interface KernelPolicy {
   matmul: {
     /** one kernel for every matmul (tests, benchmarks), or null = the planner's choice */
     force: MatmulConfig | null;
-    /** per shape class, what `bench --tune` found fastest on this adapter (.cache/matmul-tuning.json) */
+    /** per shape class, what the autotuner found fastest on this adapter (kernels/autotune.ts, the tuning file) */
     tuning: Map<string, MatmulConfig> | null;
   };
   batchnorm: {
     /** the layouts written for CPU rasterisers where the adapter is one; off checks the GPU layouts on lavapipe */
     cpuLayouts: boolean;
   };
+  /** operands of the large-tile GEMMs (matmul, conv): 'f16' casts them to f16 (shader-f16) and accumulates in f32; f32 elsewhere */
+  precision: 'f32' | 'f16';
+  /** the training session times its model's kernel candidates before its first step: 'auto' = on GPUs, not on software adapters */
+  autotune: 'auto' | 'on' | 'off';
+  /** the autotuner's cache, per adapter (kernels/autotune.ts) */
+  tuningFile: string;
+  /** when set, the planners record the matmul and conv shapes they plan (the autotuner's view of a model) */
+  trace?: KernelTrace;
 }
+
+/** The shapes planned while a trace is set (kernels/matmul.ts's chooseConfig, kernels/convPlan.ts). */
+export interface KernelTrace {
+  matmul: { transA: boolean; transB: boolean; M: number; N: number; K: number }[];
+  conv: {
+    batch: number; cin: number; h: number; w: number; cout: number; kh: number; kw: number;
+    ho: number; wo: number; strideH: number; strideW: number; padH: number; padW: number;
+  }[];
+}
+
+/** The autotuner's cache at the repository root (per adapter label, per shape class). */
+export const KERNEL_TUNING_FILE = fileURLToPath(new URL('../.cache/kernel-tuning.json', import.meta.url));
 
 /** What production runs (the defaults measured best on lavapipe; GPUs take the buffer kernels). */
 export function defaultKernelPolicy(): KernelPolicy {
@@ -51,5 +87,8 @@ export function defaultKernelPolicy(): KernelPolicy {
     conv: { path: 'auto', rows: true, rowPixels: 8, tm: 16, tn: 4, wgradSlots: 4, unroll: 'auto' },
     matmul: { force: null, tuning: null },
     batchnorm: { cpuLayouts: true },
+    precision: 'f32',
+    autotune: 'auto',
+    tuningFile: KERNEL_TUNING_FILE,
   };
 }

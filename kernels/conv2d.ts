@@ -67,6 +67,7 @@ import {
   type PackedGradOutput,
   useTextureConv,
 } from './conv2dTexture.ts';
+import { conv2dForwardLarge, conv2dGradInputLarge, conv2dGradWeightLarge } from './conv2dLarge.ts';
 
 const BN = 64;
 const BK = 16;
@@ -260,6 +261,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 export function conv2dForward(
   device: Device, x: Operand, weight: Operand, bias: Operand | undefined, y: Operand, g: ConvGeometry, plan: ConvPlan, keepInput = false,
 ): PooledTexture | undefined {
+  if (plan.forward === 'large') {
+    conv2dForwardLarge(device, x, weight, bias, y, g, plan.tiles!.forward!);
+    return undefined;
+  }
   if (plan.forward !== 'buffer') return conv2dForwardTexture(device, x, weight, bias, y, g, plan, keepInput);
   const M = g.cout;
   const N = g.batch * g.ho * g.wo;
@@ -385,6 +390,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 
 /** Records dX = ∂(conv2d)/∂X applied to dY. */
 export function conv2dGradInput(device: Device, dy: Operand, weight: Operand, dx: Operand, g: ConvGeometry, plan: ConvPlan, shared?: PackedGradOutput): void {
+  if (plan.gradInput === 'large') return conv2dGradInputLarge(device, dy, weight, dx, g, plan.tiles!.gradInput!);
   if (plan.gradInput !== 'buffer') return conv2dGradInputTexture(device, dy, weight, dx, g, plan, shared);
   const M = g.cin;
   const BM = tileRows(M);
@@ -550,7 +556,9 @@ export function conv2dGradWeight(
     throw new Error(`conv2dGradWeight: split-K over ${splits} parts needs a scratch tensor of ${splits * M * N} floats`);
   }
   const target = splits > 1 ? scratch! : dw;
-  if (plan.gradWeight !== 'buffer') {
+  if (plan.gradWeight === 'large') {
+    conv2dGradWeightLarge(device, dy, x, target, g, plan.tiles!.gradWeight!, splits, chunk);
+  } else if (plan.gradWeight !== 'buffer') {
     conv2dGradWeightTexture(device, dy, x, target, g, plan, shared, xTex);
   } else {
     const unroll = unrollFor(device);

@@ -52,7 +52,7 @@ export function textureConvSupported(device: AdapterProfile): boolean {
 
 /** Whether conv kernels with geometry g take the texture path on this device. */
 export function useTextureConv(device: AdapterProfile, g: ConvGeometry): boolean {
-  if (device.policy.conv.path === 'buffer' || !textureConvSupported(device)) return false;
+  if (device.policy.conv.path === 'buffer' || device.policy.conv.path === 'large' || !textureConvSupported(device)) return false;
   if (device.policy.conv.path === 'auto' && !isSoftwareAdapter(device)) return false;
   const l = device.limits;
   const c4 = Math.ceil(Math.max(g.cin, g.cout) / 4);

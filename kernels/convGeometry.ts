@@ -1,6 +1,7 @@
 // A convolution's shape, and which kernel computes each of its parts: the types the
 // conv kernels (conv2d.ts, conv2dTexture.ts, conv2dRows.ts) and their planner
 // (convPlan.ts) share, in a file of their own so the kernels need not import each other.
+import type { GemmTile } from '../gpu/policy.ts';
 
 export interface ConvGeometry {
   batch: number;
@@ -24,8 +25,17 @@ export interface ConvGeometry {
  *            subgroup (conv2dTexture.ts): software adapters with subgroups of 8
  *   rows     NCHW read through a copied texture, lanes along output rows
  *            (conv2dRows.ts): the texture path's kernel where the geometry fits
+ *   large    the buffer kernels' GEMMs on the large-tile family (conv2dLarge.ts): GPUs,
+ *            where the GEMM fills the GPU (ConvPlan.tiles names the tile)
  */
-export type ConvKernel = 'buffer' | 'texture' | 'rows';
+export type ConvKernel = 'buffer' | 'texture' | 'rows' | 'large';
+
+/** The large tile of each part that takes one (kernels/conv2dLarge.ts). */
+export interface ConvTiles {
+  forward?: GemmTile;
+  gradInput?: GemmTile;
+  gradWeight?: GemmTile;
+}
 
 /** What planConv (convPlan.ts) decided for one convolution. */
 export interface ConvPlan {
@@ -38,4 +48,6 @@ export interface ConvPlan {
   sharesPackedGradOutput: boolean;
   /** partial weight gradients summed afterwards (split-K over the batch's pixels) */
   gradWeightSplits: number;
+  /** the tiles of the parts planned 'large' */
+  tiles?: ConvTiles;
 }

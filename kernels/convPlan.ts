@@ -8,21 +8,27 @@ import type { ConvGeometry, ConvKernel, ConvPlan } from './convGeometry.ts';
 import { gradWeightSplits } from './conv2d.ts';
 import { rowConvFits, rowGradWeightFits } from './conv2dRows.ts';
 import { useTextureConv, useTextureConvGradInput } from './conv2dTexture.ts';
+import { planLargeConv } from './conv2dLarge.ts';
 
 export type { ConvKernel, ConvPlan };
 
 export function planConv(p: AdapterProfile, g: ConvGeometry): ConvPlan {
+  p.policy.trace?.conv.push({ ...g });
   const texture = useTextureConv(p, g);
   const rows = p.policy.conv.rows;
   const forward: ConvKernel = !texture ? 'buffer' : rows && rowConvFits(p, g, false) ? 'rows' : 'texture';
   const gradInput: ConvKernel = !useTextureConvGradInput(p, g) ? 'buffer' : rows && rowConvFits(p, g, true) ? 'rows' : 'texture';
   const gradWeight: ConvKernel = !texture ? 'buffer' : rows && rowGradWeightFits(p, g) ? 'rows' : 'texture';
+  const splits = gradWeightSplits(g, p).splits;
+  // GPUs: the buffer GEMMs that fill the GPU on the large tiles (or every part, forced)
+  const tiles = texture ? {} : planLargeConv(p, g, splits);
   return {
-    forward,
-    gradInput,
-    gradWeight,
+    forward: tiles.forward ? 'large' : forward,
+    gradInput: tiles.gradInput ? 'large' : gradInput,
+    gradWeight: tiles.gradWeight ? 'large' : gradWeight,
     keepsPackedInput: forward === 'texture' && gradWeight === 'texture',
     sharesPackedGradOutput: gradInput === 'texture' && gradWeight === 'texture',
-    gradWeightSplits: gradWeightSplits(g, p).splits,
+    gradWeightSplits: splits,
+    ...(Object.keys(tiles).length ? { tiles } : {}),
   };
 }

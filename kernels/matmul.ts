@@ -38,11 +38,10 @@
 //     per thread in 4×4 workgroups 0.17-0.29 ms (more workgroups keep both cores busy)
 // Larger register blocks spill (16 ymm registers) and LLVM's compile time grows
 // steeply with the block (8×8: 13 s, 16×16: 25 s), so the direct default is 4×8,
-// and 4×4 in 4×4 workgroups for outputs up to 128×128. tuneMatmul (bench --tune) times
-// the candidates per shape class and keeps the winners per adapter on disk.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+// and 4×4 in 4×4 workgroups for outputs up to 128×128. The autotuner (kernels/autotune.ts)
+// times the candidates per shape class and keeps the winners per adapter on disk.
+// On GPUs: the 64×64 tiled kernel, and the large tiles (kernels/matmulLarge.ts) for
+// products that fill the GPU.
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 import type { AdapterProfile, Device } from '../gpu/device.ts';
 
@@ -55,13 +54,11 @@ import type { Operand } from './operand.ts';
 import type { MatmulOptions } from './matmulOptions.ts';
 import { UniformWriter, hasSubgroupsOf8, isSoftwareAdapter } from './common.ts';
 import { matmulTexture, matmulTextureFits } from './matmulTexture.ts';
+import { largeMatmulTile, matmulLarge, tileName } from './matmulLarge.ts';
 
 export type { MatmulOptions } from './matmulOptions.ts';
 
 
-
-/** Where tuneMatmul's results live (per adapter, per shape class): .cache/ at the repository root. */
-export const TUNING_FILE = fileURLToPath(new URL('../.cache/matmul-tuning.json', import.meta.url));
 
 export const DIRECT_DEFAULT: MatmulConfig = { kind: 'direct', tm: 4, tn: 8, wx: 8, wy: 8 };
 export const DIRECT_SMALL: MatmulConfig = { kind: 'direct', tm: 4, tn: 4, wx: 4, wy: 4 };
@@ -70,6 +67,7 @@ export const TEXTURE: MatmulConfig = { kind: 'texture' };
 
 export function configName(c: MatmulConfig): string {
   if (c.kind === 'texture') return 'texture 8×8 per lane, subgroup-shared A (kernels/matmulTexture.ts)';
+  if (c.kind === 'large') return `large ${tileName(c.tile)} (kernels/matmulLarge.ts)`;
   return c.kind === 'tiled' ? 'tiled 64×64 (4×4, BK 16, workgroup memory)' : `direct ${c.tm}×${c.tn} per thread, wg ${c.wx}×${c.wy}`;
 }
 
@@ -324,33 +322,19 @@ export function shapeClass(o: Pick<MatmulOptions, 'transA' | 'transB' | 'M' | 'N
   return `${o.transA ? 'T' : 'N'}${o.transB ? 'T' : 'N'}:${p2(o.M)}x${p2(o.N)}x${p2(o.K)}`;
 }
 
-/** TUNING_FILE's table for each adapter, read once per process (null: none) */
-const tuningFiles = new Map<string, Map<string, MatmulConfig> | null>();
-
-/** The tuning in force: the policy's, else what `bench --tune` left in TUNING_FILE for this adapter. */
-function tuningFor(device: MatmulProfile): Map<string, MatmulConfig> | null {
-  if (device.policy.matmul.tuning) return device.policy.matmul.tuning;
-  if (!tuningFiles.has(device.label)) {
-    let table: Map<string, MatmulConfig> | null = null;
-    try {
-      const mine = (JSON.parse(readFileSync(TUNING_FILE, 'utf8')) as Record<string, Record<string, MatmulConfig>>)[device.label];
-      if (mine) table = new Map(Object.entries(mine));
-    } catch {
-      // no tuning file: defaults
-    }
-    tuningFiles.set(device.label, table);
-  }
-  return tuningFiles.get(device.label)!;
-}
-
 /** The kernel for this matmul: forced, tuned for its shape class on this adapter, or the adapter's default. */
 export function chooseConfig(device: MatmulProfile, o: MatmulOptions): MatmulConfig {
+  device.policy.trace?.matmul.push({ transA: o.transA, transB: o.transB, M: o.M, N: o.N, K: o.K });
   const force = device.policy.matmul.force;
   const textureOk = hasSubgroupsOf8(device) && matmulTextureFits(device, o);
   if (force) return force.kind === 'texture' && !textureOk ? DIRECT_DEFAULT : force;
-  const tuned = tuningFor(device)?.get(shapeClass(o));
+  const tuned = device.policy.matmul.tuning?.get(shapeClass(o));
   if (tuned && (tuned.kind !== 'texture' || textureOk)) return tuned;
-  if (!isSoftwareAdapter(device)) return { kind: 'tiled' };
+  if (!isSoftwareAdapter(device)) {
+    // products that fill the GPU: the large tiles (128×128, 8×8 per thread), else the 64×64 kernel
+    const tile = largeMatmulTile(device, o);
+    return tile ? { kind: 'large', tile } : { kind: 'tiled' };
+  }
   // Large products on lavapipe: textures + subgroups, 2-3× the direct kernel (kernels/matmulTexture.ts).
   if (textureOk && o.M >= 64 && o.N >= 64 && o.K >= 64) return TEXTURE;
   // Small outputs (a classifier's 128×10) get small blocks and workgroups, so both
@@ -360,6 +344,7 @@ export function chooseConfig(device: MatmulProfile, o: MatmulOptions): MatmulCon
 
 // ------------------------------------------------------------------ tuning
 
+/** What the autotuner (kernels/autotune.ts) times on a software adapter. */
 export const TUNE_CANDIDATES: MatmulConfig[] = [
   { kind: 'tiled' },
   { kind: 'direct', tm: 4, tn: 4, wx: 4, wy: 4 },
@@ -369,80 +354,13 @@ export const TUNE_CANDIDATES: MatmulConfig[] = [
   { kind: 'texture' },
 ];
 
-export interface TuneResult {
-  shape: string;
-  /** ms per matmul of each candidate (fastest wall-clock repetition, after a warm-up that compiles it) */
-  times: { config: MatmulConfig; ms: number }[];
-  best: MatmulConfig;
-}
-
-/**
- * Times every candidate on each shape and records the fastest for its shape class,
- * in memory and in TUNING_FILE under this adapter's label, so later processes on
- * the same adapter start with it. Each candidate's first run (its compile) is not
- * timed; `budgetMs` bounds the timed part per candidate.
- */
-export async function tuneMatmul(
-  device: Device,
-  shapes: Pick<MatmulOptions, 'transA' | 'transB' | 'M' | 'N' | 'K'>[],
-  make: (shape: number[]) => Operand & { dispose(): void },
-  o: { candidates?: MatmulConfig[]; budgetMs?: number; write?: boolean } = {},
-): Promise<TuneResult[]> {
-  const results: TuneResult[] = [];
-  const policy = device.policy;
-  try {
-    for (const s of shapes) {
-      const a = make(s.transA ? [s.K, s.M] : [s.M, s.K]);
-      const b = make(s.transB ? [s.N, s.K] : [s.K, s.N]);
-      const c = make([s.M, s.N]);
-      const opts: MatmulOptions = { ...s, batchA: 1, batchB: 1, batch: 1 };
-      const times: TuneResult['times'] = [];
-      for (const config of o.candidates ?? TUNE_CANDIDATES) {
-        device.policy = { ...policy, matmul: { ...policy.matmul, force: config } };
-        matmulKernel(device, a, b, c, opts);
-        await device.sync();
-        // the fastest repetition: other processes only ever make a repetition slower
-        let best = Infinity;
-        const start = performance.now();
-        for (let rep = 0; rep < 20 && (rep < 2 || performance.now() - start < (o.budgetMs ?? 300)); rep++) {
-          const t0 = performance.now();
-          matmulKernel(device, a, b, c, opts);
-          await device.sync();
-          best = Math.min(best, performance.now() - t0);
-        }
-        times.push({ config, ms: best });
-      }
-      [a, b, c].forEach((t) => t.dispose());
-      const best = times.reduce((x, y) => (y.ms < x.ms ? y : x)).config;
-      results.push({ shape: shapeClass(s), times, best });
-    }
-  } finally {
-    device.policy = policy;
-  }
-  const table = new Map(tuningFor(device) ?? []);
-  for (const r of results) table.set(r.shape, r.best);
-  device.policy = { ...policy, matmul: { ...policy.matmul, tuning: table } };
-  tuningFiles.set(device.label, table);
-  if (o.write ?? true) {
-    let all: Record<string, Record<string, MatmulConfig>> = {};
-    try {
-      all = JSON.parse(readFileSync(TUNING_FILE, 'utf8')) as typeof all;
-    } catch {
-      // first tuning on this machine
-    }
-    all[device.label] = Object.fromEntries(table);
-    mkdirSync(dirname(TUNING_FILE), { recursive: true });
-    writeFileSync(TUNING_FILE, JSON.stringify(all, null, 1));
-  }
-  return results;
-}
-
 // ------------------------------------------------------------------ dispatch
 
 /** Records C = op(A)·op(B) (+ bias). Shapes are the caller's to check. */
 export function matmulKernel(device: Device, a: Operand, b: Operand, c: Operand, o: MatmulOptions): void {
   const cfg = chooseConfig(device, o);
   if (cfg.kind === 'texture') return matmulTexture(device, a, b, c, o);
+  if (cfg.kind === 'large') return matmulLarge(device, a, b, c, o, cfg.tile);
   const hasBias = o.bias !== undefined;
   const strideA = o.batchA === 1 ? 0 : o.M * o.K;
   const strideB = o.batchB === 1 ? 0 : o.K * o.N;

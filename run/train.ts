@@ -6,6 +6,7 @@
 import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { type Device, createDevice } from '../gpu/device.ts';
+import { autotuneSession } from './autotune.ts';
 import { SGD } from '../engine/optim.ts';
 import { datasetSize } from '../data/dataset.ts';
 import { BatchLoader } from '../data/loader.ts';
@@ -180,6 +181,8 @@ async function trainWithSignals(
     });
     const loader = new BatchLoader(data.train, { batchSize: config.batchSize, seed: config.seed, shuffle: true, dropLast: true });
     const augmenter = augmenterFor(device, config, data.train);
+    // kernel tuning: the cache read into the policy; on GPUs the model's shapes timed first (kernels/autotune.ts)
+    await autotuneSession(device, model, [config.batchSize, ...data.train.shape], log);
     let kept: string | null = null;
     if (checkpoint) {
       applyCheckpoint(checkpoint, model, optimizer, loader, config);

@@ -149,6 +149,7 @@ export function setPolicy(
 ): () => void {
   const saved = device.policy;
   device.policy = {
+    ...saved,
     conv: { ...saved.conv, ...patch.conv },
     matmul: { ...saved.matmul, ...patch.matmul },
     batchnorm: { ...saved.batchnorm, ...patch.batchnorm },

@@ -4,8 +4,10 @@
 #   bash bench/gpu/run.sh bench    carry .gpukit .gl .gpudata/train: the adapter, the
 #                                  kernel tests on the GPU, ResNet-20/56 steps at batch
 #                                  128 and 1000, PyTorch fp32 and AMP on the same GPU,
-#                                  the bench suite, a per-kernel step profile (SWEEP=1:
-#                                  also bench/gpu/matmul-sweep.ts)
+#                                  the bench suite, a per-kernel step profile, the
+#                                  engine's kernel family kernel by kernel (old / large
+#                                  tiles / planner / autotuned / f16: bench/gpu/kernels.ts)
+#                                  (SWEEP=1: also bench/gpu/matmul-sweep.ts)
 #   bash bench/gpu/run.sh train    carry .gpukit .gl .gpudata/test: the real-data
 #                                  experiment (bench/gpu/cifar10-subset.plan) until the
 #                                  deadline, jobs in parallel (bench/gpu/train-arms.sh)
@@ -28,7 +30,9 @@ if [ "${1:-}" = "--fetch-gl" ]; then
   exit
 fi
 
-phase=${1:?usage: run.sh bench|train [--local]}
+# run.sh --local alone: the bench phase here (the train phase needs .gpudata: make-kit.sh --data)
+if [ "${1:-}" = "--local" ]; then set -- bench --local; fi
+phase=${1:?usage: run.sh bench|train [--local], or run.sh --local}
 local=0
 [ "${2:-}" = "--local" ] && local=1
 T0=$(date +%s)
@@ -92,7 +96,7 @@ if [ "$phase" = bench ]; then
   fi
 
   # the kernel tests on this adapter (float64 references; GPU layouts and buffer kernels on a GPU)
-  tests="test/matmul-kernels.test.ts test/conv.test.ts test/batchnorm.test.ts test/ops.test.ts test/pool.test.ts test/nn.test.ts test/optim.test.ts test/augment.test.ts test/memory.test.ts test/engine.test.ts"
+  tests="test/matmul-kernels.test.ts test/large-kernels.test.ts test/f16-kernels.test.ts test/conv.test.ts test/batchnorm.test.ts test/ops.test.ts test/pool.test.ts test/nn.test.ts test/optim.test.ts test/augment.test.ts test/memory.test.ts test/engine.test.ts"
   [ -n "${SKIP_TESTS:-}" ] && tests=test/pool.test.ts
   part tests $([ $local = 1 ] && echo 400 || echo 60) node --import tsx --test --test-concurrency=$([ $local = 1 ] && echo 2 || echo 10) --test-reporter=spec $tests
   grep -E "^ℹ (tests|pass|fail|duration)" "$W/tests.txt" | tr '\n' ' '; echo
@@ -102,6 +106,7 @@ if [ "$phase" = bench ]; then
     part torch 120 $py bench/torch_step.py --device cpu --configs 8x8,8x16 --warmup 1 --steps 2
     part bench 300 node --import tsx bench/main.ts --quick --no-peer --no-step --only 'sgd' --json "$W/bench.json"
     part profile 200 node --import tsx bench/profile.ts --depth 8 --batch 8
+    part kernels 300 node --import tsx bench/gpu/kernels.ts --local --json "$W/kernels.json" --budget-s 200
     [ -n "${SWEEP:-}" ] && part sweep 300 node --import tsx bench/gpu/matmul-sweep.ts --local --json "$W/sweep.json" --budget-s 120
   else
     # the training steps first (bench.json is written at the end of a run: the cases get their own)
@@ -110,10 +115,13 @@ if [ "$phase" = bench ]; then
     part torch 60 $py bench/torch_step.py --configs 20x128,56x128,20x1000,56x1000 --amp-too --warmup 10 --steps 30
     part bench 50 node --import tsx bench/main.ts --no-peer --no-step --quick --json "$W/bench.json"
     part profile 25 node --import tsx bench/profile.ts --depth 56 --batch 128
+    # the kernel family: matmul 4096³ and ResNet conv layers at batch 128 and 1000 on each kernel, f32 and f16
+    part kernels 120 node --import tsx bench/gpu/kernels.ts --json "$W/kernels.json" --budget-s 100
     # the matmul sweep (f32 tiles, f16, subgroup matrices) ran on its own at 17:29-17:32 (bench/gpu/results/)
     [ -n "${SWEEP:-}" ] && part sweep 80 node --import tsx bench/gpu/matmul-sweep.ts --json "$W/sweep.json" --budget-s 60
   fi
   grep -E "step|peak|FMA|copy" "$W/steps.txt" "$W/bench.txt" | head -20
+  grep -E "matmul|FMA" "$W/kernels.txt" 2>/dev/null | head -20
   cat "$W"/torch*.txt 2>/dev/null | grep -o '"depth[^}]*images_per_s_pipelined": [0-9.]*' | head
   wait
 else
@@ -135,6 +143,9 @@ else
   [ $local = 1 ] && plan=bench/gpu/local.plan par=2
   common=(--model resnet20 --dataset cifar10 --data .gpudata/cifar --train-subset 10000 --batch-size 128 --weight-decay 1e-4)
   [ $local = 1 ] && common=(--model resnet8 --width 8 --dataset cifar10 --data .gpudata/cifar --train-subset 10000 --test-subset 500 --batch-size 32)
+  # the kernels tuned once for the jobs' model and batch (they read the cache instead of all timing at once)
+  if [ $local = 1 ]; then part tune 120 node --import tsx bench/gpu/tune-model.ts --model resnet8 --width 8 --batch 32
+  else part tune 60 node --import tsx bench/gpu/tune-model.ts --model resnet20 --batch 128; fi
   log "train: plan $plan, $par at a time, until +$((deadline - T0))s"
   bash bench/gpu/train-arms.sh "$plan" "$W/runs" "$deadline" "$par" -- "${common[@]}" >>"$W/run.log" 2>&1
   find "$W/runs" -name checkpoints -type d -prune -exec rm -rf {} + 2>/dev/null

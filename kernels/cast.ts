@@ -1,0 +1,81 @@
+// f32 ↔ f16 conversion of a buffer (shader-f16): the operands of the f16 kernels
+// (kernels/matmulLarge.ts, conv2dLarge.ts with elem 'f16') are made from f32 tensors
+// by castToF16, and f16 results read back by castToF32. f16 buffers hold elements
+// in pairs (vec2<f16>, one 4-byte word per thread: no two threads write the same
+// word), so their byte size is 4·ceil(n / 2); an odd tail element is paired with 0.
+// Rounding is WGSL's f16(x): round to nearest even, ±inf beyond 65504.
+import type { Device } from '../gpu/device.ts';
+import type { Operand } from './operand.ts';
+import { FLAT_INDEX, UniformWriter, WG, grid1d } from './common.ts';
+
+/** Bytes of a buffer holding n f16 elements. */
+export function f16Bytes(n: number): number {
+  return 4 * Math.ceil(n / 2);
+}
+
+const toF16Source = /* wgsl */ `
+enable f16;
+const WG = ${WG}u;
+struct Params { n: u32 }
+@group(0) @binding(0) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dst: array<vec2<f16>>;
+@group(0) @binding(2) var<uniform> p: Params;
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = ${FLAT_INDEX};
+  if (2u * i >= p.n) { return; }
+  let hi = select(0.0, src[min(2u * i + 1u, p.n - 1u)], 2u * i + 1u < p.n);
+  dst[i] = vec2<f16>(f16(src[2u * i]), f16(hi));
+}`;
+
+const toF32Source = /* wgsl */ `
+enable f16;
+const WG = ${WG}u;
+struct Params { n: u32 }
+@group(0) @binding(0) var<storage, read> src: array<vec2<f16>>;
+@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(2) var<uniform> p: Params;
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = ${FLAT_INDEX};
+  if (2u * i >= p.n) { return; }
+  let v = vec2<f32>(src[i]);
+  dst[2u * i] = v.x;
+  if (2u * i + 1u < p.n) { dst[2u * i + 1u] = v.y; }
+}`;
+
+function needF16(device: Device, what: string): void {
+  if (!device.hasShaderF16) throw new Error(`${what}: the adapter '${device.label}' has no shader-f16`);
+}
+
+/** Records dst (f16 pairs, f16Bytes(src.size) bytes at least) = f16(src). */
+export function castToF16(device: Device, src: Pick<Operand, 'buffer' | 'size'>, dst: GPUBuffer): void {
+  needF16(device, 'castToF16');
+  if (dst.size < f16Bytes(src.size)) throw new Error(`castToF16: ${src.size} elements need ${f16Bytes(src.size)} bytes, the buffer has ${dst.size}`);
+  const pipeline = device.pipeline('cast f32→f16', 'cast f32→f16', () => toF16Source);
+  device.dispatch(pipeline, [src.buffer, dst, device.uniforms(new UniformWriter().u32(src.size).bytes())], grid1d(Math.ceil(src.size / 2)));
+}
+
+/** Records dst = f32(src) for dst.size elements of the f16 buffer src. */
+export function castToF32(device: Device, src: GPUBuffer, dst: Pick<Operand, 'buffer' | 'size'>): void {
+  needF16(device, 'castToF32');
+  if (src.size < f16Bytes(dst.size)) throw new Error(`castToF32: ${dst.size} elements need ${f16Bytes(dst.size)} bytes, the buffer has ${src.size}`);
+  const pipeline = device.pipeline('cast f16→f32', 'cast f16→f32', () => toF32Source);
+  device.dispatch(pipeline, [src, dst.buffer, device.uniforms(new UniformWriter().u32(dst.size).bytes())], grid1d(Math.ceil(dst.size / 2)));
+}
+
+/**
+ * Runs `fn` on f16 copies of f32 operands (pooled buffers, returned to the pool
+ * after it records: the queue orders their reuse after the work that reads them).
+ */
+export function withF16<T>(device: Device, ops: Pick<Operand, 'buffer' | 'size'>[], fn: (halves: { buffer: GPUBuffer; size: number }[]) => T): T {
+  const pooled = ops.map((o) => device.acquire(f16Bytes(o.size)));
+  try {
+    ops.forEach((o, i) => castToF16(device, o, pooled[i]!.buffer));
+    return fn(ops.map((o, i) => ({ buffer: pooled[i]!.buffer, size: o.size })));
+  } finally {
+    pooled.forEach((b) => device.release(b));
+  }
+}
