@@ -43,6 +43,14 @@ export interface KernelPolicy {
     /** the layouts written for CPU rasterisers where the adapter is one; off checks the GPU layouts on lavapipe */
     cpuLayouts: boolean;
   };
+  /** fusions that save passes over activation memory (issue 20); each has its unfused form beside it */
+  fusion: FusionPolicy;
+}
+
+/** Which fusions the planners may use; all on in production, all off in unfusedPolicy(). */
+export interface FusionPolicy {
+  /** a gradient that flows into a tensor from two ops is accumulated by the second one's kernel ("add into") instead of a separate add */
+  addInto: boolean;
 }
 
 /** What production runs (the defaults measured best on lavapipe; GPUs take the buffer kernels). */
@@ -51,5 +59,13 @@ export function defaultKernelPolicy(): KernelPolicy {
     conv: { path: 'auto', rows: true, rowPixels: 8, tm: 16, tn: 4, wgradSlots: 4, unroll: 'auto' },
     matmul: { force: null, tuning: null },
     batchnorm: { cpuLayouts: true },
+    fusion: { addInto: true },
   };
+}
+
+/** The production policy with every fusion off: the reference the fused engine is tested and benchmarked against. */
+export function unfusedPolicy(): KernelPolicy {
+  const p = defaultKernelPolicy();
+  p.fusion = { addInto: false };
+  return p;
 }
