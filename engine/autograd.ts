@@ -77,7 +77,15 @@ export function backward(root: Tensor, gradOutput?: Tensor): void {
         drop(g);
         continue;
       }
-      const inputGrads = node.backwardFn(g);
+      // gradients so far that this node's backward may add into instead of autograd adding
+      // afterwards: held here alone, in a buffer of their own (policy.fusion.addInto)
+      const into = device.policy.fusion.addInto
+        ? node.parents.map((p) => {
+            const prev = grads.get(p);
+            return prev && prev !== gradOutput && holders.get(prev) === 1 && prev.ownsStorage ? prev : undefined;
+          })
+        : undefined;
+      const inputGrads = node.backwardFn(g, into);
       node.parents.forEach((p, i) => {
         const gi = inputGrads[i];
         if (!gi || !p.requiresGrad) {
@@ -91,6 +99,8 @@ export function backward(root: Tensor, gradOutput?: Tensor): void {
         const prev = grads.get(p);
         if (!prev) {
           grads.set(p, gi);
+        } else if (gi === prev) {
+          drop(gi); // the backward added into it: still held once, by the map
         } else {
           const sum = empty(device, p.shape, 'f32', 'grad');
           binary(device, 'add', prev, gi, sum);

@@ -51,6 +51,8 @@ export interface KernelPolicy {
 export interface FusionPolicy {
   /** a gradient that flows into a tensor from two ops is accumulated by the second one's kernel ("add into") instead of a separate add */
   addInto: boolean;
+  /** the row kernels copy an activation to a texture once for all that read it: X from the forward to the weight gradient, dY for both gradients */
+  shareRaw: boolean;
 }
 
 /** What production runs (the defaults measured best on lavapipe; GPUs take the buffer kernels). */
@@ -59,13 +61,13 @@ export function defaultKernelPolicy(): KernelPolicy {
     conv: { path: 'auto', rows: true, rowPixels: 8, tm: 16, tn: 4, wgradSlots: 4, unroll: 'auto' },
     matmul: { force: null, tuning: null },
     batchnorm: { cpuLayouts: true },
-    fusion: { addInto: true },
+    fusion: { addInto: true, shareRaw: true },
   };
 }
 
 /** The production policy with every fusion off: the reference the fused engine is tested and benchmarked against. */
 export function unfusedPolicy(): KernelPolicy {
   const p = defaultKernelPolicy();
-  p.fusion = { addInto: false };
+  p.fusion = { addInto: false, shareRaw: false };
   return p;
 }

@@ -64,6 +64,7 @@ import {
   conv2dGradInputTexture,
   conv2dGradWeightTexture,
   gradWeightSlicesTexture,
+  type ConvGradInputFusion,
   type PackedGradOutput,
   useTextureConv,
 } from './conv2dTexture.ts';
@@ -383,9 +384,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }`;
 }
 
-/** Records dX = ∂(conv2d)/∂X applied to dY. */
-export function conv2dGradInput(device: Device, dy: Operand, weight: Operand, dx: Operand, g: ConvGeometry, plan: ConvPlan, shared?: PackedGradOutput): void {
-  if (plan.gradInput !== 'buffer') return conv2dGradInputTexture(device, dy, weight, dx, g, plan, shared);
+/** Records dX = ∂(conv2d)/∂X applied to dY (`fused`: what the row kernels share or add into, conv2dTexture.ts). */
+export function conv2dGradInput(device: Device, dy: Operand, weight: Operand, dx: Operand, g: ConvGeometry, plan: ConvPlan, shared?: PackedGradOutput, fused: ConvGradInputFusion = {}): void {
+  if (plan.gradInput !== 'buffer') return conv2dGradInputTexture(device, dy, weight, dx, g, plan, shared, fused);
+  if (fused.accumulate) throw new Error('conv2dGradInput: the buffer kernel cannot add into dX');
   const M = g.cin;
   const BM = tileRows(M);
   const TM = threadRows(BM);
@@ -539,6 +541,7 @@ export function conv2dGradWeight(
   scratch?: Operand,
   shared?: PackedGradOutput,
   xTex?: PooledTexture,
+  rawDy?: PooledTexture,
 ): void {
   const M = g.cout;
   const N = g.cin * g.kh * g.kw;
@@ -551,7 +554,7 @@ export function conv2dGradWeight(
   }
   const target = splits > 1 ? scratch! : dw;
   if (plan.gradWeight !== 'buffer') {
-    conv2dGradWeightTexture(device, dy, x, target, g, plan, shared, xTex);
+    conv2dGradWeightTexture(device, dy, x, target, g, plan, shared, xTex, rawDy);
   } else {
     const unroll = unrollFor(device);
     const pipeline = device.pipeline(`conv2d gradWeight:${BM}x${TM}:${sizeKey(g.kh, g.kw)}:${unroll}`, `conv2d grad weight ${sizeKey(g.kh, g.kw)} (BM ${BM})`, () =>

@@ -55,7 +55,7 @@ const TM_1X1 = 32;
 const rawLoad = (tex: string, t: string): string => `textureLoad(${tex}, vec2<u32>((${t}) % 16u, (${t}) / 16u), n)`;
 
 /** An NCHW tensor of `batch` images of `imageSize` floats copied byte for byte into a raw texture (caller releases). */
-function copyRaw(device: Device, t: Operand, imageSize: number, batch: number): PooledTexture {
+export function copyRaw(device: Device, t: Operand, imageSize: number, batch: number): PooledTexture {
   const rows = imageSize / 64;
   const raw = device.acquireTexture(16, rows, batch);
   device.copyToTexture(t.buffer, raw, 16, rows, batch);
@@ -134,7 +134,7 @@ export function rowConvFits(device: AdapterProfile, g: ConvGeometry, gradInput: 
  * V (stride 1, not scattered): texels of output pixels per lane along the row (1 or 2);
  * with 2 a lane owns 8 pixels, and each shuffled weight feeds twice the multiply-adds.
  */
-function rowConvSource(TM: number, K: number, S: number, hasBias: boolean, scatter: boolean, rawWeights = false, V = 1): string {
+function rowConvSource(TM: number, K: number, S: number, hasBias: boolean, scatter: boolean, rawWeights = false, V = 1, accumulate = false): string {
   const P = (K - 1) / 2;
   // 1×1: a weight texel holds 4 input channels; an iteration takes CQ channels
   const CQ = K === 1 ? ONE_BY_ONE_CHANNELS : 1;
@@ -207,7 +207,7 @@ function rowConvSource(TM: number, K: number, S: number, hasBias: boolean, scatt
       Y[o] = vec4<f32>(a${m}_0.x, 0.0, a${m}_0.y, 0.0); Y[o + 1u] = vec4<f32>(a${m}_0.z, 0.0, a${m}_0.w, 0.0);
       Y[o + p.lanesPerRow * 2u] = vec4<f32>(); Y[o + p.lanesPerRow * 2u + 1u] = vec4<f32>(); }`;
   };
-  const stores = Array.from({ length: TM }, (_, m) => `if (m0 + ${m}u < p.m) { ${store(m)} }`);
+  const stores = Array.from({ length: TM }, (_, m) => `if (m0 + ${m}u < p.m) { ${accumulate ? accumulating(store(m)) : store(m)} }`);
   return rowKernelShell(TM, hasBias, decl, body, stores);
 }
 
@@ -218,7 +218,7 @@ function rowConvSource(TM: number, K: number, S: number, hasBias: boolean, scatt
 // the pixel right of its 4 from its right neighbour. Per dY channel and output
 // channel: 9 vec4 multiply-adds into 4 accumulators (even/odd row × even/odd column).
 const S2_TM = 8;
-function gradInputStride2Source(): string {
+function gradInputStride2Source(accumulate = false): string {
   const TM = S2_TM;
   const decl: string[] = [];
   const body: string[] = [
@@ -248,7 +248,7 @@ function gradInputStride2Source(): string {
       let o1 = o + p.lanesPerRow * 2u;
       Y[o1] = vec4<f32>(oe${m}.x, oo${m}.x, oe${m}.y, oo${m}.y); Y[o1 + 1u] = vec4<f32>(oe${m}.z, oo${m}.z, oe${m}.w, oo${m}.w);
     }`);
-  return rowKernelShell(TM, false, decl, body, stores);
+  return rowKernelShell(TM, false, decl, body, accumulate ? stores.map(accumulating) : stores);
 }
 
 // Weight texels: 3×3, texel (c·3 + ky, m) = taps kx of row ky for input channel c;
@@ -284,19 +284,35 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   textureStore(T, vec2<u32>(tx, m), 0u, v);
 }`;
 
+/** X (forward) or dY (grad input, grad weight) copied raw once for kernels that share it (caller releases): copyRaw of the whole tensor. */
+export function rawActivation(device: Device, t: Operand, g: ConvGeometry, gradOutput: boolean): PooledTexture {
+  return copyRaw(device, t, gradOutput ? g.cout * g.ho * g.wo : g.cin * g.h * g.w, g.batch);
+}
+
+/** WGSL stores `Y[i] = v;` made `Y[i] = Y[i] + v;`: the kernel adds into what Y holds (autograd's "add into" a gradient). */
+function accumulating(store: string): string {
+  return store.replace(/Y\[([^\]]+)\] = /g, 'Y[$1] = Y[$1] + ');
+}
+
 /**
  * Records Y = conv2d(X, W) (+ bias), or with `gradInput` dX = the convolution's grad
  * input from dY (stride 1: the flipped kernel; 1×1 stride 2: scattered; 3×3 stride 2:
- * gradInputStride2Source); needs rowConvFits(device, g, gradInput).
+ * gradInputStride2Source); needs rowConvFits(device, g, gradInput). `fused.raw`: the
+ * input already copied raw (rawActivation; the caller keeps it); `fused.accumulate`:
+ * Y += the result (same sum as a separate add of the two, in the same order).
  */
-export function rowConv(device: Device, input: Operand, weight: Operand, bias: Operand | undefined, out: Operand, g: ConvGeometry, gradInput: boolean, pixelsPerLane: 4 | 8 = 8): void {
+export function rowConv(
+  device: Device, input: Operand, weight: Operand, bias: Operand | undefined, out: Operand, g: ConvGeometry, gradInput: boolean, pixelsPerLane: 4 | 8 = 8,
+  fused: { raw?: PooledTexture | undefined; accumulate?: boolean } = {},
+): void {
   const K = g.kh;
   const S = gradInput ? 1 : g.strideH;
   const stride2 = gradInput && g.strideH === 2 && K === 3; // gradInputStride2Source
   const scatter = gradInput && g.strideH === 2 && K === 1;
   // the grid of lanes is over dY's pixels for a stride-2 grad input, else over the output's
   const [c, h, w, m, gridH, gridW] = gradInput ? [g.cout, g.ho, g.wo, g.cin, g.strideH === 2 ? g.ho : g.h, g.strideH === 2 ? g.wo : g.w] : [g.cin, g.h, g.w, g.cout, g.ho, g.wo];
-  const raw = copyRaw(device, input, c * h * w, g.batch);
+  const raw = fused.raw ?? copyRaw(device, input, c * h * w, g.batch);
+  const acc = fused.accumulate === true;
   // 3×3 stride 1: 8 pixels per lane where rows are whole octets (1, 2, 4 or 8 lanes per row)
   const V = pixelsPerLane === 8 && K === 3 && S === 1 && !stride2 && gridW % 8 === 0 ? 2 : 1;
   const TM = stride2 ? S2_TM : K === 1 && m > 16 ? TM_1X1 : 16;
@@ -316,17 +332,18 @@ export function rowConv(device: Device, input: Operand, weight: Operand, bias: O
     device.dispatch(packPipeline, [weight.buffer, wt.view, pu], [Math.ceil((tw * mPad) / 64), 1, 1]);
   }
   const hasBias = bias !== undefined;
-  const what = `${K}×${K}, stride ${S}${scatter ? ', scattered ×2' : ''}, ${TM} channels${V > 1 ? `, ${4 * V} px` : ''}${hasBias ? ', +bias' : ''}${rawWeights ? ', raw weights' : ''}`;
+  const what = `${K}×${K}, stride ${S}${scatter ? ', scattered ×2' : ''}, ${TM} channels${V > 1 ? `, ${4 * V} px` : ''}${hasBias ? ', +bias' : ''}${rawWeights ? ', raw weights' : ''}${acc ? ', add into' : ''}`;
   const pipeline = stride2
-    ? device.pipeline('conv2d rows:gradInputStride2', 'conv2d rows (grad input of 3×3 stride 2)', gradInputStride2Source)
-    : device.pipeline(`conv2d rows:${TM}:${K}:${S}:${hasBias}:${scatter}:${rawWeights}:${V}`, `conv2d rows (${what})`, () => rowConvSource(TM, K, S, hasBias, scatter, rawWeights, V));
+    ? device.pipeline(`conv2d rows:gradInputStride2:${acc}`, `conv2d rows (grad input of 3×3 stride 2${acc ? ', add into' : ''})`, () => gradInputStride2Source(acc))
+    : device.pipeline(`conv2d rows:${TM}:${K}:${S}:${hasBias}:${scatter}:${rawWeights}:${V}:${acc}`, `conv2d rows (${what})`, () => rowConvSource(TM, K, S, hasBias, scatter, rawWeights, V, acc));
   const lanesPerRow = gridW / (4 * V);
   const lanes = g.batch * gridH * lanesPerRow;
   const u = device.uniforms(new UniformWriter().u32(c, h, w / 4, gridH, lanesPerRow, m, lanes, iters).bytes());
   const bindings = [raw.view, wt.view, out.buffer, u];
   if (bias) bindings.push(bias.buffer);
-  device.dispatch(pipeline, bindings, [Math.ceil(lanes / 64), mPad / TM, 1]);
-  device.releaseTexture(raw);
+  // adding into Y reads it as well as writing it
+  device.dispatch(pipeline, bindings, [Math.ceil(lanes / 64), mPad / TM, 1], acc ? { read: out.size * 4 } : undefined);
+  if (!fused.raw) device.releaseTexture(raw);
   device.releaseTexture(wt);
 }
 
@@ -498,10 +515,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
  * `slices` partial sums over rows of the batch's output (`rowsPerSlice` rows each)
  * into `parts` ([slices, Cout, Cin, KH, KW]), reading dY and X unpacked.
  */
-export function rowGradWeight(device: Device, dy: Operand, x: Operand, parts: Operand, g: ConvGeometry, slices: number, rowsPerSlice: number): void {
+export function rowGradWeight(
+  device: Device, dy: Operand, x: Operand, parts: Operand, g: ConvGeometry, slices: number, rowsPerSlice: number,
+  raw: { dy?: PooledTexture | undefined; x?: PooledTexture | undefined } = {},
+): void {
   const S = g.strideH;
-  const dyt = copyRaw(device, dy, g.cout * g.ho * g.wo, g.batch);
-  const xt = copyRaw(device, x, g.cin * g.h * g.w, g.batch);
+  // dY and X copied raw by the caller where other kernels share the copies (it releases them)
+  const dyt = raw.dy ?? copyRaw(device, dy, g.cout * g.ho * g.wo, g.batch);
+  const xt = raw.x ?? copyRaw(device, x, g.cin * g.h * g.w, g.batch);
   const Q = g.wo / 4;
   if (g.kh === 3) {
     const pipeline = device.pipeline(`conv2d rows:gradWeight3x3:${S}:${Q}:${g.ho}`, `conv2d rows grad weight (3×3, stride ${S})`, () => rowGradWeight3x3Source(S, Q, g.ho));
@@ -514,6 +535,6 @@ export function rowGradWeight(device: Device, dy: Operand, x: Operand, parts: Op
     const u = device.uniforms(new UniformWriter().u32(g.batch * g.ho, rowsPerSlice, g.cout, g.cin, g.h, g.w / 4, coBlocks, 0).bytes());
     device.dispatch(pipeline, [dyt.view, xt.view, parts.buffer, u], [coBlocks * Math.ceil(g.cin / GW_TC), slices, 1]);
   }
-  device.releaseTexture(dyt);
-  device.releaseTexture(xt);
+  if (!raw.dy) device.releaseTexture(dyt);
+  if (!raw.x) device.releaseTexture(xt);
 }

@@ -38,4 +38,10 @@ export interface ConvPlan {
   sharesPackedGradOutput: boolean;
   /** partial weight gradients summed afterwards (split-K over the batch's pixels) */
   gradWeightSplits: number;
+  /** fusion (policy.fusion.shareRaw): the row forward keeps its raw copy of X for the row weight gradient (freed with the graph) */
+  keepsRawInput: boolean;
+  /** fusion (policy.fusion.shareRaw): dY is copied raw once for both row gradients */
+  sharesRawGradOutput: boolean;
+  /** fusion (policy.fusion.addInto): the grad-input kernel can add into an existing gradient instead of writing a new one */
+  gradInputAccumulates: boolean;
 }

@@ -24,5 +24,9 @@ export function planConv(p: AdapterProfile, g: ConvGeometry): ConvPlan {
     keepsPackedInput: forward === 'texture' && gradWeight === 'texture',
     sharesPackedGradOutput: gradInput === 'texture' && gradWeight === 'texture',
     gradWeightSplits: gradWeightSplits(g, p).splits,
+    // fusions (issue 20): the row kernels share their raw copies and add into a gradient
+    keepsRawInput: p.policy.fusion.shareRaw && forward === 'rows' && gradWeight === 'rows',
+    sharesRawGradOutput: p.policy.fusion.shareRaw && gradInput === 'rows' && gradWeight === 'rows',
+    gradInputAccumulates: p.policy.fusion.addInto && gradInput === 'rows',
   };
 }

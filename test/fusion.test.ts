@@ -1,0 +1,178 @@
+// The fusions of policy.fusion (issue 20), each against its unfused form and the
+// float64 references at the production configuration (on lavapipe: the row kernels,
+// asserted through the planner so a test cannot drift onto another kernel):
+//   addInto   the conv grad-input kernel adds into the gradient its input already has
+//             (the residual's) instead of autograd's separate add: same sum, same order,
+//             so bit-identical to the unfused engine
+//   shareRaw  the row kernels copy X (forward → weight gradient) and dY (both gradients)
+//             into a texture once: the same values read, bit-identical
+// and a ResNet's training steps with every fusion on against every fusion off.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import fc from 'fast-check';
+import { type Device, Rng, type Tensor, add, conv2d, scale, tensor, tidy } from '../engine/index.ts';
+import { SGD } from '../engine/optim.ts';
+import { softmaxCrossEntropy } from '../engine/ops/loss.ts';
+import { isSoftwareAdapter } from '../kernels/common.ts';
+import { textureConvSupported } from '../kernels/conv2dTexture.ts';
+import { planConv } from '../kernels/convPlan.ts';
+import { unfusedPolicy } from '../gpu/policy.ts';
+import { resnet } from '../models/resnet.ts';
+import { type Arr, type RefOp, arr } from './reference.ts';
+import { refConv2d } from './reference-conv.ts';
+import { checkOp, destroyTestDevice, randomArr, testDevice } from './helpers.ts';
+
+let device: Device;
+before(async () => {
+  device = await testDevice();
+});
+after(destroyTestDevice);
+
+const GRAD_TOL = { atol: 3e-5, rtol: 1e-4 };
+const rowsHere = (): boolean => isSoftwareAdapter(device) && textureConvSupported(device);
+
+/** conv(x, w) + conv(x/2, w) = conv(1.5·x, w): x's gradient comes from two convolutions, the second added into the first's. */
+function refTwoConvs(stride: number, padding: number): RefOp {
+  const conv = refConv2d(stride, padding);
+  const x15 = (x: Arr): Arr => arr(x.shape, x.data.map((v) => 1.5 * v));
+  return {
+    name: 'conv(x, w) + conv(x/2, w)',
+    forward: ([x, w]) => conv.forward([x15(x!), w!]),
+    backward: ([x, w], g) => {
+      const [dx, dw] = conv.backward([x15(x!), w!], g);
+      return [x15(dx!), dw!];
+    },
+  };
+}
+
+/** ResNet-like geometries the row kernels take: 3×3 padding 1 or 1×1, stride 1 or 2, whole lanes of 4 pixels. */
+const production = fc
+  .record({
+    batch: fc.constantFrom(1, 2, 3),
+    cin: fc.constantFrom(4, 8, 16),
+    cout: fc.constantFrom(4, 8, 16),
+    k: fc.constantFrom(1, 3),
+    stride: fc.constantFrom(1, 2),
+    lanes: fc.constantFrom(1, 2, 4),
+    rows: fc.constantFrom(4, 8),
+    seed: fc.nat(),
+  })
+  .map((c) => ({ ...c, w: 4 * c.lanes * c.stride, h: c.rows * c.stride, padding: (c.k - 1) / 2 }));
+
+type Case = typeof production extends fc.Arbitrary<infer T> ? T : never;
+
+const geometry = (c: Case) => ({ batch: c.batch, cin: c.cin, h: c.h, w: c.w, cout: c.cout, kh: c.k, kw: c.k, ho: c.h / c.stride, wo: c.w / c.stride, strideH: c.stride, strideW: c.stride, padH: c.padding, padW: c.padding });
+
+/** x's and w's gradients of conv(x, w) + conv(x/2, w) under the device's policy as it is, and what the step's kernels were. */
+async function twoConvGrads(c: Case, g: Arr): Promise<{ dx: Float32Array; dw: Float32Array; labels: string[]; adds: number }> {
+  const rng = new Rng(c.seed);
+  const xs = randomArr(rng, [c.batch, c.cin, c.h, c.w]);
+  const ws = randomArr(rng, [c.cout, c.cin, c.k, c.k]);
+  const x = tensor(device, xs.data, xs.shape).requireGrad();
+  const w = tensor(device, ws.data, ws.shape).requireGrad();
+  const o = { stride: c.stride, padding: c.padding };
+  const rows = await device.countTraffic(() => {
+    tidy(() => {
+      const y = add(conv2d(x, w, null, o), conv2d(scale(x, 0.5), w, null, o));
+      y.backward(tensor(device, g.data, g.shape));
+    });
+  });
+  const out = { dx: await x.grad!.toArray(), dw: await w.grad!.toArray(), labels: rows.map((r) => r.label), adds: rows.filter((r) => r.label.startsWith('binary add')).reduce((n, r) => n + r.count, 0) };
+  for (const t of [x, w]) {
+    t.grad?.dispose();
+    t.dispose();
+  }
+  return out;
+}
+
+describe('fusion: add into (policy.fusion.addInto)', () => {
+  it('at the production configuration: a gradient added into by the conv grad-input kernel matches the reference', async () => {
+    await fc.assert(
+      fc.asyncProperty(production, async (c) => {
+        const plan = planConv(device, geometry(c));
+        assert.equal(plan.gradInputAccumulates, rowsHere(), `the planner adds into the gradient on the row kernels only: ${JSON.stringify(c)}`);
+        const rng = new Rng(c.seed);
+        await checkOp(device, {
+          inputs: [randomArr(rng, [c.batch, c.cin, c.h, c.w]), randomArr(rng, [c.cout, c.cin, c.k, c.k])],
+          gpu: ([x, w]) => add(conv2d(x!, w!, null, c), conv2d(scale(x!, 0.5), w!, null, c)),
+          ref: refTwoConvs(c.stride, c.padding),
+          gradTol: GRAD_TOL,
+          seed: c.seed,
+        });
+      }),
+      { numRuns: 12 },
+    );
+  });
+
+  it('is bit-identical to the unfused separate add, and takes its place', async (t) => {
+    // (each path's kernels run on every device; the separate add is replaced only where the row kernels run)
+    if (!rowsHere()) return t.skip('the row kernels (and so the fusion) run on software adapters with subgroups of 8 only');
+    await fc.assert(
+      fc.asyncProperty(production, async (c) => {
+        const g = randomArr(new Rng(c.seed + 1), [c.batch, c.cout, c.h / c.stride, c.w / c.stride]);
+        const fused = await twoConvGrads(c, g);
+        const saved = device.policy;
+        device.policy = unfusedPolicy();
+        let plain: Awaited<ReturnType<typeof twoConvGrads>>;
+        try {
+          plain = await twoConvGrads(c, g);
+        } finally {
+          device.policy = saved;
+        }
+        assert.deepEqual(fused.dx, plain.dx, 'dx');
+        assert.deepEqual(fused.dw, plain.dw, 'dw');
+        assert.ok(fused.labels.some((l) => l.includes('add into')), `a kernel adds into the gradient: ${fused.labels.join(', ')}`);
+        // adds: the forward's, then x's two gradients and w's two (a leaf's); the conv kernel adds x's in the fused step
+        assert.equal(plain.adds, 3, 'the unfused step: the forward add, x\'s and w\'s gradients added separately');
+        assert.equal(fused.adds, 2, 'the fused step: the forward add and w\'s');
+      }),
+      { numRuns: 6 },
+    );
+  });
+});
+
+describe('fusion: the whole engine', () => {
+  /** Losses and the first conv's weight gradient of `steps` SGD steps of a small ResNet under the device's policy as it is. */
+  async function train(steps: number): Promise<{ losses: number[]; grad: Float32Array }> {
+    const model = resnet(device, { depth: 8, numClasses: 10, shortcut: 'A', seed: 5 });
+    model.train(true);
+    const opt = new SGD({ params: model.parameters(), lr: 0.05, momentum: 0.9, weightDecay: 5e-4 });
+    const rng = new Rng(9);
+    const xs = randomArr(rng, [4, 3, 32, 32]);
+    const x = tensor(device, xs.data, xs.shape);
+    const labels = tensor(device, [1, 7, 3, 0], [4], 'i32');
+    const losses: number[] = [];
+    let grad: Float32Array = new Float32Array();
+    for (let s = 0; s < steps; s++) {
+      const loss: Tensor = tidy(() => {
+        const l = softmaxCrossEntropy(model.forward(x), labels);
+        l.backward();
+        return l;
+      });
+      losses.push(await loss.item());
+      loss.dispose();
+      if (s === steps - 1) grad = await model.conv1.weight.grad!.toArray();
+      opt.step();
+      opt.zeroGrad();
+    }
+    x.dispose();
+    labels.dispose();
+    for (const p of model.parameters()) p.dispose();
+    return { losses, grad };
+  }
+
+  it('training steps with every fusion on give the losses and gradients of every fusion off', async () => {
+    const fused = await train(4);
+    const saved = device.policy;
+    device.policy = unfusedPolicy();
+    let plain: Awaited<ReturnType<typeof train>>;
+    try {
+      plain = await train(4);
+    } finally {
+      device.policy = saved;
+    }
+    // addInto and shareRaw change no arithmetic: bit-identical
+    assert.deepEqual(fused.losses, plain.losses);
+    assert.deepEqual(fused.grad, plain.grad);
+  });
+});
