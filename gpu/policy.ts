@@ -53,6 +53,8 @@ export interface FusionPolicy {
   addInto: boolean;
   /** the row kernels copy an activation to a texture once for all that read it: X from the forward to the weight gradient, dY for both gradients */
   shareRaw: boolean;
+  /** batchnorm + relu's backward masks dy by the output recomputed from x (the same bits) instead of reading the output back */
+  reluMask: boolean;
 }
 
 /** What production runs (the defaults measured best on lavapipe; GPUs take the buffer kernels). */
@@ -61,13 +63,13 @@ export function defaultKernelPolicy(): KernelPolicy {
     conv: { path: 'auto', rows: true, rowPixels: 8, tm: 16, tn: 4, wgradSlots: 4, unroll: 'auto' },
     matmul: { force: null, tuning: null },
     batchnorm: { cpuLayouts: true },
-    fusion: { addInto: true, shareRaw: true },
+    fusion: { addInto: true, shareRaw: true, reluMask: true },
   };
 }
 
 /** The production policy with every fusion off: the reference the fused engine is tested and benchmarked against. */
 export function unfusedPolicy(): KernelPolicy {
   const p = defaultKernelPolicy();
-  p.fusion = { addInto: false, shareRaw: false };
+  p.fusion = { addInto: false, shareRaw: false, reluMask: false };
   return p;
 }

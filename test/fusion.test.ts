@@ -6,6 +6,9 @@
 //             so bit-identical to the unfused engine
 //   shareRaw  the row kernels copy X (forward → weight gradient) and dY (both gradients)
 //             into a texture once: the same values read, bit-identical
+//   reluMask  batchnorm + relu's backward recomputes the relu's mask from x as the
+//             forward computed the output (same bits) instead of reading the output
+//             (its float64 checks: test/batchnorm.test.ts, which runs the default policy)
 // and a ResNet's training steps with every fusion on against every fusion off.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';

@@ -106,6 +106,8 @@ export function batchNorm2d(x: Tensor, o: BatchNormOptions): Tensor {
     const needX = x.requiresGrad;
     const needParams = !!weight && (weight.requiresGrad || bias!.requiresGrad);
     const needRes = !!residual?.requiresGrad;
+    // a relu without a residual: its mask recomputed from x as bnApply computed y (same bits), not read from y
+    const maskFromX = f.relu && !residual && device.policy.fusion.reluMask;
     let sums: Tensor | undefined;
     let dgamma: Tensor | undefined;
     let dbeta: Tensor | undefined;
@@ -116,7 +118,7 @@ export function batchNorm2d(x: Tensor, o: BatchNormOptions): Tensor {
         dgamma = empty(device, [C], 'f32', `${op} grad weight`);
         dbeta = empty(device, [C], 'f32', `${op} grad bias`);
       }
-      bnGradSums(device, x, dy, stats, g, f.relu, y, scratch, sums, dgamma, dbeta);
+      bnGradSums(device, x, dy, stats, g, f.relu, y, scratch, sums, dgamma, dbeta, maskFromX ? { gamma: weight, beta: bias } : undefined);
       scratch.dispose();
     }
     let dx: Tensor | null = null;
@@ -127,7 +129,7 @@ export function batchNorm2d(x: Tensor, o: BatchNormOptions): Tensor {
     if (needX || writeRes) {
       dx = empty(device, x.shape, 'f32', `${op} grad input`);
       if (writeRes) dres = empty(device, x.shape, 'f32', `${op} grad residual`);
-      bnGradInput(device, x, dy, stats, g, { ...f, residual: writeRes }, useBatchStats, dx, { sums, gamma: weight, y, dres: dres ?? undefined });
+      bnGradInput(device, x, dy, stats, g, { ...f, residual: writeRes }, useBatchStats, dx, { sums, gamma: weight, y, dres: dres ?? undefined, maskBeta: bias, maskFromInput: maskFromX });
       if (!needX) {
         dx.dispose();
         dx = null;
