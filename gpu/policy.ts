@@ -55,6 +55,8 @@ export interface FusionPolicy {
   shareRaw: boolean;
   /** batchnorm + relu's backward masks dy by the output recomputed from x (the same bits) instead of reading the output back */
   reluMask: boolean;
+  /** a convolution followed by a training batchnorm writes the batch statistics' partial sums in its epilogue; the batchnorm only merges them */
+  bnStats: boolean;
 }
 
 /** What production runs (the defaults measured best on lavapipe; GPUs take the buffer kernels). */
@@ -63,13 +65,13 @@ export function defaultKernelPolicy(): KernelPolicy {
     conv: { path: 'auto', rows: true, rowPixels: 8, tm: 16, tn: 4, wgradSlots: 4, unroll: 'auto' },
     matmul: { force: null, tuning: null },
     batchnorm: { cpuLayouts: true },
-    fusion: { addInto: true, shareRaw: true, reluMask: true },
+    fusion: { addInto: true, shareRaw: true, reluMask: true, bnStats: true },
   };
 }
 
 /** The production policy with every fusion off: the reference the fused engine is tested and benchmarked against. */
 export function unfusedPolicy(): KernelPolicy {
   const p = defaultKernelPolicy();
-  p.fusion = { addInto: false, shareRaw: false, reluMask: false };
+  p.fusion = { addInto: false, shareRaw: false, reluMask: false, bnStats: false };
   return p;
 }

@@ -266,6 +266,25 @@ export function batchStats(
   const w = reduceWalk(device, g);
   const partial = device.pipeline(`bn statsPartial:${w.sg}:${walkKey(w)}`, 'batchnorm statistics (partial)', () => statsPartialSource(w));
   device.dispatch(partial, [x.buffer, scratch.buffer, device.uniforms(splitParams(g))], [splits, g.channels]);
+  batchStatsFromPartials(device, scratch, splits, g, stats, eps, momentum, running);
+}
+
+/**
+ * The second half of batchStats: merges `splits` partials per channel (count, mean, M2
+ * at (c·splits + s)·3, a zero count skipped) into `stats` and the running statistics.
+ * Also what a convolution's epilogue wrote (kernels/conv2dRows.ts statsEpilogue).
+ */
+export function batchStatsFromPartials(
+  device: Device,
+  scratch: Operand,
+  splits: number,
+  g: BnGeometry,
+  stats: Operand,
+  eps: number,
+  momentum: number | null,
+  running?: BnRunning,
+): void {
+  if (scratch.size < splits * g.channels * 3) throw new Error(`batchnorm: ${splits} statistics partials of ${g.channels} channels need ${splits * g.channels * 3} floats, got ${scratch.size}`);
   const nbt = running?.numBatchesTracked;
   const nbtType = nbt ? nbt.dtype : null;
   const finalize = device.pipeline(`bn statsFinalize:${!!running}:${nbtType}`, 'batchnorm statistics (merge, running update)', () =>

@@ -259,9 +259,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 /** Records Y = conv2d(X, W) (+ bias). Shapes are the caller's to check. */
 /** Records y = conv2d(x, weight) + bias with the kernel `plan` names (kernels/convPlan.ts). */
 export function conv2dForward(
-  device: Device, x: Operand, weight: Operand, bias: Operand | undefined, y: Operand, g: ConvGeometry, plan: ConvPlan, keepInput = false,
+  device: Device, x: Operand, weight: Operand, bias: Operand | undefined, y: Operand, g: ConvGeometry, plan: ConvPlan, keepInput = false, stats?: Operand,
 ): PooledTexture | undefined {
-  if (plan.forward !== 'buffer') return conv2dForwardTexture(device, x, weight, bias, y, g, plan, keepInput);
+  // stats: batchnorm statistics partials of y from the row kernel's epilogue (plan.forwardStatistics)
+  if (plan.forward !== 'buffer') return conv2dForwardTexture(device, x, weight, bias, y, g, plan, keepInput, stats);
+  if (stats) throw new Error('conv2dForward: the buffer kernel computes no batchnorm statistics');
   const M = g.cout;
   const N = g.batch * g.ho * g.wo;
   const K = g.cin * g.kh * g.kw;

@@ -67,7 +67,7 @@ export function copyRaw(device: Device, t: Operand, imageSize: number, batch: nu
  * each lane's 4 pixels (the xl-th of row oy of image n), TM output channels from m0;
  * lanes past the last pixel repeat it (they take part in the shuffles) and store nothing.
  */
-function rowKernelShell(TM: number, hasBias: boolean, decl: string[], body: string[], stores: string[]): string {
+function rowKernelShell(TM: number, hasBias: boolean, decl: string[], body: string[], stores: string[], extra: { bindings?: string[]; epilogue?: string[] } = {}): string {
   return /* wgsl */ `enable subgroups;
 struct P { c: u32, h: u32, w4: u32, ho: u32, lanesPerRow: u32, m: u32, lanes: u32, iters: u32 }
 @group(0) @binding(0) var X: texture_storage_2d_array<rgba32float, read>;
@@ -75,6 +75,7 @@ struct P { c: u32, h: u32, w4: u32, ho: u32, lanesPerRow: u32, m: u32, lanes: u3
 @group(0) @binding(2) var<storage, read_write> Y: array<vec4<f32>>;
 @group(0) @binding(3) var<uniform> p: P;
 ${hasBias ? '@group(0) @binding(4) var<storage, read> bias: array<f32>;' : ''}
+${(extra.bindings ?? []).map((b, i) => `@group(0) @binding(${(hasBias ? 5 : 4) + i}) ${b}`).join('\n')}
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,
         @builtin(subgroup_invocation_id) sg: u32) {
@@ -94,7 +95,41 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (lane < p.lanes) {
     ${stores.join('\n    ')}
   }
+  ${(extra.epilogue ?? []).join('\n  ')}
 }`;
+}
+
+/**
+ * WGSL epilogue of a row forward (policy.fusion.bnStats): per output channel, each
+ * subgroup's count, mean and sum of squared deviations M2 of its lanes' outputs, as
+ * batchnorm's statistics partials (kernels/batchnorm.ts, statsFinalize merges them):
+ * partial (channel, subgroup) at (channel · splits + subgroup) · 3. A lane's 4·V values
+ * give its mean and M2 exactly from registers; the lanes are merged as Chan et al.
+ * (mean = Σ n_l·mean_l / n, M2 = Σ M2_l + Σ n_l·(mean_l − mean)²) by subgroup sums.
+ * Lanes past the last pixel count nothing.
+ */
+function statsEpilogue(TM: number, V: number, hasBias: boolean): { bindings: string[]; epilogue: string[] } {
+  const e: string[] = [
+    `let cnt = select(0.0, ${4 * V}.0, lane < p.lanes);`,
+    'let sn = subgroupAdd(cnt);',
+    'let sinv = 1.0 / max(sn, 1.0);',
+    'let split = lane / 8u;',
+  ];
+  for (let m = 0; m < TM; m++) {
+    const vals = Array.from({ length: V }, (_, v) => `(a${m}_${v}${hasBias ? ` + vec4<f32>(bias[min(m0 + ${m}u, p.m - 1u)])` : ''})`);
+    e.push(`{ let u0 = ${vals[0]};`);
+    for (let v = 1; v < V; v++) e.push(`  let u${v} = ${vals[v]};`);
+    e.push(`  let lm = dot(${Array.from({ length: V }, (_, v) => `u${v}`).join(' + ')}, vec4<f32>(1.0)) * ${1 / (4 * V)};`);
+    e.push(`  let lm2 = ${Array.from({ length: V }, (_, v) => `dot(u${v} - vec4<f32>(lm), u${v} - vec4<f32>(lm))`).join(' + ')};`);
+    e.push('  let mean = subgroupAdd(cnt * lm) * sinv;');
+    e.push('  let dm = lm - mean;');
+    e.push('  let m2 = subgroupAdd(select(0.0, lm2 + cnt * dm * dm, lane < p.lanes));');
+    e.push(`  if (sg == 0u && m0 + ${m}u < p.m) { let o = ((m0 + ${m}u) * ps.splits + split) * 3u; part[o] = sn; part[o + 1u] = mean; part[o + 2u] = m2; } }`);
+  }
+  return {
+    bindings: ['var<storage, read_write> part: array<f32>;', 'var<uniform> ps: PS;'],
+    epilogue: e,
+  };
 }
 
 /**
@@ -134,7 +169,7 @@ export function rowConvFits(device: AdapterProfile, g: ConvGeometry, gradInput: 
  * V (stride 1, not scattered): texels of output pixels per lane along the row (1 or 2);
  * with 2 a lane owns 8 pixels, and each shuffled weight feeds twice the multiply-adds.
  */
-function rowConvSource(TM: number, K: number, S: number, hasBias: boolean, scatter: boolean, rawWeights = false, V = 1, accumulate = false): string {
+function rowConvSource(TM: number, K: number, S: number, hasBias: boolean, scatter: boolean, rawWeights = false, V = 1, accumulate = false, stats = false): string {
   const P = (K - 1) / 2;
   // 1×1: a weight texel holds 4 input channels; an iteration takes CQ channels
   const CQ = K === 1 ? ONE_BY_ONE_CHANNELS : 1;
@@ -208,7 +243,8 @@ function rowConvSource(TM: number, K: number, S: number, hasBias: boolean, scatt
       Y[o + p.lanesPerRow * 2u] = vec4<f32>(); Y[o + p.lanesPerRow * 2u + 1u] = vec4<f32>(); }`;
   };
   const stores = Array.from({ length: TM }, (_, m) => `if (m0 + ${m}u < p.m) { ${accumulate ? accumulating(store(m)) : store(m)} }`);
-  return rowKernelShell(TM, hasBias, decl, body, stores);
+  const shell = rowKernelShell(TM, hasBias, decl, body, stores, stats ? statsEpilogue(TM, V, hasBias) : {});
+  return stats ? shell.replace('struct P {', 'struct PS { splits: u32, _a: u32, _b: u32, _c: u32 }\nstruct P {') : shell;
 }
 
 // Grad input of a 3×3 stride-2 convolution with padding 1 (dX is 2·Ho × 2·Wo): the
@@ -284,6 +320,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   textureStore(T, vec2<u32>(tx, m), 0u, v);
 }`;
 
+/**
+ * How many statistics partials per channel a row forward writes with fused.stats (one
+ * per subgroup of 8 lanes): what its caller sizes them by (C·splits·3 floats) and
+ * batchnorm merges (kernels/batchnorm.ts batchStatsFromPartials).
+ */
+export function rowConvStatsSplits(device: AdapterProfile, g: ConvGeometry): number {
+  const V = device.policy.conv.rowPixels === 8 && g.kh === 3 && g.strideH === 1 && g.wo % 8 === 0 ? 2 : 1;
+  return Math.ceil((g.batch * g.ho * (g.wo / (4 * V))) / 64) * 8;
+}
+
 /** X (forward) or dY (grad input, grad weight) copied raw once for kernels that share it (caller releases): copyRaw of the whole tensor. */
 export function rawActivation(device: Device, t: Operand, g: ConvGeometry, gradOutput: boolean): PooledTexture {
   return copyRaw(device, t, gradOutput ? g.cout * g.ho * g.wo : g.cin * g.h * g.w, g.batch);
@@ -303,8 +349,9 @@ function accumulating(store: string): string {
  */
 export function rowConv(
   device: Device, input: Operand, weight: Operand, bias: Operand | undefined, out: Operand, g: ConvGeometry, gradInput: boolean, pixelsPerLane: 4 | 8 = 8,
-  fused: { raw?: PooledTexture | undefined; accumulate?: boolean } = {},
+  fused: { raw?: PooledTexture | undefined; accumulate?: boolean; stats?: Operand | undefined } = {},
 ): void {
+  if (fused.stats && gradInput) throw new Error('rowConv: batchnorm statistics are a forward epilogue');
   const K = g.kh;
   const S = gradInput ? 1 : g.strideH;
   const stride2 = gradInput && g.strideH === 2 && K === 3; // gradInputStride2Source
@@ -315,6 +362,7 @@ export function rowConv(
   const acc = fused.accumulate === true;
   // 3×3 stride 1: 8 pixels per lane where rows are whole octets (1, 2, 4 or 8 lanes per row)
   const V = pixelsPerLane === 8 && K === 3 && S === 1 && !stride2 && gridW % 8 === 0 ? 2 : 1;
+  const st = fused.stats !== undefined;
   const TM = stride2 ? S2_TM : K === 1 && m > 16 ? TM_1X1 : 16;
   const mPad = Math.ceil(m / TM) * TM;
   const iters = K === 1 ? Math.ceil(c / ONE_BY_ONE_CHANNELS) : c;
@@ -332,15 +380,20 @@ export function rowConv(
     device.dispatch(packPipeline, [weight.buffer, wt.view, pu], [Math.ceil((tw * mPad) / 64), 1, 1]);
   }
   const hasBias = bias !== undefined;
-  const what = `${K}×${K}, stride ${S}${scatter ? ', scattered ×2' : ''}, ${TM} channels${V > 1 ? `, ${4 * V} px` : ''}${hasBias ? ', +bias' : ''}${rawWeights ? ', raw weights' : ''}${acc ? ', add into' : ''}`;
+  const what = `${K}×${K}, stride ${S}${scatter ? ', scattered ×2' : ''}, ${TM} channels${V > 1 ? `, ${4 * V} px` : ''}${hasBias ? ', +bias' : ''}${rawWeights ? ', raw weights' : ''}${acc ? ', add into' : ''}${st ? ', + bn statistics' : ''}`;
   const pipeline = stride2
     ? device.pipeline(`conv2d rows:gradInputStride2:${acc}`, `conv2d rows (grad input of 3×3 stride 2${acc ? ', add into' : ''})`, () => gradInputStride2Source(acc))
-    : device.pipeline(`conv2d rows:${TM}:${K}:${S}:${hasBias}:${scatter}:${rawWeights}:${V}:${acc}`, `conv2d rows (${what})`, () => rowConvSource(TM, K, S, hasBias, scatter, rawWeights, V, acc));
+    : device.pipeline(`conv2d rows:${TM}:${K}:${S}:${hasBias}:${scatter}:${rawWeights}:${V}:${acc}:${st}`, `conv2d rows (${what})`, () => rowConvSource(TM, K, S, hasBias, scatter, rawWeights, V, acc, st));
   const lanesPerRow = gridW / (4 * V);
   const lanes = g.batch * gridH * lanesPerRow;
   const u = device.uniforms(new UniformWriter().u32(c, h, w / 4, gridH, lanesPerRow, m, lanes, iters).bytes());
   const bindings = [raw.view, wt.view, out.buffer, u];
   if (bias) bindings.push(bias.buffer);
+  if (fused.stats) {
+    const splits = Math.ceil(lanes / 64) * 8;
+    if (fused.stats.size < splits * m * 3) throw new Error(`rowConv: statistics partials hold ${fused.stats.size} floats, need ${splits * m * 3}`);
+    bindings.push(fused.stats.buffer, device.uniforms(new UniformWriter().u32(splits, 0, 0, 0).bytes()));
+  }
   // adding into Y reads it as well as writing it
   device.dispatch(pipeline, bindings, [Math.ceil(lanes / 64), mPad / TM, 1], acc ? { read: out.size * 4 } : undefined);
   if (!fused.raw) device.releaseTexture(raw);

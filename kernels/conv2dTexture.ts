@@ -420,13 +420,14 @@ function blockRows(device: Device, M: number): number {
  * nothing) or where the weight gradient takes a row kernel (it reads X unpacked).
  */
 export function conv2dForwardTexture(
-  device: Device, x: Operand, weight: Operand, bias: Operand | undefined, y: Operand, g: ConvGeometry, plan: ConvPlan, keepInput = false,
+  device: Device, x: Operand, weight: Operand, bias: Operand | undefined, y: Operand, g: ConvGeometry, plan: ConvPlan, keepInput = false, stats?: Operand,
 ): PooledTexture | undefined {
+  if (stats && !plan.forwardStatistics) throw new Error('conv2dForward: this plan computes no batchnorm statistics (plan.forwardStatistics is false)');
   // the row kernel reads X unpacked (a repacked weight gradient then packs it itself);
   // where the weight gradient is a row kernel too, its raw copy of X is kept for it
   if (plan.forward === 'rows') {
     const raw = keepInput && plan.keepsRawInput ? rawActivation(device, x, g, false) : undefined;
-    rowConv(device, x, weight, bias, y, g, false, device.policy.conv.rowPixels, { raw });
+    rowConv(device, x, weight, bias, y, g, false, device.policy.conv.rowPixels, { raw, stats });
     return raw;
   }
   const TM = blockRows(device, g.cout);

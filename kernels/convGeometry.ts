@@ -44,4 +44,7 @@ export interface ConvPlan {
   sharesRawGradOutput: boolean;
   /** fusion (policy.fusion.addInto): the grad-input kernel can add into an existing gradient instead of writing a new one */
   gradInputAccumulates: boolean;
+  /** fusion (policy.fusion.bnStats): the forward can write batchnorm statistics partials of its output (statisticsSplits per channel) */
+  forwardStatistics: boolean;
+  statisticsSplits: number;
 }

@@ -6,7 +6,7 @@
 import type { AdapterProfile } from '../gpu/device.ts';
 import type { ConvGeometry, ConvKernel, ConvPlan } from './convGeometry.ts';
 import { gradWeightSplits } from './conv2d.ts';
-import { rowConvFits, rowGradWeightFits } from './conv2dRows.ts';
+import { rowConvFits, rowConvStatsSplits, rowGradWeightFits } from './conv2dRows.ts';
 import { useTextureConv, useTextureConvGradInput } from './conv2dTexture.ts';
 
 export type { ConvKernel, ConvPlan };
@@ -28,5 +28,7 @@ export function planConv(p: AdapterProfile, g: ConvGeometry): ConvPlan {
     keepsRawInput: p.policy.fusion.shareRaw && forward === 'rows' && gradWeight === 'rows',
     sharesRawGradOutput: p.policy.fusion.shareRaw && gradInput === 'rows' && gradWeight === 'rows',
     gradInputAccumulates: p.policy.fusion.addInto && gradInput === 'rows',
+    forwardStatistics: p.policy.fusion.bnStats && forward === 'rows',
+    statisticsSplits: p.policy.fusion.bnStats && forward === 'rows' ? rowConvStatsSplits(p, g) : 0,
   };
 }

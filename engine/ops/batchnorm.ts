@@ -5,7 +5,8 @@
 //   batchNormAddRelu(x, r)     = relu(bn(x) + r)
 // one elementwise dispatch each instead of three, and one backward that masks
 // the gradient by the output's sign and hands the residual its gradient.
-import { type BnFusion, type BnGeometry, batchStats, bnApply, bnGradInput, bnGradSums, bnSplits, runningStats } from '../../kernels/batchnorm.ts';
+import { type BnFusion, type BnGeometry, batchStats, batchStatsFromPartials, bnApply, bnGradInput, bnGradSums, bnSplits, runningStats } from '../../kernels/batchnorm.ts';
+import { takeStatistics } from './conv.ts';
 import { type Tensor, empty, recordOp, shapeStr } from '../tensor.ts';
 
 export interface BatchNormOptions {
@@ -85,17 +86,24 @@ export function batchNorm2d(x: Tensor, o: BatchNormOptions): Tensor {
   const { splits } = bnSplits(g);
 
   const stats = empty(device, [2 * C], 'f32', `${op} statistics`);
+  // partials the convolution that produced x wrote beside it (conv2d's statistics option), taken either way
+  const fromConv = takeStatistics(x);
   if (useBatchStats) {
-    const scratch = empty(device, [splits * C * 3], 'f32', `${op} partial statistics`);
     const running =
       o.training && o.runningMean && o.runningVar
         ? { runningMean: o.runningMean, runningVar: o.runningVar, numBatchesTracked: o.numBatchesTracked ?? undefined }
         : undefined;
-    batchStats(device, x, g, stats, scratch, eps, momentum, running);
-    scratch.dispose();
+    if (fromConv) {
+      batchStatsFromPartials(device, fromConv.partials, fromConv.splits, g, stats, eps, momentum, running);
+    } else {
+      const scratch = empty(device, [splits * C * 3], 'f32', `${op} partial statistics`);
+      batchStats(device, x, g, stats, scratch, eps, momentum, running);
+      scratch.dispose();
+    }
   } else {
     runningStats(device, o.runningMean!, o.runningVar!, stats, eps);
   }
+  fromConv?.partials.dispose();
   const y = empty(device, x.shape, 'f32', op);
   bnApply(device, x, stats, y, g, f, weight, bias, residual);
 

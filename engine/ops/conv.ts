@@ -15,6 +15,22 @@ export interface Conv2dOptions {
   stride?: number | readonly [number, number];
   /** zero padding on each side, one number or [h, w]; default 0 */
   padding?: number | readonly [number, number];
+  /**
+   * A training batchnorm takes the output next: where the planner can
+   * (plan.forwardStatistics), the kernel also writes the batch statistics' partial
+   * sums, which batchNorm2d of this output merges instead of reading it again.
+   */
+  statistics?: boolean;
+}
+
+/** Batch statistics partials a convolution wrote beside its output (Conv2dOptions.statistics), until a batchnorm takes them. */
+const statistics = new WeakMap<Tensor, { partials: Tensor; splits: number }>();
+
+/** The statistics partials written beside `t` by the conv that produced it, handed over once (the caller disposes them), or undefined. */
+export function takeStatistics(t: Tensor): { partials: Tensor; splits: number } | undefined {
+  const s = statistics.get(t);
+  if (s) statistics.delete(t);
+  return s;
 }
 
 function pair(op: string, what: string, v: number | readonly [number, number], min: number): [number, number] {
@@ -64,7 +80,9 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options:
   // which kernel runs each part, decided once here (kernels/convPlan.ts)
   const plan = planConv(device, g);
   // (packed for the repacked weight gradient, or copied raw for the row one: plan.keepsRawInput)
-  const packedX = conv2dForward(device, x, weight, bias ?? undefined, out, g, plan, keepInput);
+  const partials = options.statistics && plan.forwardStatistics ? empty(device, [plan.statisticsSplits * g.cout * 3], 'f32', 'conv2d batchnorm statistics partials') : undefined;
+  const packedX = conv2dForward(device, x, weight, bias ?? undefined, out, g, plan, keepInput, partials);
+  if (partials) statistics.set(out, { partials, splits: plan.statisticsSplits });
   const inputs = bias ? [x, weight, bias] : [x, weight];
   const release = packedX ? () => device.releaseTexture(packedX) : undefined;
   return recordOp(out, inputs, (dy, into) => {
