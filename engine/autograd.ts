@@ -57,6 +57,9 @@ export function backward(root: Tensor, gradOutput?: Tensor): void {
       holders.set(g, n);
       if (n <= 0 && g !== gradOutput) g.dispose();
     };
+    // backwards still to add into each tensor's gradient: a backward that sees 1 is the last
+    const pending = new Map<Tensor, number>();
+    for (const node of order) if (node.backwardFn) for (const p of node.parents) if (p.requiresGrad) pending.set(p, (pending.get(p) ?? 0) + 1);
     const seed = gradOutput ?? full(device, root.shape, 1);
     grads.set(root, seed);
     hold(seed);
@@ -85,7 +88,10 @@ export function backward(root: Tensor, gradOutput?: Tensor): void {
             return prev && prev !== gradOutput && holders.get(prev) === 1 && prev.ownsStorage ? prev : undefined;
           })
         : undefined;
-      const inputGrads = node.backwardFn(g, into);
+      // input i's gradient is complete with this backward's: none adds to it later, none earlier unless into[i] holds it
+      const complete = node.parents.map((p, i) => pending.get(p) === 1 && (!grads.has(p) || into?.[i] !== undefined));
+      for (const p of node.parents) if (p.requiresGrad) pending.set(p, pending.get(p)! - 1);
+      const inputGrads = node.backwardFn(g, into, complete);
       node.parents.forEach((p, i) => {
         const gi = inputGrads[i];
         if (!gi || !p.requiresGrad) {

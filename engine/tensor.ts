@@ -28,8 +28,10 @@ class Storage {
  * where autograd gives one, is input i's gradient so far (from another consumer), which
  * the backward may add its own gradient into and return as input i's gradient (the
  * sum, computed in the same order as autograd's separate add would); or ignore.
+ * `complete[i]`: input i's gradient is this backward's plus into[i] where given: no
+ * other backward adds to it afterwards (so a kernel may finish work on the whole of it).
  */
-export type BackwardFn = (gradOut: Tensor, into?: readonly (Tensor | undefined)[]) => (Tensor | null)[];
+export type BackwardFn = (gradOut: Tensor, into?: readonly (Tensor | undefined)[], complete?: readonly boolean[]) => (Tensor | null)[];
 
 // Tensors dropped without dispose() still return their buffer to the pool once
 // collected; dispose() (or tidy) is the deterministic path.

@@ -57,6 +57,8 @@ export interface FusionPolicy {
   reluMask: boolean;
   /** a convolution followed by a training batchnorm writes the batch statistics' partial sums in its epilogue; the batchnorm only merges them */
   bnStats: boolean;
+  /** the conv grad input that completes a batchnorm's dY masks it by the relu and writes the batchnorm's backward sums in its epilogue */
+  bnBackward: boolean;
 }
 
 /** What production runs (the defaults measured best on lavapipe; GPUs take the buffer kernels). */
@@ -65,13 +67,13 @@ export function defaultKernelPolicy(): KernelPolicy {
     conv: { path: 'auto', rows: true, rowPixels: 8, tm: 16, tn: 4, wgradSlots: 4, unroll: 'auto' },
     matmul: { force: null, tuning: null },
     batchnorm: { cpuLayouts: true },
-    fusion: { addInto: true, shareRaw: true, reluMask: true, bnStats: true },
+    fusion: { addInto: true, shareRaw: true, reluMask: true, bnStats: true, bnBackward: true },
   };
 }
 
 /** The production policy with every fusion off: the reference the fused engine is tested and benchmarked against. */
 export function unfusedPolicy(): KernelPolicy {
   const p = defaultKernelPolicy();
-  p.fusion = { addInto: false, shareRaw: false, reluMask: false, bnStats: false };
+  p.fusion = { addInto: false, shareRaw: false, reluMask: false, bnStats: false, bnBackward: false };
   return p;
 }

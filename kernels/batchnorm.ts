@@ -562,11 +562,21 @@ export function bnGradSums(
   if (mask === 'input' && affine) pb.push(maskFromInput!.gamma!.buffer, maskFromInput!.beta!.buffer);
   pb.push(u);
   device.dispatch(partial, pb, [splits, g.channels]);
+  bnGradSumsFromPartials(device, scratch, splits, g, sums, dgamma, dbeta);
+}
+
+/**
+ * The second half of bnGradSums: sums `splits` partials per channel (Σg, Σg·ĥ at
+ * (c·splits + s)·2) into `sums` and dγ, dβ. Also what a conv grad input's epilogue
+ * wrote (kernels/conv2dRows.ts BnBackwardEpilogue).
+ */
+export function bnGradSumsFromPartials(device: Device, scratch: Operand, splits: number, g: BnGeometry, sums: Operand, dgamma?: Operand, dbeta?: Operand): void {
+  if (scratch.size < splits * g.channels * 2) throw new Error(`batchnorm backward: ${splits} partials of ${g.channels} channels need ${splits * g.channels * 2} floats, got ${scratch.size}`);
   const paramGrads = dgamma !== undefined && dbeta !== undefined;
   const finalize = device.pipeline(`bn gradFinalize:${paramGrads}`, 'batchnorm backward sums (merge)', () => gradFinalizeSource(paramGrads));
   const fb: (GPUBuffer | GPUBufferBinding)[] = [scratch.buffer, sums.buffer];
   if (paramGrads) fb.push(dgamma.buffer, dbeta.buffer);
-  fb.push(device.uniforms(splitParams(g)));
+  fb.push(device.uniforms(new UniformWriter().u32(g.channels, g.plane, g.batch, 0, splits, 0, 0, 0).bytes()));
   device.dispatch(finalize, fb, grid1d(g.channels));
 }
 

@@ -389,7 +389,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 /** Records dX = ∂(conv2d)/∂X applied to dY (`fused`: what the row kernels share or add into, conv2dTexture.ts). */
 export function conv2dGradInput(device: Device, dy: Operand, weight: Operand, dx: Operand, g: ConvGeometry, plan: ConvPlan, shared?: PackedGradOutput, fused: ConvGradInputFusion = {}): void {
   if (plan.gradInput !== 'buffer') return conv2dGradInputTexture(device, dy, weight, dx, g, plan, shared, fused);
-  if (fused.accumulate) throw new Error('conv2dGradInput: the buffer kernel cannot add into dX');
+  if (fused.accumulate || fused.bn) throw new Error('conv2dGradInput: the buffer kernel cannot add into dX or fold a batchnorm in');
   const M = g.cin;
   const BM = tileRows(M);
   const TM = threadRows(BM);

@@ -39,7 +39,7 @@ import type { GradWeightBlock } from '../gpu/policy.ts';
 import type { Operand } from './operand.ts';
 import type { ConvGeometry, ConvPlan } from './convGeometry.ts';
 import { UniformWriter, hasSubgroupsOf8, isSoftwareAdapter } from './common.ts';
-import { rawActivation, rowConv, rowGradWeight } from './conv2dRows.ts';
+import { type BnBackwardEpilogue, rawActivation, rowConv, rowGradWeight } from './conv2dRows.ts';
 import { fill } from './elementwise.ts';
 
 
@@ -495,6 +495,8 @@ export interface ConvGradInputFusion {
   rawDy?: PooledTexture | undefined;
   /** dX += the gradient instead of dX = it (autograd's add into a gradient buffer) */
   accumulate?: boolean;
+  /** the backward of the batchnorm whose output X is, folded into the epilogue (plan.gradInputBatchNorm) */
+  bn?: BnBackwardEpilogue | undefined;
 }
 
 /** dY packed once for both gradients, with the padding grad input needs. */
@@ -515,10 +517,11 @@ export function conv2dGradInputTexture(
 ): void {
   if (plan.gradInput === 'rows') {
     if (fused.accumulate && !plan.gradInputAccumulates) throw new Error('conv2dGradInput: this plan cannot add into dX (plan.gradInputAccumulates is false)');
-    rowConv(device, dy, weight, undefined, dx, g, true, device.policy.conv.rowPixels, { raw: fused.rawDy, accumulate: fused.accumulate ?? false });
+    if (fused.bn && !plan.gradInputBatchNorm) throw new Error("conv2dGradInput: this plan cannot fold a batchnorm's backward in (plan.gradInputBatchNorm is false)");
+    rowConv(device, dy, weight, undefined, dx, g, true, device.policy.conv.rowPixels, { raw: fused.rawDy, accumulate: fused.accumulate ?? false, bn: fused.bn });
     return;
   }
-  if (fused.accumulate) throw new Error(`conv2dGradInput: the ${plan.gradInput} kernel cannot add into dX`);
+  if (fused.accumulate || fused.bn) throw new Error(`conv2dGradInput: the ${plan.gradInput} kernel cannot add into dX`);
   const TM = blockRows(device, g.cin);
   const packed = shared ?? packGradOutput(device, dy, g);
   const all = phases(g);

@@ -47,4 +47,7 @@ export interface ConvPlan {
   /** fusion (policy.fusion.bnStats): the forward can write batchnorm statistics partials of its output (statisticsSplits per channel) */
   forwardStatistics: boolean;
   statisticsSplits: number;
+  /** fusion (policy.fusion.bnBackward): the grad-input kernel can fold in the backward sums of a batchnorm whose output X is (gradInputSplits per channel) */
+  gradInputBatchNorm: boolean;
+  gradInputSplits: number;
 }

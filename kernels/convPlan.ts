@@ -30,5 +30,7 @@ export function planConv(p: AdapterProfile, g: ConvGeometry): ConvPlan {
     gradInputAccumulates: p.policy.fusion.addInto && gradInput === 'rows',
     forwardStatistics: p.policy.fusion.bnStats && forward === 'rows',
     statisticsSplits: p.policy.fusion.bnStats && forward === 'rows' ? rowConvStatsSplits(p, g) : 0,
+    gradInputBatchNorm: p.policy.fusion.bnBackward && gradInput === 'rows',
+    gradInputSplits: p.policy.fusion.bnBackward && gradInput === 'rows' ? rowConvStatsSplits(p, g, true) : 0,
   };
 }

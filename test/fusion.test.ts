@@ -11,11 +11,15 @@
 //             (its float64 checks: test/batchnorm.test.ts, which runs the default policy)
 //   bnStats   the conv forward writes batchnorm's statistics partials in its epilogue,
 //             batchnorm merges them: a new order of sums, so equal within f32 rounding
+//   bnBackward the conv grad input that completes a batchnorm output's gradient masks
+//             it by the relu as it stores it and writes the batchnorm's backward sums'
+//             partials: within f32 rounding
 // and a ResNet's training steps with every fusion on against every fusion off.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { type Device, Rng, type Tensor, add, batchNorm2d, conv2d, scale, tensor, tidy } from '../engine/index.ts';
+import type { Conv2dOptions } from '../engine/ops/conv.ts';
 import { SGD } from '../engine/optim.ts';
 import { softmaxCrossEntropy } from '../engine/ops/loss.ts';
 import { isSoftwareAdapter } from '../kernels/common.ts';
@@ -24,7 +28,7 @@ import { planConv } from '../kernels/convPlan.ts';
 import { type KernelPolicy, defaultKernelPolicy, unfusedPolicy } from '../gpu/policy.ts';
 import { resnet } from '../models/resnet.ts';
 import { type Arr, type RefOp, arr } from './reference.ts';
-import { refBatchNorm2d, refConv2d } from './reference-conv.ts';
+import { avoidReluKink, refBatchNorm2d, refConv2d } from './reference-conv.ts';
 import { checkOp, destroyTestDevice, randomArr, testDevice } from './helpers.ts';
 
 let device: Device;
@@ -193,6 +197,64 @@ describe('fusion: batchnorm statistics in the conv epilogue (policy.fusion.bnSta
   });
 });
 
+/**
+ * A training batchnorm + relu (+ residual) feeding convolutions, on inputs
+ * [x, γ, β, (r,) w]: conv(y, w) alone, or conv(y, w) + conv(y/2, w) = conv(1.5·y, w),
+ * where the second gradient of y is added into (the residual's case in a ResNet).
+ */
+function refBnConv(residual: boolean, twice: boolean, stride: number, padding: number): RefOp {
+  const bn = refBatchNorm2d({ training: true, relu: true, residual });
+  const conv = refConv2d(stride, padding);
+  const f = twice ? 1.5 : 1;
+  const split = (xs: Arr[]): [Arr[], Arr] => [xs.slice(0, residual ? 4 : 3), xs[xs.length - 1]!];
+  return {
+    name: `conv(relu(bn(x)${residual ? ' + r' : ''}))${twice ? ' twice' : ''}`,
+    forward: (xs) => {
+      const [bi, w] = split(xs);
+      const y = bn.forward(bi);
+      return conv.forward([arr(y.shape, y.data.map((v) => f * v)), w]);
+    },
+    backward: (xs, g) => {
+      const [bi, w] = split(xs);
+      const y = bn.forward(bi);
+      const [dy, dw] = conv.backward([arr(y.shape, y.data.map((v) => f * v)), w], g);
+      return [...bn.backward(bi, arr(dy!.shape, dy!.data.map((v) => f * v))), dw!];
+    },
+  };
+}
+
+describe('fusion: a batchnorm\'s backward in the conv grad-input epilogue (policy.fusion.bnBackward)', () => {
+  for (const [residual, twice] of [[false, false], [true, false], [true, true], [false, true]] as const) {
+    it(`at the production configuration: conv(relu(bn(x)${residual ? ' + r' : ''}))${twice ? ', y read by two convs (added into)' : ''} matches the reference`, async () => {
+      await fc.assert(
+        fc.asyncProperty(production, async (c) => {
+          const plan = planConv(device, geometry(c));
+          assert.equal(plan.gradInputBatchNorm, rowsHere(), `the planner folds batchnorm's backward in on the row kernels only: ${JSON.stringify(c)}`);
+          const rng = new Rng(c.seed);
+          const x = randomArr(rng, [c.batch, c.cin, c.h, c.w]);
+          const bnIn = [x, randomArr(rng, [c.cin], 0.5, 1.5), randomArr(rng, [c.cin])];
+          if (residual) bnIn.push(randomArr(rng, [c.batch, c.cin, c.h, c.w]));
+          avoidReluKink(bnIn, { training: true, relu: true, residual });
+          const o: Conv2dOptions = { stride: c.stride, padding: c.padding };
+          await checkOp(device, {
+            inputs: [...bnIn, randomArr(rng, [c.cout, c.cin, c.k, c.k])],
+            gpu: (ts) => {
+              const [xt, gamma, beta] = ts;
+              const w = ts[ts.length - 1]!;
+              const y = batchNorm2d(xt!, { training: true, weight: gamma, bias: beta, relu: true, residual: residual ? ts[3] : null });
+              return twice ? add(conv2d(y, w, null, o), conv2d(scale(y, 0.5), w, null, o)) : conv2d(y, w, null, o);
+            },
+            ref: refBnConv(residual, twice, c.stride, c.padding),
+            gradTol: { atol: 1e-4, rtol: 1e-3 },
+            seed: c.seed,
+          });
+        }),
+        { numRuns: 8 },
+      );
+    });
+  }
+});
+
 describe('fusion: the whole engine', () => {
   /** Losses and the first conv's weight gradient of `steps` SGD steps of a small ResNet under the device's policy as it is. */
   async function train(steps: number, gradStep = steps - 1): Promise<{ losses: number[]; grad: Float32Array }> {
@@ -235,7 +297,7 @@ describe('fusion: the whole engine', () => {
 
   it('training steps with the fusions that keep the arithmetic give the unfused losses and gradients bit for bit', async () => {
     const exact = defaultKernelPolicy();
-    exact.fusion = { ...exact.fusion, bnStats: false };
+    exact.fusion = { ...exact.fusion, bnStats: false, bnBackward: false };
     const fused = await trainWith(exact, 4);
     const plain = await trainWith(unfusedPolicy(), 4);
     // addInto, shareRaw, reluMask change no arithmetic

@@ -5,8 +5,8 @@
 //   batchNormAddRelu(x, r)     = relu(bn(x) + r)
 // one elementwise dispatch each instead of three, and one backward that masks
 // the gradient by the output's sign and hands the residual its gradient.
-import { type BnFusion, type BnGeometry, batchStats, batchStatsFromPartials, bnApply, bnGradInput, bnGradSums, bnSplits, runningStats } from '../../kernels/batchnorm.ts';
-import { takeStatistics } from './conv.ts';
+import { type BnFusion, type BnGeometry, batchStats, batchStatsFromPartials, bnApply, bnGradInput, bnGradSums, bnGradSumsFromPartials, bnSplits, runningStats } from '../../kernels/batchnorm.ts';
+import { requestBnBackward, takePrepared, takeStatistics } from './fusion.ts';
 import { type Tensor, empty, recordOp, shapeStr } from '../tensor.ts';
 
 export interface BatchNormOptions {
@@ -111,6 +111,8 @@ export function batchNorm2d(x: Tensor, o: BatchNormOptions): Tensor {
   if (weight && bias) inputs.push(weight, bias);
   if (residual) inputs.push(residual);
   const out = recordOp(y, inputs, (dy) => {
+    // dY masked by the relu and its partial sums, from the epilogue of the conv grad input that completed it
+    const prepared = takePrepared(dy);
     const needX = x.requiresGrad;
     const needParams = !!weight && (weight.requiresGrad || bias!.requiresGrad);
     const needRes = !!residual?.requiresGrad;
@@ -120,24 +122,31 @@ export function batchNorm2d(x: Tensor, o: BatchNormOptions): Tensor {
     let dgamma: Tensor | undefined;
     let dbeta: Tensor | undefined;
     if (needParams || (needX && useBatchStats)) {
-      const scratch = empty(device, [splits * C * 2], 'f32', `${op} backward partial sums`);
       sums = empty(device, [2 * C], 'f32', `${op} backward sums`);
       if (needParams) {
         dgamma = empty(device, [C], 'f32', `${op} grad weight`);
         dbeta = empty(device, [C], 'f32', `${op} grad bias`);
       }
-      bnGradSums(device, x, dy, stats, g, f.relu, y, scratch, sums, dgamma, dbeta, maskFromX ? { gamma: weight, beta: bias } : undefined);
-      scratch.dispose();
+      if (prepared) {
+        bnGradSumsFromPartials(device, prepared.partials, prepared.splits, g, sums, dgamma, dbeta);
+      } else {
+        const scratch = empty(device, [splits * C * 2], 'f32', `${op} backward partial sums`);
+        bnGradSums(device, x, dy, stats, g, f.relu, y, scratch, sums, dgamma, dbeta, maskFromX ? { gamma: weight, beta: bias } : undefined);
+        scratch.dispose();
+      }
     }
+    prepared?.partials.dispose();
+    // a prepared dY is masked already: the relu is done
+    const fb: BnFusion = prepared ? { ...f, relu: false } : f;
     let dx: Tensor | null = null;
     let dres: Tensor | null = null;
     // without a relu the residual's gradient is dy itself; with one, the kernel writes the masked dy
-    if (needRes && !f.relu) dres = dy.reshape(x.shape);
-    const writeRes = needRes && f.relu;
+    if (needRes && !fb.relu) dres = dy.reshape(x.shape);
+    const writeRes = needRes && fb.relu;
     if (needX || writeRes) {
       dx = empty(device, x.shape, 'f32', `${op} grad input`);
       if (writeRes) dres = empty(device, x.shape, 'f32', `${op} grad residual`);
-      bnGradInput(device, x, dy, stats, g, { ...f, residual: writeRes }, useBatchStats, dx, { sums, gamma: weight, y, dres: dres ?? undefined, maskBeta: bias, maskFromInput: maskFromX });
+      bnGradInput(device, x, dy, stats, g, { ...fb, residual: writeRes }, useBatchStats, dx, { sums, gamma: weight, y, dres: dres ?? undefined, maskBeta: bias, maskFromInput: maskFromX && fb.relu });
       if (!needX) {
         dx.dispose();
         dx = null;
@@ -151,6 +160,12 @@ export function batchNorm2d(x: Tensor, o: BatchNormOptions): Tensor {
     return grads;
   });
   if (!out.requiresGrad) stats.dispose();
+  // training statistics: the conv that reads the output may fold this backward's sums into its grad input
+  // (mask: the relu recomputed from x as above, or read from y where a residual was added)
+  else if (useBatchStats && device.policy.fusion.bnBackward) {
+    const mask = !f.relu ? 'none' : residual ? 'output' : device.policy.fusion.reluMask ? 'input' : 'output';
+    requestBnBackward(out, { mask, x, stats, gamma: weight, beta: bias, y: mask === 'output' ? y : undefined });
+  }
   return out;
 }
 

@@ -4,7 +4,8 @@
 // All three are implicit GEMMs in kernels/conv2d.ts.
 import { type ConvGeometry, conv2dForward, conv2dGradInput, conv2dGradWeight, outSize } from '../../kernels/conv2d.ts';
 import { type PackedGradOutput, packGradOutput } from '../../kernels/conv2dTexture.ts';
-import { rawActivation } from '../../kernels/conv2dRows.ts';
+import { type BnBackwardEpilogue, rawActivation } from '../../kernels/conv2dRows.ts';
+import { bnBackwardRequestOf, leavePrepared, leaveStatistics } from './fusion.ts';
 import { type ConvPlan, planConv } from '../../kernels/convPlan.ts';
 import { sumTo } from '../../kernels/reduce.ts';
 import type { PooledTexture } from '../../gpu/device.ts';
@@ -23,15 +24,7 @@ export interface Conv2dOptions {
   statistics?: boolean;
 }
 
-/** Batch statistics partials a convolution wrote beside its output (Conv2dOptions.statistics), until a batchnorm takes them. */
-const statistics = new WeakMap<Tensor, { partials: Tensor; splits: number }>();
 
-/** The statistics partials written beside `t` by the conv that produced it, handed over once (the caller disposes them), or undefined. */
-export function takeStatistics(t: Tensor): { partials: Tensor; splits: number } | undefined {
-  const s = statistics.get(t);
-  if (s) statistics.delete(t);
-  return s;
-}
 
 function pair(op: string, what: string, v: number | readonly [number, number], min: number): [number, number] {
   const p: [number, number] = typeof v === 'number' ? [v, v] : [v[0], v[1]];
@@ -82,10 +75,10 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options:
   // (packed for the repacked weight gradient, or copied raw for the row one: plan.keepsRawInput)
   const partials = options.statistics && plan.forwardStatistics ? empty(device, [plan.statisticsSplits * g.cout * 3], 'f32', 'conv2d batchnorm statistics partials') : undefined;
   const packedX = conv2dForward(device, x, weight, bias ?? undefined, out, g, plan, keepInput, partials);
-  if (partials) statistics.set(out, { partials, splits: plan.statisticsSplits });
+  if (partials) leaveStatistics(out, { partials, splits: plan.statisticsSplits });
   const inputs = bias ? [x, weight, bias] : [x, weight];
   const release = packedX ? () => device.releaseTexture(packedX) : undefined;
-  return recordOp(out, inputs, (dy, into) => {
+  return recordOp(out, inputs, (dy, into, complete) => {
     const both = x.requiresGrad && weight.requiresGrad;
     // where both gradients read dY repacked (texture path, no row kernel), it is packed once for the two;
     // where both are row kernels, copied raw once for the two
@@ -93,7 +86,15 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options:
     const rawDy = both && plan.sharesRawGradOutput ? rawActivation(device, dy, g, true) : undefined;
     // x's gradient so far (the residual's), which the grad-input kernel adds into (plan.gradInputAccumulates)
     const acc = plan.gradInputAccumulates ? into?.[0] : undefined;
-    const dx = x.requiresGrad ? gradInput(dy, weight, g, plan, shared, rawDy, acc) : null;
+    // where the grad input writes x's whole gradient (complete, and added into what came before)
+    // and x is a training batchnorm's output, that batchnorm's backward sums are folded into
+    // its epilogue (plan.gradInputBatchNorm)
+    const whole = complete?.[0] === true && (into?.[0] === undefined || acc !== undefined);
+    const req = x.requiresGrad && plan.gradInputBatchNorm && whole ? bnBackwardRequestOf(x) : undefined;
+    const bnPartials = req ? empty(device, [plan.gradInputSplits * g.cin * 2], 'f32', 'conv2d grad input batchnorm partials') : undefined;
+    const bn = req && bnPartials ? { ...req, partials: bnPartials, splits: plan.gradInputSplits } : undefined;
+    const dx = x.requiresGrad ? gradInput(dy, weight, g, plan, shared, rawDy, acc, bn) : null;
+    if (dx && bnPartials) leavePrepared(dx, { partials: bnPartials, splits: plan.gradInputSplits });
     const dw = weight.requiresGrad ? gradWeight(dy, x, g, plan, shared, packedX, rawDy) : null;
     if (shared) device.releaseTexture(shared.texture);
     if (rawDy) device.releaseTexture(rawDy);
@@ -108,10 +109,10 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options:
   }, release);
 }
 
-function gradInput(dy: Tensor, weight: Tensor, g: ConvGeometry, plan: ConvPlan, shared?: PackedGradOutput, rawDy?: PooledTexture, into?: Tensor): Tensor {
+function gradInput(dy: Tensor, weight: Tensor, g: ConvGeometry, plan: ConvPlan, shared?: PackedGradOutput, rawDy?: PooledTexture, into?: Tensor, bn?: BnBackwardEpilogue): Tensor {
   if (into && into.size !== g.batch * g.cin * g.h * g.w) throw new Error(`conv2d backward: gradient to add into ${shapeStr(into.shape)} does not match the input [${g.batch}, ${g.cin}, ${g.h}, ${g.w}]`);
   const dx = into ?? empty(dy.device, [g.batch, g.cin, g.h, g.w], 'f32', 'conv2d grad input');
-  conv2dGradInput(dy.device, dy, weight, dx, g, plan, shared, { rawDy, accumulate: !!into });
+  conv2dGradInput(dy.device, dy, weight, dx, g, plan, shared, { rawDy, accumulate: !!into, bn });
   return dx;
 }
 
