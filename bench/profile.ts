@@ -4,6 +4,13 @@
 //
 //   node --import tsx bench/profile.ts [--depth 20] [--batch 128] [--top 25]
 //          [--conv tm,tn] [--wgrad tm,cq,kr] [--wgrad-slots n]   (texture-path blocks, kernels/conv2dTexture.ts)
+//          [--unfused]   (every fusion of the policy off: gpu/policy.ts unfusedPolicy)
+//   node --import tsx bench/profile.ts --traffic [--depth 20,56] [--batch 128] [--unfused | --both]
+//
+// --traffic counts instead of timing: the bytes every kernel of one training step
+// reads and writes (Device.countTraffic: each dispatch's bindings as its WGSL declares
+// them, plus what the dispatch declares beyond that), per kernel family, for each
+// depth; --both prints the unfused and the fused step side by side.
 //
 // Passes of their own add a little per dispatch, so the sum is a bit above the
 // step's time in bench/main.ts; the shares are what this is for.
@@ -11,7 +18,8 @@ import { createDevice } from '../gpu/device.ts';
 import { softmaxCrossEntropy } from '../engine/ops/loss.ts';
 import { SGD } from '../engine/optim.ts';
 import { randn, tensor, tidy } from '../engine/tensor.ts';
-import { defaultKernelPolicy } from '../gpu/policy.ts';
+import { type KernelPolicy, defaultKernelPolicy, unfusedPolicy } from '../gpu/policy.ts';
+import type { Device, TrafficRow } from '../gpu/device.ts';
 import { resnet } from '../models/resnet.ts';
 
 
@@ -20,7 +28,8 @@ const arg = (name: string, d: number): number => {
   const i = args.indexOf(name);
   return i >= 0 ? Number(args[i + 1]) : d;
 };
-const depth = arg('--depth', 20);
+const depths = (args.includes('--depth') ? args[args.indexOf('--depth') + 1]! : args.includes('--traffic') ? '20,56' : '20').split(',').map(Number);
+const depth = depths[0]!;
 const batch = arg('--batch', 128);
 const top = arg('--top', 25);
 const list = (name: string): number[] | null => {
@@ -28,12 +37,95 @@ const list = (name: string): number[] | null => {
   return i >= 0 ? args[i + 1]!.split(',').map(Number) : null;
 };
 // the texture path's blocks for experiments, as the device's kernel policy (gpu/policy.ts)
-const policy = defaultKernelPolicy();
+const unfused = args.includes('--unfused');
+const policy = unfused ? unfusedPolicy() : defaultKernelPolicy();
 const conv = list('--conv');
 if (conv) [policy.conv.tm, policy.conv.tn] = conv as [number, number];
 const wgrad = list('--wgrad');
 if (wgrad) policy.conv.wgrad = { tm: wgrad[0]!, cq: wgrad[1]!, kr: wgrad[2]! };
 policy.conv.wgradSlots = arg('--wgrad-slots', policy.conv.wgradSlots);
+
+
+if (args.includes('--traffic')) {
+  await traffic();
+  process.exit(0);
+}
+
+/** A CIFAR ResNet training step on `device`: forward, backward, SGD update. */
+function stepOf(device: Device, d: number): { step: () => void; dispose: () => void } {
+  const model = resnet(device, { depth: d, numClasses: 10, shortcut: 'A' });
+  model.train(true);
+  const opt = new SGD({ params: model.parameters(), lr: 0.05, momentum: 0.9, weightDecay: 5e-4 });
+  const x = randn(device, [batch, 3, 32, 32], { seed: 1 });
+  const labels = tensor(device, Array.from({ length: batch }, (_, i) => i % 10), [batch], 'i32');
+  return {
+    step: () => {
+      tidy(() => softmaxCrossEntropy(model.forward(x), labels).backward());
+      opt.step();
+      opt.zeroGrad();
+      device.flush();
+    },
+    dispose: () => {
+      x.dispose();
+      labels.dispose();
+    },
+  };
+}
+
+/** The kernel family of a label: its name up to the first specialisation detail. */
+function family(label: string): string {
+  return label.replace(/\s*[([{].*$/, '').replace(/\s+\d.*$/, '');
+}
+
+async function traffic(): Promise<void> {
+  const both = args.includes('--both');
+  const policies: [string, KernelPolicy][] = both
+    ? [['unfused', unfusedPolicy()], ['fused', defaultKernelPolicy()]]
+    : [[unfused ? 'unfused' : 'fused', policy]];
+  const MB = (b: number): string => (b / 1e6).toFixed(1);
+  for (const d of depths) {
+    const results: { name: string; rows: TrafficRow[] }[] = [];
+    let label = '';
+    for (const [name, pol] of policies) {
+      const device = await createDevice({ policy: pol });
+      label = device.label;
+      const s = stepOf(device, d);
+      s.step(); // warm-up: the first step's one-off work (packed weights, statistics) is not a step's traffic
+      await device.sync();
+      results.push({ name, rows: await device.countTraffic(s.step) });
+      s.dispose();
+      await device.close();
+    }
+    console.log(`${label}\nResNet-${d}, batch ${batch}: bytes read + written by the kernels of one training step (MB = 10^6 bytes)\n`);
+    const fams = new Map<string, number[]>();
+    results.forEach((r, k) => {
+      for (const row of r.rows) {
+        const f = family(row.label);
+        const e = fams.get(f) ?? new Array<number>(results.length * 2).fill(0);
+        e[2 * k] += row.read + row.write;
+        e[2 * k + 1] += row.count;
+        fams.set(f, e);
+      }
+    });
+    const cols = results.map((r) => `${`${r.name} MB`.padStart(12)} ${'calls'.padStart(6)}`).join(' ');
+    console.log(`${'kernel family'.padEnd(44)} ${cols}`);
+    for (const [f, e] of [...fams].sort((a, b) => b[1][b[1].length - 2]! - a[1][a[1].length - 2]!)) {
+      console.log(`${f.slice(0, 44).padEnd(44)} ${results.map((_, k) => `${MB(e[2 * k]!).padStart(12)} ${String(e[2 * k + 1]).padStart(6)}`).join(' ')}`);
+    }
+    const totals = results.map((r) => ({
+      read: r.rows.reduce((s, x) => s + x.read, 0),
+      write: r.rows.reduce((s, x) => s + x.write, 0),
+      calls: r.rows.reduce((s, x) => s + x.count, 0),
+    }));
+    console.log(`${'total'.padEnd(44)} ${totals.map((t) => `${MB(t.read + t.write).padStart(12)} ${String(t.calls).padStart(6)}`).join(' ')}`);
+    for (const [k, t] of totals.entries()) console.log(`  ${results[k]!.name}: ${MB(t.read)} MB read, ${MB(t.write)} MB written, ${t.calls} dispatches and copies`);
+    if (totals.length === 2) {
+      const [a, b] = totals as [typeof totals[0], typeof totals[0]];
+      console.log(`  fused vs unfused: ${(100 * ((b.read + b.write) / (a.read + a.write) - 1)).toFixed(1)}% bytes, ${b.calls - a.calls} dispatches`);
+    }
+    console.log('');
+  }
+}
 
 const device = await createDevice({ dawnFlags: ['disable-dawn-features=timestamp_quantization'], policy });
 const model = resnet(device, { depth, numClasses: 10, shortcut: 'A' });

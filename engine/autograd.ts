@@ -57,6 +57,9 @@ export function backward(root: Tensor, gradOutput?: Tensor): void {
       holders.set(g, n);
       if (n <= 0 && g !== gradOutput) g.dispose();
     };
+    // backwards still to add into each tensor's gradient: a backward that sees 1 is the last
+    const pending = new Map<Tensor, number>();
+    for (const node of order) if (node.backwardFn) for (const p of node.parents) if (p.requiresGrad) pending.set(p, (pending.get(p) ?? 0) + 1);
     const seed = gradOutput ?? full(device, root.shape, 1);
     grads.set(root, seed);
     hold(seed);
@@ -77,7 +80,18 @@ export function backward(root: Tensor, gradOutput?: Tensor): void {
         drop(g);
         continue;
       }
-      const inputGrads = node.backwardFn(g);
+      // gradients so far that this node's backward may add into instead of autograd adding
+      // afterwards: held here alone, in a buffer of their own (policy.fusion.addInto)
+      const into = device.policy.fusion.addInto
+        ? node.parents.map((p) => {
+            const prev = grads.get(p);
+            return prev && prev !== gradOutput && holders.get(prev) === 1 && prev.ownsStorage ? prev : undefined;
+          })
+        : undefined;
+      // input i's gradient is complete with this backward's: none adds to it later, none earlier unless into[i] holds it
+      const complete = node.parents.map((p, i) => pending.get(p) === 1 && (!grads.has(p) || into?.[i] !== undefined));
+      for (const p of node.parents) if (p.requiresGrad) pending.set(p, pending.get(p)! - 1);
+      const inputGrads = node.backwardFn(g, into, complete);
       node.parents.forEach((p, i) => {
         const gi = inputGrads[i];
         if (!gi || !p.requiresGrad) {
@@ -91,6 +105,8 @@ export function backward(root: Tensor, gradOutput?: Tensor): void {
         const prev = grads.get(p);
         if (!prev) {
           grads.set(p, gi);
+        } else if (gi === prev) {
+          drop(gi); // the backward added into it: still held once, by the map
         } else {
           const sum = empty(device, p.shape, 'f32', 'grad');
           binary(device, 'add', prev, gi, sum);

@@ -23,8 +23,15 @@ class Storage {
   }
 }
 
-/** Computes the gradients of a node's inputs from the gradient of its output. */
-export type BackwardFn = (gradOut: Tensor) => (Tensor | null)[];
+/**
+ * Computes the gradients of a node's inputs from the gradient of its output. `into[i]`,
+ * where autograd gives one, is input i's gradient so far (from another consumer), which
+ * the backward may add its own gradient into and return as input i's gradient (the
+ * sum, computed in the same order as autograd's separate add would); or ignore.
+ * `complete[i]`: input i's gradient is this backward's plus into[i] where given: no
+ * other backward adds to it afterwards (so a kernel may finish work on the whole of it).
+ */
+export type BackwardFn = (gradOut: Tensor, into?: readonly (Tensor | undefined)[], complete?: readonly boolean[]) => (Tensor | null)[];
 
 // Tensors dropped without dispose() still return their buffer to the pool once
 // collected; dispose() (or tidy) is the deterministic path.
@@ -159,6 +166,11 @@ export class Tensor {
       savedFinalizer.unregister(this);
       release();
     }
+  }
+
+  /** @internal whether no other tensor (a reshaped view) shares this one's buffer: autograd may then add into it */
+  get ownsStorage(): boolean {
+    return this.storage.refs === 1;
   }
 
   /** @internal a new tensor sharing this storage (used by views). */

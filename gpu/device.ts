@@ -55,6 +55,24 @@ export interface PooledTexture {
 /** What a dispatch binds: a whole buffer, a buffer range, or a texture view. */
 export type Binding = GPUBuffer | GPUBufferBinding | GPUTextureView;
 
+/**
+ * Bytes a dispatch reads and writes beyond what its bindings say (Device.dispatch): a
+ * kernel that accumulates into its output (`read`: the output's bytes, read back), or
+ * one that touches only part of a binding (negative values take the rest off).
+ */
+export interface TrafficAdjust {
+  read?: number;
+  write?: number;
+}
+
+/** Bytes read and written by the dispatches (and copies) of one kernel label while Device.countTraffic ran. */
+export interface TrafficRow {
+  label: string;
+  read: number;
+  write: number;
+  count: number;
+}
+
 const UNIFORM_ALIGN = 256; // minUniformBufferOffsetAlignment on every adapter we target
 const UNIFORM_ARENA_BYTES = 1 << 20;
 const MIN_BUCKET = 256;
@@ -152,6 +170,13 @@ export class Device {
 
   private stats: ExecutionStats = { dispatches: 0, submits: 0, bindGroupsCreated: 0 };
   private profiler: KernelProfiler | null = null;
+  // Traffic accounting (countTraffic): the bytes each buffer was acquired for (its
+  // logical size, not its bucket), each texture view's bytes, and how each pipeline's
+  // bindings are declared in its WGSL (read, written, or a uniform block).
+  private acquiredBytes = new WeakMap<GPUBuffer, number>();
+  private viewBytes = new WeakMap<GPUTextureView, number>();
+  private bindingAccess = new WeakMap<GPUComputePipeline, ('r' | 'w' | 'u')[]>();
+  private traffic: Map<string, TrafficRow> | null = null;
   // The Dawn instance must outlive the device: if it is garbage-collected, dawn.node's
   // event processing runs on a freed instance and the process crashes at random.
   private instance: GPU | null;
@@ -213,6 +238,7 @@ export class Device {
     this.liveBytes += size;
     this.peakLiveBytes = Math.max(this.peakLiveBytes, this.liveBytes);
     this.liveBuffers++;
+    this.acquiredBytes.set(buffer, bytes);
     return { buffer, size };
   }
 
@@ -247,6 +273,7 @@ export class Device {
         usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST,
       });
       t = { texture, view: texture.createView({ dimension: '2d-array' }), key, bytes };
+      this.viewBytes.set(t.view, bytes);
       this.createdTextures++;
     }
     this.liveBytes += bytes;
@@ -353,6 +380,7 @@ export class Device {
       }),
     );
     this.pipelines.set(key, { pipeline, label });
+    this.bindingAccess.set(pipeline, bindingAccess(code));
     return pipeline;
   }
 
@@ -391,6 +419,7 @@ export class Device {
     pipeline: GPUComputePipeline,
     bindings: Binding[],
     workgroups: [number, number?, number?],
+    traffic?: TrafficAdjust,
   ): void {
     if (this.destroyed) throw new GpuError('device was destroyed');
     const [x, y = 1, z = 1] = workgroups;
@@ -416,6 +445,53 @@ export class Device {
     if (this.profiler) this.endPass();
     this.pendingLabels.push(pipeline.label);
     this.stats.dispatches++;
+    if (this.traffic) this.countDispatch(pipeline, bindings, traffic);
+  }
+
+  /**
+   * Counts bytes read and written per kernel label while `record` runs: each binding's
+   * bytes (a buffer's logical size, a range's size, a texture's bytes) as read or
+   * written according to its WGSL declaration (storage read / read_write, storage
+   * texture read / write; uniforms not counted), plus what the dispatch declares beyond
+   * that (TrafficAdjust), plus copies. A pass over memory, not cache traffic: what
+   * fusion saves (bench/profile.ts --traffic).
+   */
+  async countTraffic(record: () => void | Promise<void>): Promise<TrafficRow[]> {
+    const rows = (this.traffic = new Map());
+    try {
+      await record();
+      this.flush();
+    } finally {
+      this.traffic = null;
+    }
+    await this.sync();
+    return [...rows.values()].sort((a, b) => b.read + b.write - (a.read + a.write));
+  }
+
+  private countDispatch(pipeline: GPUComputePipeline, bindings: Binding[], adjust?: TrafficAdjust): void {
+    const access = this.bindingAccess.get(pipeline) ?? [];
+    let read = adjust?.read ?? 0;
+    let write = adjust?.write ?? 0;
+    bindings.forEach((b, i) => {
+      const a = access[i] ?? 'r';
+      if (a === 'u') return;
+      let bytes: number;
+      if (b instanceof GPUTextureView) bytes = this.viewBytes.get(b) ?? 0;
+      else if ('buffer' in b) bytes = b.size ?? (this.acquiredBytes.get(b.buffer) ?? b.buffer.size) - (b.offset ?? 0);
+      else bytes = this.acquiredBytes.get(b) ?? b.size;
+      if (a === 'w') write += bytes;
+      else read += bytes;
+    });
+    this.addTraffic(pipeline.label, read, write);
+  }
+
+  private addTraffic(label: string, read: number, write: number): void {
+    if (!this.traffic) return;
+    const row = this.traffic.get(label) ?? { label, read: 0, write: 0, count: 0 };
+    row.read += read;
+    row.write += write;
+    row.count++;
+    this.traffic.set(label, row);
   }
 
   /**
@@ -460,6 +536,7 @@ export class Device {
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
     this.endPass();
     this.commandEncoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+    this.addTraffic('copy buffer', bytes, bytes);
   }
 
   /**
@@ -484,6 +561,7 @@ export class Device {
       { texture: dst.texture, origin: [0, 0, from.toLayer] },
       [width, height, layers],
     );
+    this.addTraffic('copy buffer to texture', width * height * layers * 16, width * height * layers * 16);
   }
 
   /** The current command encoder, for callers that record their own commands (timestamp queries). */
@@ -679,6 +757,20 @@ export async function createDevice(options: CreateDeviceOptions = {}): Promise<D
     throw new GpuError(`requesting a device from adapter '${adapter.info.description}' failed: ${(e as Error).message}`);
   }
   return new Device(gpu, device, adapter.info, options.policy ?? defaultKernelPolicy());
+}
+
+/**
+ * How a kernel's WGSL declares each @binding(n) of group 0: 'r' read (storage read,
+ * read-only storage or sampled textures), 'w' written (storage read_write, write-only
+ * storage textures), 'u' a uniform block. What Device.countTraffic counts by.
+ */
+export function bindingAccess(code: string): ('r' | 'w' | 'u')[] {
+  const out: ('r' | 'w' | 'u')[] = [];
+  for (const m of code.matchAll(/@binding\((\d+)\)\s*var(<[^>]*>)?\s*\w+\s*:\s*([^;]*);/g)) {
+    const decl = `${m[2] ?? ''} ${m[3]}`;
+    out[Number(m[1])] = /uniform/.test(decl) ? 'u' : /read_write|,\s*write\s*>/.test(decl) ? 'w' : 'r';
+  }
+  return out;
 }
 
 /** Timestamp pairs around single dispatches (Device.profile). */

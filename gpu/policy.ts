@@ -67,6 +67,22 @@ export interface KernelPolicy {
   tuningFile: string;
   /** when set, the planners record the matmul and conv shapes they plan (the autotuner's view of a model) */
   trace?: KernelTrace;
+  /** fusions that save passes over activation memory (issue 20); each has its unfused form beside it */
+  fusion: FusionPolicy;
+}
+
+/** Which fusions the planners may use; all on in production, all off in unfusedPolicy(). */
+export interface FusionPolicy {
+  /** a gradient that flows into a tensor from two ops is accumulated by the second one's kernel ("add into") instead of a separate add */
+  addInto: boolean;
+  /** the row kernels copy an activation to a texture once for all that read it: X from the forward to the weight gradient, dY for both gradients */
+  shareRaw: boolean;
+  /** batchnorm + relu's backward masks dy by the output recomputed from x (the same bits) instead of reading the output back */
+  reluMask: boolean;
+  /** a convolution followed by a training batchnorm writes the batch statistics' partial sums in its epilogue; the batchnorm only merges them */
+  bnStats: boolean;
+  /** the conv grad input that completes a batchnorm's dY masks it by the relu and writes the batchnorm's backward sums in its epilogue */
+  bnBackward: boolean;
 }
 
 /** The shapes planned while a trace is set (kernels/matmul.ts's chooseConfig, kernels/convPlan.ts). */
@@ -90,5 +106,13 @@ export function defaultKernelPolicy(): KernelPolicy {
     precision: 'f32',
     autotune: 'auto',
     tuningFile: KERNEL_TUNING_FILE,
+    fusion: { addInto: true, shareRaw: true, reluMask: true, bnStats: true, bnBackward: true },
   };
+}
+
+/** The production policy with every fusion off: the reference the fused engine is tested and benchmarked against. */
+export function unfusedPolicy(): KernelPolicy {
+  const p = defaultKernelPolicy();
+  p.fusion = { addInto: false, shareRaw: false, reluMask: false, bnStats: false, bnBackward: false };
+  return p;
 }

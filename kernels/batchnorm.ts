@@ -266,6 +266,25 @@ export function batchStats(
   const w = reduceWalk(device, g);
   const partial = device.pipeline(`bn statsPartial:${w.sg}:${walkKey(w)}`, 'batchnorm statistics (partial)', () => statsPartialSource(w));
   device.dispatch(partial, [x.buffer, scratch.buffer, device.uniforms(splitParams(g))], [splits, g.channels]);
+  batchStatsFromPartials(device, scratch, splits, g, stats, eps, momentum, running);
+}
+
+/**
+ * The second half of batchStats: merges `splits` partials per channel (count, mean, M2
+ * at (c·splits + s)·3, a zero count skipped) into `stats` and the running statistics.
+ * Also what a convolution's epilogue wrote (kernels/conv2dRows.ts statsEpilogue).
+ */
+export function batchStatsFromPartials(
+  device: Device,
+  scratch: Operand,
+  splits: number,
+  g: BnGeometry,
+  stats: Operand,
+  eps: number,
+  momentum: number | null,
+  running?: BnRunning,
+): void {
+  if (scratch.size < splits * g.channels * 3) throw new Error(`batchnorm: ${splits} statistics partials of ${g.channels} channels need ${splits * g.channels * 3} floats, got ${scratch.size}`);
   const nbt = running?.numBatchesTracked;
   const nbtType = nbt ? nbt.dtype : null;
   const finalize = device.pipeline(`bn statsFinalize:${!!running}:${nbtType}`, 'batchnorm statistics (merge, running update)', () =>
@@ -442,17 +461,35 @@ export function bnApply(
 
 // ---------------------------------------------------------------- backward
 
-const gradPartialSource = (relu: boolean, w: Walk & { sg: boolean }): string => {
-  const bs: Binding[] = [['x', 'read'], ['dy', 'read'], ['stats', 'read'], ['partials', 'read_write']];
-  if (relu) bs.push(['y', 'read']);
+/**
+ * How a relu's backward masks dy: by the output y read back (y > 0), or (policy.fusion.
+ * reluMask, no residual) by the output recomputed from x exactly as bnApply computed it:
+ * the same mask bits without a pass over y. WGSL prelude (channel c) and the masked g.
+ */
+type ReluMask = 'none' | 'output' | 'input';
+function maskCode(mask: ReluMask, affine: boolean, w: Walk): { bindings: Binding[]; prelude: string; g: string } {
+  if (mask === 'none') return { bindings: [], prelude: '', g: 'dy[i]' };
+  if (mask === 'output') return { bindings: [['y', 'read']], prelude: '', g: `select(${Z(w)}, dy[i], y[i] > ${Z(w)})` };
+  return {
+    bindings: affine ? [['maskGamma', 'read'], ['maskBeta', 'read']] : [],
+    // bnApply's prelude and body, term for term: v = (x − mean)·k + shift
+    prelude: affine ? 'let mk = stats[p.channels + c] * maskGamma[c];\n  let ms = maskBeta[c];' : 'let mk = stats[p.channels + c];\n  let ms = 0.0;',
+    g: `select(${Z(w)}, dy[i], (x[i] - stats[c]) * mk + ms > ${Z(w)})`,
+  };
+}
+
+const gradPartialSource = (mask: ReluMask, affine: boolean, w: Walk & { sg: boolean }): string => {
+  const m = maskCode(mask, affine, w);
+  const bs: Binding[] = [['x', 'read'], ['dy', 'read'], ['stats', 'read'], ['partials', 'read_write'], ...m.bindings];
   return wgsl`
 ${reductionHead(bs, w, 'vec2<f32>')}
   let mean = stats[c];
   let invstd = stats[p.channels + c];
+  ${m.prelude}
   var accG = ${Z(w)};
   var accGX = ${Z(w)};
   ${channelWalk(
-    `${relu ? `let g = select(${Z(w)}, dy[i], y[i] > ${Z(w)});` : 'let g = dy[i];'}
+    `let g = ${m.g};
       accG += g;
       accGX += g * (x[i] - mean);`,
     w,
@@ -510,32 +547,54 @@ export function bnGradSums(
   sums: Operand,
   dgamma?: Operand,
   dbeta?: Operand,
+  maskFromInput?: { gamma?: Operand | undefined; beta?: Operand | undefined },
 ): void {
   const { splits } = bnSplits(g);
   const w = reduceWalk(device, g);
-  const partial = device.pipeline(`bn gradPartial:${relu}:${w.sg}:${walkKey(w)}`, `batchnorm${relu ? ' + relu' : ''} backward sums (partial)`, () =>
-    gradPartialSource(relu, w),
+  const mask: ReluMask = !relu ? 'none' : maskFromInput ? 'input' : 'output';
+  const affine = !!maskFromInput?.gamma;
+  const partial = device.pipeline(`bn gradPartial:${mask}:${affine}:${w.sg}:${walkKey(w)}`, `batchnorm${relu ? ' + relu' : ''} backward sums (partial${mask === 'input' ? ', mask from x' : ''})`, () =>
+    gradPartialSource(mask, affine, w),
   );
   const u = device.uniforms(splitParams(g));
   const pb: (GPUBuffer | GPUBufferBinding)[] = [x.buffer, dy.buffer, stats.buffer, scratch.buffer];
-  if (relu) pb.push(y!.buffer);
+  if (mask === 'output') pb.push(y!.buffer);
+  if (mask === 'input' && affine) pb.push(maskFromInput!.gamma!.buffer, maskFromInput!.beta!.buffer);
   pb.push(u);
   device.dispatch(partial, pb, [splits, g.channels]);
+  bnGradSumsFromPartials(device, scratch, splits, g, sums, dgamma, dbeta);
+}
+
+/**
+ * The second half of bnGradSums: sums `splits` partials per channel (Σg, Σg·ĥ at
+ * (c·splits + s)·2) into `sums` and dγ, dβ. Also what a conv grad input's epilogue
+ * wrote (kernels/conv2dRows.ts BnBackwardEpilogue).
+ */
+export function bnGradSumsFromPartials(device: Device, scratch: Operand, splits: number, g: BnGeometry, sums: Operand, dgamma?: Operand, dbeta?: Operand): void {
+  if (scratch.size < splits * g.channels * 2) throw new Error(`batchnorm backward: ${splits} partials of ${g.channels} channels need ${splits * g.channels * 2} floats, got ${scratch.size}`);
   const paramGrads = dgamma !== undefined && dbeta !== undefined;
   const finalize = device.pipeline(`bn gradFinalize:${paramGrads}`, 'batchnorm backward sums (merge)', () => gradFinalizeSource(paramGrads));
   const fb: (GPUBuffer | GPUBufferBinding)[] = [scratch.buffer, sums.buffer];
   if (paramGrads) fb.push(dgamma.buffer, dbeta.buffer);
-  fb.push(device.uniforms(splitParams(g)));
+  fb.push(device.uniforms(new UniformWriter().u32(g.channels, g.plane, g.batch, 0, splits, 0, 0, 0).bytes()));
   device.dispatch(finalize, fb, grid1d(g.channels));
 }
 
-const gradInputSource = (training: boolean, f: BnFusion, w: ElementWalk): string => {
+const gradInputSource = (training: boolean, f: BnFusion, w: ElementWalk, maskFromInput = false): string => {
   const bs: Binding[] = [['dy', 'read'], ['stats', 'read'], ['dx', 'read_write']];
-  if (training) bs.push(['x', 'read'], ['sums', 'read']);
+  // the mask recomputed from x needs x (eval mode reads it for that alone) and β
+  if (training || maskFromInput) bs.push(['x', 'read']);
+  if (training) bs.push(['sums', 'read']);
   if (f.affine) bs.push(['gamma', 'read']);
-  if (f.relu) bs.push(['y', 'read']);
+  if (f.relu && !maskFromInput) bs.push(['y', 'read']);
+  if (maskFromInput && f.affine) bs.push(['maskBeta', 'read']);
   if (f.residual) bs.push(['dres', 'read_write']);
-  const prelude = wgsl`
+  const mask = maskFromInput
+    ? f.affine
+      ? 'let mk = stats[p.channels + c] * gamma[c];\n  let ms = maskBeta[c];'
+      : 'let mk = stats[p.channels + c];\n  let ms = 0.0;'
+    : '';
+  const prelude = `${mask}\n` + wgsl`
   let invstd = stats[p.channels + c];
 #if ${f.affine}
   let k = gamma[c] * invstd;
@@ -549,7 +608,9 @@ const gradInputSource = (training: boolean, f: BnFusion, w: ElementWalk): string
   let meanGX = sums[p.channels + c] * inv;
 #endif`;
   const body = wgsl`
-#if ${f.relu}
+#if ${maskFromInput}
+    let g = select(${Z(w)}, dy[i], (x[i] - stats[c]) * mk + ms > ${Z(w)});
+#elif ${f.relu}
     let g = select(${Z(w)}, dy[i], y[i] > ${Z(w)});
 #else
     let g = dy[i];
@@ -578,18 +639,22 @@ export function bnGradInput(
   f: BnFusion,
   training: boolean,
   dx: Operand,
-  o: { sums?: Operand | undefined; gamma?: Operand | undefined; y?: Operand | undefined; dres?: Operand | undefined },
+  o: { sums?: Operand | undefined; gamma?: Operand | undefined; y?: Operand | undefined; dres?: Operand | undefined; maskBeta?: Operand | undefined; maskFromInput?: boolean },
 ): void {
-  const key = `bn gradInput:${training}:${f.affine}:${f.relu}:${f.residual}`;
+  // the relu mask recomputed from x (o.maskFromInput: a relu without a residual, where y is x's alone)
+  const fromX = f.relu && !f.residual && o.maskFromInput === true;
+  const key = `bn gradInput:${training}:${f.affine}:${f.relu}:${f.residual}:${fromX}`;
   const w = elementWalk(device, g);
-  const pipeline = device.pipeline(`${key}:${w.byChannel}:${walkKey(w)}`, `batchnorm${f.residual ? ' + residual' : ''}${f.relu ? ' + relu' : ''} grad input`, () =>
-    gradInputSource(training, f, w),
+  const pipeline = device.pipeline(`${key}:${w.byChannel}:${walkKey(w)}`, `batchnorm${f.residual ? ' + residual' : ''}${f.relu ? ' + relu' : ''} grad input${fromX ? ' (mask from x)' : ''}`, () =>
+    gradInputSource(training, f, w, fromX),
   );
-  // x is only read in training mode (eval's kernel does not declare it)
+  // x is read in training mode or for the mask (eval's kernel otherwise does not declare it)
   const bindings: (GPUBuffer | GPUBufferBinding)[] = [dy.buffer, stats.buffer, dx.buffer];
-  if (training) bindings.push(x.buffer, o.sums!.buffer);
+  if (training || fromX) bindings.push(x.buffer);
+  if (training) bindings.push(o.sums!.buffer);
   if (f.affine) bindings.push(o.gamma!.buffer);
-  if (f.relu) bindings.push(o.y!.buffer);
+  if (f.relu && !fromX) bindings.push(o.y!.buffer);
+  if (fromX && f.affine) bindings.push(o.maskBeta!.buffer);
   if (f.residual) bindings.push(o.dres!.buffer);
   dispatchElement(device, pipeline, bindings, g, w);
 }

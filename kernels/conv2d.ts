@@ -64,6 +64,7 @@ import {
   conv2dGradInputTexture,
   conv2dGradWeightTexture,
   gradWeightSlicesTexture,
+  type ConvGradInputFusion,
   type PackedGradOutput,
   useTextureConv,
 } from './conv2dTexture.ts';
@@ -259,13 +260,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 /** Records Y = conv2d(X, W) (+ bias). Shapes are the caller's to check. */
 /** Records y = conv2d(x, weight) + bias with the kernel `plan` names (kernels/convPlan.ts). */
 export function conv2dForward(
-  device: Device, x: Operand, weight: Operand, bias: Operand | undefined, y: Operand, g: ConvGeometry, plan: ConvPlan, keepInput = false,
+  device: Device, x: Operand, weight: Operand, bias: Operand | undefined, y: Operand, g: ConvGeometry, plan: ConvPlan, keepInput = false, stats?: Operand,
 ): PooledTexture | undefined {
   if (plan.forward === 'large') {
+    if (stats) throw new Error('conv2dForward: the large-tile kernel computes no batchnorm statistics');
     conv2dForwardLarge(device, x, weight, bias, y, g, plan.tiles!.forward!);
     return undefined;
   }
-  if (plan.forward !== 'buffer') return conv2dForwardTexture(device, x, weight, bias, y, g, plan, keepInput);
+  // stats: batchnorm statistics partials of y from the row kernel's epilogue (plan.forwardStatistics)
+  if (plan.forward !== 'buffer') return conv2dForwardTexture(device, x, weight, bias, y, g, plan, keepInput, stats);
+  if (stats) throw new Error('conv2dForward: the buffer kernel computes no batchnorm statistics');
   const M = g.cout;
   const N = g.batch * g.ho * g.wo;
   const K = g.cin * g.kh * g.kw;
@@ -388,10 +392,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }`;
 }
 
-/** Records dX = ∂(conv2d)/∂X applied to dY. */
-export function conv2dGradInput(device: Device, dy: Operand, weight: Operand, dx: Operand, g: ConvGeometry, plan: ConvPlan, shared?: PackedGradOutput): void {
-  if (plan.gradInput === 'large') return conv2dGradInputLarge(device, dy, weight, dx, g, plan.tiles!.gradInput!);
-  if (plan.gradInput !== 'buffer') return conv2dGradInputTexture(device, dy, weight, dx, g, plan, shared);
+/** Records dX = ∂(conv2d)/∂X applied to dY (`fused`: what the row kernels share or add into, conv2dTexture.ts). */
+export function conv2dGradInput(device: Device, dy: Operand, weight: Operand, dx: Operand, g: ConvGeometry, plan: ConvPlan, shared?: PackedGradOutput, fused: ConvGradInputFusion = {}): void {
+  if (plan.gradInput === 'large') {
+    if (fused.accumulate || fused.bn) throw new Error('conv2dGradInput: the large-tile kernel cannot add into dX or fold a batchnorm in');
+    return conv2dGradInputLarge(device, dy, weight, dx, g, plan.tiles!.gradInput!);
+  }
+  if (plan.gradInput !== 'buffer') return conv2dGradInputTexture(device, dy, weight, dx, g, plan, shared, fused);
+  if (fused.accumulate || fused.bn) throw new Error('conv2dGradInput: the buffer kernel cannot add into dX or fold a batchnorm in');
   const M = g.cin;
   const BM = tileRows(M);
   const TM = threadRows(BM);
@@ -545,6 +553,7 @@ export function conv2dGradWeight(
   scratch?: Operand,
   shared?: PackedGradOutput,
   xTex?: PooledTexture,
+  rawDy?: PooledTexture,
 ): void {
   const M = g.cout;
   const N = g.cin * g.kh * g.kw;
@@ -559,7 +568,7 @@ export function conv2dGradWeight(
   if (plan.gradWeight === 'large') {
     conv2dGradWeightLarge(device, dy, x, target, g, plan.tiles!.gradWeight!, splits, chunk);
   } else if (plan.gradWeight !== 'buffer') {
-    conv2dGradWeightTexture(device, dy, x, target, g, plan, shared, xTex);
+    conv2dGradWeightTexture(device, dy, x, target, g, plan, shared, xTex, rawDy);
   } else {
     const unroll = unrollFor(device);
     const pipeline = device.pipeline(`conv2d gradWeight:${BM}x${TM}:${sizeKey(g.kh, g.kw)}:${unroll}`, `conv2d grad weight ${sizeKey(g.kh, g.kw)} (BM ${BM})`, () =>

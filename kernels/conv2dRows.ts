@@ -55,7 +55,7 @@ const TM_1X1 = 32;
 const rawLoad = (tex: string, t: string): string => `textureLoad(${tex}, vec2<u32>((${t}) % 16u, (${t}) / 16u), n)`;
 
 /** An NCHW tensor of `batch` images of `imageSize` floats copied byte for byte into a raw texture (caller releases). */
-function copyRaw(device: Device, t: Operand, imageSize: number, batch: number): PooledTexture {
+export function copyRaw(device: Device, t: Operand, imageSize: number, batch: number): PooledTexture {
   const rows = imageSize / 64;
   const raw = device.acquireTexture(16, rows, batch);
   device.copyToTexture(t.buffer, raw, 16, rows, batch);
@@ -67,7 +67,7 @@ function copyRaw(device: Device, t: Operand, imageSize: number, batch: number): 
  * each lane's 4 pixels (the xl-th of row oy of image n), TM output channels from m0;
  * lanes past the last pixel repeat it (they take part in the shuffles) and store nothing.
  */
-function rowKernelShell(TM: number, hasBias: boolean, decl: string[], body: string[], stores: string[]): string {
+function rowKernelShell(TM: number, hasBias: boolean, decl: string[], body: string[], stores: string[], extra: { bindings?: string[]; epilogue?: string[] } = {}): string {
   return /* wgsl */ `enable subgroups;
 struct P { c: u32, h: u32, w4: u32, ho: u32, lanesPerRow: u32, m: u32, lanes: u32, iters: u32 }
 @group(0) @binding(0) var X: texture_storage_2d_array<rgba32float, read>;
@@ -75,6 +75,7 @@ struct P { c: u32, h: u32, w4: u32, ho: u32, lanesPerRow: u32, m: u32, lanes: u3
 @group(0) @binding(2) var<storage, read_write> Y: array<vec4<f32>>;
 @group(0) @binding(3) var<uniform> p: P;
 ${hasBias ? '@group(0) @binding(4) var<storage, read> bias: array<f32>;' : ''}
+${(extra.bindings ?? []).map((b, i) => `@group(0) @binding(${(hasBias ? 5 : 4) + i}) ${b}`).join('\n')}
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,
         @builtin(subgroup_invocation_id) sg: u32) {
@@ -94,7 +95,41 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (lane < p.lanes) {
     ${stores.join('\n    ')}
   }
+  ${(extra.epilogue ?? []).join('\n  ')}
 }`;
+}
+
+/**
+ * WGSL epilogue of a row forward (policy.fusion.bnStats): per output channel, each
+ * subgroup's count, mean and sum of squared deviations M2 of its lanes' outputs, as
+ * batchnorm's statistics partials (kernels/batchnorm.ts, statsFinalize merges them):
+ * partial (channel, subgroup) at (channel · splits + subgroup) · 3. A lane's 4·V values
+ * give its mean and M2 exactly from registers; the lanes are merged as Chan et al.
+ * (mean = Σ n_l·mean_l / n, M2 = Σ M2_l + Σ n_l·(mean_l − mean)²) by subgroup sums.
+ * Lanes past the last pixel count nothing.
+ */
+function statsEpilogue(TM: number, V: number, hasBias: boolean): { bindings: string[]; epilogue: string[] } {
+  const e: string[] = [
+    `let cnt = select(0.0, ${4 * V}.0, lane < p.lanes);`,
+    'let sn = subgroupAdd(cnt);',
+    'let sinv = 1.0 / max(sn, 1.0);',
+    'let split = lane / 8u;',
+  ];
+  for (let m = 0; m < TM; m++) {
+    const vals = Array.from({ length: V }, (_, v) => `(a${m}_${v}${hasBias ? ` + vec4<f32>(bias[min(m0 + ${m}u, p.m - 1u)])` : ''})`);
+    e.push(`{ let u0 = ${vals[0]};`);
+    for (let v = 1; v < V; v++) e.push(`  let u${v} = ${vals[v]};`);
+    e.push(`  let lm = dot(${Array.from({ length: V }, (_, v) => `u${v}`).join(' + ')}, vec4<f32>(1.0)) * ${1 / (4 * V)};`);
+    e.push(`  let lm2 = ${Array.from({ length: V }, (_, v) => `dot(u${v} - vec4<f32>(lm), u${v} - vec4<f32>(lm))`).join(' + ')};`);
+    e.push('  let mean = subgroupAdd(cnt * lm) * sinv;');
+    e.push('  let dm = lm - mean;');
+    e.push('  let m2 = subgroupAdd(select(0.0, lm2 + cnt * dm * dm, lane < p.lanes));');
+    e.push(`  if (sg == 0u && m0 + ${m}u < p.m) { let o = ((m0 + ${m}u) * ps.splits + split) * 3u; part[o] = sn; part[o + 1u] = mean; part[o + 2u] = m2; } }`);
+  }
+  return {
+    bindings: ['var<storage, read_write> part: array<f32>;', 'var<uniform> ps: PS;'],
+    epilogue: e,
+  };
 }
 
 /**
@@ -134,7 +169,7 @@ export function rowConvFits(device: AdapterProfile, g: ConvGeometry, gradInput: 
  * V (stride 1, not scattered): texels of output pixels per lane along the row (1 or 2);
  * with 2 a lane owns 8 pixels, and each shuffled weight feeds twice the multiply-adds.
  */
-function rowConvSource(TM: number, K: number, S: number, hasBias: boolean, scatter: boolean, rawWeights = false, V = 1): string {
+function rowConvSource(TM: number, K: number, S: number, hasBias: boolean, scatter: boolean, rawWeights = false, V = 1, accumulate = false, stats = false, bn?: { mask: BnBackwardEpilogue['mask']; affine: boolean }): string {
   const P = (K - 1) / 2;
   // 1×1: a weight texel holds 4 input channels; an iteration takes CQ channels
   const CQ = K === 1 ? ONE_BY_ONE_CHANNELS : 1;
@@ -207,8 +242,14 @@ function rowConvSource(TM: number, K: number, S: number, hasBias: boolean, scatt
       Y[o] = vec4<f32>(a${m}_0.x, 0.0, a${m}_0.y, 0.0); Y[o + 1u] = vec4<f32>(a${m}_0.z, 0.0, a${m}_0.w, 0.0);
       Y[o + p.lanesPerRow * 2u] = vec4<f32>(); Y[o + p.lanesPerRow * 2u + 1u] = vec4<f32>(); }`;
   };
-  const stores = Array.from({ length: TM }, (_, m) => `if (m0 + ${m}u < p.m) { ${store(m)} }`);
-  return rowKernelShell(TM, hasBias, decl, body, stores);
+  if (bn) {
+    const b = bnBackwardCode(TM, bn.mask, bn.affine, Array.from({ length: TM }, (_, m) => store(m)), accumulate);
+    const stores = b.stores.map((st, m) => `if (m0 + ${m}u < p.m) { ${st} }`);
+    return withSplitParams(rowKernelShell(TM, hasBias, [...decl, ...b.decl], body, stores, { bindings: b.bindings, epilogue: b.epilogue }));
+  }
+  const stores = Array.from({ length: TM }, (_, m) => `if (m0 + ${m}u < p.m) { ${accumulate ? accumulating(store(m)) : store(m)} }`);
+  const shell = rowKernelShell(TM, hasBias, decl, body, stores, stats ? statsEpilogue(TM, V, hasBias) : {});
+  return stats ? withSplitParams(shell) : shell;
 }
 
 // Grad input of a 3×3 stride-2 convolution with padding 1 (dX is 2·Ho × 2·Wo): the
@@ -218,7 +259,7 @@ function rowConvSource(TM: number, K: number, S: number, hasBias: boolean, scatt
 // the pixel right of its 4 from its right neighbour. Per dY channel and output
 // channel: 9 vec4 multiply-adds into 4 accumulators (even/odd row × even/odd column).
 const S2_TM = 8;
-function gradInputStride2Source(): string {
+function gradInputStride2Source(accumulate = false, bn?: { mask: BnBackwardEpilogue['mask']; affine: boolean }): string {
   const TM = S2_TM;
   const decl: string[] = [];
   const body: string[] = [
@@ -248,7 +289,14 @@ function gradInputStride2Source(): string {
       let o1 = o + p.lanesPerRow * 2u;
       Y[o1] = vec4<f32>(oe${m}.x, oo${m}.x, oe${m}.y, oo${m}.y); Y[o1 + 1u] = vec4<f32>(oe${m}.z, oo${m}.z, oe${m}.w, oo${m}.w);
     }`);
-  return rowKernelShell(TM, false, decl, body, stores);
+  if (bn) {
+    // the stores' own guard (m0 + m < p.m) stays outside the rewritten statements
+    const inner = stores.map((st) => st.slice(st.indexOf('{') + 1, st.lastIndexOf('}')));
+    const b = bnBackwardCode(TM, bn.mask, bn.affine, inner, accumulate);
+    const guarded = b.stores.map((st, m) => `if (m0 + ${m}u < p.m) {${st}}`);
+    return withSplitParams(rowKernelShell(TM, false, [...decl, ...b.decl], body, guarded, { bindings: b.bindings, epilogue: b.epilogue }));
+  }
+  return rowKernelShell(TM, false, decl, body, accumulate ? stores.map(accumulating) : stores);
 }
 
 // Weight texels: 3×3, texel (c·3 + ky, m) = taps kx of row ky for input channel c;
@@ -285,20 +333,112 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 }`;
 
 /**
+ * How many statistics partials per channel a row forward writes with fused.stats (one
+ * per subgroup of 8 lanes): what its caller sizes them by (C·splits·3 floats) and
+ * batchnorm merges (kernels/batchnorm.ts batchStatsFromPartials).
+ */
+export function rowConvStatsSplits(device: AdapterProfile, g: ConvGeometry, gradInput = false): number {
+  // rowConv's grid: lanes of 4·V pixels over the output's rows (dY's for a stride-2 grad input)
+  const stride2 = gradInput && g.strideH === 2;
+  const [gridH, gridW] = gradInput ? [stride2 ? g.ho : g.h, stride2 ? g.wo : g.w] : [g.ho, g.wo];
+  const S = gradInput ? 1 : g.strideH;
+  const V = device.policy.conv.rowPixels === 8 && g.kh === 3 && S === 1 && !stride2 && gridW % 8 === 0 ? 2 : 1;
+  return Math.ceil((g.batch * gridH * (gridW / (4 * V))) / 64) * 8;
+}
+
+/**
+ * A batchnorm's backward folded into the epilogue of the conv grad input that produces
+ * its dY (policy.fusion.bnBackward): Y is masked by the relu as it is stored (by x
+ * recomputed as bnApply did, 'input', or by the batchnorm's output, 'output'), and each
+ * subgroup's Σg and Σg·ĥ per channel are written as batchnorm's backward partials
+ * ((c·splits + subgroup)·2, kernels/batchnorm.ts bnGradSumsFromPartials).
+ */
+export interface BnBackwardEpilogue {
+  mask: 'none' | 'input' | 'output';
+  /** the batchnorm's input (its shape is Y's) and [mean, 1/σ] */
+  x: Operand;
+  stats: Operand;
+  /** 'input' with an affine batchnorm: γ and β */
+  gamma?: Operand | undefined;
+  beta?: Operand | undefined;
+  /** 'output': the batchnorm's output */
+  y?: Operand | undefined;
+  partials: Operand;
+  splits: number;
+}
+
+/** The WGSL of a BnBackwardEpilogue: bindings (after the shell's), per-channel loads, the stores rewritten, the subgroup sums. */
+function bnBackwardCode(TM: number, mask: BnBackwardEpilogue['mask'], affine: boolean, stores: string[], accumulate: boolean): { bindings: string[]; decl: string[]; stores: string[]; epilogue: string[] } {
+  const bindings = ['var<storage, read_write> part: array<f32>;', 'var<uniform> ps: PS;', 'var<storage, read> bx: array<vec4<f32>>;', 'var<storage, read> bst: array<f32>;'];
+  if (mask === 'input' && affine) bindings.push('var<storage, read> bgamma: array<f32>;', 'var<storage, read> bbeta: array<f32>;');
+  if (mask === 'output') bindings.push('var<storage, read> by: array<vec4<f32>>;');
+  const decl: string[] = [];
+  for (let m = 0; m < TM; m++) {
+    decl.push(`let bc${m} = min(m0 + ${m}u, p.m - 1u);`, `let bm${m} = bst[bc${m}];`, `let bi${m} = bst[p.m + bc${m}];`);
+    // bnApply's k and shift, term for term, so the mask has the forward's bits
+    if (mask === 'input') decl.push(affine ? `let mk${m} = bst[p.m + bc${m}] * bgamma[bc${m}]; let ms${m} = bbeta[bc${m}];` : `let mk${m} = bst[p.m + bc${m}]; let ms${m} = 0.0;`);
+    decl.push(`var sg${m} = vec4<f32>(); var sgx${m} = vec4<f32>();`);
+  }
+  const rewritten = stores.map((st, m) =>
+    st.replace(/Y\[([^\]]+)\] = ([^;]+);/g, (_all, idx: string, expr: string) => {
+      const g =
+        mask === 'none'
+          ? 'v_'
+          : mask === 'input'
+            ? `select(vec4<f32>(), v_, (bx[i_] - bm${m}) * mk${m} + ms${m} > vec4<f32>())`
+            : 'select(vec4<f32>(), v_, by[i_] > vec4<f32>())';
+      return `{ let i_ = ${idx}; let v_ = ${accumulate ? 'Y[i_] + ' : ''}${expr}; let g_ = ${g}; Y[i_] = g_; sg${m} += g_; sgx${m} += g_ * (bx[i_] - bm${m}); }`;
+    }),
+  );
+  const epilogue = ['let split = lane / 8u;'];
+  for (let m = 0; m < TM; m++) {
+    epilogue.push(`{ let tg = subgroupAdd(dot(sg${m}, vec4<f32>(1.0))); let tgx = subgroupAdd(dot(sgx${m}, vec4<f32>(1.0)) * bi${m});`);
+    epilogue.push(`  if (sg == 0u && m0 + ${m}u < p.m) { let o = ((m0 + ${m}u) * ps.splits + split) * 2u; part[o] = tg; part[o + 1u] = tgx; } }`);
+  }
+  return { bindings, decl, stores: rewritten, epilogue };
+}
+
+/** X (forward) or dY (grad input, grad weight) copied raw once for kernels that share it (caller releases): copyRaw of the whole tensor. */
+export function rawActivation(device: Device, t: Operand, g: ConvGeometry, gradOutput: boolean): PooledTexture {
+  return copyRaw(device, t, gradOutput ? g.cout * g.ho * g.wo : g.cin * g.h * g.w, g.batch);
+}
+
+/** The uniform block of an epilogue's partials (how many per channel), declared beside the shell's. */
+function withSplitParams(shell: string): string {
+  return shell.replace('struct P {', 'struct PS { splits: u32, _a: u32, _b: u32, _c: u32 }\nstruct P {');
+}
+
+/** WGSL stores `Y[i] = v;` made `Y[i] = Y[i] + v;`: the kernel adds into what Y holds (autograd's "add into" a gradient). */
+function accumulating(store: string): string {
+  return store.replace(/Y\[([^\]]+)\] = /g, 'Y[$1] = Y[$1] + ');
+}
+
+/**
  * Records Y = conv2d(X, W) (+ bias), or with `gradInput` dX = the convolution's grad
  * input from dY (stride 1: the flipped kernel; 1×1 stride 2: scattered; 3×3 stride 2:
- * gradInputStride2Source); needs rowConvFits(device, g, gradInput).
+ * gradInputStride2Source); needs rowConvFits(device, g, gradInput). `fused.raw`: the
+ * input already copied raw (rawActivation; the caller keeps it); `fused.accumulate`:
+ * Y += the result (same sum as a separate add of the two, in the same order).
  */
-export function rowConv(device: Device, input: Operand, weight: Operand, bias: Operand | undefined, out: Operand, g: ConvGeometry, gradInput: boolean, pixelsPerLane: 4 | 8 = 8): void {
+export function rowConv(
+  device: Device, input: Operand, weight: Operand, bias: Operand | undefined, out: Operand, g: ConvGeometry, gradInput: boolean, pixelsPerLane: 4 | 8 = 8,
+  fused: { raw?: PooledTexture | undefined; accumulate?: boolean; stats?: Operand | undefined; bn?: BnBackwardEpilogue | undefined } = {},
+): void {
+  if (fused.stats && gradInput) throw new Error('rowConv: batchnorm statistics are a forward epilogue');
+  if (fused.bn && !gradInput) throw new Error("rowConv: a batchnorm's backward is a grad-input epilogue");
   const K = g.kh;
   const S = gradInput ? 1 : g.strideH;
   const stride2 = gradInput && g.strideH === 2 && K === 3; // gradInputStride2Source
   const scatter = gradInput && g.strideH === 2 && K === 1;
   // the grid of lanes is over dY's pixels for a stride-2 grad input, else over the output's
   const [c, h, w, m, gridH, gridW] = gradInput ? [g.cout, g.ho, g.wo, g.cin, g.strideH === 2 ? g.ho : g.h, g.strideH === 2 ? g.wo : g.w] : [g.cin, g.h, g.w, g.cout, g.ho, g.wo];
-  const raw = copyRaw(device, input, c * h * w, g.batch);
+  const raw = fused.raw ?? copyRaw(device, input, c * h * w, g.batch);
+  const acc = fused.accumulate === true;
   // 3×3 stride 1: 8 pixels per lane where rows are whole octets (1, 2, 4 or 8 lanes per row)
   const V = pixelsPerLane === 8 && K === 3 && S === 1 && !stride2 && gridW % 8 === 0 ? 2 : 1;
+  const st = fused.stats !== undefined;
+  const bn = fused.bn ? { mask: fused.bn.mask, affine: fused.bn.gamma !== undefined } : undefined;
+  const bnKey = bn ? `${bn.mask}:${bn.affine}` : '-';
   const TM = stride2 ? S2_TM : K === 1 && m > 16 ? TM_1X1 : 16;
   const mPad = Math.ceil(m / TM) * TM;
   const iters = K === 1 ? Math.ceil(c / ONE_BY_ONE_CHANNELS) : c;
@@ -316,17 +456,32 @@ export function rowConv(device: Device, input: Operand, weight: Operand, bias: O
     device.dispatch(packPipeline, [weight.buffer, wt.view, pu], [Math.ceil((tw * mPad) / 64), 1, 1]);
   }
   const hasBias = bias !== undefined;
-  const what = `${K}×${K}, stride ${S}${scatter ? ', scattered ×2' : ''}, ${TM} channels${V > 1 ? `, ${4 * V} px` : ''}${hasBias ? ', +bias' : ''}${rawWeights ? ', raw weights' : ''}`;
+  const what = `${K}×${K}, stride ${S}${scatter ? ', scattered ×2' : ''}, ${TM} channels${V > 1 ? `, ${4 * V} px` : ''}${hasBias ? ', +bias' : ''}${rawWeights ? ', raw weights' : ''}${acc ? ', add into' : ''}${st ? ', + bn statistics' : ''}${bn ? ', + bn backward' : ''}`;
   const pipeline = stride2
-    ? device.pipeline('conv2d rows:gradInputStride2', 'conv2d rows (grad input of 3×3 stride 2)', gradInputStride2Source)
-    : device.pipeline(`conv2d rows:${TM}:${K}:${S}:${hasBias}:${scatter}:${rawWeights}:${V}`, `conv2d rows (${what})`, () => rowConvSource(TM, K, S, hasBias, scatter, rawWeights, V));
+    ? device.pipeline(`conv2d rows:gradInputStride2:${acc}:${bnKey}`, `conv2d rows (grad input of 3×3 stride 2${acc ? ', add into' : ''}${bn ? ', + bn backward' : ''})`, () => gradInputStride2Source(acc, bn))
+    : device.pipeline(`conv2d rows:${TM}:${K}:${S}:${hasBias}:${scatter}:${rawWeights}:${V}:${acc}:${st}:${bnKey}`, `conv2d rows (${what})`, () => rowConvSource(TM, K, S, hasBias, scatter, rawWeights, V, acc, st, bn));
   const lanesPerRow = gridW / (4 * V);
   const lanes = g.batch * gridH * lanesPerRow;
   const u = device.uniforms(new UniformWriter().u32(c, h, w / 4, gridH, lanesPerRow, m, lanes, iters).bytes());
   const bindings = [raw.view, wt.view, out.buffer, u];
   if (bias) bindings.push(bias.buffer);
-  device.dispatch(pipeline, bindings, [Math.ceil(lanes / 64), mPad / TM, 1]);
-  device.releaseTexture(raw);
+  if (fused.stats) {
+    const splits = Math.ceil(lanes / 64) * 8;
+    if (fused.stats.size < splits * m * 3) throw new Error(`rowConv: statistics partials hold ${fused.stats.size} floats, need ${splits * m * 3}`);
+    bindings.push(fused.stats.buffer, device.uniforms(new UniformWriter().u32(splits, 0, 0, 0).bytes()));
+  }
+  if (fused.bn) {
+    const e = fused.bn;
+    const splits = Math.ceil(lanes / 64) * 8;
+    if (e.splits !== splits || e.partials.size < splits * m * 2) throw new Error(`rowConv: batchnorm backward partials: ${e.splits} splits of ${e.partials.size} floats, need ${splits} splits (${splits * m * 2} floats)`);
+    if (e.x.size !== out.size || (e.mask === 'output' && e.y?.size !== out.size)) throw new Error("rowConv: the batchnorm's tensors do not match dX");
+    bindings.push(e.partials.buffer, device.uniforms(new UniformWriter().u32(splits, 0, 0, 0).bytes()), e.x.buffer, e.stats.buffer);
+    if (e.mask === 'input' && e.gamma) bindings.push(e.gamma.buffer, e.beta!.buffer);
+    if (e.mask === 'output') bindings.push(e.y!.buffer);
+  }
+  // adding into Y reads it as well as writing it
+  device.dispatch(pipeline, bindings, [Math.ceil(lanes / 64), mPad / TM, 1], acc ? { read: out.size * 4 } : undefined);
+  if (!fused.raw) device.releaseTexture(raw);
   device.releaseTexture(wt);
 }
 
@@ -498,10 +653,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
  * `slices` partial sums over rows of the batch's output (`rowsPerSlice` rows each)
  * into `parts` ([slices, Cout, Cin, KH, KW]), reading dY and X unpacked.
  */
-export function rowGradWeight(device: Device, dy: Operand, x: Operand, parts: Operand, g: ConvGeometry, slices: number, rowsPerSlice: number): void {
+export function rowGradWeight(
+  device: Device, dy: Operand, x: Operand, parts: Operand, g: ConvGeometry, slices: number, rowsPerSlice: number,
+  raw: { dy?: PooledTexture | undefined; x?: PooledTexture | undefined } = {},
+): void {
   const S = g.strideH;
-  const dyt = copyRaw(device, dy, g.cout * g.ho * g.wo, g.batch);
-  const xt = copyRaw(device, x, g.cin * g.h * g.w, g.batch);
+  // dY and X copied raw by the caller where other kernels share the copies (it releases them)
+  const dyt = raw.dy ?? copyRaw(device, dy, g.cout * g.ho * g.wo, g.batch);
+  const xt = raw.x ?? copyRaw(device, x, g.cin * g.h * g.w, g.batch);
   const Q = g.wo / 4;
   if (g.kh === 3) {
     const pipeline = device.pipeline(`conv2d rows:gradWeight3x3:${S}:${Q}:${g.ho}`, `conv2d rows grad weight (3×3, stride ${S})`, () => rowGradWeight3x3Source(S, Q, g.ho));
@@ -514,6 +673,6 @@ export function rowGradWeight(device: Device, dy: Operand, x: Operand, parts: Op
     const u = device.uniforms(new UniformWriter().u32(g.batch * g.ho, rowsPerSlice, g.cout, g.cin, g.h, g.w / 4, coBlocks, 0).bytes());
     device.dispatch(pipeline, [dyt.view, xt.view, parts.buffer, u], [coBlocks * Math.ceil(g.cin / GW_TC), slices, 1]);
   }
-  device.releaseTexture(dyt);
-  device.releaseTexture(xt);
+  if (!raw.dy) device.releaseTexture(dyt);
+  if (!raw.x) device.releaseTexture(xt);
 }

@@ -39,7 +39,7 @@ import type { GradWeightBlock } from '../gpu/policy.ts';
 import type { Operand } from './operand.ts';
 import type { ConvGeometry, ConvPlan } from './convGeometry.ts';
 import { UniformWriter, hasSubgroupsOf8, isSoftwareAdapter } from './common.ts';
-import { rowConv, rowGradWeight } from './conv2dRows.ts';
+import { type BnBackwardEpilogue, rawActivation, rowConv, rowGradWeight } from './conv2dRows.ts';
 import { fill } from './elementwise.ts';
 
 
@@ -420,12 +420,15 @@ function blockRows(device: Device, M: number): number {
  * nothing) or where the weight gradient takes a row kernel (it reads X unpacked).
  */
 export function conv2dForwardTexture(
-  device: Device, x: Operand, weight: Operand, bias: Operand | undefined, y: Operand, g: ConvGeometry, plan: ConvPlan, keepInput = false,
+  device: Device, x: Operand, weight: Operand, bias: Operand | undefined, y: Operand, g: ConvGeometry, plan: ConvPlan, keepInput = false, stats?: Operand,
 ): PooledTexture | undefined {
-  // the row kernel reads X unpacked (a repacked weight gradient then packs it itself)
+  if (stats && !plan.forwardStatistics) throw new Error('conv2dForward: this plan computes no batchnorm statistics (plan.forwardStatistics is false)');
+  // the row kernel reads X unpacked (a repacked weight gradient then packs it itself);
+  // where the weight gradient is a row kernel too, its raw copy of X is kept for it
   if (plan.forward === 'rows') {
-    rowConv(device, x, weight, bias, y, g, false, device.policy.conv.rowPixels);
-    return undefined;
+    const raw = keepInput && plan.keepsRawInput ? rawActivation(device, x, g, false) : undefined;
+    rowConv(device, x, weight, bias, y, g, false, device.policy.conv.rowPixels, { raw, stats });
+    return raw;
   }
   const TM = blockRows(device, g.cout);
   const xt = packInput(device, x, g);
@@ -486,6 +489,16 @@ function gradOutputPadding(g: ConvGeometry): [number, number] {
   return [padH, padW];
 }
 
+/** What a conv's backward shares or fuses on the row kernels (ConvPlan.sharesRawGradOutput, gradInputAccumulates). */
+export interface ConvGradInputFusion {
+  /** dY copied raw once for both gradients (rawActivation), kept by the caller */
+  rawDy?: PooledTexture | undefined;
+  /** dX += the gradient instead of dX = it (autograd's add into a gradient buffer) */
+  accumulate?: boolean;
+  /** the backward of the batchnorm whose output X is, folded into the epilogue (plan.gradInputBatchNorm) */
+  bn?: BnBackwardEpilogue | undefined;
+}
+
 /** dY packed once for both gradients, with the padding grad input needs. */
 export interface PackedGradOutput {
   texture: PooledTexture;
@@ -499,11 +512,16 @@ export function packGradOutput(device: Device, dy: Operand, g: ConvGeometry): Pa
 }
 
 /** Records dX = ∂(conv2d)/∂X applied to dY: one correlation per phase (one at stride 1). */
-export function conv2dGradInputTexture(device: Device, dy: Operand, weight: Operand, dx: Operand, g: ConvGeometry, plan: ConvPlan, shared?: PackedGradOutput): void {
+export function conv2dGradInputTexture(
+  device: Device, dy: Operand, weight: Operand, dx: Operand, g: ConvGeometry, plan: ConvPlan, shared?: PackedGradOutput, fused: ConvGradInputFusion = {},
+): void {
   if (plan.gradInput === 'rows') {
-    rowConv(device, dy, weight, undefined, dx, g, true, device.policy.conv.rowPixels);
+    if (fused.accumulate && !plan.gradInputAccumulates) throw new Error('conv2dGradInput: this plan cannot add into dX (plan.gradInputAccumulates is false)');
+    if (fused.bn && !plan.gradInputBatchNorm) throw new Error("conv2dGradInput: this plan cannot fold a batchnorm's backward in (plan.gradInputBatchNorm is false)");
+    rowConv(device, dy, weight, undefined, dx, g, true, device.policy.conv.rowPixels, { raw: fused.rawDy, accumulate: fused.accumulate ?? false, bn: fused.bn });
     return;
   }
+  if (fused.accumulate || fused.bn) throw new Error(`conv2dGradInput: the ${plan.gradInput} kernel cannot add into dX`);
   const TM = blockRows(device, g.cin);
   const packed = shared ?? packGradOutput(device, dy, g);
   const all = phases(g);
@@ -696,12 +714,14 @@ export function conv2dGradWeightTexture(
   plan: ConvPlan,
   dyTex?: PackedGradOutput,
   xTex?: PooledTexture,
+  rawDy?: PooledTexture,
 ): void {
   const b = gradWeightBlock(device, g);
   const { slices, rowsPerSlice } = gradWeightSlicesTexture(device, g);
   if (parts.size < slices * g.cout * g.cin * g.kh * g.kw) throw new Error(`conv2dGradWeightTexture: partials tensor too small for ${slices} slices`);
   if (plan.gradWeight === 'rows') {
-    rowGradWeight(device, dy, x, parts, g, slices, rowsPerSlice);
+    // xTex here is the forward's raw copy of X (conv2dForwardTexture keeps it where plan.keepsRawInput)
+    rowGradWeight(device, dy, x, parts, g, slices, rowsPerSlice, { dy: rawDy, x: plan.keepsRawInput ? xTex : undefined });
     return;
   }
   const dyt = dyTex?.texture ?? packActivation(device, dy, g.cout, g.ho, g.wo, 0, 0);

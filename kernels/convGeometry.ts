@@ -50,4 +50,16 @@ export interface ConvPlan {
   gradWeightSplits: number;
   /** the tiles of the parts planned 'large' */
   tiles?: ConvTiles;
+  /** fusion (policy.fusion.shareRaw): the row forward keeps its raw copy of X for the row weight gradient (freed with the graph) */
+  keepsRawInput: boolean;
+  /** fusion (policy.fusion.shareRaw): dY is copied raw once for both row gradients */
+  sharesRawGradOutput: boolean;
+  /** fusion (policy.fusion.addInto): the grad-input kernel can add into an existing gradient instead of writing a new one */
+  gradInputAccumulates: boolean;
+  /** fusion (policy.fusion.bnStats): the forward can write batchnorm statistics partials of its output (statisticsSplits per channel) */
+  forwardStatistics: boolean;
+  statisticsSplits: number;
+  /** fusion (policy.fusion.bnBackward): the grad-input kernel can fold in the backward sums of a batchnorm whose output X is (gradInputSplits per channel) */
+  gradInputBatchNorm: boolean;
+  gradInputSplits: number;
 }

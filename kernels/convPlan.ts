@@ -6,7 +6,7 @@
 import type { AdapterProfile } from '../gpu/device.ts';
 import type { ConvGeometry, ConvKernel, ConvPlan } from './convGeometry.ts';
 import { gradWeightSplits } from './conv2d.ts';
-import { rowConvFits, rowGradWeightFits } from './conv2dRows.ts';
+import { rowConvFits, rowConvStatsSplits, rowGradWeightFits } from './conv2dRows.ts';
 import { useTextureConv, useTextureConvGradInput } from './conv2dTexture.ts';
 import { planLargeConv } from './conv2dLarge.ts';
 
@@ -29,6 +29,14 @@ export function planConv(p: AdapterProfile, g: ConvGeometry): ConvPlan {
     keepsPackedInput: forward === 'texture' && gradWeight === 'texture',
     sharesPackedGradOutput: gradInput === 'texture' && gradWeight === 'texture',
     gradWeightSplits: splits,
+    // fusions (issue 20): the row kernels share their raw copies and add into a gradient
+    keepsRawInput: p.policy.fusion.shareRaw && forward === 'rows' && gradWeight === 'rows',
+    sharesRawGradOutput: p.policy.fusion.shareRaw && gradInput === 'rows' && gradWeight === 'rows',
+    gradInputAccumulates: p.policy.fusion.addInto && gradInput === 'rows',
+    forwardStatistics: p.policy.fusion.bnStats && forward === 'rows',
+    statisticsSplits: p.policy.fusion.bnStats && forward === 'rows' ? rowConvStatsSplits(p, g) : 0,
+    gradInputBatchNorm: p.policy.fusion.bnBackward && gradInput === 'rows',
+    gradInputSplits: p.policy.fusion.bnBackward && gradInput === 'rows' ? rowConvStatsSplits(p, g, true) : 0,
     ...(Object.keys(tiles).length ? { tiles } : {}),
   };
 }

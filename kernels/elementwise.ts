@@ -138,7 +138,7 @@ export function axpyInPlace(device: Device, dst: Operand, src: Operand, alpha = 
   const n = v4 ? dst.size / 4 : dst.size;
   const pipeline = device.pipeline(`axpy:${v4}`, 'axpy (accumulate)', () => axpySource(v4));
   const u = device.uniforms(new UniformWriter().u32(n).f32(alpha).bytes());
-  device.dispatch(pipeline, [dst.buffer, src.buffer, u], grid1d(n));
+  device.dispatch(pipeline, [dst.buffer, src.buffer, u], grid1d(n), { read: dst.size * 4 }); // dst is read too
 }
 
 const fillSource = (vec4: boolean): string => /* wgsl */ `

@@ -66,5 +66,5 @@ export function sgdUpdate(device: Device, w: Operand, g: Operand, v: Operand, p:
     source(p.form, p.nesterov, p.decoupled),
   );
   const u = new UniformWriter().u32(w.size, p.first ? 1 : 0).f32(p.lr, p.momentum, p.weightDecay, p.dampening);
-  device.dispatch(pipeline, [w.buffer, g.buffer, v.buffer, device.uniforms(u.bytes())], grid1d(w.size));
+  device.dispatch(pipeline, [w.buffer, g.buffer, v.buffer, device.uniforms(u.bytes())], grid1d(w.size), { read: 2 * w.size * 4 }); // w and v are read too
 }

@@ -63,7 +63,7 @@ export class CifarResNet extends Module {
   }
 
   forward(x: Tensor): Tensor {
-    let h = this.bn1.forwardRelu(this.conv1.forward(x));
+    let h = this.bn1.forwardRelu(this.conv1.forwardForBatchNorm(x, this.bn1.training));
     h = this.layer3.forward(this.layer2.forward(this.layer1.forward(h)));
     return this.fc.forward(this.pool.forward(h).flatten(1));
   }

@@ -18,7 +18,7 @@ import fc from 'fast-check';
 import { type Device, Rng, type Tensor, batchNorm2d, tensor, tidy, zeros, ones } from '../engine/index.ts';
 import { assertClose, checkOp, checkRefGrad, destroyTestDevice, randomArr, setPolicy, testDevice } from './helpers.ts';
 import { type Arr, arr } from './reference.ts';
-import { type RefBatchNormOptions, refBatchNorm2d, refChannelStats, refRunningUpdate } from './reference-conv.ts';
+import { type RefBatchNormOptions, avoidReluKink, refBatchNorm2d, refChannelStats, refRunningUpdate } from './reference-conv.ts';
 import { isSoftwareAdapter } from '../kernels/common.ts';
 
 let device: Device;
@@ -34,30 +34,6 @@ function randomGamma(rng: Rng, c: number): Arr {
   return arr([c], Array.from({ length: c }, () => Math.fround((rng.next() < 0.5 ? -1 : 1) * rng.uniform(0.1, 1.5))));
 }
 
-/**
- * Moves x away from the relu's kink: where the reference's pre-activation is within
- * 1e-4 of 0, f32 rounding could put the GPU on the other side and flip a gradient.
- */
-function avoidReluKink(inputs: Arr[], o: RefBatchNormOptions): void {
-  const pre = refBatchNorm2d({ ...o, relu: false });
-  const [x, gamma] = inputs as [Arr, Arr];
-  const [, C, H, W] = x.shape as [number, number, number, number];
-  for (let round = 0; round < 10; round++) {
-    const v = pre.forward(inputs);
-    const invstd = o.training
-      ? refChannelStats(x).variance.map((s) => 1 / Math.sqrt(s + (o.eps ?? 1e-5)))
-      : Array.from(o.runningVar!, (s) => 1 / Math.sqrt(s + (o.eps ?? 1e-5)));
-    let moved = false;
-    v.data.forEach((t, i) => {
-      if (Math.abs(t) >= 1e-4) return;
-      const c = Math.floor(i / (H * W)) % C;
-      x.data[i] = Math.fround(x.data[i]! + ((t < 0 ? -1 : 1) * 0.01) / (gamma.data[c]! * invstd[c]!));
-      moved = true;
-    });
-    if (!moved) return;
-  }
-  throw new Error('avoidReluKink: could not clear the kink');
-}
 
 interface BnCase {
   batch: number;

@@ -145,7 +145,7 @@ export function checkRefGrad(op: RefOp, inputs: Arr[], opts: { seed?: number; sk
  */
 export function setPolicy(
   device: Device,
-  patch: { conv?: Partial<KernelPolicy['conv']>; matmul?: Partial<KernelPolicy['matmul']>; batchnorm?: Partial<KernelPolicy['batchnorm']> },
+  patch: { conv?: Partial<KernelPolicy['conv']>; matmul?: Partial<KernelPolicy['matmul']>; batchnorm?: Partial<KernelPolicy['batchnorm']>; fusion?: Partial<KernelPolicy['fusion']> },
 ): () => void {
   const saved = device.policy;
   device.policy = {
@@ -153,6 +153,7 @@ export function setPolicy(
     conv: { ...saved.conv, ...patch.conv },
     matmul: { ...saved.matmul, ...patch.matmul },
     batchnorm: { ...saved.batchnorm, ...patch.batchnorm },
+    fusion: { ...saved.fusion, ...patch.fusion },
   };
   return () => {
     device.policy = saved;

@@ -81,6 +81,31 @@ export interface RefBatchNormOptions {
   residual?: boolean;
 }
 
+/**
+ * Moves x away from the relu's kink: where the reference's pre-activation is within
+ * 1e-4 of 0, f32 rounding could put the GPU on the other side and flip a gradient.
+ */
+export function avoidReluKink(inputs: Arr[], o: RefBatchNormOptions): void {
+  const pre = refBatchNorm2d({ ...o, relu: false });
+  const [x, gamma] = inputs as [Arr, Arr];
+  const [, C, H, W] = x.shape as [number, number, number, number];
+  for (let round = 0; round < 10; round++) {
+    const v = pre.forward(inputs);
+    const invstd = o.training
+      ? refChannelStats(x).variance.map((s) => 1 / Math.sqrt(s + (o.eps ?? 1e-5)))
+      : Array.from(o.runningVar!, (s) => 1 / Math.sqrt(s + (o.eps ?? 1e-5)));
+    let moved = false;
+    v.data.forEach((t, i) => {
+      if (Math.abs(t) >= 1e-4) return;
+      const c = Math.floor(i / (H * W)) % C;
+      x.data[i] = Math.fround(x.data[i]! + ((t < 0 ? -1 : 1) * 0.01) / (gamma.data[c]! * invstd[c]!));
+      moved = true;
+    });
+    if (!moved) return;
+  }
+  throw new Error('avoidReluKink: could not clear the kink');
+}
+
 /** Per-channel mean and biased variance of x [N,C,H,W] (two-pass, float64). */
 export function refChannelStats(x: Arr): { mean: number[]; variance: number[]; count: number } {
   const [N, C, H, W] = x.shape as [number, number, number, number];

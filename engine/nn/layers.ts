@@ -48,6 +48,15 @@ export class Conv2d extends Module {
     return conv2d(x, this.weight, this.bias, { stride: this.stride, padding: this.padding });
   }
 
+  /**
+   * forward() when a batchnorm takes the output next: in training the kernel may also
+   * write the batch statistics the batchnorm needs (conv2d's statistics option), so it
+   * does not read the output again. The same output either way.
+   */
+  forwardForBatchNorm(x: Tensor, bnTraining: boolean): Tensor {
+    return conv2d(x, this.weight, this.bias, { stride: this.stride, padding: this.padding, statistics: bnTraining });
+  }
+
   protected override describe(): string {
     return `(${this.inChannels}, ${this.outChannels}, kernel ${this.kernelSize.join('×')}, stride ${this.stride.join('×')}, padding ${this.padding.join('×')})`;
   }

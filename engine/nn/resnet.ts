@@ -51,7 +51,7 @@ export class BasicBlock extends Module {
   }
 
   forward(x: Tensor): Tensor {
-    const out = this.conv2.forward(this.bn1.forwardRelu(this.conv1.forward(x)));
+    const out = this.conv2.forwardForBatchNorm(this.bn1.forwardRelu(this.conv1.forwardForBatchNorm(x, this.bn1.training)), this.bn2.training);
     const identity = this.downsample
       ? this.downsample.forward(x)
       : this.padShortcut

@@ -5,7 +5,8 @@
 //   batchNormAddRelu(x, r)     = relu(bn(x) + r)
 // one elementwise dispatch each instead of three, and one backward that masks
 // the gradient by the output's sign and hands the residual its gradient.
-import { type BnFusion, type BnGeometry, batchStats, bnApply, bnGradInput, bnGradSums, bnSplits, runningStats } from '../../kernels/batchnorm.ts';
+import { type BnFusion, type BnGeometry, batchStats, batchStatsFromPartials, bnApply, bnGradInput, bnGradSums, bnGradSumsFromPartials, bnSplits, runningStats } from '../../kernels/batchnorm.ts';
+import { requestBnBackward, takePrepared, takeStatistics } from './fusion.ts';
 import { type Tensor, empty, recordOp, shapeStr, traceOp } from '../tensor.ts';
 
 export interface BatchNormOptions {
@@ -85,17 +86,24 @@ export function batchNorm2d(x: Tensor, o: BatchNormOptions): Tensor {
   const { splits } = bnSplits(g);
 
   const stats = empty(device, [2 * C], 'f32', `${op} statistics`);
+  // partials the convolution that produced x wrote beside it (conv2d's statistics option), taken either way
+  const fromConv = takeStatistics(x);
   if (useBatchStats) {
-    const scratch = empty(device, [splits * C * 3], 'f32', `${op} partial statistics`);
     const running =
       o.training && o.runningMean && o.runningVar
         ? { runningMean: o.runningMean, runningVar: o.runningVar, numBatchesTracked: o.numBatchesTracked ?? undefined }
         : undefined;
-    batchStats(device, x, g, stats, scratch, eps, momentum, running);
-    scratch.dispose();
+    if (fromConv) {
+      batchStatsFromPartials(device, fromConv.partials, fromConv.splits, g, stats, eps, momentum, running);
+    } else {
+      const scratch = empty(device, [splits * C * 3], 'f32', `${op} partial statistics`);
+      batchStats(device, x, g, stats, scratch, eps, momentum, running);
+      scratch.dispose();
+    }
   } else {
     runningStats(device, o.runningMean!, o.runningVar!, stats, eps);
   }
+  fromConv?.partials.dispose();
   const y = empty(device, x.shape, 'f32', op);
   bnApply(device, x, stats, y, g, f, weight, bias, residual);
 
@@ -106,31 +114,42 @@ export function batchNorm2d(x: Tensor, o: BatchNormOptions): Tensor {
   if (weight && bias) inputs.push(weight, bias);
   if (residual) inputs.push(residual);
   const out = recordOp(y, inputs, (dy) => {
+    // dY masked by the relu and its partial sums, from the epilogue of the conv grad input that completed it
+    const prepared = takePrepared(dy);
     const needX = x.requiresGrad;
     const needParams = !!weight && (weight.requiresGrad || bias!.requiresGrad);
     const needRes = !!residual?.requiresGrad;
+    // a relu without a residual: its mask recomputed from x as bnApply computed y (same bits), not read from y
+    const maskFromX = f.relu && !residual && device.policy.fusion.reluMask;
     let sums: Tensor | undefined;
     let dgamma: Tensor | undefined;
     let dbeta: Tensor | undefined;
     if (needParams || (needX && useBatchStats)) {
-      const scratch = empty(device, [splits * C * 2], 'f32', `${op} backward partial sums`);
       sums = empty(device, [2 * C], 'f32', `${op} backward sums`);
       if (needParams) {
         dgamma = empty(device, [C], 'f32', `${op} grad weight`);
         dbeta = empty(device, [C], 'f32', `${op} grad bias`);
       }
-      bnGradSums(device, x, dy, stats, g, f.relu, y, scratch, sums, dgamma, dbeta);
-      scratch.dispose();
+      if (prepared) {
+        bnGradSumsFromPartials(device, prepared.partials, prepared.splits, g, sums, dgamma, dbeta);
+      } else {
+        const scratch = empty(device, [splits * C * 2], 'f32', `${op} backward partial sums`);
+        bnGradSums(device, x, dy, stats, g, f.relu, y, scratch, sums, dgamma, dbeta, maskFromX ? { gamma: weight, beta: bias } : undefined);
+        scratch.dispose();
+      }
     }
+    prepared?.partials.dispose();
+    // a prepared dY is masked already: the relu is done
+    const fb: BnFusion = prepared ? { ...f, relu: false } : f;
     let dx: Tensor | null = null;
     let dres: Tensor | null = null;
     // without a relu the residual's gradient is dy itself; with one, the kernel writes the masked dy
-    if (needRes && !f.relu) dres = dy.reshape(x.shape);
-    const writeRes = needRes && f.relu;
+    if (needRes && !fb.relu) dres = dy.reshape(x.shape);
+    const writeRes = needRes && fb.relu;
     if (needX || writeRes) {
       dx = empty(device, x.shape, 'f32', `${op} grad input`);
       if (writeRes) dres = empty(device, x.shape, 'f32', `${op} grad residual`);
-      bnGradInput(device, x, dy, stats, g, { ...f, residual: writeRes }, useBatchStats, dx, { sums, gamma: weight, y, dres: dres ?? undefined });
+      bnGradInput(device, x, dy, stats, g, { ...fb, residual: writeRes }, useBatchStats, dx, { sums, gamma: weight, y, dres: dres ?? undefined, maskBeta: bias, maskFromInput: maskFromX && fb.relu });
       if (!needX) {
         dx.dispose();
         dx = null;
@@ -144,6 +163,12 @@ export function batchNorm2d(x: Tensor, o: BatchNormOptions): Tensor {
     return grads;
   });
   if (!out.requiresGrad) stats.dispose();
+  // training statistics: the conv that reads the output may fold this backward's sums into its grad input
+  // (mask: the relu recomputed from x as above, or read from y where a residual was added)
+  else if (useBatchStats && device.policy.fusion.bnBackward) {
+    const mask = !f.relu ? 'none' : residual ? 'output' : device.policy.fusion.reluMask ? 'input' : 'output';
+    requestBnBackward(out, { mask, x, stats, gamma: weight, beta: bias, y: mask === 'output' ? y : undefined });
+  }
   return out;
 }
 

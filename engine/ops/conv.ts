@@ -4,6 +4,8 @@
 // All three are implicit GEMMs in kernels/conv2d.ts.
 import { type ConvGeometry, conv2dForward, conv2dGradInput, conv2dGradWeight, outSize } from '../../kernels/conv2d.ts';
 import { type PackedGradOutput, packGradOutput } from '../../kernels/conv2dTexture.ts';
+import { type BnBackwardEpilogue, rawActivation } from '../../kernels/conv2dRows.ts';
+import { bnBackwardRequestOf, leavePrepared, leaveStatistics } from './fusion.ts';
 import { type ConvPlan, planConv } from '../../kernels/convPlan.ts';
 import { sumTo } from '../../kernels/reduce.ts';
 import type { PooledTexture } from '../../gpu/device.ts';
@@ -14,7 +16,15 @@ export interface Conv2dOptions {
   stride?: number | readonly [number, number];
   /** zero padding on each side, one number or [h, w]; default 0 */
   padding?: number | readonly [number, number];
+  /**
+   * A training batchnorm takes the output next: where the planner can
+   * (plan.forwardStatistics), the kernel also writes the batch statistics' partial
+   * sums, which batchNorm2d of this output merges instead of reading it again.
+   */
+  statistics?: boolean;
 }
+
+
 
 function pair(op: string, what: string, v: number | readonly [number, number], min: number): [number, number] {
   const p: [number, number] = typeof v === 'number' ? [v, v] : [v[0], v[1]];
@@ -62,16 +72,33 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options:
   const keepInput = weight.requiresGrad && isGradEnabled();
   // which kernel runs each part, decided once here (kernels/convPlan.ts)
   const plan = planConv(device, g);
-  const packedX = conv2dForward(device, x, weight, bias ?? undefined, out, g, plan, keepInput);
+  // (packed for the repacked weight gradient, or copied raw for the row one: plan.keepsRawInput)
+  const partials = options.statistics && plan.forwardStatistics ? empty(device, [plan.statisticsSplits * g.cout * 3], 'f32', 'conv2d batchnorm statistics partials') : undefined;
+  const packedX = conv2dForward(device, x, weight, bias ?? undefined, out, g, plan, keepInput, partials);
+  if (partials) leaveStatistics(out, { partials, splits: plan.statisticsSplits });
   const inputs = bias ? [x, weight, bias] : [x, weight];
   traceOp('conv2d', out, [x, weight, bias ?? null], { kernel: [g.kh, g.kw], stride: [g.strideH, g.strideW], padding: [g.padH, g.padW] });
   const release = packedX ? () => device.releaseTexture(packedX) : undefined;
-  return recordOp(out, inputs, (dy) => {
-    // where both gradients read dY repacked (texture path, no row kernel), it is packed once for the two
-    const shared = x.requiresGrad && weight.requiresGrad && plan.sharesPackedGradOutput ? packGradOutput(device, dy, g) : undefined;
-    const dx = x.requiresGrad ? gradInput(dy, weight, g, plan, shared) : null;
-    const dw = weight.requiresGrad ? gradWeight(dy, x, g, plan, shared, packedX) : null;
+  return recordOp(out, inputs, (dy, into, complete) => {
+    const both = x.requiresGrad && weight.requiresGrad;
+    // where both gradients read dY repacked (texture path, no row kernel), it is packed once for the two;
+    // where both are row kernels, copied raw once for the two
+    const shared = both && plan.sharesPackedGradOutput ? packGradOutput(device, dy, g) : undefined;
+    const rawDy = both && plan.sharesRawGradOutput ? rawActivation(device, dy, g, true) : undefined;
+    // x's gradient so far (the residual's), which the grad-input kernel adds into (plan.gradInputAccumulates)
+    const acc = plan.gradInputAccumulates ? into?.[0] : undefined;
+    // where the grad input writes x's whole gradient (complete, and added into what came before)
+    // and x is a training batchnorm's output, that batchnorm's backward sums are folded into
+    // its epilogue (plan.gradInputBatchNorm)
+    const whole = complete?.[0] === true && (into?.[0] === undefined || acc !== undefined);
+    const req = x.requiresGrad && plan.gradInputBatchNorm && whole ? bnBackwardRequestOf(x) : undefined;
+    const bnPartials = req ? empty(device, [plan.gradInputSplits * g.cin * 2], 'f32', 'conv2d grad input batchnorm partials') : undefined;
+    const bn = req && bnPartials ? { ...req, partials: bnPartials, splits: plan.gradInputSplits } : undefined;
+    const dx = x.requiresGrad ? gradInput(dy, weight, g, plan, shared, rawDy, acc, bn) : null;
+    if (dx && bnPartials) leavePrepared(dx, { partials: bnPartials, splits: plan.gradInputSplits });
+    const dw = weight.requiresGrad ? gradWeight(dy, x, g, plan, shared, packedX, rawDy) : null;
     if (shared) device.releaseTexture(shared.texture);
+    if (rawDy) device.releaseTexture(rawDy);
     let db: Tensor | null = null;
     if (bias?.requiresGrad) {
       const sums = empty(device, [1, g.cout, 1, 1], 'f32', 'conv2d bias grad');
@@ -83,18 +110,19 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options:
   }, release);
 }
 
-function gradInput(dy: Tensor, weight: Tensor, g: ConvGeometry, plan: ConvPlan, shared?: PackedGradOutput): Tensor {
-  const dx = empty(dy.device, [g.batch, g.cin, g.h, g.w], 'f32', 'conv2d grad input');
-  conv2dGradInput(dy.device, dy, weight, dx, g, plan, shared);
+function gradInput(dy: Tensor, weight: Tensor, g: ConvGeometry, plan: ConvPlan, shared?: PackedGradOutput, rawDy?: PooledTexture, into?: Tensor, bn?: BnBackwardEpilogue): Tensor {
+  if (into && into.size !== g.batch * g.cin * g.h * g.w) throw new Error(`conv2d backward: gradient to add into ${shapeStr(into.shape)} does not match the input [${g.batch}, ${g.cin}, ${g.h}, ${g.w}]`);
+  const dx = into ?? empty(dy.device, [g.batch, g.cin, g.h, g.w], 'f32', 'conv2d grad input');
+  conv2dGradInput(dy.device, dy, weight, dx, g, plan, shared, { rawDy, accumulate: !!into, bn });
   return dx;
 }
 
-function gradWeight(dy: Tensor, x: Tensor, g: ConvGeometry, plan: ConvPlan, shared?: PackedGradOutput, packedX?: PooledTexture): Tensor {
+function gradWeight(dy: Tensor, x: Tensor, g: ConvGeometry, plan: ConvPlan, shared?: PackedGradOutput, packedX?: PooledTexture, rawDy?: PooledTexture): Tensor {
   const device = dy.device;
   const dw = empty(device, [g.cout, g.cin, g.kh, g.kw], 'f32', 'conv2d grad weight');
   const splits = plan.gradWeightSplits;
   const scratch = splits > 1 ? empty(device, [splits, dw.size], 'f32', 'conv2d grad weight partials') : undefined;
-  conv2dGradWeight(device, dy, x, dw, g, plan, scratch, shared, packedX);
+  conv2dGradWeight(device, dy, x, dw, g, plan, scratch, shared, packedX, rawDy);
   scratch?.dispose(); // back to the pool; the queue orders any reuse after this kernel
   return dw;
 }

@@ -1,0 +1,51 @@
+// What one op leaves for the next across an op boundary when a fusion (policy.fusion,
+// issue 20) lets a kernel do part of another op's work, keyed by the tensor between
+// them: data handed over once, never a switch (which kernel runs is the planners').
+//   statistics   a conv's output → the batchnorm that normalises it: the batch
+//                statistics' partials the conv's epilogue wrote (conv2d's statistics)
+//   bnBackward   a batchnorm's output → the conv that reads it: what the conv's grad
+//                input needs to fold the batchnorm's backward sums into its epilogue
+//   prepared     that conv's grad input → the batchnorm's backward: dY already masked
+//                by the relu, and the partial sums
+import type { Tensor } from '../tensor.ts';
+
+export interface Partials {
+  partials: Tensor;
+  /** partials per channel */
+  splits: number;
+}
+
+/** A batchnorm's backward as a conv grad-input epilogue needs it (kernels/conv2dRows.ts BnBackwardEpilogue, less the partials). */
+export interface BnBackwardRequest {
+  mask: 'none' | 'input' | 'output';
+  x: Tensor;
+  stats: Tensor;
+  gamma?: Tensor | undefined;
+  beta?: Tensor | undefined;
+  y?: Tensor | undefined;
+}
+
+const statistics = new WeakMap<Tensor, Partials>();
+const bnBackward = new WeakMap<Tensor, BnBackwardRequest>();
+const prepared = new WeakMap<Tensor, Partials>();
+
+function take<T>(map: WeakMap<Tensor, T>, t: Tensor): T | undefined {
+  const v = map.get(t);
+  if (v) map.delete(t);
+  return v;
+}
+
+/** The conv that produced `t` wrote its batch statistics' partials. */
+export const leaveStatistics = (t: Tensor, p: Partials): void => void statistics.set(t, p);
+/** The statistics partials written beside `t`, handed over once (the caller disposes them). */
+export const takeStatistics = (t: Tensor): Partials | undefined => take(statistics, t);
+
+/** The batchnorm that produced `t` (training statistics) lets the conv reading `t` fold its backward sums in. */
+export const requestBnBackward = (t: Tensor, r: BnBackwardRequest): void => void bnBackward.set(t, r);
+/** What the batchnorm that produced `t` asks of the conv grad input that completes t's gradient (not removed: read once per backward). */
+export const bnBackwardRequestOf = (t: Tensor): BnBackwardRequest | undefined => bnBackward.get(t);
+
+/** `grad` (a batchnorm output's gradient) is already masked, with its backward partial sums. */
+export const leavePrepared = (grad: Tensor, p: Partials): void => void prepared.set(grad, p);
+/** The partial sums of a gradient a conv's epilogue prepared, handed over once (the caller disposes them). */
+export const takePrepared = (grad: Tensor): Partials | undefined => take(prepared, grad);

@@ -1,0 +1,318 @@
+// The fusions of policy.fusion (issue 20), each against its unfused form and the
+// float64 references at the production configuration (on lavapipe: the row kernels,
+// asserted through the planner so a test cannot drift onto another kernel):
+//   addInto   the conv grad-input kernel adds into the gradient its input already has
+//             (the residual's) instead of autograd's separate add: same sum, same order,
+//             so bit-identical to the unfused engine
+//   shareRaw  the row kernels copy X (forward → weight gradient) and dY (both gradients)
+//             into a texture once: the same values read, bit-identical
+//   reluMask  batchnorm + relu's backward recomputes the relu's mask from x as the
+//             forward computed the output (same bits) instead of reading the output
+//             (its float64 checks: test/batchnorm.test.ts, which runs the default policy)
+//   bnStats   the conv forward writes batchnorm's statistics partials in its epilogue,
+//             batchnorm merges them: a new order of sums, so equal within f32 rounding
+//   bnBackward the conv grad input that completes a batchnorm output's gradient masks
+//             it by the relu as it stores it and writes the batchnorm's backward sums'
+//             partials: within f32 rounding
+// and a ResNet's training steps with every fusion on against every fusion off.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import fc from 'fast-check';
+import { type Device, Rng, type Tensor, add, batchNorm2d, conv2d, scale, tensor, tidy } from '../engine/index.ts';
+import type { Conv2dOptions } from '../engine/ops/conv.ts';
+import { SGD } from '../engine/optim.ts';
+import { softmaxCrossEntropy } from '../engine/ops/loss.ts';
+import { isSoftwareAdapter } from '../kernels/common.ts';
+import { textureConvSupported } from '../kernels/conv2dTexture.ts';
+import { planConv } from '../kernels/convPlan.ts';
+import { type KernelPolicy, defaultKernelPolicy, unfusedPolicy } from '../gpu/policy.ts';
+import { resnet } from '../models/resnet.ts';
+import { type Arr, type RefOp, arr } from './reference.ts';
+import { avoidReluKink, refBatchNorm2d, refConv2d } from './reference-conv.ts';
+import { checkOp, destroyTestDevice, randomArr, testDevice } from './helpers.ts';
+
+let device: Device;
+before(async () => {
+  device = await testDevice();
+});
+after(destroyTestDevice);
+
+const GRAD_TOL = { atol: 3e-5, rtol: 1e-4 };
+const rowsHere = (): boolean => isSoftwareAdapter(device) && textureConvSupported(device);
+
+/** conv(x, w) + conv(x/2, w) = conv(1.5·x, w): x's gradient comes from two convolutions, the second added into the first's. */
+function refTwoConvs(stride: number, padding: number): RefOp {
+  const conv = refConv2d(stride, padding);
+  const x15 = (x: Arr): Arr => arr(x.shape, x.data.map((v) => 1.5 * v));
+  return {
+    name: 'conv(x, w) + conv(x/2, w)',
+    forward: ([x, w]) => conv.forward([x15(x!), w!]),
+    backward: ([x, w], g) => {
+      const [dx, dw] = conv.backward([x15(x!), w!], g);
+      return [x15(dx!), dw!];
+    },
+  };
+}
+
+/** ResNet-like geometries the row kernels take: 3×3 padding 1 or 1×1, stride 1 or 2, whole lanes of 4 pixels. */
+const production = fc
+  .record({
+    batch: fc.constantFrom(1, 2, 3),
+    cin: fc.constantFrom(4, 8, 16),
+    cout: fc.constantFrom(4, 8, 16),
+    k: fc.constantFrom(1, 3),
+    stride: fc.constantFrom(1, 2),
+    lanes: fc.constantFrom(1, 2, 4),
+    rows: fc.constantFrom(4, 8),
+    seed: fc.nat(),
+  })
+  .map((c) => ({ ...c, w: 4 * c.lanes * c.stride, h: c.rows * c.stride, padding: (c.k - 1) / 2 }));
+
+type Case = typeof production extends fc.Arbitrary<infer T> ? T : never;
+
+const geometry = (c: Case) => ({ batch: c.batch, cin: c.cin, h: c.h, w: c.w, cout: c.cout, kh: c.k, kw: c.k, ho: c.h / c.stride, wo: c.w / c.stride, strideH: c.stride, strideW: c.stride, padH: c.padding, padW: c.padding });
+
+/** x's and w's gradients of conv(x, w) + conv(x/2, w) under the device's policy as it is, and what the step's kernels were. */
+async function twoConvGrads(c: Case, g: Arr): Promise<{ dx: Float32Array; dw: Float32Array; labels: string[]; adds: number }> {
+  const rng = new Rng(c.seed);
+  const xs = randomArr(rng, [c.batch, c.cin, c.h, c.w]);
+  const ws = randomArr(rng, [c.cout, c.cin, c.k, c.k]);
+  const x = tensor(device, xs.data, xs.shape).requireGrad();
+  const w = tensor(device, ws.data, ws.shape).requireGrad();
+  const o = { stride: c.stride, padding: c.padding };
+  const rows = await device.countTraffic(() => {
+    tidy(() => {
+      const y = add(conv2d(x, w, null, o), conv2d(scale(x, 0.5), w, null, o));
+      y.backward(tensor(device, g.data, g.shape));
+    });
+  });
+  const out = { dx: await x.grad!.toArray(), dw: await w.grad!.toArray(), labels: rows.map((r) => r.label), adds: rows.filter((r) => r.label.startsWith('binary add')).reduce((n, r) => n + r.count, 0) };
+  for (const t of [x, w]) {
+    t.grad?.dispose();
+    t.dispose();
+  }
+  return out;
+}
+
+describe('fusion: add into (policy.fusion.addInto)', () => {
+  it('at the production configuration: a gradient added into by the conv grad-input kernel matches the reference', async () => {
+    await fc.assert(
+      fc.asyncProperty(production, async (c) => {
+        const plan = planConv(device, geometry(c));
+        assert.equal(plan.gradInputAccumulates, rowsHere(), `the planner adds into the gradient on the row kernels only: ${JSON.stringify(c)}`);
+        const rng = new Rng(c.seed);
+        await checkOp(device, {
+          inputs: [randomArr(rng, [c.batch, c.cin, c.h, c.w]), randomArr(rng, [c.cout, c.cin, c.k, c.k])],
+          gpu: ([x, w]) => add(conv2d(x!, w!, null, c), conv2d(scale(x!, 0.5), w!, null, c)),
+          ref: refTwoConvs(c.stride, c.padding),
+          gradTol: GRAD_TOL,
+          seed: c.seed,
+        });
+      }),
+      { numRuns: 12 },
+    );
+  });
+
+  it('is bit-identical to the unfused separate add, and takes its place', async (t) => {
+    // (each path's kernels run on every device; the separate add is replaced only where the row kernels run)
+    if (!rowsHere()) return t.skip('the row kernels (and so the fusion) run on software adapters with subgroups of 8 only');
+    await fc.assert(
+      fc.asyncProperty(production, async (c) => {
+        const g = randomArr(new Rng(c.seed + 1), [c.batch, c.cout, c.h / c.stride, c.w / c.stride]);
+        const fused = await twoConvGrads(c, g);
+        const saved = device.policy;
+        device.policy = unfusedPolicy();
+        let plain: Awaited<ReturnType<typeof twoConvGrads>>;
+        try {
+          plain = await twoConvGrads(c, g);
+        } finally {
+          device.policy = saved;
+        }
+        assert.deepEqual(fused.dx, plain.dx, 'dx');
+        assert.deepEqual(fused.dw, plain.dw, 'dw');
+        assert.ok(fused.labels.some((l) => l.includes('add into')), `a kernel adds into the gradient: ${fused.labels.join(', ')}`);
+        // adds: the forward's, then x's two gradients and w's two (a leaf's); the conv kernel adds x's in the fused step
+        assert.equal(plain.adds, 3, 'the unfused step: the forward add, x\'s and w\'s gradients added separately');
+        assert.equal(fused.adds, 2, 'the fused step: the forward add and w\'s');
+      }),
+      { numRuns: 6 },
+    );
+  });
+});
+
+/** batchnorm(conv(x, w)) on inputs [x, w, γ, β] (training statistics). */
+function refConvBatchNorm(stride: number, padding: number): RefOp {
+  const conv = refConv2d(stride, padding);
+  const bn = refBatchNorm2d({ training: true });
+  return {
+    name: 'batchNorm2d(conv2d(x, w))',
+    forward: ([x, w, gamma, beta]) => bn.forward([conv.forward([x!, w!]), gamma!, beta!]),
+    backward: ([x, w, gamma, beta], g) => {
+      const y = conv.forward([x!, w!]);
+      const [dy, dgamma, dbeta] = bn.backward([y, gamma!, beta!], g);
+      const [dx, dw] = conv.backward([x!, w!], dy!);
+      return [dx!, dw!, dgamma!, dbeta!];
+    },
+  };
+}
+
+describe('fusion: batchnorm statistics in the conv epilogue (policy.fusion.bnStats)', () => {
+  it('at the production configuration: batchnorm of a conv that wrote its statistics matches the reference', async () => {
+    await fc.assert(
+      fc.asyncProperty(production, async (c) => {
+        const plan = planConv(device, geometry(c));
+        assert.equal(plan.forwardStatistics, rowsHere(), `the planner writes statistics on the row kernels only: ${JSON.stringify(c)}`);
+        const rng = new Rng(c.seed);
+        // values off 0 (a constant offset per image is what the shifted sums must absorb)
+        const x = randomArr(rng, [c.batch, c.cin, c.h, c.w], 0.5, 2);
+        await checkOp(device, {
+          inputs: [x, randomArr(rng, [c.cout, c.cin, c.k, c.k]), randomArr(rng, [c.cout], 0.5, 1.5), randomArr(rng, [c.cout])],
+          gpu: ([xt, w, gamma, beta]) => batchNorm2d(conv2d(xt!, w!, null, { ...c, statistics: true }), { training: true, weight: gamma, bias: beta }),
+          ref: refConvBatchNorm(c.stride, c.padding),
+          tol: { atol: 3e-5, rtol: 1e-4 },
+          gradTol: { atol: 1e-4, rtol: 1e-3 },
+          seed: c.seed,
+        });
+      }),
+      { numRuns: 12 },
+    );
+  });
+
+  it('a conv output whose statistics no batchnorm takes is still the plain output; batchnorm in eval mode ignores them', async () => {
+    const rng = new Rng(3);
+    const xs = randomArr(rng, [2, 8, 8, 8]);
+    const ws = randomArr(rng, [8, 8, 3, 3]);
+    const run = async (statistics: boolean): Promise<Float32Array> => {
+      const out = tidy(() => {
+        const y = conv2d(tensor(device, xs.data, xs.shape), tensor(device, ws.data, ws.shape), null, { padding: 1, statistics });
+        const rm = tensor(device, new Array(8).fill(0.1), [8]);
+        const rv = tensor(device, new Array(8).fill(2), [8]);
+        return batchNorm2d(y, { training: false, runningMean: rm, runningVar: rv });
+      });
+      const a = await out.toArray();
+      out.dispose();
+      return a;
+    };
+    assert.deepEqual(await run(true), await run(false));
+  });
+});
+
+/**
+ * A training batchnorm + relu (+ residual) feeding convolutions, on inputs
+ * [x, γ, β, (r,) w]: conv(y, w) alone, or conv(y, w) + conv(y/2, w) = conv(1.5·y, w),
+ * where the second gradient of y is added into (the residual's case in a ResNet).
+ */
+function refBnConv(residual: boolean, twice: boolean, stride: number, padding: number): RefOp {
+  const bn = refBatchNorm2d({ training: true, relu: true, residual });
+  const conv = refConv2d(stride, padding);
+  const f = twice ? 1.5 : 1;
+  const split = (xs: Arr[]): [Arr[], Arr] => [xs.slice(0, residual ? 4 : 3), xs[xs.length - 1]!];
+  return {
+    name: `conv(relu(bn(x)${residual ? ' + r' : ''}))${twice ? ' twice' : ''}`,
+    forward: (xs) => {
+      const [bi, w] = split(xs);
+      const y = bn.forward(bi);
+      return conv.forward([arr(y.shape, y.data.map((v) => f * v)), w]);
+    },
+    backward: (xs, g) => {
+      const [bi, w] = split(xs);
+      const y = bn.forward(bi);
+      const [dy, dw] = conv.backward([arr(y.shape, y.data.map((v) => f * v)), w], g);
+      return [...bn.backward(bi, arr(dy!.shape, dy!.data.map((v) => f * v))), dw!];
+    },
+  };
+}
+
+describe('fusion: a batchnorm\'s backward in the conv grad-input epilogue (policy.fusion.bnBackward)', () => {
+  for (const [residual, twice] of [[false, false], [true, false], [true, true], [false, true]] as const) {
+    it(`at the production configuration: conv(relu(bn(x)${residual ? ' + r' : ''}))${twice ? ', y read by two convs (added into)' : ''} matches the reference`, async () => {
+      await fc.assert(
+        fc.asyncProperty(production, async (c) => {
+          const plan = planConv(device, geometry(c));
+          assert.equal(plan.gradInputBatchNorm, rowsHere(), `the planner folds batchnorm's backward in on the row kernels only: ${JSON.stringify(c)}`);
+          const rng = new Rng(c.seed);
+          const x = randomArr(rng, [c.batch, c.cin, c.h, c.w]);
+          const bnIn = [x, randomArr(rng, [c.cin], 0.5, 1.5), randomArr(rng, [c.cin])];
+          if (residual) bnIn.push(randomArr(rng, [c.batch, c.cin, c.h, c.w]));
+          avoidReluKink(bnIn, { training: true, relu: true, residual });
+          const o: Conv2dOptions = { stride: c.stride, padding: c.padding };
+          await checkOp(device, {
+            inputs: [...bnIn, randomArr(rng, [c.cout, c.cin, c.k, c.k])],
+            gpu: (ts) => {
+              const [xt, gamma, beta] = ts;
+              const w = ts[ts.length - 1]!;
+              const y = batchNorm2d(xt!, { training: true, weight: gamma, bias: beta, relu: true, residual: residual ? ts[3] : null });
+              return twice ? add(conv2d(y, w, null, o), conv2d(scale(y, 0.5), w, null, o)) : conv2d(y, w, null, o);
+            },
+            ref: refBnConv(residual, twice, c.stride, c.padding),
+            gradTol: { atol: 1e-4, rtol: 1e-3 },
+            seed: c.seed,
+          });
+        }),
+        { numRuns: 8 },
+      );
+    });
+  }
+});
+
+describe('fusion: the whole engine', () => {
+  /** Losses and the first conv's weight gradient of `steps` SGD steps of a small ResNet under the device's policy as it is. */
+  async function train(steps: number, gradStep = steps - 1): Promise<{ losses: number[]; grad: Float32Array }> {
+    const model = resnet(device, { depth: 8, numClasses: 10, shortcut: 'A', seed: 5 });
+    model.train(true);
+    const opt = new SGD({ params: model.parameters(), lr: 0.05, momentum: 0.9, weightDecay: 5e-4 });
+    const rng = new Rng(9);
+    const xs = randomArr(rng, [4, 3, 32, 32]);
+    const x = tensor(device, xs.data, xs.shape);
+    const labels = tensor(device, [1, 7, 3, 0], [4], 'i32');
+    const losses: number[] = [];
+    let grad: Float32Array = new Float32Array();
+    for (let s = 0; s < steps; s++) {
+      const loss: Tensor = tidy(() => {
+        const l = softmaxCrossEntropy(model.forward(x), labels);
+        l.backward();
+        return l;
+      });
+      losses.push(await loss.item());
+      loss.dispose();
+      if (s === gradStep) grad = await model.conv1.weight.grad!.toArray();
+      opt.step();
+      opt.zeroGrad();
+    }
+    x.dispose();
+    labels.dispose();
+    for (const p of model.parameters()) p.dispose();
+    return { losses, grad };
+  }
+
+  async function trainWith(policy: KernelPolicy, steps: number, gradStep = steps - 1): Promise<{ losses: number[]; grad: Float32Array }> {
+    const saved = device.policy;
+    device.policy = policy;
+    try {
+      return await train(steps, gradStep);
+    } finally {
+      device.policy = saved;
+    }
+  }
+
+  it('training steps with the fusions that keep the arithmetic give the unfused losses and gradients bit for bit', async () => {
+    const exact = defaultKernelPolicy();
+    exact.fusion = { ...exact.fusion, bnStats: false, bnBackward: false };
+    const fused = await trainWith(exact, 4);
+    const plain = await trainWith(unfusedPolicy(), 4);
+    // addInto, shareRaw, reluMask change no arithmetic
+    assert.deepEqual(fused.losses, plain.losses);
+    assert.deepEqual(fused.grad, plain.grad);
+  });
+
+  it('training steps with every fusion on give the unfused losses within f32 rounding', async () => {
+    // the first step's gradient (the same weights; later ones follow weights that drifted apart by rounding,
+    // which 4 images of a small net amplify) within 1e-4 of its scale, the losses within 1e-4 relative
+    const fused = await trainWith(defaultKernelPolicy(), 6, 0);
+    const plain = await trainWith(unfusedPolicy(), 6, 0);
+    fused.losses.forEach((l, i) => assert.ok(Math.abs(l - plain.losses[i]!) <= 1e-4 * Math.abs(plain.losses[i]!), `step ${i}: loss ${l}, unfused ${plain.losses[i]}`));
+    let scale = 0;
+    for (const v of plain.grad) scale = Math.max(scale, Math.abs(v));
+    plain.grad.forEach((v, i) => assert.ok(Math.abs(fused.grad[i]! - v) <= 1e-4 * scale, `gradient ${i}: ${fused.grad[i]}, unfused ${v}`));
+  });
+});
