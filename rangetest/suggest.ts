@@ -53,7 +53,7 @@ export interface SuggestOptions {
   readonly clearFallSnr?: number;
   /** auto, blow-up reading: the loss has blown up where it stays this many noise stds above its start; default 4. */
   readonly blowupSigmas?: number;
-  /** auto, blow-up reading: the answer is this many decades below the blow-up; default 1.5 (a thirtieth). */
+  /** auto, blow-up reading: the answer is this many decades below the blow-up; default 1.3 (a twentieth). */
   readonly blowupDecades?: number;
 }
 
@@ -159,7 +159,7 @@ function checkOptions(options: SuggestOptions): Options {
     marginDecades: num('marginDecades', options.marginDecades ?? 0.3, (v) => v >= 0, 'a number >= 0'),
     clearFallSnr: num('clearFallSnr', options.clearFallSnr ?? 8, (v) => v >= 0, 'a number >= 0'),
     blowupSigmas: num('blowupSigmas', options.blowupSigmas ?? 4, (v) => v > 0, 'a number > 0'),
-    blowupDecades: num('blowupDecades', options.blowupDecades ?? 1.5, (v) => v >= 0, 'a number >= 0'),
+    blowupDecades: num('blowupDecades', options.blowupDecades ?? 1.3, (v) => v >= 0, 'a number >= 0'),
   };
 }
 

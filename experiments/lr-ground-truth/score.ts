@@ -10,6 +10,8 @@ import { type RuleScore, type SweepProtocol, scoreRules } from '../../rangetest/
 import { RULES, evalLossSweep, loadRegretSettings, longSweep, oneEpochSweeps } from '../../test/lr-fixtures.ts';
 
 const settings = loadRegretSettings();
+// a baseline that reads no curve at all: if it does as well, the settings do not test the method
+const rules = { ...RULES, 'fixed 0.25 (no range test)': () => 0.25 };
 const protocols: [string, SweepProtocol][] = [
   ['the sweep as users run it (one epoch, at least 100 steps; each seed on its own, regrets averaged)', oneEpochSweeps],
   ['a 400-step sweep', longSweep],
@@ -27,7 +29,7 @@ function table(scores: RuleScore[]): string {
 }
 
 for (const [label, protocol] of protocols) {
-  const scores = scoreRules(settings, RULES, protocol);
+  const scores = scoreRules(settings, rules, protocol);
   if (!scores[0]?.perSetting.length) continue;
   console.log(`\n#### ${label}\n\nregret in points (the picks in brackets)\n\n${table(scores)}`);
 }
