@@ -29,6 +29,8 @@ export interface MemoryStats {
   createdTextures: number;
   /** the most liveBytes ever held since the device was created or resetPeakMemory() */
   peakLiveBytes: number;
+  /** the largest single buffer (bucket) acquired since then: what the binding-size limit caps */
+  largestBufferBytes: number;
 }
 
 export interface ExecutionStats {
@@ -139,6 +141,7 @@ export class Device {
   private pool = new Map<number, GPUBuffer[]>();
   private liveBytes = 0;
   private peakLiveBytes = 0;
+  private largestBufferBytes = 0;
   private liveBuffers = 0;
   private pooledBytes = 0;
   private pooledBuffers = 0;
@@ -237,6 +240,7 @@ export class Device {
     }
     this.liveBytes += size;
     this.peakLiveBytes = Math.max(this.peakLiveBytes, this.liveBytes);
+    this.largestBufferBytes = Math.max(this.largestBufferBytes, size);
     this.liveBuffers++;
     this.acquiredBytes.set(buffer, bytes);
     return { buffer, size };
@@ -331,12 +335,14 @@ export class Device {
       createdBuffers: this.createdBuffers,
       createdTextures: this.createdTextures,
       peakLiveBytes: this.peakLiveBytes,
+      largestBufferBytes: this.largestBufferBytes,
     };
   }
 
   /** Starts a new high-water mark of live bytes (memoryStats().peakLiveBytes) from what is live now. */
   resetPeakMemory(): void {
     this.peakLiveBytes = this.liveBytes;
+    this.largestBufferBytes = 0;
   }
 
   executionStats(): ExecutionStats {

@@ -125,3 +125,21 @@ it('steps after trimPool() (which also drops the cached bind groups holding its 
   assert.deepEqual(trimmed, plain);
   assert.ok(plain[11]! < plain[0]!, 'the loss falls');
 });
+
+it('memoryStats: the peak of live bytes and the largest buffer since resetPeakMemory()', () => {
+  device.resetPeakMemory();
+  const base = device.memoryStats();
+  assert.equal(base.largestBufferBytes, 0);
+  const big = device.acquire(3 * 2 ** 20 + 5);
+  const small = device.acquire(1000);
+  const m = device.memoryStats();
+  assert.equal(m.largestBufferBytes, big.size);
+  assert.ok(big.size >= 3 * 2 ** 20 + 5);
+  assert.equal(m.peakLiveBytes, base.liveBytes + big.size + small.size);
+  device.release(big);
+  device.release(small);
+  assert.equal(device.memoryStats().peakLiveBytes, m.peakLiveBytes, 'the peak stays after a release');
+  device.resetPeakMemory();
+  assert.equal(device.memoryStats().largestBufferBytes, 0);
+  assert.equal(device.memoryStats().peakLiveBytes, base.liveBytes);
+});

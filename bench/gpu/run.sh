@@ -106,6 +106,7 @@ if [ "$phase" = bench ]; then
     part torch 120 $py bench/torch_step.py --device cpu --configs 8x8,8x16 --warmup 1 --steps 2
     part bench 300 node --import tsx bench/main.ts --quick --no-peer --no-step --only 'sgd' --json "$W/bench.json"
     part profile 200 node --import tsx bench/profile.ts --depth 8 --batch 8
+    part memory 60 node --import tsx bench/memory.ts --depth 8 --batches 8,16 --memory-gib 24 --json "$W/memory.json"
     part kernels 300 node --import tsx bench/gpu/kernels.ts --local --json "$W/kernels.json" --budget-s 200
     [ -n "${SWEEP:-}" ] && part sweep 300 node --import tsx bench/gpu/matmul-sweep.ts --local --json "$W/sweep.json" --budget-s 120
   else
@@ -115,6 +116,8 @@ if [ "$phase" = bench ]; then
     part torch 60 $py bench/torch_step.py --configs 20x128,56x128,20x1000,56x1000 --amp-too --warmup 10 --steps 30
     part bench 50 node --import tsx bench/main.ts --no-peer --no-step --quick --json "$W/bench.json"
     part profile 25 node --import tsx bench/profile.ts --depth 56 --batch 128
+    # peak memory of a ResNet-56 step at batch 128 and 1000, and the largest batch that fits an H200
+    part memory 20 node --import tsx bench/memory.ts --depth 56 --batches 128,1000 --memory-gib 139 --json "$W/memory.json"
     # the kernel family: matmul 4096³ and ResNet conv layers at batch 128 and 1000 on each kernel, f32 and f16
     part kernels 120 node --import tsx bench/gpu/kernels.ts --json "$W/kernels.json" --budget-s 100
     # the matmul sweep (f32 tiles, f16, subgroup matrices) ran on its own at 17:29-17:32 (bench/gpu/results/)

@@ -1,0 +1,77 @@
+/**
+ * Memory of a training step (issue 19): the peak of live GPU memory (device.memoryStats(),
+ * the pool's own accounting: every buffer and texture a step holds at once) of one SGD step
+ * of a CIFAR ResNet (option A) at each measured batch size, a straight line through them
+ * (the weights, optimizer state and pool slack are fixed; activations grow with the batch),
+ * and the largest batch that fits: the adapter's buffer-binding limit caps the largest single
+ * buffer; with --memory-gib the line caps the total. WebGPU does not say how much memory the
+ * adapter has, so that figure is given, not read (an H200: 139).
+ *
+ *   node --import tsx bench/memory.ts [--depth 56] [--batches 32,128] [--memory-gib 139] [--json FILE]
+ */
+import { writeFileSync } from 'node:fs';
+import { createDevice } from '../gpu/device.ts';
+import { SGD } from '../engine/optim.ts';
+import { softmaxCrossEntropy } from '../engine/ops/loss.ts';
+import { randn, tensor, tidy } from '../engine/tensor.ts';
+import { resnet } from '../models/resnet.ts';
+
+function flag(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback;
+}
+
+const depth = Number(flag('depth', '56'));
+const batches = flag('batches', '32,128').split(',').map(Number);
+const memoryGiB = process.argv.includes('--memory-gib') ? Number(flag('memory-gib', '0')) : null;
+const jsonPath = process.argv.includes('--json') ? flag('json', '') : null;
+if (!Number.isInteger(depth) || batches.length < 2 || batches.some((b) => !Number.isInteger(b) || b < 1)) {
+  throw new Error('usage: bench/memory.ts [--depth N] [--batches B1,B2,...] (two or more batch sizes) [--memory-gib G] [--json FILE]');
+}
+
+const MiB = 2 ** 20;
+const device = await createDevice();
+const points: { batch: number; peakBytes: number; largestBufferBytes: number; liveBefore: number }[] = [];
+for (const batch of batches) {
+  device.trimPool();
+  const model = resnet(device, { depth, numClasses: 10, shortcut: 'A' });
+  const opt = new SGD({ params: model.parameters(), lr: 0.05, momentum: 0.9, weightDecay: 5e-4 });
+  const x = randn(device, [batch, 3, 32, 32], { seed: 1 });
+  const y = tensor(device, Array.from({ length: batch }, (_, i) => i % 10), [batch], 'i32');
+  const step = (): void => {
+    tidy(() => softmaxCrossEntropy(model.forward(x), y).backward());
+    opt.step();
+    opt.zeroGrad();
+    device.flush();
+  };
+  step(); // the momentum buffers exist from the first step on
+  await device.sync();
+  device.resetPeakMemory();
+  const liveBefore = device.memoryStats().liveBytes;
+  step();
+  await device.sync();
+  const m = device.memoryStats();
+  points.push({ batch, peakBytes: m.peakLiveBytes, largestBufferBytes: m.largestBufferBytes, liveBefore });
+  console.log(`ResNet-${depth}, batch ${batch}: peak ${(m.peakLiveBytes / MiB).toFixed(1)} MiB live during a step (${(liveBefore / MiB).toFixed(1)} MiB held between steps: weights, momentum, inputs), largest buffer ${(m.largestBufferBytes / MiB).toFixed(1)} MiB`);
+  x.dispose();
+  y.dispose();
+  model.dispose();
+}
+
+// least squares through the points: peak = fixed + perImage · batch
+const n = points.length;
+const mb = points.reduce((a, p) => a + p.batch, 0) / n;
+const mp = points.reduce((a, p) => a + p.peakBytes, 0) / n;
+const perImage = points.reduce((a, p) => a + (p.batch - mb) * (p.peakBytes - mp), 0) / points.reduce((a, p) => a + (p.batch - mb) ** 2, 0);
+const fixed = mp - perImage * mb;
+const last = points[n - 1]!;
+const bufferPerImage = last.largestBufferBytes / last.batch;
+const byBinding = Math.floor(device.limits.maxStorageBufferBindingSize / bufferPerImage);
+const byMemory = memoryGiB === null ? null : Math.floor((memoryGiB * 2 ** 30 - fixed) / perImage);
+console.log(`line: peak ≈ ${(fixed / MiB).toFixed(1)} MiB + ${(perImage / MiB).toFixed(3)} MiB per image`);
+for (const b of [128, 1000]) console.log(`  predicted peak at batch ${b}: ${((fixed + perImage * b) / MiB).toFixed(0)} MiB`);
+console.log(`largest batch: ${byBinding} by the adapter's maxStorageBufferBindingSize (${(device.limits.maxStorageBufferBindingSize / MiB).toFixed(0)} MiB; the largest buffer is ${(bufferPerImage / 1024).toFixed(1)} KiB per image)` +
+  (byMemory === null ? '; give --memory-gib for the memory bound' : `, ${byMemory} by ${memoryGiB} GiB of memory: ${Math.min(byBinding, byMemory)}`));
+console.log(`adapter: ${device.label}`);
+if (jsonPath) writeFileSync(jsonPath, `${JSON.stringify({ depth, adapter: device.label, points, fixedBytes: fixed, perImageBytes: perImage, maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize, largestBatch: { byBinding, byMemory, memoryGiB } }, null, 1)}\n`);
+await device.close();
