@@ -39,6 +39,6 @@ it('auto on the one-epoch sweeps: every setting has curves; never the worst rule
   const auto = scores.find((s) => s.rule === 'auto')!;
   console.log(scores.map((s) => `${s.rule}: mean ${s.mean.toFixed(2)} (${s.perSetting.map((p) => `${p.setting} ${p.regret.toFixed(1)}`).join(', ')})`).join('\n'));
   assert.equal(auto.worstOf, 0, 'auto is the worst rule on some setting');
-  // 0.89 points over five settings (2026-12-05); the issue asks ≤ 0.5 over ≥ 6
-  assert.ok(auto.mean <= 1, `auto's mean regret ${auto.mean.toFixed(2)} points`);
+  // 0.69 points over seven settings (2026-12-05); the issue asks ≤ 0.5 over ≥ 6
+  assert.ok(auto.mean <= 0.8, `auto's mean regret ${auto.mean.toFixed(2)} points`);
 });
