@@ -57,7 +57,7 @@
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 import type { AdapterProfile, Device, PooledTexture } from '../gpu/device.ts';
 import type { Operand } from './operand.ts';
-import type { ConvGeometry, ConvPlan } from './convGeometry.ts';
+import { type ConvGeometry, type ConvPlan, convParams, convParamsWgsl } from './convGeometry.ts';
 import { UniformWriter, grid1d, WG, FLAT_INDEX, isSoftwareAdapter } from './common.ts';
 import {
   conv2dForwardTexture,
@@ -111,22 +111,8 @@ export function outSize(input: number, kernel: number, stride: number, pad: numb
   return Math.floor((input + 2 * pad - kernel) / stride) + 1;
 }
 
-// Fields shared by every conv kernel's uniform block (16 × u32 = 4 vec4 rows).
-const PARAMS = /* wgsl */ `
-struct Params {
-  batch: u32, cin: u32, h: u32, w: u32,
-  cout: u32, ho: u32, wo: u32, M: u32,
-  N: u32, K: u32, strideH: u32, strideW: u32,
-  padH: u32, padW: u32, kChunk: u32, zero: u32,
-  kh: u32, kw: u32, _p0: u32, _p1: u32,
-}`;
-
-function params(g: ConvGeometry, M: number, N: number, K: number, kChunk = 0): Uint8Array {
-  return new UniformWriter()
-    .u32(g.batch, g.cin, g.h, g.w, g.cout, g.ho, g.wo, M, N, K, g.strideH, g.strideW, g.padH, g.padW, kChunk, 0)
-    .u32(g.kh, g.kw, 0, 0)
-    .bytes();
-}
+// the uniform block every buffer conv kernel reads (convGeometry.ts)
+const PARAMS = convParamsWgsl('zero');
 
 // Constants and the register-block product every GEMM kernel here shares.
 /**
@@ -280,7 +266,7 @@ export function conv2dForward(
   const pipeline = device.pipeline(`conv2d:${BM}x${TM}:${sizeKey(g.kh, g.kw)}:${hasBias}:${unroll}`, `conv2d ${sizeKey(g.kh, g.kw)} (BM ${BM}${hasBias ? ', +bias' : ''})`, () =>
     forwardSource(BM, TM, g.kh, g.kw, hasBias, unroll),
   );
-  const bindings: (GPUBuffer | GPUBufferBinding)[] = [x.buffer, weight.buffer, y.buffer, device.uniforms(params(g, M, N, K))];
+  const bindings: (GPUBuffer | GPUBufferBinding)[] = [x.buffer, weight.buffer, y.buffer, device.uniforms(convParams(g, M, N, K))];
   if (bias) bindings.push(bias.buffer);
   device.dispatch(pipeline, bindings, [Math.ceil(N / BN), Math.ceil(M / BM), 1]);
   return undefined;
@@ -409,7 +395,7 @@ export function conv2dGradInput(device: Device, dy: Operand, weight: Operand, dx
   );
   // the largest phase has ceil(H/s)·ceil(W/s) pixels
   const maxN = g.batch * Math.ceil(g.h / g.strideH) * Math.ceil(g.w / g.strideW);
-  const u = device.uniforms(params(g, M, 0, 0));
+  const u = device.uniforms(convParams(g, M, 0, 0));
   device.dispatch(pipeline, [dy.buffer, weight.buffer, dx.buffer, u], [Math.ceil(maxN / BN), Math.ceil(M / BM), g.strideH * g.strideW]);
 }
 
@@ -574,7 +560,7 @@ export function conv2dGradWeight(
     const pipeline = device.pipeline(`conv2d gradWeight:${BM}x${TM}:${sizeKey(g.kh, g.kw)}:${unroll}`, `conv2d grad weight ${sizeKey(g.kh, g.kw)} (BM ${BM})`, () =>
       gradWeightSource(BM, TM, g.kh, g.kw, unroll),
     );
-    const u = device.uniforms(params(g, M, N, K, chunk));
+    const u = device.uniforms(convParams(g, M, N, K, chunk));
     device.dispatch(pipeline, [dy.buffer, x.buffer, target.buffer, u], [Math.ceil(N / BN), Math.ceil(M / BM), splits]);
   }
   if (splits > 1) {

@@ -9,28 +9,14 @@
 // Operands may be f16 (shader-f16): X, W and dY as f16 arrays, outputs and bias f32.
 import type { AdapterProfile, Device } from '../gpu/device.ts';
 import type { GemmTile } from '../gpu/policy.ts';
-import type { ConvGeometry, ConvTiles } from './convGeometry.ts';
+import { type ConvGeometry, type ConvTiles, convParams, convParamsWgsl } from './convGeometry.ts';
 import type { Operand } from './operand.ts';
-import { UniformWriter, isSoftwareAdapter } from './common.ts';
+import { isSoftwareAdapter } from './common.ts';
 import { withF16 } from './cast.ts';
 import { type Elem, type GemmOperand, TILE_128, TILE_128x64, TILE_64x128, gemmSource, quadBody, tileKey } from './gemmLarge.ts';
 import { LARGE_MIN_K, LARGE_MIN_WORKGROUPS } from './matmulLarge.ts';
 
-const PARAMS = /* wgsl */ `
-struct Params {
-  batch: u32, cin: u32, h: u32, w: u32,
-  cout: u32, ho: u32, wo: u32, M: u32,
-  N: u32, K: u32, strideH: u32, strideW: u32,
-  padH: u32, padW: u32, kChunk: u32, coutPad: u32,
-  kh: u32, kw: u32, _p0: u32, _p1: u32,
-}`;
-
-function params(g: ConvGeometry, M: number, N: number, K: number, kChunk = 0, coutPad = 0): Uint8Array {
-  return new UniformWriter()
-    .u32(g.batch, g.cin, g.h, g.w, g.cout, g.ho, g.wo, M, N, K, g.strideH, g.strideW, g.padH, g.padW, kChunk, coutPad)
-    .u32(g.kh, g.kw, 0, 0)
-    .bytes();
-}
+const PARAMS = convParamsWgsl('coutPad');
 
 /** KH, KW, KHW as constants for 1×1 and 3×3 (divisions by them fold), else read from the uniforms. */
 function sizeConsts(kh: number, kw: number): { decl: string; key: string } {
@@ -170,7 +156,7 @@ export function conv2dForwardLarge(
   const pipeline = device.pipeline(`conv2d-large:${tileKey(t)}:${sz.key}:${hasBias}:${elem}`, `conv2d ${sz.key} (large ${t.bm}×${t.bn}${hasBias ? ', +bias' : ''}${elem === 'f16' ? ', f16' : ''})`, () =>
     forwardSource(t, g.kh, g.kw, hasBias, elem),
   );
-  const bindings: (GPUBuffer | GPUBufferBinding)[] = [x.buffer, weight.buffer, y.buffer, device.uniforms(params(g, M, N, K))];
+  const bindings: (GPUBuffer | GPUBufferBinding)[] = [x.buffer, weight.buffer, y.buffer, device.uniforms(convParams(g, M, N, K))];
   if (bias) bindings.push(bias.buffer);
   device.dispatch(pipeline, bindings, [Math.ceil(N / t.bn), Math.ceil(M / t.bm), 1]);
 }
@@ -274,7 +260,7 @@ export function conv2dGradInputLarge(device: Device, dy: GemmOperand, weight: Ge
   const pipeline = device.pipeline(`conv2d gradInput-large:${tileKey(t)}:${sz.key}:${elem}`, `conv2d grad input ${sz.key} (large ${t.bm}×${t.bn}${elem === 'f16' ? ', f16' : ''})`, () =>
     gradInputSource(t, g.kh, g.kw, elem),
   );
-  const u = device.uniforms(params(g, M, 0, 0, 0, coutPad));
+  const u = device.uniforms(convParams(g, M, 0, 0, 0, coutPad));
   device.dispatch(pipeline, [dy.buffer, weight.buffer, dx.buffer, u], [Math.ceil(maxN / t.bn), Math.ceil(M / t.bm), g.strideH * g.strideW]);
 }
 
@@ -361,6 +347,6 @@ export function conv2dGradWeightLarge(
   const pipeline = device.pipeline(`conv2d gradWeight-large:${tileKey(t)}:${sz.key}:${elem}`, `conv2d grad weight ${sz.key} (large ${t.bm}×${t.bn}${elem === 'f16' ? ', f16' : ''})`, () =>
     gradWeightSource(t, g.kh, g.kw, elem),
   );
-  const u = device.uniforms(params(g, M, N, K, splits > 1 ? chunk : K));
+  const u = device.uniforms(convParams(g, M, N, K, splits > 1 ? chunk : K));
   device.dispatch(pipeline, [dy.buffer, x.buffer, target.buffer, u], [Math.ceil(N / t.bn), Math.ceil(M / t.bm), splits]);
 }

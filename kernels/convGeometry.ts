@@ -2,6 +2,7 @@
 // conv kernels (conv2d.ts, conv2dTexture.ts, conv2dRows.ts) and their planner
 // (convPlan.ts) share, in a file of their own so the kernels need not import each other.
 import type { GemmTile } from '../gpu/policy.ts';
+import { UniformWriter } from './common.ts';
 
 export interface ConvGeometry {
   batch: number;
@@ -62,4 +63,29 @@ export interface ConvPlan {
   /** fusion (policy.fusion.bnBackward): the grad-input kernel can fold in the backward sums of a batchnorm whose output X is (gradInputSplits per channel) */
   gradInputBatchNorm: boolean;
   gradInputSplits: number;
+}
+
+/**
+ * The uniform block every buffer conv kernel (conv2d.ts, conv2dLarge.ts) reads: the geometry,
+ * the GEMM sizes and a K chunk, 20 × u32 (5 vec4 rows). Slot 15 is the one kernel-specific
+ * field, named by `slot15` in the WGSL: conv2d.ts's `zero` (always 0: an opaque loop bound),
+ * conv2dLarge.ts's `coutPad` (its grad input's padded output channels).
+ */
+export function convParamsWgsl(slot15: string): string {
+  return /* wgsl */ `
+struct Params {
+  batch: u32, cin: u32, h: u32, w: u32,
+  cout: u32, ho: u32, wo: u32, M: u32,
+  N: u32, K: u32, strideH: u32, strideW: u32,
+  padH: u32, padW: u32, kChunk: u32, ${slot15}: u32,
+  kh: u32, kw: u32, _p0: u32, _p1: u32,
+}`;
+}
+
+/** The values of convParamsWgsl's block. */
+export function convParams(g: ConvGeometry, M: number, N: number, K: number, kChunk = 0, slot15 = 0): Uint8Array {
+  return new UniformWriter()
+    .u32(g.batch, g.cin, g.h, g.w, g.cout, g.ho, g.wo, M, N, K, g.strideH, g.strideW, g.padH, g.padW, kChunk, slot15)
+    .u32(g.kh, g.kw, 0, 0)
+    .bytes();
 }
