@@ -9,10 +9,7 @@
 import { loadavg } from 'node:os';
 import { createDevice } from '../gpu/device.ts';
 import { type KernelPolicy, defaultKernelPolicy, unfusedPolicy } from '../gpu/policy.ts';
-import { SGD } from '../engine/optim.ts';
-import { softmaxCrossEntropy } from '../engine/ops/loss.ts';
-import { randn, tensor, tidy } from '../engine/tensor.ts';
-import { resnet } from '../models/resnet.ts';
+import { resnetStep } from './resnetStep.ts';
 import { findTorch, torchStep } from './torchPeer.ts';
 
 const args = process.argv.slice(2);
@@ -33,17 +30,7 @@ for (const [depth, batch] of configs) {
   const sides: { name: string; policy: KernelPolicy; step: () => void; ips: number[] }[] = [];
   for (const [name, policy] of [['unfused', unfusedPolicy()], ['fused', defaultKernelPolicy()]] as const) {
     device.policy = policy;
-    const model = resnet(device, { depth, numClasses: 10, shortcut: 'A', seed: 1 });
-    model.train(true);
-    const sgd = new SGD({ params: model.parameters(), lr: 0.05, momentum: 0.9, weightDecay: 5e-4 });
-    const x = randn(device, [batch, 3, 32, 32], { seed: 1 });
-    const labels = tensor(device, Array.from({ length: batch }, (_, i) => i % 10), [batch], 'i32');
-    const step = (): void => {
-      tidy(() => softmaxCrossEntropy(model.forward(x), labels).backward());
-      sgd.step();
-      sgd.zeroGrad();
-      device.flush();
-    };
+    const { step } = resnetStep(device, depth, batch, 1);
     sides.push({ name, policy, step, ips: [] });
   }
   const torchRuns: number[] = [];

@@ -11,10 +11,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { createDevice } from '../gpu/device.ts';
-import { SGD } from '../engine/optim.ts';
-import { softmaxCrossEntropy } from '../engine/ops/loss.ts';
-import { randn, tensor, tidy } from '../engine/tensor.ts';
-import { resnet } from '../models/resnet.ts';
+import { resnetStep } from './resnetStep.ts';
 
 function flag(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -34,16 +31,7 @@ const device = await createDevice();
 const points: { batch: number; peakBytes: number; largestBufferBytes: number; liveBefore: number }[] = [];
 for (const batch of batches) {
   device.trimPool();
-  const model = resnet(device, { depth, numClasses: 10, shortcut: 'A' });
-  const opt = new SGD({ params: model.parameters(), lr: 0.05, momentum: 0.9, weightDecay: 5e-4 });
-  const x = randn(device, [batch, 3, 32, 32], { seed: 1 });
-  const y = tensor(device, Array.from({ length: batch }, (_, i) => i % 10), [batch], 'i32');
-  const step = (): void => {
-    tidy(() => softmaxCrossEntropy(model.forward(x), y).backward());
-    opt.step();
-    opt.zeroGrad();
-    device.flush();
-  };
+  const { step, dispose } = resnetStep(device, depth, batch);
   step(); // the momentum buffers exist from the first step on
   await device.sync();
   device.resetPeakMemory();
@@ -53,9 +41,7 @@ for (const batch of batches) {
   const m = device.memoryStats();
   points.push({ batch, peakBytes: m.peakLiveBytes, largestBufferBytes: m.largestBufferBytes, liveBefore });
   console.log(`ResNet-${depth}, batch ${batch}: peak ${(m.peakLiveBytes / MiB).toFixed(1)} MiB live during a step (${(liveBefore / MiB).toFixed(1)} MiB held between steps: weights, momentum, inputs), largest buffer ${(m.largestBufferBytes / MiB).toFixed(1)} MiB`);
-  x.dispose();
-  y.dispose();
-  model.dispose();
+  dispose();
 }
 
 // least squares through the points: peak = fixed + perImage · batch

@@ -15,12 +15,9 @@
 // Passes of their own add a little per dispatch, so the sum is a bit above the
 // step's time in bench/main.ts; the shares are what this is for.
 import { createDevice } from '../gpu/device.ts';
-import { softmaxCrossEntropy } from '../engine/ops/loss.ts';
-import { SGD } from '../engine/optim.ts';
-import { randn, tensor, tidy } from '../engine/tensor.ts';
+import { resnetStep } from './resnetStep.ts';
 import { type KernelPolicy, defaultKernelPolicy, unfusedPolicy } from '../gpu/policy.ts';
-import type { Device, TrafficRow } from '../gpu/device.ts';
-import { resnet } from '../models/resnet.ts';
+import type { TrafficRow } from '../gpu/device.ts';
 
 
 const args = process.argv.slice(2);
@@ -51,27 +48,6 @@ if (args.includes('--traffic')) {
   process.exit(0);
 }
 
-/** A CIFAR ResNet training step on `device`: forward, backward, SGD update. */
-function stepOf(device: Device, d: number): { step: () => void; dispose: () => void } {
-  const model = resnet(device, { depth: d, numClasses: 10, shortcut: 'A' });
-  model.train(true);
-  const opt = new SGD({ params: model.parameters(), lr: 0.05, momentum: 0.9, weightDecay: 5e-4 });
-  const x = randn(device, [batch, 3, 32, 32], { seed: 1 });
-  const labels = tensor(device, Array.from({ length: batch }, (_, i) => i % 10), [batch], 'i32');
-  return {
-    step: () => {
-      tidy(() => softmaxCrossEntropy(model.forward(x), labels).backward());
-      opt.step();
-      opt.zeroGrad();
-      device.flush();
-    },
-    dispose: () => {
-      x.dispose();
-      labels.dispose();
-    },
-  };
-}
-
 /** The kernel family of a label: its name up to the first specialisation detail. */
 function family(label: string): string {
   return label.replace(/\s*[([{].*$/, '').replace(/\s+\d.*$/, '');
@@ -89,7 +65,7 @@ async function traffic(): Promise<void> {
     for (const [name, pol] of policies) {
       const device = await createDevice({ policy: pol });
       label = device.label;
-      const s = stepOf(device, d);
+      const s = resnetStep(device, d, batch);
       s.step(); // warm-up: the first step's one-off work (packed weights, statistics) is not a step's traffic
       await device.sync();
       results.push({ name, rows: await device.countTraffic(s.step) });
@@ -128,17 +104,7 @@ async function traffic(): Promise<void> {
 }
 
 const device = await createDevice({ dawnFlags: ['disable-dawn-features=timestamp_quantization'], policy });
-const model = resnet(device, { depth, numClasses: 10, shortcut: 'A' });
-model.train(true);
-const opt = new SGD({ params: model.parameters(), lr: 0.05, momentum: 0.9, weightDecay: 5e-4 });
-const x = randn(device, [batch, 3, 32, 32], { seed: 1 });
-const labels = tensor(device, Array.from({ length: batch }, (_, i) => i % 10), [batch], 'i32');
-const step = (): void => {
-  tidy(() => softmaxCrossEntropy(model.forward(x), labels).backward());
-  opt.step();
-  opt.zeroGrad();
-  device.flush();
-};
+const { step, dispose } = resnetStep(device, depth, batch);
 step();
 await device.sync();
 const rows = await device.profile(step);
@@ -148,6 +114,5 @@ console.log(`${'kernel'.padEnd(52)} ${'ms'.padStart(8)} ${'share'.padStart(6)} $
 for (const r of rows.slice(0, top)) {
   console.log(`${r.label.slice(0, 52).padEnd(52)} ${r.ms.toFixed(1).padStart(8)} ${((100 * r.ms) / total).toFixed(1).padStart(5)}% ${String(r.count).padStart(6)}`);
 }
-x.dispose();
-labels.dispose();
+dispose();
 device.destroy();
