@@ -30,7 +30,7 @@ function topoOrder(root: Tensor): Tensor[] {
 }
 
 function copyOf(t: Tensor): Tensor {
-  const out = empty(t.device, t.shape, 'f32', 'grad');
+  const out = empty(t.device, t.shape, t.dtype, 'grad');
   unary(t.device, 'copy', t, out);
   return out;
 }
@@ -60,7 +60,7 @@ export function backward(root: Tensor, gradOutput?: Tensor): void {
     // backwards still to add into each tensor's gradient: a backward that sees 1 is the last
     const pending = new Map<Tensor, number>();
     for (const node of order) if (node.backwardFn) for (const p of node.parents) if (p.requiresGrad) pending.set(p, (pending.get(p) ?? 0) + 1);
-    const seed = gradOutput ?? full(device, root.shape, 1);
+    const seed = gradOutput ?? full(device, root.shape, 1, root.dtype === 'f16' ? 'f16' : 'f32');
     grads.set(root, seed);
     hold(seed);
     if (gradOutput) hold(gradOutput); // never disposed: the caller owns it
@@ -101,6 +101,8 @@ export function backward(root: Tensor, gradOutput?: Tensor): void {
         if (gi.size !== p.size) {
           throw new Error(`backward of '${node.op}': gradient ${shapeStr(gi.shape)} for input ${shapeStr(p.shape)}`);
         }
+        // a gradient has its tensor's dtype (PyTorch's rule): an op's backward that missed it is a bug
+        if (gi.dtype !== p.dtype) throw new Error(`backward of '${node.op}': ${gi.dtype} gradient for a ${p.dtype} input ${shapeStr(p.shape)}`);
         hold(gi);
         const prev = grads.get(p);
         if (!prev) {
@@ -108,7 +110,7 @@ export function backward(root: Tensor, gradOutput?: Tensor): void {
         } else if (gi === prev) {
           drop(gi); // the backward added into it: still held once, by the map
         } else {
-          const sum = empty(device, p.shape, 'f32', 'grad');
+          const sum = empty(device, p.shape, p.dtype, 'grad');
           binary(device, 'add', prev, gi, sum);
           hold(sum);
           grads.set(p, sum);

@@ -1,11 +1,14 @@
 // Tensors: a shape over a pooled GPU buffer, plus the tape links autograd needs.
-// f32 everywhere except class labels (i32). Images are NCHW, weights OIHW.
+// f32 everywhere except class labels (i32) and, in half-precision training, f16
+// activations and their gradients. Images are NCHW, weights OIHW.
 import type { Device, PooledBuffer } from '../gpu/device.ts';
+import { type DType, bytesOf } from '../kernels/operand.ts';
+import { decodeHalves, encodeHalves } from '../kernels/cast.ts';
 import { Rng } from './random.ts';
 import { backward as runBackward } from './autograd.ts';
 import { fill } from '../kernels/elementwise.ts';
 
-export type DType = 'f32' | 'i32';
+export type { DType };
 export type Shape = readonly number[];
 
 /** A GPU buffer shared by a tensor and its reshaped views; freed when the last one is disposed. */
@@ -90,7 +93,7 @@ export class Tensor {
     trackInScope(this);
   }
 
-  /** The GPU buffer holding the data (at least size·4 bytes; may be larger). */
+  /** The GPU buffer holding the data (at least bytesOf(dtype, size) bytes; may be larger). */
   get buffer(): GPUBuffer {
     if (this.disposed) throw new Error(`tensor ${shapeStr(this.shape)} from '${this.op}' was used after dispose()`);
     return this.storage.buf.buffer;
@@ -117,13 +120,14 @@ export class Tensor {
     return this.reshape([...this.shape.slice(0, startDim), -1]);
   }
 
-  /** Reads the data back to the host. */
+  /** Reads the data back to the host (f16 data as its f32 values). */
   async toArray(): Promise<Float32Array> {
-    const bytes = await this.device.read(this.buffer, 0, this.size * 4);
-    return new Float32Array(bytes);
+    const bytes = await this.device.read(this.buffer, 0, bytesOf(this.dtype, this.size));
+    return this.dtype === 'f16' ? decodeHalves(bytes, this.size) : new Float32Array(bytes);
   }
 
   async toInt32Array(): Promise<Int32Array> {
+    if (this.dtype !== 'i32') throw new Error(`toInt32Array: tensor is ${this.dtype}, not i32`);
     const bytes = await this.device.read(this.buffer, 0, this.size * 4);
     return new Int32Array(bytes);
   }
@@ -205,7 +209,7 @@ function resolveShape(shape: Shape, size: number, from: Shape): number[] {
 /** An uninitialised tensor (contents are whatever the pooled buffer held). */
 export function empty(device: Device, shape: Shape, dtype: DType = 'f32', op = 'empty'): Tensor {
   checkShape(shape, op);
-  const buf = device.acquire(Math.max(4, sizeOf(shape) * 4));
+  const buf = device.acquire(Math.max(4, bytesOf(dtype, sizeOf(shape))));
   return new Tensor(new Storage(device, buf), shape, dtype, op);
 }
 
@@ -216,19 +220,19 @@ export function tensor(device: Device, data: ArrayLike<number>, shape?: Shape, d
     throw new Error(`tensor: ${data.length} values do not fill shape ${shapeStr(s)} (${sizeOf(s)} elements)`);
   }
   const t = empty(device, s, dtype, 'tensor');
-  const arr = dtype === 'i32' ? Int32Array.from(data) : Float32Array.from(data);
+  const arr = dtype === 'i32' ? Int32Array.from(data) : dtype === 'f16' ? encodeHalves(data) : Float32Array.from(data);
   if (arr.length) device.write(t.buffer, arr);
   return t;
 }
 
-export function full(device: Device, shape: Shape, value: number): Tensor {
-  const t = empty(device, shape, 'f32', 'full');
+export function full(device: Device, shape: Shape, value: number, dtype: 'f32' | 'f16' = 'f32'): Tensor {
+  const t = empty(device, shape, dtype, 'full');
   fill(device, t, value);
   return t;
 }
 
-export const zeros = (device: Device, shape: Shape): Tensor => full(device, shape, 0);
-export const ones = (device: Device, shape: Shape): Tensor => full(device, shape, 1);
+export const zeros = (device: Device, shape: Shape, dtype: 'f32' | 'f16' = 'f32'): Tensor => full(device, shape, 0, dtype);
+export const ones = (device: Device, shape: Shape, dtype: 'f32' | 'f16' = 'f32'): Tensor => full(device, shape, 1, dtype);
 
 export interface RandomOptions {
   seed?: number;

@@ -286,7 +286,8 @@ export function batchStatsFromPartials(
 ): void {
   if (scratch.size < splits * g.channels * 3) throw new Error(`batchnorm: ${splits} statistics partials of ${g.channels} channels need ${splits * g.channels * 3} floats, got ${scratch.size}`);
   const nbt = running?.numBatchesTracked;
-  const nbtType = nbt ? nbt.dtype : null;
+  if (nbt?.dtype === 'f16') throw new Error('batchnorm: num_batches_tracked must be i32 or f32, got f16');
+  const nbtType = nbt ? (nbt.dtype as 'i32' | 'f32') : null;
   const finalize = device.pipeline(`bn statsFinalize:${!!running}:${nbtType}`, 'batchnorm statistics (merge, running update)', () =>
     statsFinalizeSource(!!running, nbtType),
   );

@@ -5,12 +5,65 @@
 // word), so their byte size is 4·ceil(n / 2); an odd tail element is paired with 0.
 // Rounding is WGSL's f16(x): round to nearest even, ±inf beyond 65504.
 import type { Device } from '../gpu/device.ts';
-import type { Operand } from './operand.ts';
+import { type Operand, bytesOf } from './operand.ts';
 import { FLAT_INDEX, UniformWriter, WG, grid1d } from './common.ts';
 
 /** Bytes of a buffer holding n f16 elements. */
-export function f16Bytes(n: number): number {
-  return 4 * Math.ceil(n / 2);
+export const f16Bytes = (n: number): number => bytesOf('f16', n);
+
+// Host-side f16 (Node 20 has no Float16Array): for uploads and readbacks of f16 tensors.
+const f32Scratch = new Float32Array(1);
+const u32Scratch = new Uint32Array(f32Scratch.buffer);
+
+/** The f16 bits of x, rounded to nearest even as WGSL's f16(x); ±inf beyond 65504 (and past the rounding edge), NaN kept. */
+export function toHalfBits(x: number): number {
+  f32Scratch[0] = x;
+  const b = u32Scratch[0]!;
+  const sign = (b >>> 16) & 0x8000;
+  const exp = (b >>> 23) & 0xff;
+  const man = b & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (man ? 0x200 : 0);
+  const e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign; // below half the smallest subnormal
+    const m = man | 0x800000; // implicit bit
+    const shift = 14 - e; // 24-bit significand down to the subnormal's 10 bits
+    const half = 1 << (shift - 1);
+    let r = m >>> shift;
+    const rest = m & ((1 << shift) - 1);
+    if (rest > half || (rest === half && r & 1)) r++;
+    return sign | r;
+  }
+  let r = (e << 10) | (man >>> 13);
+  const rest = man & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && r & 1)) r++; // a carry into the exponent is right (up to inf)
+  return sign | r;
+}
+
+/** The value of f16 bits h. */
+export function fromHalfBits(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >>> 10) & 0x1f;
+  const man = h & 0x3ff;
+  if (exp === 0) return sign * man * 2 ** -24;
+  if (exp === 0x1f) return man ? NaN : sign * Infinity;
+  return sign * (1 + man / 1024) * 2 ** (exp - 15);
+}
+
+/** f16 words (element pairs, as an f16 buffer holds them) from f32 values. */
+export function encodeHalves(values: ArrayLike<number>): Uint16Array {
+  const out = new Uint16Array(2 * Math.ceil(values.length / 2));
+  for (let i = 0; i < values.length; i++) out[i] = toHalfBits(values[i]!);
+  return out;
+}
+
+/** The first n values of f16 data read back from a buffer. */
+export function decodeHalves(bytes: ArrayBuffer, n: number): Float32Array {
+  const h = new Uint16Array(bytes, 0, n);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = fromHalfBits(h[i]!);
+  return out;
 }
 
 const toF16Source = /* wgsl */ `

@@ -1,7 +1,7 @@
 // Helpers every kernel dispatcher shares: 1-D grids that stay inside the
 // 65535-workgroups-per-dimension limit, uniform packing, and broadcast strides.
 import type { AdapterProfile } from '../gpu/device.ts';
-import type { Shape } from './operand.ts';
+import type { FloatType, Shape } from './operand.ts';
 
 export const WG = 256;
 
@@ -18,6 +18,25 @@ export function hasSubgroupsOf8(device: AdapterProfile): boolean {
 /** WGSL element type and zero of a kernel that walks f32 data as scalars or as vec4. */
 export function vecElem(vec4: boolean): { T: string; Z: string } {
   return vec4 ? { T: 'vec4<f32>', Z: 'vec4<f32>(0.0)' } : { T: 'f32', Z: '0.0' };
+}
+
+/**
+ * WGSL storage element of float data stored as f32 or f16 (shader-f16), walked as
+ * scalars or as vec4. Kernels compute in f32: loads go through `f32(…)`/`vec4<f32>(…)`
+ * (identity on f32 data) and stores through this type's constructor.
+ */
+export function storeElem(t: FloatType, vec4: boolean): string {
+  return vec4 ? `vec4<${t}>` : t;
+}
+
+/** WGSL: a stored float value (expr) as the f32 compute type. */
+export function loadF32(vec4: boolean, expr: string): string {
+  return vec4 ? `vec4<f32>(${expr})` : `f32(${expr})`;
+}
+
+/** WGSL module head: `enable f16;` where any binding is stored as f16 (else nothing). */
+export function enableF16(...types: FloatType[]): string {
+  return types.includes('f16') ? 'enable f16;' : '';
 }
 
 /** Workgroup counts covering `n` invocations of `wg` threads, folded into y past the limit. */

@@ -3,12 +3,14 @@
 // element; its 256 threads stride over the reduced elements and combine in
 // workgroup memory by a tree, so no single f32 accumulator sees the whole sum.
 import type { Device } from '../gpu/device.ts';
-import type { Operand } from './operand.ts';
-import { UniformWriter, grid1d, pad6 } from './common.ts';
+import { type FloatType, type Operand, floatType } from './operand.ts';
+import { UniformWriter, enableF16, grid1d, pad6 } from './common.ts';
 
 const RWG = 256;
 
-const sumToSource = /* wgsl */ `
+// x and out stored as f32 or f16; the sum is f32
+const sumToSource = (tx: FloatType, to: FloatType): string => /* wgsl */ `
+${enableF16(tx, to)}
 const RWG = ${RWG}u;
 struct Params {
   nOut: u32, nRed: u32, scale: f32, _p: u32,
@@ -16,8 +18,8 @@ struct Params {
   outShape: array<vec4<u32>, 2>,
   redShape: array<vec4<u32>, 2>,
 }
-@group(0) @binding(0) var<storage, read> xs: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(0) var<storage, read> xs: array<${tx}>;
+@group(0) @binding(1) var<storage, read_write> out: array<${to}>;
 @group(0) @binding(2) var<uniform> p: Params;
 var<workgroup> partial: array<f32, RWG>;
 
@@ -43,7 +45,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   if (o < p.nOut) {
     let base = offsetOf(o, p.outShape);
     for (var r = lid.x; r < p.nRed; r += RWG) {
-      acc += xs[base + offsetOf(r, p.redShape)];
+      acc += f32(xs[base + offsetOf(r, p.redShape)]);
     }
   }
   partial[lid.x] = acc;
@@ -52,7 +54,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     if (lid.x < s) { partial[lid.x] += partial[lid.x + s]; }
     workgroupBarrier();
   }
-  if (lid.x == 0u && o < p.nOut) { out[o] = partial[0] * p.scale; }
+  if (lid.x == 0u && o < p.nOut) { out[o] = ${to}(partial[0] * p.scale); }
 }`;
 
 /**
@@ -71,7 +73,9 @@ export function sumTo(device: Device, x: Operand, out: Operand, scale = 1): void
   }
   let nRed = 1;
   for (const d of redShape) nRed *= d;
-  const pipeline = device.pipeline('sumTo', 'sumTo (reduce)', () => sumToSource);
+  const tx = floatType(x, 'sumTo');
+  const to = floatType(out, 'sumTo');
+  const pipeline = device.pipeline(`sumTo:${tx}:${to}`, `sumTo (reduce)${tx === 'f32' && to === 'f32' ? '' : ` ${tx}→${to}`}`, () => sumToSource(tx, to));
   const w = new UniformWriter().u32(out.size, nRed).f32(scale).u32(0);
   w.u32(...inStride, 0, 0).u32(...outShape, 0, 0).u32(...redShape, 0, 0);
   device.dispatch(pipeline, [x.buffer, out.buffer, device.uniforms(w.bytes())], grid1d(out.size, 1));

@@ -1,9 +1,29 @@
 // Elementwise ops with their backwards: add/sub/mul (NumPy broadcasting, as a
-// bias or a residual needs), multiply by a scalar, relu.
+// bias or a residual needs), multiply by a scalar, relu, and the f32 ↔ f16 cast.
+// Results are f16 where every input is (half-precision training), else f32, as
+// PyTorch promotes; a gradient has its input's dtype.
 import { binary, unary } from '../../kernels/elementwise.ts';
 import { broadcastShapes } from '../../kernels/common.ts';
 import { sumTo } from '../../kernels/reduce.ts';
 import { type Tensor, empty, recordOp, shapeStr, traceOp } from '../tensor.ts';
+
+type FloatDType = 'f32' | 'f16';
+
+/** The dtype of an op's result from its float inputs: f16 where all are, else f32. */
+export function promote(...ts: Tensor[]): FloatDType {
+  for (const t of ts) if (t.dtype === 'i32') throw new Error(`expected f32 or f16 tensors, got an i32 ${shapeStr(t.shape)} from '${t.op}'`);
+  return ts.every((t) => t.dtype === 'f16') ? 'f16' : 'f32';
+}
+
+/** x as another float dtype (a copy; x itself when it already is). Differentiable: the gradient is cast back. */
+export function cast(x: Tensor, dtype: FloatDType): Tensor {
+  if (x.dtype === dtype) return x;
+  promote(x);
+  const out = empty(x.device, x.shape, dtype, 'cast');
+  unary(x.device, 'copy', x, out);
+  traceOp('cast', out, [x], { to: dtype });
+  return recordOp(out, [x], (g) => [cast(g, x.dtype as FloatDType)]);
+}
 
 function checkSameDevice(op: string, a: Tensor, b: Tensor): void {
   if (a.device !== b.device) throw new Error(`${op}: tensors live on different devices`);
@@ -18,15 +38,15 @@ function broadcastOrThrow(op: string, a: Tensor, b: Tensor): number[] {
 
 /** The gradient of a broadcast input: g summed over the dimensions it was broadcast along. */
 export function reduceToShape(g: Tensor, target: Tensor): Tensor {
-  if (g.size === target.size) return g.reshape(target.shape);
-  const out = empty(g.device, target.shape, 'f32', 'sumTo');
+  if (g.size === target.size) return cast(g.reshape(target.shape), target.dtype as FloatDType);
+  const out = empty(g.device, target.shape, target.dtype, 'sumTo');
   sumTo(g.device, g, out);
   return out;
 }
 
 function binaryOp(op: 'add' | 'sub' | 'mul', a: Tensor, b: Tensor): Tensor {
   const shape = broadcastOrThrow(op, a, b);
-  const out = empty(a.device, shape, 'f32', op);
+  const out = empty(a.device, shape, promote(a, b), op);
   binary(a.device, op, a, b, out);
   return recordOp(out, [a, b], (g) => {
     switch (op) {
@@ -50,17 +70,17 @@ export const mul = (a: Tensor, b: Tensor): Tensor => binaryOp('mul', a, b);
 /** s · x for a number s. */
 export function scale(x: Tensor, s: number): Tensor {
   if (!Number.isFinite(s)) throw new Error(`scale: factor must be finite, got ${s}`);
-  const out = empty(x.device, x.shape, 'f32', 'scale');
+  const out = empty(x.device, x.shape, promote(x), 'scale');
   unary(x.device, 'scale', x, out, s);
   traceOp('scale', out, [x], { factor: s });
   return recordOp(out, [x], (g) => [scale(g, s)]);
 }
 
 export function relu(x: Tensor): Tensor {
-  const out = empty(x.device, x.shape, 'f32', 'relu');
+  const out = empty(x.device, x.shape, promote(x), 'relu');
   unary(x.device, 'relu', x, out);
   return recordOp(out, [x], (g) => {
-    const dx = empty(x.device, x.shape, 'f32', 'relu backward');
+    const dx = empty(x.device, x.shape, x.dtype, 'relu backward');
     binary(x.device, 'reluGrad', x, g, dx);
     return [dx];
   });

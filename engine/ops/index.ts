@@ -1,4 +1,4 @@
-export { add, sub, mul, scale, relu, reduceToShape } from './elementwise.ts';
+export { add, sub, mul, scale, relu, cast, reduceToShape } from './elementwise.ts';
 export { sum, mean } from './reduce.ts';
 export { matmul, linear, type MatmulFlags } from './matmul.ts';
 export { softmaxCrossEntropy, argmax, accuracy, type CrossEntropyOptions } from './loss.ts';

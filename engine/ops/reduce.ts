@@ -1,4 +1,5 @@
 // Reductions with their backwards: sum and mean, over everything or over axes.
+// Summed in f32, the result has x's dtype (as PyTorch's sum of an f16 tensor).
 import { sumTo } from '../../kernels/reduce.ts';
 import { binary } from '../../kernels/elementwise.ts';
 import { type Tensor, empty, full, recordOp, shapeStr, traceOp } from '../tensor.ts';
@@ -20,7 +21,8 @@ function reduce(op: 'sum' | 'mean', x: Tensor, axes?: number | number[], keepDim
   const kept = x.shape.map((d, i) => (ax.has(i) ? 1 : d));
   const count = x.shape.reduce((n, d, i) => (ax.has(i) ? n * d : n), 1);
   const scaleBy = op === 'mean' ? 1 / Math.max(1, count) : 1;
-  const out = empty(x.device, kept, 'f32', op);
+  if (x.dtype === 'i32') throw new Error(`${op}: expected an f32 or f16 tensor, got i32 ${shapeStr(x.shape)}`);
+  const out = empty(x.device, kept, x.dtype, op);
   sumTo(x.device, x, out, scaleBy);
   traceOp(op, out, [x], { axes: [...ax].sort((a, b) => a - b) }); // with kept dimensions; a reshape drops them
   const finalShape = keepDims ? kept : x.shape.filter((_, i) => !ax.has(i));
@@ -28,7 +30,7 @@ function reduce(op: 'sum' | 'mean', x: Tensor, axes?: number | number[], keepDim
   if (!keepDims) out.dispose();
   return recordOp(result, [x], (g) => {
     // broadcast g back over the reduced axes, times 1/count for the mean
-    const dx = empty(x.device, x.shape, 'f32', `${op} backward`);
+    const dx = empty(x.device, x.shape, x.dtype, `${op} backward`);
     const factor = full(x.device, [1], scaleBy);
     const gk = g.reshape(kept);
     binary(x.device, 'mul', gk, factor, dx);

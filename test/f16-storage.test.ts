@@ -1,0 +1,127 @@
+// Half-precision storage (f16 activations and gradients, f32 arithmetic): the host's
+// f16 encoding against IEEE binary16 rounding, f16 tensors' upload and readback, and
+// the elementwise and reduction ops on f16 tensors against the float64 references,
+// forward and gradients, with f16 tolerances (each stored value carries up to 2^-11
+// relative rounding). Casts are differentiable; gradients keep their tensor's dtype.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import fc from 'fast-check';
+import { type Device, Rng, type Tensor, add, cast, mean, mul, relu, scale, sub, sum, tensor, zeros } from '../engine/index.ts';
+import { decodeHalves, encodeHalves, fromHalfBits, toHalfBits } from '../kernels/cast.ts';
+import { type Tolerance, checkOp, destroyTestDevice, randomArr, testDevice } from './helpers.ts';
+import { refAdd, refMul, refReduce, refRelu, refScale, refSub } from './reference.ts';
+
+let device: Device;
+before(async () => {
+  device = await testDevice();
+});
+after(destroyTestDevice);
+
+/** IEEE binary16 rounding of a double, by arithmetic (independent of the bit code under test). */
+export function toHalf(x: number): number {
+  if (!Number.isFinite(x) || x === 0) return x;
+  const a = Math.abs(x);
+  if (a >= 65520) return Math.sign(x) * Infinity;
+  const e = Math.max(Math.floor(Math.log2(a)), -14);
+  const ulp = 2 ** (e - 10);
+  let q = a / ulp;
+  const f = Math.floor(q);
+  q = q - f > 0.5 || (q - f === 0.5 && f % 2 === 1) ? f + 1 : f;
+  return Math.sign(x) * q * ulp;
+}
+
+// inputs, outputs and gradients each rounded to f16 once: a few ulps of 2^-11 relative
+const F16: Tolerance = { atol: 2e-3, rtol: 4e-3 };
+const half = (fn: (ts: Tensor[]) => Tensor) => (ts: Tensor[]): Tensor => cast(fn(ts.map((t) => cast(t, 'f16'))), 'f32');
+const dims = fc.array(fc.integer({ min: 1, max: 9 }), { minLength: 1, maxLength: 4 });
+
+describe('f16 storage', () => {
+  it('the host encoding rounds like IEEE binary16 (ties to even, subnormals, overflow) and decodes exactly', () => {
+    fc.assert(
+      fc.property(fc.double({ noNaN: true, min: -1e6, max: 1e6 }), (x) => {
+        const f = Math.fround(x);
+        const want = toHalf(f);
+        const got = fromHalfBits(toHalfBits(f));
+        assert.ok(Object.is(got, want) || (got === 0 && want === 0), `${f}: ${got} vs ${want}`);
+      }),
+      { numRuns: 2000 },
+    );
+    for (const v of [2 ** -24, 2 ** -25, 1.5 * 2 ** -25, 65504, 65519, 65520, -65520, 1 + 2 ** -11, 1 + 3 * 2 ** -11, 2 ** -14 * (1 - 2 ** -11)]) {
+      assert.equal(fromHalfBits(toHalfBits(v)), toHalf(v), String(v));
+    }
+    assert.ok(Number.isNaN(fromHalfBits(toHalfBits(NaN))));
+    for (let h = 0; h < 0x10000; h++) {
+      const v = fromHalfBits(h);
+      if (!Number.isNaN(v)) assert.equal(toHalfBits(v), h, `bits ${h.toString(16)}`);
+    }
+    assert.deepEqual([...decodeHalves(encodeHalves([1, -2, 0.5]).buffer as ArrayBuffer, 3)], [1, -2, 0.5]);
+  });
+
+  it('f16 tensors upload, read back and fill, odd lengths included', async () => {
+    const vals = [0.1, -3, 1000.5, 2 ** -20, 7];
+    const t = tensor(device, vals, [5], 'f16');
+    assert.deepEqual([...(await t.toArray())], vals.map(toHalf));
+    const z = zeros(device, [3, 3], 'f16');
+    assert.equal(z.dtype, 'f16');
+    assert.deepEqual([...(await z.toArray())], Array(9).fill(0));
+    const back = cast(t, 'f32');
+    assert.equal(back.dtype, 'f32');
+    assert.deepEqual([...(await back.toArray())], vals.map(toHalf));
+    for (const x of [t, z, back]) x.dispose();
+  });
+
+  it('casts on the GPU round as IEEE binary16 and carry their gradient back', async () => {
+    const rng = new Rng(3);
+    const vals = Array.from({ length: 37 }, () => (rng.uniform() - 0.5) * 10 ** Math.floor(rng.uniform() * 9 - 5));
+    vals.push(65519, 65520, -1e6);
+    const t = tensor(device, vals).requireGrad();
+    const h = cast(t, 'f16');
+    assert.deepEqual([...(await h.toArray())], vals.map((v) => toHalf(Math.fround(v))));
+    const g = tensor(device, vals.map((_, i) => i / 8), [vals.length], 'f16');
+    h.backward(g);
+    assert.equal(t.grad!.dtype, 'f32');
+    assert.deepEqual([...(await t.grad!.toArray())], vals.map((_, i) => toHalf(i / 8)));
+    for (const x of [t, t.grad!, g]) x.dispose();
+  });
+
+  for (const [name, ref, op] of [
+    ['add', refAdd, add], ['sub', refSub, sub], ['mul', refMul, mul],
+  ] as const) {
+    it(`${name} on f16 tensors (with broadcasting) matches the reference`, async () => {
+      await fc.assert(
+        fc.asyncProperty(dims, fc.nat(), fc.boolean(), async (shape, seed, bcast) => {
+          const rng = new Rng(seed);
+          const bShape = bcast ? shape.map((d, i) => (i % 2 ? 1 : d)) : shape;
+          await checkOp(device, { inputs: [randomArr(rng, shape), randomArr(rng, bShape)], gpu: half(([a, b]) => op(a!, b!)), ref, tol: F16, seed });
+        }),
+        { numRuns: 10 },
+      );
+    });
+  }
+
+  it('relu, scale, sum and mean on f16 tensors match the reference', async () => {
+    await fc.assert(
+      fc.asyncProperty(dims, fc.nat(), async (shape, seed) => {
+        const rng = new Rng(seed);
+        const x = randomArr(rng, shape);
+        await checkOp(device, { inputs: [x], gpu: half(([a]) => relu(a!)), ref: refRelu, tol: F16, seed });
+        await checkOp(device, { inputs: [x], gpu: half(([a]) => scale(a!, -1.5)), ref: refScale(-1.5), tol: F16, seed });
+        await checkOp(device, { inputs: [x], gpu: half(([a]) => mean(a!, 0, true)), ref: refReduce('mean', [0], true), tol: F16, seed });
+        await checkOp(device, { inputs: [x], gpu: half(([a]) => sum(a!)), ref: refReduce('sum', undefined), tol: F16, seed });
+      }),
+      { numRuns: 8 },
+    );
+  });
+
+  it('a mixed f16 + f32 op promotes to f32 and gives each input a gradient of its own dtype', async () => {
+    const a = tensor(device, [1, 2, 3], [3], 'f16').requireGrad();
+    const b = tensor(device, [0.5, 0.25, 0.125]).requireGrad();
+    const y = mul(a, b);
+    assert.equal(y.dtype, 'f32');
+    y.backward(tensor(device, [1, 1, 1]));
+    assert.equal(a.grad!.dtype, 'f16');
+    assert.equal(b.grad!.dtype, 'f32');
+    assert.deepEqual([...(await a.grad!.toArray())], [0.5, 0.25, 0.125]);
+    assert.deepEqual([...(await b.grad!.toArray())], [1, 2, 3]);
+  });
+});
