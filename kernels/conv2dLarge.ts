@@ -6,11 +6,13 @@
 // slice never straddles two taps), grad weight split over K (partial products summed
 // by conv2d.ts's sumSplits). Each thread's B columns are fixed for the whole K loop,
 // so their pixel positions are decoded once; per-slice positions once per slice.
-// Operands may be f16 (shader-f16): X, W and dY as f16 arrays, outputs and bias f32.
+// Operands may be f16 (shader-f16): X, W and dY as f16 arrays, the bias f32; Y and dX
+// are stored as their operand's dtype says (f16 activations in half-precision
+// training), dW and its partials f32.
 import type { AdapterProfile, Device } from '../gpu/device.ts';
 import type { GemmTile } from '../gpu/policy.ts';
 import { type ConvGeometry, type ConvTiles, convParams, convParamsWgsl } from './convGeometry.ts';
-import type { Operand } from './operand.ts';
+import { type DType, type FloatType, type Operand, floatType } from './operand.ts';
 import { isSoftwareAdapter } from './common.ts';
 import { withF16 } from './cast.ts';
 import { type Elem, type GemmOperand, TILE_128, TILE_128x64, TILE_64x128, gemmSource, quadBody, tileKey } from './gemmLarge.ts';
@@ -48,12 +50,19 @@ function pickTile(M: number, N: number, K: number, z: number): GemmTile | null {
   return null;
 }
 
+/** For a GEMM too small to fill the GPU that must still take a large tile (f16 data): the one that wastes least. */
+function smallestTile(M: number, N: number): GemmTile {
+  return M >= N ? TILE_128x64 : TILE_64x128;
+}
+
 /**
  * Which parts of this convolution take the large tiles: on a non-software adapter
  * with the 'auto' path, those whose GEMM fills the GPU; with the 'large' path, every
  * part (the policy's tile, else 128×128). `splits`: the weight gradient's split-K.
+ * `everyPart` (f16 activations, which only these kernels store): on a GPU every part
+ * takes a tile, the smallest where none fills it.
  */
-export function planLargeConv(p: AdapterProfile, g: ConvGeometry, splits: number): ConvTiles {
+export function planLargeConv(p: AdapterProfile, g: ConvGeometry, splits: number, everyPart = false): ConvTiles {
   const path = p.policy.conv.path;
   if (path === 'large') {
     const t = p.policy.conv.tile ?? TILE_128;
@@ -64,8 +73,8 @@ export function planLargeConv(p: AdapterProfile, g: ConvGeometry, splits: number
   const tuned = p.policy.conv.tuning;
   const pick = (part: keyof ConvTiles, [M, N, K]: number[], z: number): GemmTile | null => {
     const t = tuned?.get(convShapeClass(part, g));
-    if (t !== undefined) return t; // the autotuner's choice (null: the 64-wide buffer kernel)
-    return pickTile(M!, N!, K!, z);
+    if (t !== undefined && (t || !everyPart)) return t; // the autotuner's choice (null: the 64-wide buffer kernel)
+    return pickTile(M!, N!, K!, z) ?? (everyPart ? smallestTile(M!, N!) : null);
   };
   const out: ConvTiles = {};
   const f = pick('forward', s.forward, 1);
@@ -90,14 +99,40 @@ function check(device: Device, elem: Elem, what: string): void {
 
 const arr = (e: Elem): string => `array<${e}>`;
 
+/** A GEMM operand that may say it already holds f16 data (an f16 tensor). */
+export type ConvOperand = GemmOperand & { readonly dtype?: DType };
+
+/**
+ * Runs `fn` on the operands with their element type: as given for an explicit
+ * 'f16' (raw f16 buffers) or all-f32 data at f32 precision; else f16, casting the
+ * operands that are f32 (the weights of an f16 activation, or everything under
+ * policy.precision 'f16') to pooled f16 copies first.
+ */
+function withElem(device: Device, ops: ConvOperand[], elem: Elem, fn: (ops: GemmOperand[], elem: Elem) => void): void {
+  const anyHalf = ops.some((o) => o.dtype === 'f16');
+  if (elem === 'f16' || (!anyHalf && device.policy.precision !== 'f16')) return fn(ops, elem);
+  const toCast = ops.filter((o) => o.dtype !== 'f16');
+  withF16(device, toCast, (halves) => {
+    let i = 0;
+    fn(ops.map((o) => (o.dtype === 'f16' ? o : halves[i++]!)), 'f16');
+  });
+}
+
+/** The storage of an output (Y, dX): f16 only from f16 operands (the f32 kernels do not enable f16). */
+function outType(o: Operand, elem: Elem, what: string): FloatType {
+  const t = floatType(o, what);
+  if (t === 'f16' && elem !== 'f16') throw new Error(`${what}: an f16 output needs f16 operands`);
+  return t;
+}
+
 // ------------------------------------------------------------------ forward
 
-function forwardSource(t: GemmTile, kh: number, kw: number, hasBias: boolean, E: Elem): string {
+function forwardSource(t: GemmTile, kh: number, kw: number, hasBias: boolean, E: Elem, O: FloatType): string {
   const sz = sizeConsts(kh, kw);
   const decls = /* wgsl */ `${PARAMS}
 @group(0) @binding(0) var<storage, read> X: ${arr(E)};
 @group(0) @binding(1) var<storage, read> Wt: ${arr(E)};
-@group(0) @binding(2) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(2) var<storage, read_write> Y: array<${O}>;
 @group(0) @binding(3) var<uniform> p: Params;
 ${hasBias ? '@group(0) @binding(4) var<storage, read> bias: array<f32>;' : ''}
 ${sz.decl}
@@ -128,7 +163,7 @@ fn st(m: u32, n: u32, v: vec4<f32>) {
   ${hasBias ? 'let b = bias[m];' : 'let b = 0.0;'}
   for (var c = 0u; c < 4u; c++) {
     let nn = n + c;
-    if (nn < p.N) { Y[(nn / hwo) * p.cout * hwo + m * hwo + nn % hwo] = v[c] + b; }
+    if (nn < p.N) { Y[(nn / hwo) * p.cout * hwo + m * hwo + nn % hwo] = ${O}(v[c] + b); }
   }
 }`;
   const setup = `  let hwo = p.ho * p.wo;
@@ -146,15 +181,19 @@ fn st(m: u32, n: u32, v: vec4<f32>) {
 
 /** Records y = conv2d(x, weight) (+ bias) with the large tile `t`. */
 export function conv2dForwardLarge(
-  device: Device, x: GemmOperand, weight: GemmOperand, bias: Operand | undefined, y: Operand, g: ConvGeometry, t: GemmTile, elem: Elem = 'f32',
+  device: Device, x: ConvOperand, weight: ConvOperand, bias: Operand | undefined, y: Operand, g: ConvGeometry, t: GemmTile, elem: Elem = 'f32',
 ): void {
-  if (elem === 'f32' && device.policy.precision === 'f16') return withF16(device, [x, weight], ([hx, hw]) => conv2dForwardLarge(device, hx!, hw!, bias, y, g, t, 'f16'));
+  withElem(device, [x, weight], elem, ([hx, hw], e) => forwardLarge(device, hx!, hw!, bias, y, g, t, e));
+}
+
+function forwardLarge(device: Device, x: GemmOperand, weight: GemmOperand, bias: Operand | undefined, y: Operand, g: ConvGeometry, t: GemmTile, elem: Elem): void {
   check(device, elem, 'conv2d');
+  const O = outType(y, elem, 'conv2d');
   const [M, N, K] = convGemms(g).forward as [number, number, number];
   const hasBias = bias !== undefined;
   const sz = sizeConsts(g.kh, g.kw);
-  const pipeline = device.pipeline(`conv2d-large:${tileKey(t)}:${sz.key}:${hasBias}:${elem}`, `conv2d ${sz.key} (large ${t.bm}×${t.bn}${hasBias ? ', +bias' : ''}${elem === 'f16' ? ', f16' : ''})`, () =>
-    forwardSource(t, g.kh, g.kw, hasBias, elem),
+  const pipeline = device.pipeline(`conv2d-large:${tileKey(t)}:${sz.key}:${hasBias}:${elem}:${O}`, `conv2d ${sz.key} (large ${t.bm}×${t.bn}${hasBias ? ', +bias' : ''}${elem === 'f16' ? `, f16→${O}` : ''})`, () =>
+    forwardSource(t, g.kh, g.kw, hasBias, elem, O),
   );
   const bindings: (GPUBuffer | GPUBufferBinding)[] = [x.buffer, weight.buffer, y.buffer, device.uniforms(convParams(g, M, N, K))];
   if (bias) bindings.push(bias.buffer);
@@ -163,12 +202,12 @@ export function conv2dForwardLarge(
 
 // --------------------------------------------------------------- grad input
 
-function gradInputSource(t: GemmTile, kh: number, kw: number, E: Elem): string {
+function gradInputSource(t: GemmTile, kh: number, kw: number, E: Elem, O: FloatType): string {
   const sz = sizeConsts(kh, kw);
   const decls = /* wgsl */ `${PARAMS}
 @group(0) @binding(0) var<storage, read> dY: ${arr(E)};
 @group(0) @binding(1) var<storage, read> Wt: ${arr(E)};
-@group(0) @binding(2) var<storage, read_write> dX: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dX: array<${O}>;
 @group(0) @binding(3) var<uniform> p: Params;
 ${sz.decl}
 // the phase (wid.z) and its geometry (see conv2d.ts's grad input)
@@ -206,7 +245,7 @@ fn st(m: u32, n: u32, v: vec4<f32>) {
       let q = nn % phasePix;
       let ih = ih0 + (q / wph) * p.strideH;
       let iw = iw0 + (q % wph) * p.strideW;
-      dX[(nn / phasePix) * p.cin * p.h * p.w + m * p.h * p.w + ih * p.w + iw] = v[c];
+      dX[(nn / phasePix) * p.cin * p.h * p.w + m * p.h * p.w + ih * p.w + iw] = ${O}(v[c]);
     }
   }
 }`;
@@ -251,14 +290,18 @@ fn st(m: u32, n: u32, v: vec4<f32>) {
 }
 
 /** Records dX = ∂(conv2d)/∂X applied to dY with the large tile `t`. */
-export function conv2dGradInputLarge(device: Device, dy: GemmOperand, weight: GemmOperand, dx: Operand, g: ConvGeometry, t: GemmTile, elem: Elem = 'f32'): void {
-  if (elem === 'f32' && device.policy.precision === 'f16') return withF16(device, [dy, weight], ([hdy, hw]) => conv2dGradInputLarge(device, hdy!, hw!, dx, g, t, 'f16'));
+export function conv2dGradInputLarge(device: Device, dy: ConvOperand, weight: ConvOperand, dx: Operand, g: ConvGeometry, t: GemmTile, elem: Elem = 'f32'): void {
+  withElem(device, [dy, weight], elem, ([hdy, hw], e) => gradInputLarge(device, hdy!, hw!, dx, g, t, e));
+}
+
+function gradInputLarge(device: Device, dy: GemmOperand, weight: GemmOperand, dx: Operand, g: ConvGeometry, t: GemmTile, elem: Elem): void {
   check(device, elem, 'conv2d grad input');
+  const O = outType(dx, elem, 'conv2d grad input');
   const [M, maxN] = convGemms(g).gradInput as [number, number, number];
   const sz = sizeConsts(g.kh, g.kw);
   const coutPad = Math.ceil(g.cout / t.bk) * t.bk;
-  const pipeline = device.pipeline(`conv2d gradInput-large:${tileKey(t)}:${sz.key}:${elem}`, `conv2d grad input ${sz.key} (large ${t.bm}×${t.bn}${elem === 'f16' ? ', f16' : ''})`, () =>
-    gradInputSource(t, g.kh, g.kw, elem),
+  const pipeline = device.pipeline(`conv2d gradInput-large:${tileKey(t)}:${sz.key}:${elem}:${O}`, `conv2d grad input ${sz.key} (large ${t.bm}×${t.bn}${elem === 'f16' ? `, f16→${O}` : ''})`, () =>
+    gradInputSource(t, g.kh, g.kw, elem, O),
   );
   const u = device.uniforms(convParams(g, M, 0, 0, 0, coutPad));
   device.dispatch(pipeline, [dy.buffer, weight.buffer, dx.buffer, u], [Math.ceil(maxN / t.bn), Math.ceil(M / t.bm), g.strideH * g.strideW]);
@@ -338,9 +381,12 @@ fn st(m: u32, n: u32, v: vec4<f32>) {
  * with splits > 1 the partial products (splits·|W| floats) of K chunks of `chunk`.
  */
 export function conv2dGradWeightLarge(
-  device: Device, dy: GemmOperand, x: GemmOperand, target: Operand, g: ConvGeometry, t: GemmTile, splits: number, chunk: number, elem: Elem = 'f32',
+  device: Device, dy: ConvOperand, x: ConvOperand, target: Operand, g: ConvGeometry, t: GemmTile, splits: number, chunk: number, elem: Elem = 'f32',
 ): void {
-  if (elem === 'f32' && device.policy.precision === 'f16') return withF16(device, [dy, x], ([hdy, hx]) => conv2dGradWeightLarge(device, hdy!, hx!, target, g, t, splits, chunk, 'f16'));
+  withElem(device, [dy, x], elem, ([hdy, hx], e) => gradWeightLarge(device, hdy!, hx!, target, g, t, splits, chunk, e));
+}
+
+function gradWeightLarge(device: Device, dy: GemmOperand, x: GemmOperand, target: Operand, g: ConvGeometry, t: GemmTile, splits: number, chunk: number, elem: Elem): void {
   check(device, elem, 'conv2d grad weight');
   const [M, N, K] = convGemms(g).gradWeight as [number, number, number];
   const sz = sizeConsts(g.kh, g.kw);

@@ -12,7 +12,13 @@ import { planLargeConv } from './conv2dLarge.ts';
 
 export type { ConvKernel, ConvPlan };
 
-export function planConv(p: AdapterProfile, g: ConvGeometry): ConvPlan {
+/**
+ * `half`: the activations are f16 (half-precision training). Only the large-tile
+ * kernels read and write f16, so on GPUs every part takes them (the tile that fits,
+ * else the smallest); on software adapters the usual plan stands and the engine's
+ * conv op runs it on f32 copies (engine/ops/conv.ts).
+ */
+export function planConv(p: AdapterProfile, g: ConvGeometry, half = false): ConvPlan {
   p.policy.trace?.conv.push({ ...g });
   const texture = useTextureConv(p, g);
   const rows = p.policy.conv.rows;
@@ -21,7 +27,7 @@ export function planConv(p: AdapterProfile, g: ConvGeometry): ConvPlan {
   const gradWeight: ConvKernel = !texture ? 'buffer' : rows && rowGradWeightFits(p, g) ? 'rows' : 'texture';
   const splits = gradWeightSplits(g, p).splits;
   // GPUs: the buffer GEMMs that fill the GPU on the large tiles (or every part, forced)
-  const tiles = texture ? {} : planLargeConv(p, g, splits);
+  const tiles = texture ? {} : planLargeConv(p, g, splits, half);
   return {
     forward: tiles.forward ? 'large' : forward,
     gradInput: tiles.gradInput ? 'large' : gradInput,

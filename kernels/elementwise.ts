@@ -165,7 +165,7 @@ struct Params { n: u32, value: f32 }
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = ${FLAT_INDEX};
-  if (i < p.n) { out[i] = ${storeElem(t, vec4)}(p.value); }
+  if (i < p.n) { out[i] = ${storeElem(t, vec4)}(${loadF32(vec4, 'p.value')}); }
 }`;
 
 /** out = value everywhere: a dispatch, so filling never forces a submit as a host upload would. */

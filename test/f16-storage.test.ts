@@ -6,10 +6,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { type Device, Rng, type Tensor, add, cast, mean, mul, relu, scale, sub, sum, tensor, zeros } from '../engine/index.ts';
+import { type Device, Rng, type Tensor, add, cast, conv2d, convGeometry, full, mean, mul, relu, scale, sub, sum, tensor, zeros } from '../engine/index.ts';
 import { decodeHalves, encodeHalves, fromHalfBits, toHalfBits } from '../kernels/cast.ts';
-import { type Tolerance, checkOp, destroyTestDevice, randomArr, testDevice } from './helpers.ts';
+import { type Tolerance, checkOp, destroyTestDevice, randomArr, setPolicy, testDevice } from './helpers.ts';
 import { refAdd, refMul, refReduce, refRelu, refScale, refSub } from './reference.ts';
+import { refConv2d } from './reference-conv.ts';
+import { planConv } from '../kernels/convPlan.ts';
 
 let device: Device;
 before(async () => {
@@ -64,6 +66,9 @@ describe('f16 storage', () => {
     const z = zeros(device, [3, 3], 'f16');
     assert.equal(z.dtype, 'f16');
     assert.deepEqual([...(await z.toArray())], Array(9).fill(0));
+    const o = full(device, [2, 4], 0.1, 'f16'); // the vec4 fill
+    assert.deepEqual([...(await o.toArray())], Array(8).fill(toHalf(Math.fround(0.1))));
+    o.dispose();
     const back = cast(t, 'f32');
     assert.equal(back.dtype, 'f32');
     assert.deepEqual([...(await back.toArray())], vals.map(toHalf));
@@ -124,4 +129,45 @@ describe('f16 storage', () => {
     assert.deepEqual([...(await a.grad!.toArray())], [0.5, 0.25, 0.125]);
     assert.deepEqual([...(await b.grad!.toArray())], [1, 2, 3]);
   });
+
+  // f16 operands over K = Cin·KH·KW terms: like the f16 GEMM tests' unrounded-input tolerance
+  const F16_CONV: Tolerance = { atol: 4e-3, rtol: 2e-2 };
+  for (const [name, path] of [['the large-tile kernels read and write f16 (native)', 'large'], ["the adapter's own plan on f32 copies (software adapters)", 'auto']] as const) {
+    it(`conv2d on an f16 activation, ${name}: f16 output and input gradient, f32 weight and bias gradients, against the reference`, async () => {
+      const restore = setPolicy(device, { conv: { path } });
+      try {
+        // which path runs: every part on the large tiles, or none (lavapipe's own kernels)
+        const plan = planConv(device, convGeometry('test', [2, 3, 9, 7], [16, 3, 3, 3], { padding: 1 }), true);
+        assert.deepEqual([plan.forward, plan.gradInput, plan.gradWeight].map((k) => k === 'large'), Array(3).fill(path === 'large'));
+        const rng = new Rng(path === 'large' ? 41 : 42);
+        for (const [n, cin, cout, h, w, k, stride, padding] of [
+          [2, 3, 16, 9, 7, 3, 1, 1],
+          [1, 5, 7, 8, 8, 3, 2, 1],
+          [3, 16, 8, 5, 6, 1, 1, 0],
+          [2, 8, 12, 6, 5, 1, 2, 0],
+        ] as const) {
+          await checkOp(device, {
+            inputs: [randomArr(rng, [n, cin, h, w]), randomArr(rng, [cout, cin, k, k]), randomArr(rng, [cout])],
+            gpu: ([x, wt, b]) => {
+              const y = conv2d(cast(x!, 'f16'), wt!, b, { stride, padding });
+              assert.equal(y.dtype, 'f16');
+              return cast(y, 'f32');
+            },
+            ref: refConv2d(stride, padding),
+            tol: F16_CONV,
+          });
+        }
+        // gradients keep their tensors' dtypes
+        const x = cast(tensor(device, randomArr(rng, [2, 4, 6, 6]).data, [2, 4, 6, 6]), 'f16').requireGrad();
+        const wt = tensor(device, randomArr(rng, [8, 4, 3, 3]).data, [8, 4, 3, 3]).requireGrad();
+        const y = conv2d(x, wt, null, { padding: 1 });
+        y.backward(zeros(device, y.shape, 'f16'));
+        assert.equal(x.grad!.dtype, 'f16');
+        assert.equal(wt.grad!.dtype, 'f32');
+        for (const t of [x, wt, y, x.grad!, wt.grad!]) t.dispose();
+      } finally {
+        restore();
+      }
+    });
+  }
 });

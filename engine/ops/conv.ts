@@ -10,6 +10,7 @@ import { type ConvPlan, planConv } from '../../kernels/convPlan.ts';
 import { sumTo } from '../../kernels/reduce.ts';
 import type { PooledTexture } from '../../gpu/device.ts';
 import { type Shape, type Tensor, empty, isGradEnabled, recordOp, shapeStr, traceOp } from '../tensor.ts';
+import { cast } from './elementwise.ts';
 
 export interface Conv2dOptions {
   /** stride, one number for both axes or [h, w]; default 1 */
@@ -58,6 +59,12 @@ export function convGeometry(op: string, xShape: Shape, wShape: Shape, o: Conv2d
  * 2-D convolution (cross-correlation, as PyTorch): x [N, Cin, H, W], weight
  * [Cout, Cin, KH, KW], bias [Cout] → [N, Cout, Ho, Wo] with
  * Ho = ⌊(H + 2·padH − KH)/strideH⌋ + 1.
+ *
+ * The output has x's dtype: an f16 activation (half-precision training) gives an
+ * f16 output and input gradient, computed from f16 operands (the f32 weight cast per
+ * use) with f32 accumulation; the weight and bias gradients stay f32. Where the plan
+ * has no f16 kernel for a part (software adapters), the convolution runs on f32
+ * copies instead: the same result up to the f16 rounding of the operands.
  */
 export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options: Conv2dOptions = {}): Tensor {
   const g = convGeometry('conv2d', x.shape, weight.shape, options);
@@ -65,13 +72,20 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options:
   if (bias && (bias.rank !== 1 || bias.shape[0] !== g.cout)) {
     throw new Error(`conv2d: bias ${shapeStr(bias.shape)} does not match weight ${shapeStr(weight.shape)} (expected [${g.cout}])`);
   }
+  if (x.dtype === 'i32' || weight.dtype !== 'f32' || (bias && bias.dtype !== 'f32')) {
+    throw new Error(`conv2d: expects an f32 or f16 input and f32 weight and bias, got ${x.dtype}, ${weight.dtype}${bias ? `, ${bias.dtype}` : ''}`);
+  }
   const device = x.device;
-  const out = empty(device, [g.batch, g.cout, g.ho, g.wo], 'f32', 'conv2d');
+  const half = x.dtype === 'f16';
+  // which kernel runs each part, decided once here (kernels/convPlan.ts)
+  const plan = planConv(device, g, half);
+  if (half && !(plan.forward === 'large' && plan.gradInput === 'large' && plan.gradWeight === 'large')) {
+    return cast(conv2d(cast(x, 'f32'), weight, bias, { ...options, statistics: false }), 'f16');
+  }
+  const out = empty(device, [g.batch, g.cout, g.ho, g.wo], x.dtype, 'conv2d');
   // the texture path's repacked kernels keep X as packed for the weight gradient,
   // released with the graph (the row kernels keep nothing: undefined)
   const keepInput = weight.requiresGrad && isGradEnabled();
-  // which kernel runs each part, decided once here (kernels/convPlan.ts)
-  const plan = planConv(device, g);
   // (packed for the repacked weight gradient, or copied raw for the row one: plan.keepsRawInput)
   const partials = options.statistics && plan.forwardStatistics ? empty(device, [plan.statisticsSplits * g.cout * 3], 'f32', 'conv2d batchnorm statistics partials') : undefined;
   const packedX = conv2dForward(device, x, weight, bias ?? undefined, out, g, plan, keepInput, partials);
@@ -94,7 +108,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options:
     const req = x.requiresGrad && plan.gradInputBatchNorm && whole ? bnBackwardRequestOf(x) : undefined;
     const bnPartials = req ? empty(device, [plan.gradInputSplits * g.cin * 2], 'f32', 'conv2d grad input batchnorm partials') : undefined;
     const bn = req && bnPartials ? { ...req, partials: bnPartials, splits: plan.gradInputSplits } : undefined;
-    const dx = x.requiresGrad ? gradInput(dy, weight, g, plan, shared, rawDy, acc, bn) : null;
+    const dx = x.requiresGrad ? gradInput(dy, weight, g, plan, shared, rawDy, acc, bn, x.dtype) : null;
     if (dx && bnPartials) leavePrepared(dx, { partials: bnPartials, splits: plan.gradInputSplits });
     const dw = weight.requiresGrad ? gradWeight(dy, x, g, plan, shared, packedX, rawDy) : null;
     if (shared) device.releaseTexture(shared.texture);
@@ -110,15 +124,19 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options:
   }, release);
 }
 
-function gradInput(dy: Tensor, weight: Tensor, g: ConvGeometry, plan: ConvPlan, shared?: PackedGradOutput, rawDy?: PooledTexture, into?: Tensor, bn?: BnBackwardEpilogue): Tensor {
+function gradInput(
+  dy: Tensor, weight: Tensor, g: ConvGeometry, plan: ConvPlan, shared?: PackedGradOutput, rawDy?: PooledTexture, into?: Tensor, bn?: BnBackwardEpilogue, dtype = dy.dtype,
+): Tensor {
   if (into && into.size !== g.batch * g.cin * g.h * g.w) throw new Error(`conv2d backward: gradient to add into ${shapeStr(into.shape)} does not match the input [${g.batch}, ${g.cin}, ${g.h}, ${g.w}]`);
-  const dx = into ?? empty(dy.device, [g.batch, g.cin, g.h, g.w], 'f32', 'conv2d grad input');
+  if (dy.dtype === 'f16' && plan.gradInput !== 'large') throw new Error('conv2d grad input: f16 gradients need the large-tile kernels (conv2d runs other plans on f32 copies)');
+  const dx = into ?? empty(dy.device, [g.batch, g.cin, g.h, g.w], dtype, 'conv2d grad input');
   conv2dGradInput(dy.device, dy, weight, dx, g, plan, shared, { rawDy, accumulate: !!into, bn });
   return dx;
 }
 
 function gradWeight(dy: Tensor, x: Tensor, g: ConvGeometry, plan: ConvPlan, shared?: PackedGradOutput, packedX?: PooledTexture, rawDy?: PooledTexture): Tensor {
   const device = dy.device;
+  if ((dy.dtype === 'f16' || x.dtype === 'f16') && plan.gradWeight !== 'large') throw new Error('conv2d grad weight: f16 data needs the large-tile kernels (conv2d runs other plans on f32 copies)');
   const dw = empty(device, [g.cout, g.cin, g.kh, g.kw], 'f32', 'conv2d grad weight');
   const splits = plan.gradWeightSplits;
   const scratch = splits > 1 ? empty(device, [splits, dw.size], 'f32', 'conv2d grad weight partials') : undefined;
@@ -138,12 +156,12 @@ function checkGrad(op: string, dy: Tensor, g: ConvGeometry): void {
 export function conv2dBackwardInput(dy: Tensor, weight: Tensor, inputShape: Shape, options: Conv2dOptions = {}): Tensor {
   const g = convGeometry('conv2dBackwardInput', inputShape, weight.shape, options);
   checkGrad('conv2dBackwardInput', dy, g);
-  return gradInput(dy, weight, g, planConv(dy.device, g));
+  return gradInput(dy, weight, g, planConv(dy.device, g, dy.dtype === 'f16'));
 }
 
 /** The gradient of conv2d w.r.t. its weight, given dY (not differentiable; for benchmarks and custom backwards). */
 export function conv2dBackwardFilter(dy: Tensor, x: Tensor, weightShape: Shape, options: Conv2dOptions = {}): Tensor {
   const g = convGeometry('conv2dBackwardFilter', x.shape, weightShape, options);
   checkGrad('conv2dBackwardFilter', dy, g);
-  return gradWeight(dy, x, g, planConv(dy.device, g));
+  return gradWeight(dy, x, g, planConv(dy.device, g, x.dtype === 'f16'));
 }
