@@ -94,8 +94,13 @@ export class SGD {
     return this.momentum(step);
   }
 
-  /** Applies one update to every parameter that has a gradient (recorded, not submitted). */
-  step(): void {
+  /**
+   * Applies one update to every parameter that has a gradient (recorded, not submitted).
+   * `gate`: a loss scaler's state buffer (engine/gradScaler.ts); the update is skipped on
+   * the GPU when it flags non-finite gradients. The step counter advances either way, so
+   * the schedules move on as PyTorch's do when GradScaler skips optimizer.step().
+   */
+  step(gate?: GPUBuffer): void {
     const lr = this.lrAt();
     const momentum = this.momentumAt();
     if (!Number.isFinite(lr) || !Number.isFinite(momentum)) {
@@ -116,7 +121,7 @@ export class SGD {
         form: this.form,
         // the caffe form has no special first step: v starts at zero
         first: first && this.form === 'pytorch',
-      });
+      }, gate);
     });
     this.steps++;
   }
