@@ -76,6 +76,12 @@ export interface TrainConfig {
   logEvery: number;
   /** stop when the smoothed loss exceeds this factor times its minimum */
   divergenceFactor: number;
+  /**
+   * 'f16': half-precision training (shader-f16): f16 activations and gradients, f16
+   * operands with f32 accumulation in the convolutions, f32 weights, momentum and
+   * batchnorm statistics, dynamic loss scaling (engine/gradScaler.ts). Absent: 'f32'.
+   */
+  precision?: 'f32' | 'f16' | undefined;
 }
 
 export const DEFAULTS: TrainConfig = {
@@ -109,7 +115,7 @@ export const DEFAULTS: TrainConfig = {
   divergenceFactor: 4,
 };
 
-export const KEYS = new Set<string>(Object.keys(DEFAULTS).concat(['width', 'data', 'trainSubset', 'testSubset', 'epochs', 'iterations', 'minLr', 'annihilationFraction', 'clrStepSize', 'modelSha256', 'resize', 'strict', 'cache']));
+export const KEYS = new Set<string>(Object.keys(DEFAULTS).concat(['width', 'data', 'trainSubset', 'testSubset', 'epochs', 'iterations', 'minLr', 'annihilationFraction', 'clrStepSize', 'modelSha256', 'resize', 'strict', 'cache', 'precision']));
 
 function fail(source: string, msg: string): never {
   throw new Error(`${source}: ${msg}`);
@@ -192,6 +198,7 @@ export function validateConfig(c: TrainConfig, source: SettingSource): TrainConf
   oneOf('schedule', SCHEDULES, 'schedule');
   oneOf('clrMode', ['triangular', 'triangular2', 'exp_range'], 'clrMode');
   oneOf('preset', ['smith', 'pytorch', 'fastai'], 'preset');
+  if (c.precision !== undefined) oneOf('precision', ['f32', 'f16'], 'precision');
   path('out', false);
   path('data', true);
   path('cache', true);

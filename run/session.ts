@@ -13,6 +13,7 @@ import {
 import type { StoredTensor, TensorEntry } from '../engine/io/safetensors.ts';
 import type { Module } from '../engine/nn/index.ts';
 import type { SGD, SgdState } from '../engine/optim.ts';
+import type { GradScaler, GradScalerState } from '../engine/gradScaler.ts';
 import { tensor } from '../engine/tensor.ts';
 import { Augmenter } from '../data/augment.ts';
 import { cifarLayout, loadCifar } from '../data/cifar.ts';
@@ -164,6 +165,8 @@ export interface TrainSidecar {
   totalSteps: number;
   optimizer: { step: number; velocities: (string | null)[] };
   loader: LoaderState;
+  /** half-precision training: the loss scaler's state (absent at f32) */
+  scaler?: GradScalerState;
 }
 
 const toBase64 = (a: Float32Array): string => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64');
@@ -206,9 +209,10 @@ function firstNonFinite(tensors: Record<string, TensorEntry>, velocities: (Float
  */
 export async function saveTrainingCheckpoint(
   root: string, model: Module, optimizer: SGD, loader: BatchLoader, config: TrainConfig, maxLr: number, totalSteps: number,
-  retain: string[] = [], data?: DataDescription,
+  retain: string[] = [], data?: DataDescription, scaler?: GradScaler,
 ): Promise<{ dir: string } | { notSaved: string }> {
   const opt = await optimizer.state();
+  const scalerState = scaler ? await scaler.state() : undefined;
   const tensors = await stateTensors(model);
   const bad = firstNonFinite(tensors, opt.velocities, optimizer.names);
   if (bad) return { notSaved: `${bad} by step ${opt.step}` };
@@ -219,6 +223,7 @@ export async function saveTrainingCheckpoint(
     optimizer: { step: opt.step, velocities: opt.velocities.map((v) => (v ? toBase64(v) : null)) },
     loader: loader.state(),
     ...(data ? { data } : {}),
+    ...(scalerState ? { scaler: scalerState } : {}),
   };
   const ckpt: Checkpoint<TrainSidecar> = { tensors, sidecar, step: opt.step };
   const saved = await saveCheckpoint(root, ckpt, { keep: 2, retain, metadata: { model: config.model, step: String(opt.step) } });
@@ -271,6 +276,13 @@ export function validateTrainingCheckpoint(ck: LoadedCheckpoint<unknown>): Train
   }
   for (const k of ['shuffle', 'dropLast'] as const) if (typeof l[k] !== 'boolean') bad(`loader.${k}`, `must be true or false, got ${JSON.stringify(l[k])}`);
   if (sc.data !== undefined) checkDataDescription(sc.data, bad);
+  if (sc.scaler !== undefined) {
+    const k = sc.scaler as unknown;
+    if (!isObject(k)) bad('scaler', `must be an object (scale, growthTracker, skipped), got ${JSON.stringify(k)}`);
+    const x = k as Record<string, unknown>;
+    if (typeof x.scale !== 'number' || !Number.isFinite(x.scale) || x.scale <= 0) bad('scaler.scale', `must be a positive finite number, got ${JSON.stringify(x.scale)}`);
+    for (const f of ['growthTracker', 'skipped'] as const) if (!int(x[f], 0, 2 ** 32 - 1)) bad(`scaler.${f}`, `must be a non-negative integer, got ${JSON.stringify(x[f])}`);
+  }
   return { sidecar: sc, tensors: ck.tensors, dir: ck.dir, statePath, weightsPath: join(ck.dir, WEIGHTS_FILE) };
 }
 
@@ -410,7 +422,7 @@ export function restoreOptimizer(optimizer: SGD, s: TrainSidecar['optimizer'], s
  * refusing (naming the file and the tensor or field) anything that does not
  * fit: what `train --resume` does, and what test/reliability.test.ts fuzzes.
  */
-export function applyCheckpoint(ck: TrainingCheckpoint, model: Module, optimizer: SGD, loader: BatchLoader, config: TrainConfig): void {
+export function applyCheckpoint(ck: TrainingCheckpoint, model: Module, optimizer: SGD, loader: BatchLoader, config: TrainConfig, scaler?: GradScaler): void {
   checkStateTensors(stateSpec(model), ck.tensors, ck.weightsPath, modelName(config));
   // optimizer and loader first: they throw before anything is written to the GPU
   const velocities = checkVelocities(optimizer, ck.sidecar.optimizer, ck.statePath);
@@ -421,4 +433,6 @@ export function applyCheckpoint(ck: TrainingCheckpoint, model: Module, optimizer
   }
   loadStateTensors(model, ck.tensors);
   optimizer.loadState({ step: ck.sidecar.optimizer.step, velocities });
+  // a half-precision run resumes with its scale (a checkpoint from f32 training starts the scaler afresh)
+  if (scaler && ck.sidecar.scaler) scaler.loadState(ck.sidecar.scaler);
 }

@@ -8,6 +8,7 @@ import { basename, join } from 'node:path';
 import { type Device, createDevice } from '../gpu/device.ts';
 import { autotuneSession } from './autotune.ts';
 import { SGD } from '../engine/optim.ts';
+import { GradScaler } from '../engine/gradScaler.ts';
 import { datasetSize } from '../data/dataset.ts';
 import { BatchLoader } from '../data/loader.ts';
 import { parameterCount } from '../models/index.ts';
@@ -179,13 +180,16 @@ async function trainWithSignals(
       weightDecay: config.weightDecay,
       nesterov: config.nesterov,
     });
+    const half = config.precision === 'f16';
+    if (half && !device.hasShaderF16) throw new Error(`--precision f16: the adapter '${device.label}' has no shader-f16 (half-precision arithmetic); train with --precision f32`);
+    const scaler = half ? new GradScaler(device) : undefined;
     const loader = new BatchLoader(data.train, { batchSize: config.batchSize, seed: config.seed, shuffle: true, dropLast: true });
     const augmenter = augmenterFor(device, config, data.train);
     // kernel tuning: the cache read into the policy; on GPUs the model's shapes timed first (kernels/autotune.ts)
     await autotuneSession(device, model, [config.batchSize, ...data.train.shape], log);
     let kept: string | null = null;
     if (checkpoint) {
-      applyCheckpoint(checkpoint, model, optimizer, loader, config);
+      applyCheckpoint(checkpoint, model, optimizer, loader, config, scaler);
       // a finished run's final evaluation is done again (identically), so it must not stay twice
       outputs.truncateAfter(optimizer.stepCount, optimizer.stepCount === checkpoint.sidecar.totalSteps ? optimizer.stepCount : null, log);
       log(`resuming ${checkpoint.dir} at step ${optimizer.stepCount}/${total}`);
@@ -199,7 +203,7 @@ async function trainWithSignals(
     const evalName = data.validation ? 'validation' : 'test';
     log(
       `${config.model} (${parameterCount(model).toLocaleString('en')} parameters) on ${data.train.name} ` +
-        `(${datasetSize(data.train)} train, ${datasetSize(evalSet)} ${evalName}) · ${total} steps of ${config.batchSize} · ${schedules.describe} · ${device.label}`,
+        `(${datasetSize(data.train)} train, ${datasetSize(evalSet)} ${evalName}) · ${total} steps of ${config.batchSize} · ${schedules.describe}${half ? ' · f16 activations, loss scaling' : ''} · ${device.label}`,
     );
     const progress = new TrainingProgress(total, 'train', process.stderr, o.quiet ?? false);
     // the newest checkpoint whose weights gave a sound loss is never pruned: a
@@ -208,7 +212,7 @@ async function trainWithSignals(
     const savedAt = new Map<number, string>();
     /** Saves a checkpoint, or returns why the state is not good enough to keep. */
     const save = async (): Promise<string | { dir: string }> => {
-      const r = await saveTrainingCheckpoint(outputs.checkpointDir, model, optimizer, loader, config, maxLr, total, verified ? [verified] : [], describeData(data.train));
+      const r = await saveTrainingCheckpoint(outputs.checkpointDir, model, optimizer, loader, config, maxLr, total, verified ? [verified] : [], describeData(data.train), scaler);
       if ('notSaved' in r) return r.notSaved;
       savedAt.set(optimizer.stepCount, basename(r.dir));
       return r;
@@ -230,6 +234,7 @@ async function trainWithSignals(
         checkpointEvery: config.checkpointEvery,
         divergenceFactor: config.divergenceFactor,
         lossFloor: Math.log(data.train.numClasses),
+        ...(scaler ? { scaler } : {}),
         callbacks: {
           onSteps: (records, ips) => {
             outputs.appendSteps(records, ips);
@@ -287,6 +292,8 @@ async function trainWithSignals(
     } else if (result.finalEval && !data.validation) {
       testAccuracy = result.finalEval.acc;
     }
+    const scaling = scaler ? await scaler.state() : null;
+    if (scaling) log(`loss scaling: final scale ${scaling.scale}, ${scaling.skipped} step${scaling.skipped === 1 ? '' : 's'} skipped for non-finite gradients`);
     await outputs.writeSummary({
       end: result.end,
       message: result.message,
@@ -299,11 +306,13 @@ async function trainWithSignals(
       testAccuracy,
       parameters: parameterCount(model),
       adapter: device.label,
+      ...(scaling ? { precision: 'f16', lossScaling: scaling } : { precision: 'f32' }),
       config,
     });
     const plots = await outputs.writePlots();
     log(`metrics ${outputs.metricsPath} · plots ${plots.map((p) => p.slice(config.out.length + 1)).join(', ')} in ${config.out} · summary ${join(config.out, 'summary.json')}`);
     augmenter.dispose();
+    scaler?.dispose();
     optimizer.dispose();
     model.dispose();
     return { result, outDir: config.out, testAccuracy, signal: signalled() };

@@ -5,6 +5,7 @@
 // progress bar moves.
 import type { Device } from '../gpu/device.ts';
 import type { SGD } from '../engine/optim.ts';
+import type { GradScaler } from '../engine/gradScaler.ts';
 import { type Tensor, empty, keep, noGrad, tidy } from '../engine/tensor.ts';
 import { accuracy, softmaxCrossEntropy } from '../engine/ops/loss.ts';
 import { DivergenceMonitor } from './divergence.ts';
@@ -41,6 +42,10 @@ export interface StepRecord {
   acc: number;
   lr: number;
   momentum: number;
+  /** half-precision training: the loss scale this step used */
+  lossScale?: number;
+  /** half-precision training: the update was skipped (non-finite gradients at this scale) */
+  skipped?: boolean;
 }
 
 export interface EvalRecord {
@@ -90,6 +95,8 @@ export interface FitOptions {
    * divergenceFactor × this is divergence too.
    */
   lossFloor?: number;
+  /** half-precision training (engine/gradScaler.ts): f16 activations and gradients, dynamic loss scaling */
+  scaler?: GradScaler;
   callbacks?: FitCallbacks;
 }
 
@@ -159,8 +166,10 @@ export async function fit(o: FitOptions): Promise<FitResult> {
   const history: StepRecord[] = [];
   const evals: EvalRecord[] = [];
   const t0 = performance.now();
-  // [loss, acc] per step of the current logging block, read back together
-  const ring = new ReadbackRing<{ step: number; lr: number; momentum: number }>(device, logEvery, 2);
+  // [loss, acc] per step of the current logging block, read back together; with a loss
+  // scaler also its [scale, found] words of the step
+  const scaler = o.scaler;
+  const ring = new ReadbackRing<{ step: number; lr: number; momentum: number }>(device, logEvery, scaler ? 4 : 2);
   let blockStart = performance.now();
   let end: FitEnd = 'completed';
   let message = '';
@@ -178,7 +187,12 @@ export async function fit(o: FitOptions): Promise<FitResult> {
   };
   const drain = async (): Promise<string | null> => {
     if (ring.count === 0) return null;
-    const records = (await ring.drain()).map(({ meta, values }) => ({ ...meta, loss: values[0]!, acc: values[1]! }));
+    const records: StepRecord[] = (await ring.drain()).map(({ meta, values }) => ({
+      ...meta,
+      loss: values[0]!,
+      acc: values[1]!,
+      ...(scaler ? { lossScale: values[2]!, skipped: new Uint32Array(values.buffer, values.byteOffset + 12, 1)[0] !== 0 } : {}),
+    }));
     const ips = (records.length * train.batchSize) / ((performance.now() - blockStart) / 1000);
     blockStart = performance.now();
     cb.onSteps?.(records, ips);
@@ -204,14 +218,16 @@ export async function fit(o: FitOptions): Promise<FitResult> {
       const batch = train.next();
       const lr = optimizer.lrAt();
       const momentum = optimizer.momentumAt();
+      let slot: { buffer: GPUBuffer; offset: number } | undefined;
       trainStep(device, model, optimizer, batch, {
         labelSmoothing: smoothing,
         record: (loss, logits) => {
           const acc = noGrad(() => accuracy(logits, batch.y));
-          const slot = ring.slot({ step, lr, momentum });
+          slot = ring.slot({ step, lr, momentum });
           device.copy(loss.buffer, 0, slot.buffer, slot.offset, 4);
           device.copy(acc.buffer, 0, slot.buffer, slot.offset + 4, 4);
         },
+        ...(scaler ? { scaler, recordScaler: (state: GPUBuffer) => device.copy(state, 0, slot!.buffer, slot!.offset + 8, 8) } : {}),
       });
 
       const done = optimizer.stepCount;
