@@ -9,7 +9,9 @@ export type MatmulConfig =
   | { kind: 'tiled' }
   | { kind: 'direct'; tm: number; tn: number; wx: number; wy: number }
   | { kind: 'texture' }
-  | { kind: 'large'; tile: GemmTile };
+  | { kind: 'large'; tile: GemmTile }
+  /** tensor cores through Dawn's subgroup matrices, f16 operands, f32 result (kernels/matmulSubgroupMatrix.ts) */
+  | { kind: 'subgroupMatrix' };
 
 /** A tile of the large GEMM family (kernels/gemmLarge.ts): BM×BN per workgroup, TM×TN per thread, K slices of BK, optionally double-buffered. */
 export interface GemmTile {

@@ -45,8 +45,11 @@
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 import type { AdapterProfile, Device } from '../gpu/device.ts';
 
-/** What the matmul planner reads: the adapter's profile, and its label (the tuning file is per adapter). */
-export type MatmulProfile = AdapterProfile & Pick<Device, 'label'>;
+/**
+ * What the matmul planner reads: the adapter's profile, and its label (the tuning file
+ * is per adapter); the f16 and subgroup-matrix features where the profile says them.
+ */
+export type MatmulProfile = AdapterProfile & Pick<Device, 'label'> & Partial<Pick<Device, 'hasShaderF16' | 'subgroupMatrixConfigs'>>;
 import type { MatmulConfig } from '../gpu/policy.ts';
 
 export type { MatmulConfig };
@@ -55,6 +58,8 @@ import type { MatmulOptions } from './matmulOptions.ts';
 import { UniformWriter, hasSubgroupsOf8, isSoftwareAdapter } from './common.ts';
 import { matmulTexture, matmulTextureFits } from './matmulTexture.ts';
 import { largeMatmulTile, matmulLarge, tileName } from './matmulLarge.ts';
+import { matmulSubgroupMatrix, subgroupMatrixProblem } from './matmulSubgroupMatrix.ts';
+import { withF16 } from './cast.ts';
 
 export type { MatmulOptions } from './matmulOptions.ts';
 
@@ -64,10 +69,19 @@ export const DIRECT_DEFAULT: MatmulConfig = { kind: 'direct', tm: 4, tn: 8, wx: 
 export const DIRECT_SMALL: MatmulConfig = { kind: 'direct', tm: 4, tn: 4, wx: 4, wy: 4 };
 
 export const TEXTURE: MatmulConfig = { kind: 'texture' };
+export const SUBGROUP_MATRIX: MatmulConfig = { kind: 'subgroupMatrix' };
+
+/** Whether the subgroup-matrix kernel can compute this product on this adapter. */
+function subgroupMatrixFits(device: MatmulProfile, o: MatmulOptions): boolean {
+  if (o.transA || o.transB || o.batch !== 1 || o.bias) return false;
+  const profile = { subgroupMatrixConfigs: device.subgroupMatrixConfigs ?? [], hasShaderF16: device.hasShaderF16 ?? false };
+  return subgroupMatrixProblem(profile, o.M, o.N, o.K) === null;
+}
 
 export function configName(c: MatmulConfig): string {
   if (c.kind === 'texture') return 'texture 8×8 per lane, subgroup-shared A (kernels/matmulTexture.ts)';
   if (c.kind === 'large') return `large ${tileName(c.tile)} (kernels/matmulLarge.ts)`;
+  if (c.kind === 'subgroupMatrix') return 'subgroup matrices, f16 operands (kernels/matmulSubgroupMatrix.ts)';
   return c.kind === 'tiled' ? 'tiled 64×64 (4×4, BK 16, workgroup memory)' : `direct ${c.tm}×${c.tn} per thread, wg ${c.wx}×${c.wy}`;
 }
 
@@ -331,6 +345,9 @@ export function chooseConfig(device: MatmulProfile, o: MatmulOptions): MatmulCon
   const tuned = device.policy.matmul.tuning?.get(shapeClass(o));
   if (tuned && (tuned.kind !== 'texture' || textureOk)) return tuned;
   if (!isSoftwareAdapter(device)) {
+    // at f16 precision, the tensor cores where the adapter offers f16×f16→f32 subgroup
+    // matrices and the product fits their kernel (row-major, unbatched, whole tiles, no bias)
+    if (device.policy.precision === 'f16' && subgroupMatrixFits(device, o)) return SUBGROUP_MATRIX;
     // products that fill the GPU: the large tiles (128×128, 8×8 per thread), else the 64×64 kernel
     const tile = largeMatmulTile(device, o);
     return tile ? { kind: 'large', tile } : { kind: 'tiled' };
@@ -361,6 +378,7 @@ export function matmulKernel(device: Device, a: Operand, b: Operand, c: Operand,
   const cfg = chooseConfig(device, o);
   if (cfg.kind === 'texture') return matmulTexture(device, a, b, c, o);
   if (cfg.kind === 'large') return matmulLarge(device, a, b, c, o, cfg.tile);
+  if (cfg.kind === 'subgroupMatrix') return withF16(device, [a, b], ([ha, hb]) => matmulSubgroupMatrix(device, ha!, hb!, c, o.M, o.N, o.K));
   const hasBias = o.bias !== undefined;
   const strideA = o.batchA === 1 ? 0 : o.M * o.K;
   const strideB = o.batchB === 1 ? 0 : o.K * o.N;

@@ -74,3 +74,20 @@ it('conv: the policy forces the large tiles on every part (any adapter), and a t
   assert.equal(t.gradInput, 'buffer');
   assert.equal(t.gradWeight, 'large');
 });
+
+it('matmul at f16 precision: the subgroup-matrix kernel where the adapter offers f16×f16→f32 tensor-core shapes and the product fits it; never otherwise', () => {
+  const sgm = [{ M: 16, N: 16, K: 16, componentType: 'f16', resultComponentType: 'f32' }];
+  const f16Policy = { ...defaultKernelPolicy(), precision: 'f16' as const };
+  const tensorCores = { ...discrete, policy: f16Policy, hasShaderF16: true, subgroupMatrixConfigs: sgm };
+  assert.deepEqual(chooseConfig(tensorCores, mm(4096, 4096, 4096)), { kind: 'subgroupMatrix' });
+  assert.deepEqual(chooseConfig(tensorCores, mm(128, 64, 16)), { kind: 'subgroupMatrix' });
+  // what the kernel cannot do: partial tiles, transposes, batches, a bias
+  assert.notEqual(chooseConfig(tensorCores, mm(4095, 4096, 4096)).kind, 'subgroupMatrix');
+  assert.notEqual(chooseConfig(tensorCores, { ...mm(4096, 4096, 4096), transA: true }).kind, 'subgroupMatrix');
+  assert.notEqual(chooseConfig(tensorCores, mm(256, 256, 256, 4)).kind, 'subgroupMatrix');
+  // f32 precision, no such shape (an f32-only or i8 config), no shader-f16, a software adapter: the FMA kernels
+  assert.deepEqual(chooseConfig({ ...tensorCores, policy: defaultKernelPolicy() }, mm(4096, 4096, 4096)), { kind: 'large', tile: TILE_128 });
+  assert.notEqual(chooseConfig({ ...tensorCores, subgroupMatrixConfigs: [{ ...sgm[0]!, componentType: 'i8', resultComponentType: 'i32' }] }, mm(4096, 4096, 4096)).kind, 'subgroupMatrix');
+  assert.notEqual(chooseConfig({ ...tensorCores, hasShaderF16: false }, mm(4096, 4096, 4096)).kind, 'subgroupMatrix');
+  assert.notEqual(chooseConfig({ ...software, policy: f16Policy, hasShaderF16: true, subgroupMatrixConfigs: sgm }, mm(4096, 4096, 4096)).kind, 'subgroupMatrix');
+});
