@@ -12,9 +12,12 @@
 //   global avg   forward: one 64-thread workgroup per plane, strided sum and a
 //                tree. backward: one thread per input pixel.
 //   shortcut A   y[n, c + before, oh, ow] = x[n, c, oh·s, ow·s], other channels 0.
+//
+// x, y, dy and dx are each stored as f32 or f16 (half-precision training), the
+// arithmetic is f32: loads convert, stores round once. The argmax stays i32.
 import type { Device } from '../gpu/device.ts';
-import type { Operand } from './operand.ts';
-import { FLAT_INDEX, UniformWriter, WG, grid1d } from './common.ts';
+import { type FloatType, type Operand, floatType } from './operand.ts';
+import { FLAT_INDEX, UniformWriter, WG, enableF16, grid1d, loadF32, storeElem } from './common.ts';
 
 export interface PoolGeometry {
   /** N·C */
@@ -48,6 +51,14 @@ function params(g: PoolGeometry, n: number, countIncludePad = true): Uint8Array 
     .bytes();
 }
 
+/** Storage types of an input and an output binding, for the pipeline key and label (f32 labels unchanged). */
+function ioTypes(what: string, a: Operand, b: Operand): { ta: FloatType; tb: FloatType; key: string; label: string } {
+  const ta = floatType(a, what);
+  const tb = floatType(b, what);
+  const label = ta === 'f32' && tb === 'f32' ? '' : ` ${ta === tb ? ta : `${ta}→${tb}`}`;
+  return { ta, tb, key: `:${ta}:${tb}`, label };
+}
+
 const MAIN = /* wgsl */ `@compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -69,10 +80,11 @@ const WINDOW_RANGE = /* wgsl */ `
 
 // ----------------------------------------------------------------- max pool
 
-const maxForwardSource = /* wgsl */ `
+const maxForwardSource = (tx: FloatType, ty: FloatType): string => /* wgsl */ `
+${enableF16(tx, ty)}
 ${PARAMS}
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<${tx}>;
+@group(0) @binding(1) var<storage, read_write> y: array<${ty}>;
 @group(0) @binding(2) var<storage, read_write> argmax: array<i32>;
 @group(0) @binding(3) var<uniform> p: Params;
 ${MAIN}
@@ -88,29 +100,31 @@ ${MAIN}
     for (var kw = 0; kw < p.kw; kw++) {
       let iw = ow * p.sw - p.pw + kw;
       if (iw < 0 || iw >= p.w) { continue; }
-      let v = x[xBase + u32(ih * p.w + iw)];
+      let v = f32(x[xBase + u32(ih * p.w + iw)]);
       if (at < 0 || v > best) {
         best = v;
         at = ih * p.w + iw;
       }
     }
   }
-  y[i] = best;
+  y[i] = ${ty}(best);
   argmax[i] = at;
 }`;
 
 /** Records y = max over each window and argmax = the chosen pixel's index in its plane. */
 export function maxPoolForward(device: Device, x: Operand, y: Operand, argmax: Operand, g: PoolGeometry): void {
-  const pipeline = device.pipeline('maxPool forward', 'max pool 2d', () => maxForwardSource);
+  const t = ioTypes('max pool 2d', x, y);
+  const pipeline = device.pipeline(`maxPool forward${t.key}`, `max pool 2d${t.label}`, () => maxForwardSource(t.ta, t.tb));
   const u = device.uniforms(params(g, y.size));
   device.dispatch(pipeline, [x.buffer, y.buffer, argmax.buffer, u], grid1d(y.size));
 }
 
-const maxBackwardSource = /* wgsl */ `
+const maxBackwardSource = (tdy: FloatType, tdx: FloatType): string => /* wgsl */ `
+${enableF16(tdy, tdx)}
 ${PARAMS}
-@group(0) @binding(0) var<storage, read> dy: array<f32>;
+@group(0) @binding(0) var<storage, read> dy: array<${tdy}>;
 @group(0) @binding(1) var<storage, read> argmax: array<i32>;
-@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dx: array<${tdx}>;
 @group(0) @binding(3) var<uniform> p: Params;
 ${MAIN}
 ${WINDOW_RANGE}
@@ -119,15 +133,16 @@ ${WINDOW_RANGE}
   for (var oh = ohLo; oh <= ohHi; oh++) {
     for (var ow = owLo; ow <= owHi; ow++) {
       let o = oBase + u32(oh * p.wo + ow);
-      if (argmax[o] == me) { acc += dy[o]; }
+      if (argmax[o] == me) { acc += f32(dy[o]); }
     }
   }
-  dx[i] = acc;
+  dx[i] = ${tdx}(acc);
 }`;
 
 /** Records dx = dY routed to each window's argmax (summed where windows overlap). */
 export function maxPoolBackward(device: Device, dy: Operand, argmax: Operand, dx: Operand, g: PoolGeometry): void {
-  const pipeline = device.pipeline('maxPool backward', 'max pool 2d backward', () => maxBackwardSource);
+  const t = ioTypes('max pool 2d backward', dy, dx);
+  const pipeline = device.pipeline(`maxPool backward${t.key}`, `max pool 2d backward${t.label}`, () => maxBackwardSource(t.ta, t.tb));
   const u = device.uniforms(params(g, dx.size));
   device.dispatch(pipeline, [dy.buffer, argmax.buffer, dx.buffer, u], grid1d(dx.size));
 }
@@ -143,10 +158,11 @@ fn divisor(hs: i32, ws: i32) -> f32 {
   return f32((min(he, p.h) - max(hs, 0)) * (min(we, p.w) - max(ws, 0)));
 }`;
 
-const avgForwardSource = /* wgsl */ `
+const avgForwardSource = (tx: FloatType, ty: FloatType): string => /* wgsl */ `
+${enableF16(tx, ty)}
 ${PARAMS}
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<${tx}>;
+@group(0) @binding(1) var<storage, read_write> y: array<${ty}>;
 @group(0) @binding(2) var<uniform> p: Params;
 ${DIVISOR}
 ${MAIN}
@@ -159,22 +175,24 @@ ${MAIN}
   var acc = 0.0;
   for (var ih = max(hs, 0); ih < min(hs + p.kh, p.h); ih++) {
     for (var iw = max(ws, 0); iw < min(ws + p.kw, p.w); iw++) {
-      acc += x[xBase + u32(ih * p.w + iw)];
+      acc += f32(x[xBase + u32(ih * p.w + iw)]);
     }
   }
-  y[i] = acc / divisor(hs, ws);
+  y[i] = ${ty}(acc / divisor(hs, ws));
 }`;
 
 export function avgPoolForward(device: Device, x: Operand, y: Operand, g: PoolGeometry, countIncludePad: boolean): void {
-  const pipeline = device.pipeline('avgPool forward', 'avg pool 2d', () => avgForwardSource);
+  const t = ioTypes('avg pool 2d', x, y);
+  const pipeline = device.pipeline(`avgPool forward${t.key}`, `avg pool 2d${t.label}`, () => avgForwardSource(t.ta, t.tb));
   const u = device.uniforms(params(g, y.size, countIncludePad));
   device.dispatch(pipeline, [x.buffer, y.buffer, u], grid1d(y.size));
 }
 
-const avgBackwardSource = /* wgsl */ `
+const avgBackwardSource = (tdy: FloatType, tdx: FloatType): string => /* wgsl */ `
+${enableF16(tdy, tdx)}
 ${PARAMS}
-@group(0) @binding(0) var<storage, read> dy: array<f32>;
-@group(0) @binding(1) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(0) var<storage, read> dy: array<${tdy}>;
+@group(0) @binding(1) var<storage, read_write> dx: array<${tdx}>;
 @group(0) @binding(2) var<uniform> p: Params;
 ${DIVISOR}
 ${MAIN}
@@ -182,14 +200,15 @@ ${WINDOW_RANGE}
   var acc = 0.0;
   for (var oh = ohLo; oh <= ohHi; oh++) {
     for (var ow = owLo; ow <= owHi; ow++) {
-      acc += dy[oBase + u32(oh * p.wo + ow)] / divisor(oh * p.sh - p.ph, ow * p.sw - p.pw);
+      acc += f32(dy[oBase + u32(oh * p.wo + ow)]) / divisor(oh * p.sh - p.ph, ow * p.sw - p.pw);
     }
   }
-  dx[i] = acc;
+  dx[i] = ${tdx}(acc);
 }`;
 
 export function avgPoolBackward(device: Device, dy: Operand, dx: Operand, g: PoolGeometry, countIncludePad: boolean): void {
-  const pipeline = device.pipeline('avgPool backward', 'avg pool 2d backward', () => avgBackwardSource);
+  const t = ioTypes('avg pool 2d backward', dy, dx);
+  const pipeline = device.pipeline(`avgPool backward${t.key}`, `avg pool 2d backward${t.label}`, () => avgBackwardSource(t.ta, t.tb));
   const u = device.uniforms(params(g, dx.size, countIncludePad));
   device.dispatch(pipeline, [dy.buffer, dx.buffer, u], grid1d(dx.size));
 }
@@ -199,11 +218,12 @@ export function avgPoolBackward(device: Device, dy: Operand, dx: Operand, g: Poo
 // One invocation per plane, summing it in order (vec4 loads where planes are whole
 // vec4s): llvmpipe runs a workgroup tree reduction's barriers as coroutine switches,
 // which made a 64-lane reduction per plane ~20× slower on the ResNet head.
-const globalForwardSource = (vec4: boolean): string => /* wgsl */ `
+const globalForwardSource = (vec4: boolean, tx: FloatType, ty: FloatType): string => /* wgsl */ `
+${enableF16(tx, ty)}
 const WG = ${WG}u;
 struct Params { planes: u32, plane: u32 }
-@group(0) @binding(0) var<storage, read> x: array<${vec4 ? 'vec4<f32>' : 'f32'}>;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<${storeElem(tx, vec4)}>;
+@group(0) @binding(1) var<storage, read_write> y: array<${ty}>;
 @group(0) @binding(2) var<uniform> p: Params;
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
@@ -212,30 +232,33 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   if (o >= p.planes) { return; }
   let n = ${vec4 ? 'p.plane / 4u' : 'p.plane'};
   var acc = ${vec4 ? 'vec4<f32>()' : '0.0'};
-  for (var j = 0u; j < n; j++) { acc += x[o * n + j]; }
-  y[o] = ${vec4 ? '(acc.x + acc.y + acc.z + acc.w)' : 'acc'} / f32(p.plane);
+  for (var j = 0u; j < n; j++) { acc += ${loadF32(vec4, 'x[o * n + j]')}; }
+  y[o] = ${ty}(${vec4 ? '(acc.x + acc.y + acc.z + acc.w)' : 'acc'} / f32(p.plane));
 }`;
 
 /** Records y[plane] = mean of x over the plane (x: planes × plane values). */
 export function globalAvgPoolForward(device: Device, x: Operand, y: Operand, planes: number, plane: number): void {
   const vec4 = plane % 4 === 0;
-  const pipeline = device.pipeline(`globalAvgPool forward:${vec4}`, `global avg pool${vec4 ? ' (vec4)' : ''}`, () => globalForwardSource(vec4));
+  const t = ioTypes('global avg pool', x, y);
+  const pipeline = device.pipeline(`globalAvgPool forward:${vec4}${t.key}`, `global avg pool${vec4 ? ' (vec4)' : ''}${t.label}`, () => globalForwardSource(vec4, t.ta, t.tb));
   const u = device.uniforms(new UniformWriter().u32(planes, plane).bytes());
   device.dispatch(pipeline, [x.buffer, y.buffer, u], grid1d(planes));
 }
 
-const globalBackwardSource = /* wgsl */ `
+const globalBackwardSource = (tdy: FloatType, tdx: FloatType): string => /* wgsl */ `
+${enableF16(tdy, tdx)}
 const WG = ${WG}u;
 struct Params { n: u32, plane: u32 }
-@group(0) @binding(0) var<storage, read> dy: array<f32>;
-@group(0) @binding(1) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(0) var<storage, read> dy: array<${tdy}>;
+@group(0) @binding(1) var<storage, read_write> dx: array<${tdx}>;
 @group(0) @binding(2) var<uniform> p: Params;
 ${MAIN}
-  dx[i] = dy[i / p.plane] / f32(p.plane);
+  dx[i] = ${tdx}(f32(dy[i / p.plane]) / f32(p.plane));
 }`;
 
 export function globalAvgPoolBackward(device: Device, dy: Operand, dx: Operand, plane: number): void {
-  const pipeline = device.pipeline('globalAvgPool backward', 'global avg pool backward', () => globalBackwardSource);
+  const t = ioTypes('global avg pool backward', dy, dx);
+  const pipeline = device.pipeline(`globalAvgPool backward${t.key}`, `global avg pool backward${t.label}`, () => globalBackwardSource(t.ta, t.tb));
   const u = device.uniforms(new UniformWriter().u32(dx.size, plane).bytes());
   device.dispatch(pipeline, [dy.buffer, dx.buffer, u], grid1d(dx.size));
 }
@@ -270,12 +293,13 @@ function shortcutParams(g: ShortcutGeometry, n: number, planeOffset = 0): Uint8A
 // with the channel count and stride as constants: no runtime division per element
 // (llvmpipe divides with 8 scalar divisions per vector). More planes than a grid
 // dimension holds (65535) go in several dispatches, each from its planeOffset.
-const shortcutForwardSource = (cout: number, stride: number): string => /* wgsl */ `
+const shortcutForwardSource = (cout: number, stride: number, tx: FloatType, ty: FloatType): string => /* wgsl */ `
+${enableF16(tx, ty)}
 ${SHORTCUT_PARAMS}
 const COUT = ${cout}u;
 const STRIDE = ${stride}u;
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<${tx}>;
+@group(0) @binding(1) var<storage, read_write> y: array<${ty}>;
 @group(0) @binding(2) var<uniform> p: Params;
 @compute @workgroup_size(8, 8)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -287,17 +311,18 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let n = plane / COUT;
   var v = 0.0;
   if (c >= p.before && c < p.before + p.cin) {
-    v = x[((n * p.cin + c - p.before) * p.h + oh * STRIDE) * p.w + ow * STRIDE];
+    v = f32(x[((n * p.cin + c - p.before) * p.h + oh * STRIDE) * p.w + ow * STRIDE]);
   }
-  y[(plane * p.ho + oh) * p.wo + ow] = v;
+  y[(plane * p.ho + oh) * p.wo + ow] = ${ty}(v);
 }`;
 
-const shortcutBackwardSource = (cin: number, stride: number): string => /* wgsl */ `
+const shortcutBackwardSource = (cin: number, stride: number, tdy: FloatType, tdx: FloatType): string => /* wgsl */ `
+${enableF16(tdy, tdx)}
 ${SHORTCUT_PARAMS}
 const CIN = ${cin}u;
 const STRIDE = ${stride}u;
-@group(0) @binding(0) var<storage, read> dy: array<f32>;
-@group(0) @binding(1) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(0) var<storage, read> dy: array<${tdy}>;
+@group(0) @binding(1) var<storage, read_write> dx: array<${tdx}>;
 @group(0) @binding(2) var<uniform> p: Params;
 @compute @workgroup_size(8, 8)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -309,23 +334,24 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let n = plane / CIN;
   var v = 0.0;
   if (ih % STRIDE == 0u && iw % STRIDE == 0u) {
-    v = dy[((n * p.cout + c + p.before) * p.ho + ih / STRIDE) * p.wo + iw / STRIDE];
+    v = f32(dy[((n * p.cout + c + p.before) * p.ho + ih / STRIDE) * p.wo + iw / STRIDE]);
   }
-  dx[(plane * p.h + ih) * p.w + iw] = v;
+  dx[(plane * p.h + ih) * p.w + iw] = ${tdx}(v);
 }`;
 
 // The same by quads of 4 pixels along a row (widths a multiple of 4, strides 1, 2
 // or 4, so which pixels of a quad are on the grid is known here): one vec4 store
 // where the scalar kernel made four (stores cost llvmpipe a bounds check and a
 // scatter per lane), and rows off the grid load nothing.
-function shortcutForwardQuadSource(cout: number, stride: number): string {
-  const loads = [0, 1, 2, 3].map((j) => `x[row + (q * 4u + ${j}u) * STRIDE]`).join(', ');
+function shortcutForwardQuadSource(cout: number, stride: number, tx: FloatType, ty: FloatType): string {
+  const loads = [0, 1, 2, 3].map((j) => `f32(x[row + (q * 4u + ${j}u) * STRIDE])`).join(', ');
   return /* wgsl */ `
+${enableF16(tx, ty)}
 ${SHORTCUT_PARAMS}
 const COUT = ${cout}u;
 const STRIDE = ${stride}u;
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> y: array<vec4<f32>>;
+@group(0) @binding(0) var<storage, read> x: array<${tx}>;
+@group(0) @binding(1) var<storage, read_write> y: array<${storeElem(ty, true)}>;
 @group(0) @binding(2) var<uniform> p: Params;
 @compute @workgroup_size(8, 8)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -340,19 +366,20 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let row = ((n * p.cin + c - p.before) * p.h + oh * STRIDE) * p.w;
     v = vec4<f32>(${loads});
   }
-  y[(plane * p.ho + oh) * (p.wo / 4u) + q] = v;
+  y[(plane * p.ho + oh) * (p.wo / 4u) + q] = ${storeElem(ty, true)}(v);
 }`;
 }
 
-function shortcutBackwardQuadSource(cin: number, stride: number): string {
+function shortcutBackwardQuadSource(cin: number, stride: number, tdy: FloatType, tdx: FloatType): string {
   const per = 4 / stride; // dY pixels per quad of dX
-  const parts = [0, 1, 2, 3].map((j) => (j % stride === 0 ? `dy[row + q * ${per}u + ${j / stride}u]` : '0.0'));
+  const parts = [0, 1, 2, 3].map((j) => (j % stride === 0 ? `f32(dy[row + q * ${per}u + ${j / stride}u])` : '0.0'));
   return /* wgsl */ `
+${enableF16(tdy, tdx)}
 ${SHORTCUT_PARAMS}
 const CIN = ${cin}u;
 const STRIDE = ${stride}u;
-@group(0) @binding(0) var<storage, read> dy: array<f32>;
-@group(0) @binding(1) var<storage, read_write> dx: array<vec4<f32>>;
+@group(0) @binding(0) var<storage, read> dy: array<${tdy}>;
+@group(0) @binding(1) var<storage, read_write> dx: array<${storeElem(tdx, true)}>;
 @group(0) @binding(2) var<uniform> p: Params;
 @compute @workgroup_size(8, 8)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -367,7 +394,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let row = ((n * p.cout + c + p.before) * p.ho + ih / STRIDE) * p.wo;
     v = vec4<f32>(${parts.join(', ')});
   }
-  dx[(plane * p.h + ih) * (p.w / 4u) + q] = v;
+  dx[(plane * p.h + ih) * (p.w / 4u) + q] = ${storeElem(tdx, true)}(v);
 }`;
 }
 
@@ -382,21 +409,23 @@ function dispatchPlanes(device: Device, pipeline: GPUComputePipeline, bufs: GPUB
 }
 
 export function shortcutForward(device: Device, x: Operand, y: Operand, g: ShortcutGeometry): void {
+  const t = ioTypes('subsample + pad channels', x, y);
   if (g.wo % 4 === 0 && quadStride(g.stride)) {
-    const pipeline = device.pipeline(`shortcutA forward quads:${g.cout}:${g.stride}`, 'subsample + pad channels (vec4)', () => shortcutForwardQuadSource(g.cout, g.stride));
+    const pipeline = device.pipeline(`shortcutA forward quads:${g.cout}:${g.stride}${t.key}`, `subsample + pad channels (vec4)${t.label}`, () => shortcutForwardQuadSource(g.cout, g.stride, t.ta, t.tb));
     dispatchPlanes(device, pipeline, [x.buffer, y.buffer], g, y.size, g.wo / 4, g.ho, g.batch * g.cout);
     return;
   }
-  const pipeline = device.pipeline(`shortcutA forward:${g.cout}:${g.stride}`, 'subsample + pad channels', () => shortcutForwardSource(g.cout, g.stride));
+  const pipeline = device.pipeline(`shortcutA forward:${g.cout}:${g.stride}${t.key}`, `subsample + pad channels${t.label}`, () => shortcutForwardSource(g.cout, g.stride, t.ta, t.tb));
   dispatchPlanes(device, pipeline, [x.buffer, y.buffer], g, y.size, g.wo, g.ho, g.batch * g.cout);
 }
 
 export function shortcutBackward(device: Device, dy: Operand, dx: Operand, g: ShortcutGeometry): void {
+  const t = ioTypes('subsample + pad channels backward', dy, dx);
   if (g.w % 4 === 0 && quadStride(g.stride)) {
-    const pipeline = device.pipeline(`shortcutA backward quads:${g.cin}:${g.stride}`, 'subsample + pad channels backward (vec4)', () => shortcutBackwardQuadSource(g.cin, g.stride));
+    const pipeline = device.pipeline(`shortcutA backward quads:${g.cin}:${g.stride}${t.key}`, `subsample + pad channels backward (vec4)${t.label}`, () => shortcutBackwardQuadSource(g.cin, g.stride, t.ta, t.tb));
     dispatchPlanes(device, pipeline, [dy.buffer, dx.buffer], g, dx.size, g.w / 4, g.h, g.batch * g.cin);
     return;
   }
-  const pipeline = device.pipeline(`shortcutA backward:${g.cin}:${g.stride}`, 'subsample + pad channels backward', () => shortcutBackwardSource(g.cin, g.stride));
+  const pipeline = device.pipeline(`shortcutA backward:${g.cin}:${g.stride}${t.key}`, `subsample + pad channels backward${t.label}`, () => shortcutBackwardSource(g.cin, g.stride, t.ta, t.tb));
   dispatchPlanes(device, pipeline, [dy.buffer, dx.buffer], g, dx.size, g.w, g.h, g.batch * g.cin);
 }

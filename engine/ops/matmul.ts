@@ -1,9 +1,11 @@
 // matmul (transposes, batched with broadcasting of a batch of 1) and linear
 // (PyTorch's y = x·Wᵀ + b, bias fused into the kernel), with their backwards.
+// The kernels read and write f32: an f16 operand (half-precision activations) is
+// cast to f32 first, differentiably, so its gradient comes back f16; results are f32.
 import { type MatmulOptions, matmulKernel } from '../../kernels/matmul.ts';
 import { sumTo } from '../../kernels/reduce.ts';
 import { type Tensor, empty, recordOp, shapeStr, traceOp } from '../tensor.ts';
-import { reduceToShape } from './elementwise.ts';
+import { cast, reduceToShape } from './elementwise.ts';
 
 export interface MatmulFlags {
   transA?: boolean;
@@ -28,16 +30,34 @@ function dims(op: string, a: Tensor, b: Tensor, transA: boolean, transB: boolean
   return { batchA, batchB, batch: Math.max(batchA, batchB), M, N, K };
 }
 
-/** op(A)·op(B); rank-3 operands are batches (a batch of 1 broadcasts). */
-export function matmul(a: Tensor, b: Tensor, flags: MatmulFlags = {}): Tensor {
+/**
+ * `t` as f32 for an f32-only kernel: t itself when it is f32 (no work), else a
+ * differentiable cast (an i32 tensor is refused by the cast, naming it).
+ */
+export function asF32(t: Tensor): Tensor {
+  return t.dtype === 'f32' ? t : cast(t, 'f32');
+}
+
+/** Frees the f32 copies asF32 made once `out` records no backward that would read them. */
+export function disposeCopies(out: Tensor, originals: readonly (Tensor | undefined)[], copies: readonly (Tensor | undefined)[]): void {
+  if (out.requiresGrad) return; // the backward reads them; the graph holds them until then
+  copies.forEach((c, i) => {
+    if (c && c !== originals[i]) c.dispose();
+  });
+}
+
+/** op(A)·op(B); rank-3 operands are batches (a batch of 1 broadcasts). f16 operands are read as f32; the result is f32. */
+export function matmul(a0: Tensor, b0: Tensor, flags: MatmulFlags = {}): Tensor {
   const transA = flags.transA ?? false;
   const transB = flags.transB ?? false;
-  const d = dims('matmul', a, b, transA, transB);
+  const d = dims('matmul', a0, b0, transA, transB);
+  const a = asF32(a0);
+  const b = asF32(b0);
   const outShape = a.rank === 3 || b.rank === 3 ? [d.batch, d.M, d.N] : [d.M, d.N];
   const out = empty(a.device, outShape, 'f32', 'matmul');
   matmulKernel(a.device, a, b, out, { transA, transB, ...d });
   traceOp('matmul', out, [a, b], { transA, transB });
-  return recordOp(out, [a, b], (g) => {
+  const result = recordOp(out, [a, b], (g) => {
     // C = Â·B̂ with Â = op(A), B̂ = op(B): dÂ = dC·B̂ᵀ, dB̂ = Âᵀ·dC, transposed back where op transposed.
     let da: Tensor | null = null;
     let db: Tensor | null = null;
@@ -51,6 +71,8 @@ export function matmul(a: Tensor, b: Tensor, flags: MatmulFlags = {}): Tensor {
     }
     return [da, db];
   });
+  disposeCopies(out, [a0, b0], [a, b]);
+  return result;
 }
 
 /** A gradient computed per batch, summed over the batch when the operand was broadcast. */
@@ -61,21 +83,27 @@ function reduceBatch(full: Tensor, target: Tensor): Tensor {
   return r;
 }
 
-/** PyTorch's linear: x [N, in] · weightᵀ [in, out] + bias [out]. */
-export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
-  if (x.rank !== 2 || weight.rank !== 2 || x.shape[1] !== weight.shape[1]) {
-    throw new Error(`linear: input ${shapeStr(x.shape)} does not match weight ${shapeStr(weight.shape)} (expected input [N, ${weight.shape[1]}])`);
+/**
+ * PyTorch's linear: x [N, in] · weightᵀ [in, out] + bias [out]. The result is f32;
+ * f16 features (a half-precision network's head) are cast to f32 first and get an f16 gradient.
+ */
+export function linear(x0: Tensor, weight0: Tensor, bias0?: Tensor): Tensor {
+  if (x0.rank !== 2 || weight0.rank !== 2 || x0.shape[1] !== weight0.shape[1]) {
+    throw new Error(`linear: input ${shapeStr(x0.shape)} does not match weight ${shapeStr(weight0.shape)} (expected input [N, ${weight0.shape[1]}])`);
   }
-  if (bias && (bias.rank !== 1 || bias.shape[0] !== weight.shape[0])) {
-    throw new Error(`linear: bias ${shapeStr(bias.shape)} does not match weight ${shapeStr(weight.shape)} (expected [${weight.shape[0]}])`);
+  if (bias0 && (bias0.rank !== 1 || bias0.shape[0] !== weight0.shape[0])) {
+    throw new Error(`linear: bias ${shapeStr(bias0.shape)} does not match weight ${shapeStr(weight0.shape)} (expected [${weight0.shape[0]}])`);
   }
+  const x = asF32(x0);
+  const weight = asF32(weight0);
+  const bias = bias0 && asF32(bias0);
   const [N, K] = x.shape as [number, number];
   const M = weight.shape[0]!;
   const out = empty(x.device, [N, M], 'f32', 'linear');
   matmulKernel(x.device, x, weight, out, { transA: false, transB: true, batchA: 1, batchB: 1, batch: 1, M: N, N: M, K, bias });
   const inputs = bias ? [x, weight, bias] : [x, weight];
   traceOp('linear', out, [x, weight, bias ?? null]);
-  return recordOp(out, inputs, (g) => {
+  const result = recordOp(out, inputs, (g) => {
     const dx = x.requiresGrad ? matmul(g, weight) : null;
     const dw = weight.requiresGrad ? matmul(g, x, { transA: true }) : null;
     let db: Tensor | null = null;
@@ -85,4 +113,6 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
     }
     return [dx, dw, db];
   });
+  disposeCopies(out, [x0, weight0, bias0], [x, weight, bias]);
+  return result;
 }

@@ -1,11 +1,14 @@
 // Pooling ops with their backwards (max, average, global average) and the
 // option-A ResNet shortcut (subsample + zero channels), all over NCHW.
+// Outputs and gradients have the input's dtype (f32, or f16 in half-precision
+// training); the kernels compute in f32.
 import { outSize } from '../../kernels/conv2d.ts';
 import {
   type PoolGeometry, type ShortcutGeometry, avgPoolBackward, avgPoolForward, globalAvgPoolBackward, globalAvgPoolForward,
   maxPoolBackward, maxPoolForward, shortcutBackward, shortcutForward,
 } from '../../kernels/pool.ts';
 import { type Tensor, empty, recordOp, shapeStr, traceOp } from '../tensor.ts';
+import { promote } from './elementwise.ts';
 
 export interface Pool2dOptions {
   /** default: the kernel size */
@@ -54,12 +57,12 @@ function outShape(x: Tensor, g: PoolGeometry): number[] {
 export function maxPool2d(x: Tensor, kernelSize: PairLike, options: Pool2dOptions = {}): Tensor {
   const g = poolGeometry('maxPool2d', x, kernelSize, options);
   const device = x.device;
-  const y = empty(device, outShape(x, g), 'f32', 'maxPool2d');
+  const y = empty(device, outShape(x, g), promote(x), 'maxPool2d');
   const argmax = empty(device, y.shape, 'i32', 'maxPool2d argmax');
   maxPoolForward(device, x, y, argmax, g);
   traceOp('maxPool2d', y, [x], poolAttrs(g));
   const out = recordOp(y, [x], (dy) => {
-    const dx = empty(device, x.shape, 'f32', 'maxPool2d backward');
+    const dx = empty(device, x.shape, x.dtype, 'maxPool2d backward');
     maxPoolBackward(device, dy, argmax, dx, g);
     argmax.dispose(); // the graph is released after its one backward
     return [dx];
@@ -73,11 +76,11 @@ export function avgPool2d(x: Tensor, kernelSize: PairLike, options: AvgPool2dOpt
   const g = poolGeometry('avgPool2d', x, kernelSize, options);
   const countIncludePad = options.countIncludePad ?? true;
   const device = x.device;
-  const y = empty(device, outShape(x, g), 'f32', 'avgPool2d');
+  const y = empty(device, outShape(x, g), promote(x), 'avgPool2d');
   avgPoolForward(device, x, y, g, countIncludePad);
   traceOp('avgPool2d', y, [x], { ...poolAttrs(g), countIncludePad });
   return recordOp(y, [x], (dy) => {
-    const dx = empty(device, x.shape, 'f32', 'avgPool2d backward');
+    const dx = empty(device, x.shape, x.dtype, 'avgPool2d backward');
     avgPoolBackward(device, dy, dx, g, countIncludePad);
     return [dx];
   });
@@ -89,10 +92,10 @@ export function globalAvgPool2d(x: Tensor): Tensor {
   const [n, c, h, w] = x.shape as [number, number, number, number];
   if (h * w === 0) throw new Error(`globalAvgPool2d: empty plane in ${shapeStr(x.shape)}`);
   const device = x.device;
-  const y = empty(device, [n, c, 1, 1], 'f32', 'globalAvgPool2d');
+  const y = empty(device, [n, c, 1, 1], promote(x), 'globalAvgPool2d');
   globalAvgPoolForward(device, x, y, n * c, h * w);
   return recordOp(y, [x], (dy) => {
-    const dx = empty(device, x.shape, 'f32', 'globalAvgPool2d backward');
+    const dx = empty(device, x.shape, x.dtype, 'globalAvgPool2d backward');
     globalAvgPoolBackward(device, dy, dx, h * w);
     return [dx];
   });
@@ -114,11 +117,11 @@ export function subsamplePadChannels(x: Tensor, outChannels: number, stride = 2,
   }
   const g: ShortcutGeometry = { batch, cin, cout: outChannels, before: b, h, w, ho: Math.ceil(h / stride), wo: Math.ceil(w / stride), stride };
   const device = x.device;
-  const y = empty(device, [batch, outChannels, g.ho, g.wo], 'f32', op);
+  const y = empty(device, [batch, outChannels, g.ho, g.wo], promote(x), op);
   shortcutForward(device, x, y, g);
   traceOp(op, y, [x], { stride, before: b, outChannels });
   return recordOp(y, [x], (dy) => {
-    const dx = empty(device, x.shape, 'f32', `${op} backward`);
+    const dx = empty(device, x.shape, x.dtype, `${op} backward`);
     shortcutBackward(device, dy, dx, g);
     return [dx];
   });
