@@ -15,7 +15,8 @@
 // --steps 20x128,56x1000 (the ResNet depths and batches to time instead of the
 // defaults; no TF.js step), --pipeline N (also time N steps back to back, one sync),
 // --torch auto|cpu|cuda|off (PyTorch running bench/torch_step.py just before and just
-// after each of our steps: auto = the CPU beside a software adapter, CUDA beside a GPU).
+// after each of our steps: auto = the CPU beside a software adapter, CUDA beside a GPU),
+// --precision f16 (our steps in half precision: f16 activations and the GPU loss scaler).
 //
 // See BENCHMARKS.md for recorded figures and how to read them.
 import { execSync } from 'node:child_process';
@@ -51,10 +52,11 @@ interface Args {
   steps: { depth: number; batch: number }[] | null;
   pipeline: number;
   torch: 'auto' | 'cpu' | 'cuda' | 'off';
+  precision: 'f32' | 'f16';
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { quick: false, json: null, compare: [], peer: true, only: null, rounds: null, threshold: 0.25, dawnFlags: [], step: true, tune: false, steps: null, pipeline: 0, torch: 'auto' };
+  const a: Args = { quick: false, json: null, compare: [], peer: true, only: null, rounds: null, threshold: 0.25, dawnFlags: [], step: true, tune: false, steps: null, pipeline: 0, torch: 'auto', precision: 'f32' };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const value = (): string => {
@@ -81,7 +83,11 @@ function parseArgs(argv: string[]): Args {
         return { depth: Number(m[1]), batch: Number(m[2]) };
       });
     } else if (arg === '--pipeline') a.pipeline = Number(value());
-    else if (arg === '--torch') {
+    else if (arg === '--precision') {
+      const v = argv[++i];
+      if (v !== 'f32' && v !== 'f16') throw new Error(`--precision: f32 or f16, got '${v}'`);
+      a.precision = v;
+    } else if (arg === '--torch') {
       const v = value();
       if (v !== 'auto' && v !== 'cpu' && v !== 'cuda' && v !== 'off') throw new Error(`--torch: auto, cpu, cuda or off, got '${v}'`);
       a.torch = v;
@@ -302,7 +308,7 @@ async function main(): Promise<void> {
   }
   // --only also selects training steps by id (e.g. --only step/resnet20)
   const steps = args.step
-    ? await stepBenchmarks({ device, timer, peer, quick: args.quick, log, only, configs: args.steps, pipelineSteps: args.pipeline, torch })
+    ? await stepBenchmarks({ device, timer, peer, quick: args.quick, log, only, configs: args.steps, pipelineSteps: args.pipeline, torch, precision: args.precision })
     : [];
 
   const load = os.loadavg();

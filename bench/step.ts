@@ -13,6 +13,8 @@ import type { Device } from '../gpu/device.ts';
 import { resnet } from '../models/resnet.ts';
 import { SGD } from '../engine/optim.ts';
 import { softmaxCrossEntropy } from '../engine/ops/loss.ts';
+import { cast } from '../engine/ops/elementwise.ts';
+import { GradScaler } from '../engine/gradScaler.ts';
 import { type Tensor, randn, tensor, tidy } from '../engine/tensor.ts';
 import type { StepFigures, StepResult } from './report.ts';
 import type { Scalar } from '@tensorflow/tfjs-core';
@@ -46,6 +48,8 @@ export interface StepBenchOptions {
   pipelineSteps?: number;
   /** PyTorch on this machine as a peer (bench/torchPeer.ts), or null */
   torch?: TorchPeer | null;
+  /** 'f16': our step in half precision (f16 activations, the GPU loss scaler), as `train --precision f16` runs it */
+  precision?: 'f32' | 'f16';
 }
 
 export async function stepBenchmarks(o: StepBenchOptions): Promise<StepResult[]> {
@@ -57,10 +61,12 @@ export async function stepBenchmarks(o: StepBenchOptions): Promise<StepResult[]>
     : o.quick
       ? [{ depth: 20, batch: 16, light: false, peer: false }]
       : [{ depth: 20, batch: 128, light: false, peer: true }, { depth: 56, batch: 128, light: true, peer: false }];
+  const half = o.precision === 'f16';
   for (const { depth, batch, light, peer } of configs) {
-    if (o.only && !`step/resnet${depth}/b${batch}`.includes(o.only)) continue;
-    o.log(`bench: ResNet-${depth} training step, batch ${batch}`);
-    const r: StepResult = { id: `step/resnet${depth}/b${batch}`, label: `ResNet-${depth} step, batch ${batch}`, batch, ours: null, peer: null };
+    const id = `step/resnet${depth}/b${batch}${half ? '/f16' : ''}`;
+    if (o.only && !id.includes(o.only)) continue;
+    o.log(`bench: ResNet-${depth} training step, batch ${batch}${half ? ', f16' : ''}`);
+    const r: StepResult = { id, label: `ResNet-${depth} step, batch ${batch}${half ? ', f16' : ''}`, batch, ours: null, peer: null };
     const notes: string[] = [];
     // PyTorch just before and just after ours, so a change in the machine's load shows as a spread
     const torchRuns: TorchStep[] = [];
@@ -107,10 +113,13 @@ async function oursStep(o: StepBenchOptions, model: Model, batch: number, light:
   const opt = new SGD({ params: model.parameters(), lr: 0.05, momentum: 0.9, weightDecay: 5e-4 });
   const x = randn(device, [batch, 3, 32, 32], { seed: 1 });
   const labels = tensor(device, Array.from({ length: batch }, (_, i) => i % 10), [batch], 'i32');
-  const forward = (): Tensor => softmaxCrossEntropy(model.forward(x), labels);
+  // half precision: the batch enters as f16 and the loss scaler seeds backward and gates the update (train/step.ts)
+  const scaler = o.precision === 'f16' ? new GradScaler(device) : null;
+  const forward = (): Tensor => softmaxCrossEntropy(model.forward(scaler ? cast(x, 'f16') : x), labels);
   const step = (): void => {
-    tidy(() => forward().backward());
-    opt.step();
+    tidy(() => (scaler ? scaler.backward(forward()) : forward().backward()));
+    if (scaler) scaler.step(opt);
+    else opt.step();
     opt.zeroGrad();
     device.flush();
   };
@@ -153,6 +162,7 @@ async function oursStep(o: StepBenchOptions, model: Model, batch: number, light:
   } finally {
     x.dispose();
     labels.dispose();
+    scaler?.dispose();
     model.dispose?.();
   }
 }

@@ -103,6 +103,7 @@ if [ "$phase" = bench ]; then
 
   if [ $local = 1 ]; then
     part steps 300 node --import tsx bench/main.ts --no-peer --quick --only step/ --steps 8x8,8x16 --pipeline 2 --json "$W/steps.json"
+    part steps16 300 node --import tsx bench/main.ts --no-peer --quick --only step/ --steps 8x8 --pipeline 2 --precision f16 --json "$W/steps16.json"
     part torch 120 $py bench/torch_step.py --device cpu --configs 8x8,8x16 --warmup 1 --steps 2
     part bench 300 node --import tsx bench/main.ts --quick --no-peer --no-step --only 'sgd' --json "$W/bench.json"
     part profile 200 node --import tsx bench/profile.ts --depth 8 --batch 8
@@ -112,6 +113,8 @@ if [ "$phase" = bench ]; then
   else
     # the training steps first (bench.json is written at the end of a run: the cases get their own)
     part steps 60 node --import tsx bench/main.ts --no-peer --quick --only step/ --steps 20x128,56x128,20x1000,56x1000 --pipeline 20 --json "$W/steps.json"
+    # the same steps in half precision (f16 activations, loss scaling): the peer is PyTorch AMP
+    part steps16 60 node --import tsx bench/main.ts --no-peer --quick --only step/ --steps 20x128,56x128,20x1000,56x1000 --pipeline 20 --precision f16 --json "$W/steps16.json"
     # PyTorch on the same GPU, the same network: fp32 (TF32 off) and AMP
     part torch 60 $py bench/torch_step.py --configs 20x128,56x128,20x1000,56x1000 --amp-too --warmup 10 --steps 30
     part bench 50 node --import tsx bench/main.ts --no-peer --no-step --quick --json "$W/bench.json"
@@ -123,7 +126,7 @@ if [ "$phase" = bench ]; then
     # the matmul sweep (f32 tiles, f16, subgroup matrices) ran on its own at 17:29-17:32 (bench/gpu/results/)
     [ -n "${SWEEP:-}" ] && part sweep 80 node --import tsx bench/gpu/matmul-sweep.ts --json "$W/sweep.json" --budget-s 60
   fi
-  grep -E "step|peak|FMA|copy" "$W/steps.txt" "$W/bench.txt" | head -20
+  grep -E "step|peak|FMA|copy" "$W/steps.txt" "$W/steps16.txt" "$W/bench.txt" | head -24
   grep -E "matmul|FMA" "$W/kernels.txt" 2>/dev/null | head -20
   cat "$W"/torch*.txt 2>/dev/null | grep -o '"depth[^}]*images_per_s_pipelined": [0-9.]*' | head
   wait
