@@ -36,10 +36,16 @@
 // on llvmpipe, and workgroup memory costs more than a storage buffer there).
 // Elsewhere, 64-lane trees in workgroup memory. device.policy.batchnorm.cpuLayouts = false
 // selects the GPU layouts everywhere (tests).
+//
+// Half precision: each activation-shaped binding (x, y, dy, dx, the residual and its
+// gradient) is stored as f32 or f16 on its own; loads convert to f32 and stores round,
+// so every sum, statistic and the arithmetic are f32, as are the statistics, partials,
+// γ, β, the running statistics and dγ, dβ. With every binding f32 the kernels are the
+// f32 ones (the conversions are identities) under their old pipeline keys.
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 import type { AdapterProfile, Device } from '../gpu/device.ts';
-import type { Operand } from './operand.ts';
-import { FLAT_INDEX, UniformWriter, WG, grid1d, hasSubgroupsOf8, isSoftwareAdapter, vecElem } from './common.ts';
+import { type FloatType, type Operand, floatType } from './operand.ts';
+import { FLAT_INDEX, UniformWriter, WG, enableF16, grid1d, hasSubgroupsOf8, isSoftwareAdapter, loadF32, storeElem, vecElem } from './common.ts';
 
 const RWG = 64;
 
@@ -64,13 +70,40 @@ function reduceWalk(device: AdapterProfile, g: BnGeometry): Walk & { sg: boolean
 }
 
 const walkKey = (w: Walk): string => `${w.v4 ? 'v4' : 's'}${w.wg}`;
-/** the element type, its zero, the sum of its components, and the plane length in elements */
-const T = (w: Walk): string => vecElem(w.v4).T;
+/** the f32 compute element's zero, the sum of its components, and the plane length in elements */
 const Z = (w: Walk): string => vecElem(w.v4).Z;
 const HSUM = (w: Walk, e: string): string => (w.v4 ? `dot(${e}, vec4<f32>(1.0))` : `(${e})`);
 const PLANE = (w: Walk): string => (w.v4 ? '(p.plane / 4u)' : 'p.plane');
-/** activation tensors (walked elementwise); the others (stats, γ, β, partials) stay f32 */
-const ACTIVATIONS = new Set(['x', 'y', 'dy', 'dx', 'res', 'dres']);
+
+/** Activation tensors (walked elementwise, each stored as f32 or f16); the others (stats, γ, β, partials) stay f32. */
+type Activation = 'x' | 'y' | 'dy' | 'dx' | 'res' | 'dres';
+const ACTIVATIONS: readonly Activation[] = ['x', 'y', 'dy', 'dx', 'res', 'dres'];
+const isActivation = (name: string): name is Activation => (ACTIVATIONS as readonly string[]).includes(name);
+/** The storage types of a kernel's activations (f32 where absent). */
+type ActTypes = Partial<Record<Activation, FloatType>>;
+
+/** The storage types of the activation operands a kernel uses (labels refused, naming the kernel). */
+function actTypes(what: string, ops: Partial<Record<Activation, Operand | undefined>>): ActTypes {
+  const t: ActTypes = {};
+  for (const k of ACTIVATIONS) {
+    const o = ops[k];
+    if (o) t[k] = floatType(o, what);
+  }
+  return t;
+}
+
+/** Pipeline-key and label suffix naming the f16 activations: '' when all are f32, so the f32 kernels keep their keys and labels. */
+function f16Tag(t: ActTypes): string {
+  const half = ACTIVATIONS.filter((k) => t[k] === 'f16');
+  return half.length ? ` f16 ${half.join(',')}` : '';
+}
+
+/** WGSL: activation `name` at index `at` (default i) as the f32 compute type. */
+const LD = (w: Walk, name: Activation, at = 'i'): string => loadF32(w.v4, `${name}[${at}]`);
+/** WGSL: an f32 value as activation `name`'s storage element (rounded where that is f16). */
+const ST = (w: Walk, t: ActTypes, name: Activation, value: string): string => `${storeElem(t[name] ?? 'f32', w.v4)}(${value})`;
+/** WGSL module head: `enable f16;` where any activation is f16 (directives precede every declaration). */
+const ENABLE = (t: ActTypes): string => enableF16(...ACTIVATIONS.map((k) => t[k] ?? 'f32'));
 
 /** The shape of a batchnorm problem: x is [N, C, H, W] viewed as C channels of M = N·H·W values. */
 export interface BnGeometry {
@@ -95,9 +128,10 @@ export function bnSplits(g: BnGeometry): { splits: number; chunk: number } {
 /** Storage bindings of a kernel variant, in binding order (the uniform block comes last). */
 type Binding = [name: string, access: 'read' | 'read_write', type?: string];
 
-function declare(bs: Binding[], params: string, w?: Walk): string {
+function declare(bs: Binding[], params: string, w?: Walk, t: ActTypes = {}): string {
   const lines = bs.map(
-    ([name, access, type], i) => `@group(0) @binding(${i}) var<storage, ${access}> ${name}: array<${type ?? (w && ACTIVATIONS.has(name) ? T(w) : 'f32')}>;`,
+    ([name, access, type], i) =>
+      `@group(0) @binding(${i}) var<storage, ${access}> ${name}: array<${type ?? (w && isActivation(name) ? storeElem(t[name] ?? 'f32', w.v4) : 'f32')}>;`,
   );
   lines.push(`@group(0) @binding(${bs.length}) var<uniform> p: ${params};`);
   return lines.join('\n');
@@ -153,11 +187,12 @@ fn laneSum(v: ${type}) -> ${type} {
  * The opening of a per-channel reduction kernel over the bindings `bs`, up to
  * where workgroup (s, c) knows its run of images begin .. end − 1 of channel c.
  */
-function reductionHead(bs: Binding[], w: Walk & { sg: boolean }, sumType: 'f32' | 'vec2<f32>'): string {
+function reductionHead(bs: Binding[], w: Walk & { sg: boolean }, sumType: 'f32' | 'vec2<f32>', t: ActTypes): string {
   return /* wgsl */ `
+${ENABLE(t)}
 ${w.sg ? 'enable subgroups;' : ''}
 ${SPLIT_PARAMS}
-${declare(bs, 'SplitParams', w)}
+${declare(bs, 'SplitParams', w, t)}
 var<private> lidx: u32;
 ${laneSumFn(w, sumType)}
 
@@ -170,19 +205,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let end = min(p.batch, begin + p.chunk);`;
 }
 
-const statsPartialSource = (w: Walk & { sg: boolean }): string => /* wgsl */ `
-${reductionHead([['x', 'read'], ['partials', 'read_write']], w, 'f32')}
+const statsPartialSource = (w: Walk & { sg: boolean }, t: ActTypes): string => /* wgsl */ `
+${reductionHead([['x', 'read'], ['partials', 'read_write']], w, 'f32', t)}
   let first = (begin * p.channels + c) * ${PLANE(w)};
   // the lane's shift: its first value (lanes past a small plane take the plane's last; they count nothing)
-  let shift = x[first + min(lid.x, ${PLANE(w)} - 1u)];
+  let shift = ${LD(w, 'x', `first + min(lid.x, ${PLANE(w)} - 1u)`)};
   // the run's first value: the lanes' means are summed relative to it (a constant channel's mean comes out exact)
-  let origin = x[first]${w.v4 ? '.x' : ''};
+  let origin = f32(x[first]${w.v4 ? '.x' : ''});
   // how many elements the lane takes: lid, lid + wg, … of each plane, in every image of the run
   let perPlane = select(0u, (${PLANE(w)} - 1u - lid.x) / ${w.wg}u + 1u, lid.x < ${PLANE(w)});
   let count = f32((end - begin) * perPlane);
   var s1 = ${Z(w)};
   var s2 = ${Z(w)};
-  ${channelWalk('let d = x[i] - shift; s1 += d; s2 += d * d;', w)}
+  ${channelWalk(`let d = ${LD(w, 'x')} - shift; s1 += d; s2 += d * d;`, w)}
   // per component: mean_l = shift + s1/count, M2_l = s2 − s1²/count
   let inv = 1.0 / max(count, 1.0);
   let laneMean = shift + s1 * inv;
@@ -264,7 +299,8 @@ export function batchStats(
 ): void {
   const { splits } = bnSplits(g);
   const w = reduceWalk(device, g);
-  const partial = device.pipeline(`bn statsPartial:${w.sg}:${walkKey(w)}`, 'batchnorm statistics (partial)', () => statsPartialSource(w));
+  const t = actTypes('batchnorm statistics', { x });
+  const partial = device.pipeline(`bn statsPartial:${w.sg}:${walkKey(w)}${f16Tag(t)}`, `batchnorm statistics (partial)${f16Tag(t)}`, () => statsPartialSource(w, t));
   device.dispatch(partial, [x.buffer, scratch.buffer, device.uniforms(splitParams(g))], [splits, g.channels]);
   batchStatsFromPartials(device, scratch, splits, g, stats, eps, momentum, running);
 }
@@ -378,8 +414,8 @@ function dispatchElement(device: Device, pipeline: GPUComputePipeline, bindings:
  * An elementwise kernel over the bindings `bs`: PRELUDE (may use c, the channel)
  * once per channel run or plane, then BODY for every element i of it.
  */
-function elementKernel(bs: Binding[], w: ElementWalk, prelude: string, body: string): string {
-  return `${ELEMENT_PARAMS}\n${declare(bs, 'ElementParams', w)}\n${elementMain(w, prelude, body)}`;
+function elementKernel(bs: Binding[], w: ElementWalk, t: ActTypes, prelude: string, body: string): string {
+  return `${ENABLE(t)}\n${ELEMENT_PARAMS}\n${declare(bs, 'ElementParams', w, t)}\n${elementMain(w, prelude, body)}`;
 }
 
 function elementMain(w: ElementWalk, prelude: string, body: string): string {
@@ -413,7 +449,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }`;
 }
 
-const applySource = (f: BnFusion, w: ElementWalk): string => {
+const applySource = (f: BnFusion, w: ElementWalk, t: ActTypes): string => {
   const bs: Binding[] = [['x', 'read'], ['stats', 'read'], ['y', 'read_write']];
   if (f.affine) bs.push(['gamma', 'read'], ['beta', 'read']);
   if (f.residual) bs.push(['res', 'read']);
@@ -427,15 +463,15 @@ const applySource = (f: BnFusion, w: ElementWalk): string => {
   let shift = 0.0;
 #endif`;
   const body = wgsl`
-    var v = (x[i] - mean) * k + shift;
+    var v = (${LD(w, 'x')} - mean) * k + shift;
 #if ${f.residual}
-    v += res[i];
+    v += ${LD(w, 'res')};
 #endif
 #if ${f.relu}
     v = select(v, ${Z(w)}, v < ${Z(w)}); // a NaN stays NaN (max(NaN, 0) is 0 on lavapipe)
 #endif
-    y[i] = v;`;
-  return elementKernel(bs, w, prelude, body);
+    y[i] = ${ST(w, t, 'y', 'v')};`;
+  return elementKernel(bs, w, t, prelude, body);
 };
 
 /** Records y = relu?(normalise(x)·γ + β + residual?). */
@@ -453,7 +489,8 @@ export function bnApply(
   const key = `bn apply:${f.affine}:${f.residual}:${f.relu}`;
   const label = `batchnorm${f.residual ? ' + residual' : ''}${f.relu ? ' + relu' : ''}`;
   const w = elementWalk(device, g);
-  const pipeline = device.pipeline(`${key}:${w.byChannel}:${walkKey(w)}`, label, () => applySource(f, w));
+  const t = actTypes(label, { x, y, res: f.residual ? residual : undefined });
+  const pipeline = device.pipeline(`${key}:${w.byChannel}:${walkKey(w)}${f16Tag(t)}`, `${label}${f16Tag(t)}`, () => applySource(f, w, t));
   const bindings: (GPUBuffer | GPUBufferBinding)[] = [x.buffer, stats.buffer, y.buffer];
   if (f.affine) bindings.push(gamma!.buffer, beta!.buffer);
   if (f.residual) bindings.push(residual!.buffer);
@@ -465,25 +502,28 @@ export function bnApply(
 /**
  * How a relu's backward masks dy: by the output y read back (y > 0), or (policy.fusion.
  * reluMask, no residual) by the output recomputed from x exactly as bnApply computed it:
- * the same mask bits without a pass over y. WGSL prelude (channel c) and the masked g.
+ * the same mask bits without a pass over y, where y is f32. (An f16 y is 0 where a
+ * positive v rounds to 0, which v > 0 does not see, and a compiler may drop a round trip
+ * f32(f16(v)) (lavapipe does): engine/ops/batchnorm.ts reads an f16 y instead.) WGSL
+ * prelude (channel c) and the masked g.
  */
 type ReluMask = 'none' | 'output' | 'input';
 function maskCode(mask: ReluMask, affine: boolean, w: Walk): { bindings: Binding[]; prelude: string; g: string } {
-  if (mask === 'none') return { bindings: [], prelude: '', g: 'dy[i]' };
-  if (mask === 'output') return { bindings: [['y', 'read']], prelude: '', g: `select(${Z(w)}, dy[i], y[i] > ${Z(w)})` };
+  if (mask === 'none') return { bindings: [], prelude: '', g: LD(w, 'dy') };
+  if (mask === 'output') return { bindings: [['y', 'read']], prelude: '', g: `select(${Z(w)}, ${LD(w, 'dy')}, ${LD(w, 'y')} > ${Z(w)})` };
   return {
     bindings: affine ? [['maskGamma', 'read'], ['maskBeta', 'read']] : [],
     // bnApply's prelude and body, term for term: v = (x − mean)·k + shift
     prelude: affine ? 'let mk = stats[p.channels + c] * maskGamma[c];\n  let ms = maskBeta[c];' : 'let mk = stats[p.channels + c];\n  let ms = 0.0;',
-    g: `select(${Z(w)}, dy[i], (x[i] - stats[c]) * mk + ms > ${Z(w)})`,
+    g: `select(${Z(w)}, ${LD(w, 'dy')}, (${LD(w, 'x')} - stats[c]) * mk + ms > ${Z(w)})`,
   };
 }
 
-const gradPartialSource = (mask: ReluMask, affine: boolean, w: Walk & { sg: boolean }): string => {
+const gradPartialSource = (mask: ReluMask, affine: boolean, w: Walk & { sg: boolean }, t: ActTypes): string => {
   const m = maskCode(mask, affine, w);
   const bs: Binding[] = [['x', 'read'], ['dy', 'read'], ['stats', 'read'], ['partials', 'read_write'], ...m.bindings];
   return wgsl`
-${reductionHead(bs, w, 'vec2<f32>')}
+${reductionHead(bs, w, 'vec2<f32>', t)}
   let mean = stats[c];
   let invstd = stats[p.channels + c];
   ${m.prelude}
@@ -492,7 +532,7 @@ ${reductionHead(bs, w, 'vec2<f32>')}
   ${channelWalk(
     `let g = ${m.g};
       accG += g;
-      accGX += g * (x[i] - mean);`,
+      accGX += g * (${LD(w, 'x')} - mean);`,
     w,
   )}
   let total = laneSum(vec2<f32>(${HSUM(w, 'accG')}, ${HSUM(w, 'accGX')} * invstd));
@@ -554,8 +594,10 @@ export function bnGradSums(
   const w = reduceWalk(device, g);
   const mask: ReluMask = !relu ? 'none' : maskFromInput ? 'input' : 'output';
   const affine = !!maskFromInput?.gamma;
-  const partial = device.pipeline(`bn gradPartial:${mask}:${affine}:${w.sg}:${walkKey(w)}`, `batchnorm${relu ? ' + relu' : ''} backward sums (partial${mask === 'input' ? ', mask from x' : ''})`, () =>
-    gradPartialSource(mask, affine, w),
+  const t = actTypes('batchnorm backward sums', { x, dy, y: mask === 'output' ? y : undefined });
+  const tag = f16Tag(t);
+  const partial = device.pipeline(`bn gradPartial:${mask}:${affine}:${w.sg}:${walkKey(w)}${tag}`, `batchnorm${relu ? ' + relu' : ''} backward sums (partial${mask === 'input' ? ', mask from x' : ''})${tag}`, () =>
+    gradPartialSource(mask, affine, w, t),
   );
   const u = device.uniforms(splitParams(g));
   const pb: (GPUBuffer | GPUBufferBinding)[] = [x.buffer, dy.buffer, stats.buffer, scratch.buffer];
@@ -581,7 +623,7 @@ export function bnGradSumsFromPartials(device: Device, scratch: Operand, splits:
   device.dispatch(finalize, fb, grid1d(g.channels));
 }
 
-const gradInputSource = (training: boolean, f: BnFusion, w: ElementWalk, maskFromInput = false): string => {
+const gradInputSource = (training: boolean, f: BnFusion, w: ElementWalk, t: ActTypes, maskFromInput = false): string => {
   const bs: Binding[] = [['dy', 'read'], ['stats', 'read'], ['dx', 'read_write']];
   // the mask recomputed from x needs x (eval mode reads it for that alone) and β
   if (training || maskFromInput) bs.push(['x', 'read']);
@@ -610,21 +652,21 @@ const gradInputSource = (training: boolean, f: BnFusion, w: ElementWalk, maskFro
 #endif`;
   const body = wgsl`
 #if ${maskFromInput}
-    let g = select(${Z(w)}, dy[i], (x[i] - stats[c]) * mk + ms > ${Z(w)});
+    let g = select(${Z(w)}, ${LD(w, 'dy')}, (${LD(w, 'x')} - stats[c]) * mk + ms > ${Z(w)});
 #elif ${f.relu}
-    let g = select(${Z(w)}, dy[i], y[i] > ${Z(w)});
+    let g = select(${Z(w)}, ${LD(w, 'dy')}, ${LD(w, 'y')} > ${Z(w)});
 #else
-    let g = dy[i];
+    let g = ${LD(w, 'dy')};
 #endif
 #if ${f.residual}
-    dres[i] = g;
+    dres[i] = ${ST(w, t, 'dres', 'g')};
 #endif
 #if ${training}
-    dx[i] = k * (g - meanG - (x[i] - mean) * invstd * meanGX);
+    dx[i] = ${ST(w, t, 'dx', `k * (g - meanG - (${LD(w, 'x')} - mean) * invstd * meanGX)`)};
 #else
-    dx[i] = k * g;
+    dx[i] = ${ST(w, t, 'dx', 'k * g')};
 #endif`;
-  return elementKernel(bs, w, prelude, body);
+  return elementKernel(bs, w, t, prelude, body);
 };
 
 /**
@@ -646,9 +688,16 @@ export function bnGradInput(
   const fromX = f.relu && !f.residual && o.maskFromInput === true;
   const key = `bn gradInput:${training}:${f.affine}:${f.relu}:${f.residual}:${fromX}`;
   const w = elementWalk(device, g);
-  const pipeline = device.pipeline(`${key}:${w.byChannel}:${walkKey(w)}`, `batchnorm${f.residual ? ' + residual' : ''}${f.relu ? ' + relu' : ''} grad input${fromX ? ' (mask from x)' : ''}`, () =>
-    gradInputSource(training, f, w, fromX),
-  );
+  const label = `batchnorm${f.residual ? ' + residual' : ''}${f.relu ? ' + relu' : ''} grad input${fromX ? ' (mask from x)' : ''}`;
+  // the types of the activations the kernel binds
+  const t = actTypes(label, {
+    dy,
+    dx,
+    x: training || fromX ? x : undefined,
+    y: f.relu && !fromX ? o.y : undefined,
+    dres: f.residual ? o.dres : undefined,
+  });
+  const pipeline = device.pipeline(`${key}:${w.byChannel}:${walkKey(w)}${f16Tag(t)}`, `${label}${f16Tag(t)}`, () => gradInputSource(training, f, w, t, fromX));
   // x is read in training mode or for the mask (eval's kernel otherwise does not declare it)
   const bindings: (GPUBuffer | GPUBufferBinding)[] = [dy.buffer, stats.buffer, dx.buffer];
   if (training || fromX) bindings.push(x.buffer);

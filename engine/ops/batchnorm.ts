@@ -5,8 +5,17 @@
 //   batchNormAddRelu(x, r)     = relu(bn(x) + r)
 // one elementwise dispatch each instead of three, and one backward that masks
 // the gradient by the output's sign and hands the residual its gradient.
+//
+// Half precision: x (and the residual) may be f16; y and dx have x's dtype, the
+// residual's gradient the residual's; the statistics, γ, β, the running statistics
+// and dγ, dβ are f32, as is all the arithmetic (kernels/batchnorm.ts). The fusions
+// with a convolution (its epilogue writing the statistics, or folding this backward
+// into its grad input) are the f32 row kernels': an f16 x takes neither. The relu's
+// backward masks by an f16 y as stored (read back), not by the mask recomputed from x
+// (policy.fusion.reluMask), which would pass where a tiny positive value rounded to 0.
 import { type BnFusion, type BnGeometry, batchStats, batchStatsFromPartials, bnApply, bnGradInput, bnGradSums, bnGradSumsFromPartials, bnSplits, runningStats } from '../../kernels/batchnorm.ts';
 import { requestBnBackward, takePrepared, takeStatistics } from './fusion.ts';
+import { cast } from './elementwise.ts';
 import { type Tensor, empty, recordOp, shapeStr, traceOp } from '../tensor.ts';
 
 export interface BatchNormOptions {
@@ -33,11 +42,14 @@ export interface BatchNormOptions {
 function check(op: string, x: Tensor, o: BatchNormOptions): BnGeometry {
   const bad = (why: string): Error => new Error(`${op}: ${why} (input ${shapeStr(x.shape)})`);
   if (x.rank !== 4) throw bad('input must be NCHW (rank 4)');
+  if (x.dtype === 'i32') throw bad('input must be f32 or f16, got i32');
   const [batch, channels, h, w] = x.shape as [number, number, number, number];
   const perChannel = (name: string, t: Tensor | null | undefined): void => {
     if (!t) return;
     if (t.device !== x.device) throw bad(`${name} lives on another device`);
     if (t.rank !== 1 || t.shape[0] !== channels) throw bad(`${name} ${shapeStr(t.shape)} does not match ${channels} channels (expected [${channels}])`);
+    // parameters and statistics stay f32 in half-precision training (the kernels bind them as f32)
+    if (t.dtype !== 'f32') throw bad(`${name} must be f32, got ${t.dtype}`);
   };
   perChannel('weight', o.weight);
   perChannel('bias', o.bias);
@@ -50,6 +62,7 @@ function check(op: string, x: Tensor, o: BatchNormOptions): BnGeometry {
   }
   if (o.residual) {
     if (o.residual.device !== x.device) throw bad('residual lives on another device');
+    if (o.residual.dtype === 'i32') throw bad('residual must be f32 or f16, got i32');
     if (o.residual.shape.length !== 4 || o.residual.shape.some((d, i) => d !== x.shape[i])) {
       throw bad(`residual ${shapeStr(o.residual.shape)} does not match the input`);
     }
@@ -86,8 +99,10 @@ export function batchNorm2d(x: Tensor, o: BatchNormOptions): Tensor {
   const { splits } = bnSplits(g);
 
   const stats = empty(device, [2 * C], 'f32', `${op} statistics`);
-  // partials the convolution that produced x wrote beside it (conv2d's statistics option), taken either way
-  const fromConv = takeStatistics(x);
+  // partials the convolution that produced x wrote beside it (conv2d's statistics option), taken either way;
+  // only an f32 x is used with them: they are sums of the conv's f32 values, not of x as stored
+  const conv = takeStatistics(x);
+  const fromConv = x.dtype === 'f32' ? conv : undefined;
   if (useBatchStats) {
     const running =
       o.training && o.runningMean && o.runningVar
@@ -103,8 +118,8 @@ export function batchNorm2d(x: Tensor, o: BatchNormOptions): Tensor {
   } else {
     runningStats(device, o.runningMean!, o.runningVar!, stats, eps);
   }
-  fromConv?.partials.dispose();
-  const y = empty(device, x.shape, 'f32', op);
+  conv?.partials.dispose();
+  const y = empty(device, x.shape, x.dtype, op);
   bnApply(device, x, stats, y, g, f, weight, bias, residual);
 
   traceOp(op, y, [x, weight ?? null, bias ?? null, o.runningMean ?? null, o.runningVar ?? null, residual ?? null], {
@@ -115,12 +130,15 @@ export function batchNorm2d(x: Tensor, o: BatchNormOptions): Tensor {
   if (residual) inputs.push(residual);
   const out = recordOp(y, inputs, (dy) => {
     // dY masked by the relu and its partial sums, from the epilogue of the conv grad input that completed it
-    const prepared = takePrepared(dy);
+    // (requested below for an f32 x only; ignoring one is safe: masking a masked dY again changes nothing)
+    const handed = takePrepared(dy);
+    const prepared = x.dtype === 'f32' ? handed : undefined;
     const needX = x.requiresGrad;
     const needParams = !!weight && (weight.requiresGrad || bias!.requiresGrad);
     const needRes = !!residual?.requiresGrad;
-    // a relu without a residual: its mask recomputed from x as bnApply computed y (same bits), not read from y
-    const maskFromX = f.relu && !residual && device.policy.fusion.reluMask;
+    // a relu without a residual: its mask recomputed from x as bnApply computed y (same bits), not read from y;
+    // an f32 y only: an f16 y is 0 where a tiny positive value rounded to 0, which the recomputed v > 0 would pass
+    const maskFromX = f.relu && !residual && device.policy.fusion.reluMask && y.dtype === 'f32';
     let sums: Tensor | undefined;
     let dgamma: Tensor | undefined;
     let dbeta: Tensor | undefined;
@@ -138,17 +156,17 @@ export function batchNorm2d(x: Tensor, o: BatchNormOptions): Tensor {
         scratch.dispose();
       }
     }
-    prepared?.partials.dispose();
+    handed?.partials.dispose();
     // a prepared dY is masked already: the relu is done
     const fb: BnFusion = prepared ? { ...f, relu: false } : f;
     let dx: Tensor | null = null;
     let dres: Tensor | null = null;
-    // without a relu the residual's gradient is dy itself; with one, the kernel writes the masked dy
-    if (needRes && !fb.relu) dres = dy.reshape(x.shape);
+    // without a relu the residual's gradient is dy itself (in the residual's dtype); with one, the kernel writes the masked dy
+    if (needRes && !fb.relu) dres = cast(dy.reshape(x.shape), residual.dtype === 'f16' ? 'f16' : 'f32');
     const writeRes = needRes && fb.relu;
     if (needX || writeRes) {
-      dx = empty(device, x.shape, 'f32', `${op} grad input`);
-      if (writeRes) dres = empty(device, x.shape, 'f32', `${op} grad residual`);
+      dx = empty(device, x.shape, x.dtype, `${op} grad input`);
+      if (writeRes) dres = empty(device, x.shape, residual!.dtype, `${op} grad residual`);
       bnGradInput(device, x, dy, stats, g, { ...fb, residual: writeRes }, useBatchStats, dx, { sums, gamma: weight, y, dres: dres ?? undefined, maskBeta: bias, maskFromInput: maskFromX && fb.relu });
       if (!needX) {
         dx.dispose();
@@ -164,8 +182,9 @@ export function batchNorm2d(x: Tensor, o: BatchNormOptions): Tensor {
   });
   if (!out.requiresGrad) stats.dispose();
   // training statistics: the conv that reads the output may fold this backward's sums into its grad input
-  // (mask: the relu recomputed from x as above, or read from y where a residual was added)
-  else if (useBatchStats && device.policy.fusion.bnBackward) {
+  // (mask: the relu recomputed from x as above, or read from y where a residual was added);
+  // not for an f16 x: that epilogue (kernels/conv2dRows.ts) reads x, y and writes dY as f32
+  else if (useBatchStats && device.policy.fusion.bnBackward && x.dtype === 'f32') {
     const mask = !f.relu ? 'none' : residual ? 'output' : device.policy.fusion.reluMask ? 'input' : 'output';
     requestBnBackward(out, { mask, x, stats, gamma: weight, beta: bias, y: mask === 'output' ? y : undefined });
   }
