@@ -96,7 +96,7 @@ if [ "$phase" = bench ]; then
   fi
 
   # the kernel tests on this adapter (float64 references; GPU layouts and buffer kernels on a GPU)
-  tests="test/matmul-kernels.test.ts test/large-kernels.test.ts test/f16-kernels.test.ts test/conv.test.ts test/batchnorm.test.ts test/ops.test.ts test/pool.test.ts test/nn.test.ts test/optim.test.ts test/augment.test.ts test/memory.test.ts test/engine.test.ts"
+  tests="test/matmul-kernels.test.ts test/large-kernels.test.ts test/f16-kernels.test.ts test/f16-storage.test.ts test/pool-f16.test.ts test/batchnorm-f16.test.ts test/conv.test.ts test/batchnorm.test.ts test/ops.test.ts test/pool.test.ts test/nn.test.ts test/optim.test.ts test/augment.test.ts test/memory.test.ts test/engine.test.ts"
   [ -n "${SKIP_TESTS:-}" ] && tests=test/pool.test.ts
   part tests $([ $local = 1 ] && echo 400 || echo 60) node --import tsx --test --test-concurrency=$([ $local = 1 ] && echo 2 || echo 10) --test-reporter=spec $tests
   grep -E "^ℹ (tests|pass|fail|duration)" "$W/tests.txt" | tr '\n' ' '; echo
