@@ -30,7 +30,7 @@ for (const [depth, batch] of configs) {
   const sides: { name: string; policy: KernelPolicy; step: () => void; ips: number[] }[] = [];
   for (const [name, policy] of [['unfused', unfusedPolicy()], ['fused', defaultKernelPolicy()]] as const) {
     device.policy = policy;
-    const { step } = resnetStep(device, depth, batch, 1);
+    const { step } = resnetStep(device, depth, batch, { seed: 1 });
     sides.push({ name, policy, step, ips: [] });
   }
   const torchRuns: number[] = [];

@@ -10,29 +10,14 @@
 // has no strided-slice layer for option A; that adds ~1% of the FLOPs to the
 // peer's step. The peer's optimizer has no weight decay (a few elementwise ops).
 import type { Device } from '../gpu/device.ts';
-import { resnet } from '../models/resnet.ts';
 import { SGD } from '../engine/optim.ts';
-import { softmaxCrossEntropy } from '../engine/ops/loss.ts';
-import { cast } from '../engine/ops/elementwise.ts';
-import { GradScaler } from '../engine/gradScaler.ts';
-import { type Tensor, randn, tensor, tidy } from '../engine/tensor.ts';
+import { resnetStep } from './resnetStep.ts';
+import { type Tensor, tidy } from '../engine/tensor.ts';
 import type { StepFigures, StepResult } from './report.ts';
 import type { Scalar } from '@tensorflow/tfjs-core';
 import type { TfPeer, TfTensor } from './tfjs.ts';
 import { GpuTimer, engineRound, interleave } from './timing.ts';
 import { type TorchPeer, type TorchStep, torchStep } from './torchPeer.ts';
-
-interface Model {
-  forward(x: Tensor): Tensor;
-  parameters(): Tensor[];
-  train(mode?: boolean): unknown;
-  dispose?(): void;
-}
-
-/** Our ResNet of `depth` (models/resnet.ts, option-A shortcuts as in the paper). */
-function buildOurs(device: Device, depth: number): Model {
-  return resnet(device, { depth, numClasses: 10, shortcut: 'A' });
-}
 
 export interface StepBenchOptions {
   device: Device;
@@ -80,7 +65,7 @@ export async function stepBenchmarks(o: StepBenchOptions): Promise<StepResult[]>
     };
     runTorch();
     try {
-      r.ours = await oursStep(o, buildOurs(o.device, depth), batch, light);
+      r.ours = await oursStep(o, depth, batch, light);
     } catch (e) {
       notes.push(`ours failed: ${(e as Error).message.split('\n')[0]}`);
     }
@@ -107,22 +92,9 @@ export async function stepBenchmarks(o: StepBenchOptions): Promise<StepResult[]>
 
 // ------------------------------------------------------------------ ours
 
-async function oursStep(o: StepBenchOptions, model: Model, batch: number, light: boolean): Promise<StepFigures> {
+async function oursStep(o: StepBenchOptions, depth: number, batch: number, light: boolean): Promise<StepFigures> {
   const { device } = o;
-  model.train(true);
-  const opt = new SGD({ params: model.parameters(), lr: 0.05, momentum: 0.9, weightDecay: 5e-4 });
-  const x = randn(device, [batch, 3, 32, 32], { seed: 1 });
-  const labels = tensor(device, Array.from({ length: batch }, (_, i) => i % 10), [batch], 'i32');
-  // half precision: the batch enters as f16 and the loss scaler seeds backward and gates the update (train/step.ts)
-  const scaler = o.precision === 'f16' ? new GradScaler(device) : null;
-  const forward = (): Tensor => softmaxCrossEntropy(model.forward(scaler ? cast(x, 'f16') : x), labels);
-  const step = (): void => {
-    tidy(() => (scaler ? scaler.backward(forward()) : forward().backward()));
-    if (scaler) scaler.step(opt);
-    else opt.step();
-    opt.zeroGrad();
-    device.flush();
-  };
+  const { step, forward, optimizer: opt, dispose } = resnetStep(device, depth, batch, { precision: o.precision ?? 'f32' });
   try {
     // warm-up: compiles every pipeline and fills the buffer and texture pools (two steps:
     // the first step's pool is still filling when the second starts recording)
@@ -157,18 +129,15 @@ async function oursStep(o: StepBenchOptions, model: Model, batch: number, light:
       await device.sync();
       fig.pipelinedImagesPerSec = (batch * o.pipelineSteps) / ((performance.now() - t0) / 1000);
     }
-    if (o.timer) fig.phases = { ...(await phases(o, model, forward, opt)), step: ms };
+    if (o.timer) fig.phases = { ...(await phases(o, forward, opt)), step: ms };
     return fig;
   } finally {
-    x.dispose();
-    labels.dispose();
-    scaler?.dispose();
-    model.dispose?.();
+    dispose();
   }
 }
 
 /** Forward, backward and optimizer of one step, each between its own pair of timestamps. */
-async function phases(o: StepBenchOptions, _model: Model, forward: () => Tensor, opt: SGD): Promise<Record<string, number>> {
+async function phases(o: StepBenchOptions, forward: () => Tensor, opt: SGD): Promise<Record<string, number>> {
   const { device } = o;
   const timers = [new GpuTimer(device), new GpuTimer(device), new GpuTimer(device)];
   const sums = [0, 0, 0];
