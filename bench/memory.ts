@@ -7,7 +7,9 @@
  * buffer; with --memory-gib the line caps the total. WebGPU does not say how much memory the
  * adapter has, so that figure is given, not read (an H200: 139).
  *
- *   node --import tsx bench/memory.ts [--depth 56] [--batches 32,128] [--memory-gib 139] [--json FILE]
+ * --precision f16: the half-precision step (f16 activations and gradients, train --precision f16).
+ *
+ *   node --import tsx bench/memory.ts [--depth 56] [--batches 32,128] [--memory-gib 139] [--precision f16] [--json FILE]
  */
 import { writeFileSync } from 'node:fs';
 import { createDevice } from '../gpu/device.ts';
@@ -22,6 +24,8 @@ const depth = Number(flag('depth', '56'));
 const batches = flag('batches', '32,128').split(',').map(Number);
 const memoryGiB = process.argv.includes('--memory-gib') ? Number(flag('memory-gib', '0')) : null;
 const jsonPath = process.argv.includes('--json') ? flag('json', '') : null;
+const precision = flag('precision', 'f32');
+if (precision !== 'f32' && precision !== 'f16') throw new Error(`--precision: f32 or f16, got '${precision}'`);
 if (!Number.isInteger(depth) || batches.length < 2 || batches.some((b) => !Number.isInteger(b) || b < 1)) {
   throw new Error('usage: bench/memory.ts [--depth N] [--batches B1,B2,...] (two or more batch sizes) [--memory-gib G] [--json FILE]');
 }
@@ -31,7 +35,7 @@ const device = await createDevice();
 const points: { batch: number; peakBytes: number; largestBufferBytes: number; liveBefore: number }[] = [];
 for (const batch of batches) {
   device.trimPool();
-  const { step, dispose } = resnetStep(device, depth, batch);
+  const { step, dispose } = resnetStep(device, depth, batch, { precision });
   step(); // the momentum buffers exist from the first step on
   await device.sync();
   device.resetPeakMemory();
@@ -40,7 +44,7 @@ for (const batch of batches) {
   await device.sync();
   const m = device.memoryStats();
   points.push({ batch, peakBytes: m.peakLiveBytes, largestBufferBytes: m.largestBufferBytes, liveBefore });
-  console.log(`ResNet-${depth}, batch ${batch}: peak ${(m.peakLiveBytes / MiB).toFixed(1)} MiB live during a step (${(liveBefore / MiB).toFixed(1)} MiB held between steps: weights, momentum, inputs), largest buffer ${(m.largestBufferBytes / MiB).toFixed(1)} MiB`);
+  console.log(`ResNet-${depth}${precision === 'f16' ? ' (f16)' : ''}, batch ${batch}: peak ${(m.peakLiveBytes / MiB).toFixed(1)} MiB live during a step (${(liveBefore / MiB).toFixed(1)} MiB held between steps: weights, momentum, inputs), largest buffer ${(m.largestBufferBytes / MiB).toFixed(1)} MiB`);
   dispose();
 }
 
@@ -59,5 +63,5 @@ for (const b of [128, 1000]) console.log(`  predicted peak at batch ${b}: ${((fi
 console.log(`largest batch: ${byBinding} by the adapter's maxStorageBufferBindingSize (${(device.limits.maxStorageBufferBindingSize / MiB).toFixed(0)} MiB; the largest buffer is ${(bufferPerImage / 1024).toFixed(1)} KiB per image)` +
   (byMemory === null ? '; give --memory-gib for the memory bound' : `, ${byMemory} by ${memoryGiB} GiB of memory: ${Math.min(byBinding, byMemory)}`));
 console.log(`adapter: ${device.label}`);
-if (jsonPath) writeFileSync(jsonPath, `${JSON.stringify({ depth, adapter: device.label, points, fixedBytes: fixed, perImageBytes: perImage, maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize, largestBatch: { byBinding, byMemory, memoryGiB } }, null, 1)}\n`);
+if (jsonPath) writeFileSync(jsonPath, `${JSON.stringify({ depth, precision, adapter: device.label, points, fixedBytes: fixed, perImageBytes: perImage, maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize, largestBatch: { byBinding, byMemory, memoryGiB } }, null, 1)}\n`);
 await device.close();

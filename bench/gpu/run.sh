@@ -108,6 +108,7 @@ if [ "$phase" = bench ]; then
     part bench 300 node --import tsx bench/main.ts --quick --no-peer --no-step --only 'sgd' --json "$W/bench.json"
     part profile 200 node --import tsx bench/profile.ts --depth 8 --batch 8
     part memory 60 node --import tsx bench/memory.ts --depth 8 --batches 8,16 --memory-gib 24 --json "$W/memory.json"
+    part memory16 60 node --import tsx bench/memory.ts --depth 8 --batches 8,16 --memory-gib 24 --precision f16 --json "$W/memory16.json"
     part kernels 300 node --import tsx bench/gpu/kernels.ts --local --json "$W/kernels.json" --budget-s 200
     [ -n "${SWEEP:-}" ] && part sweep 300 node --import tsx bench/gpu/matmul-sweep.ts --local --json "$W/sweep.json" --budget-s 120
   else
@@ -121,6 +122,7 @@ if [ "$phase" = bench ]; then
     part profile 25 node --import tsx bench/profile.ts --depth 56 --batch 128
     # peak memory of a ResNet-56 step at batch 128 and 1000, and the largest batch that fits an H200
     part memory 20 node --import tsx bench/memory.ts --depth 56 --batches 128,1000 --memory-gib 139 --json "$W/memory.json"
+    part memory16 20 node --import tsx bench/memory.ts --depth 56 --batches 128,1000 --memory-gib 139 --precision f16 --json "$W/memory16.json"
     # the kernel family: matmul 4096³ and ResNet conv layers at batch 128 and 1000 on each kernel, f32 and f16
     part kernels 120 node --import tsx bench/gpu/kernels.ts --json "$W/kernels.json" --budget-s 100
     # the matmul sweep (f32 tiles, f16, subgroup matrices) ran on its own at 17:29-17:32 (bench/gpu/results/)
