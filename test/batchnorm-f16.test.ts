@@ -16,8 +16,7 @@ import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { type BatchNormOptions, type Device, Rng, type Tensor, batchNorm2d, batchNormAddRelu, batchNormRelu, cast, tensor, tidy } from '../engine/index.ts';
 import { bnBackwardRequestOf, leavePrepared, leaveStatistics, takePrepared, takeStatistics } from '../engine/ops/fusion.ts';
-import { fromHalfBits, toHalfBits } from '../kernels/cast.ts';
-import { type Tolerance, assertClose, checkOp, destroyTestDevice, randomArr, setPolicy, testDevice } from './helpers.ts';
+import { F16_TOL, type Tolerance, assertClose, checkOp, destroyTestDevice, halfArr, randomArr, setPolicy, testDevice } from './helpers.ts';
 import { type Arr, arr } from './reference.ts';
 import { type RefBatchNormOptions, avoidReluKink, refBatchNorm2d, refChannelStats, refRunningUpdate } from './reference-conv.ts';
 
@@ -28,12 +27,10 @@ before(async () => {
 after(destroyTestDevice);
 
 // y, dy, dx, dresidual each rounded to f16 once (2^-11 relative), as test/f16-storage.test.ts
-const F16: Tolerance = { atol: 2e-3, rtol: 4e-3 };
+const F16 = F16_TOL;
 // the running statistics: f32 arithmetic on exactly representable inputs (as test/batchnorm.test.ts)
 const RUNNING_TOL: Tolerance = { atol: 1e-6, rtol: 1e-5 };
 
-const toHalf = (v: number): number => fromHalfBits(toHalfBits(v));
-const halfArr = (a: Arr): Arr => arr(a.shape, Array.from(a.data, toHalf));
 
 /** γ with |γ| in [0.1, 1.5], so a nudge of x moves the output */
 function randomGamma(rng: Rng, c: number): Arr {

@@ -13,7 +13,7 @@ import { gradWeightSplits } from '../kernels/conv2d.ts';
 import { type GemmOperand, TILE_128, TILE_128_DB, TILE_64x128 } from '../kernels/gemmLarge.ts';
 import { matmulLarge } from '../kernels/matmulLarge.ts';
 import { matmulSubgroupMatrix, subgroupMatrixProblem } from '../kernels/matmulSubgroupMatrix.ts';
-import { type Tolerance, assertClose, checkOp, randomArr, setPolicy } from './helpers.ts';
+import { type Tolerance, assertClose, checkOp, halfArr, randomArr, setPolicy, toHalf } from './helpers.ts';
 import { type Arr, refMatmul } from './reference.ts';
 import { refConv2d } from './reference-conv.ts';
 
@@ -25,19 +25,6 @@ before(async () => {
 });
 after(() => device.destroy());
 
-/** IEEE binary16 rounding of a double (round to nearest even; overflow to ±inf). */
-function toHalf(x: number): number {
-  if (!Number.isFinite(x) || x === 0) return x;
-  const a = Math.abs(x);
-  if (a >= 65520) return Math.sign(x) * Infinity; // 65504 + half an ulp (32) rounds up
-  const e = Math.max(Math.floor(Math.log2(a)), -14); // subnormals share the smallest exponent
-  const ulp = 2 ** (e - 10);
-  let q = a / ulp;
-  const f = Math.floor(q);
-  q = q - f > 0.5 || (q - f === 0.5 && f % 2 === 1) ? f + 1 : f;
-  return Math.sign(x) * q * ulp;
-}
-const halfArr = (a: Arr): Arr => ({ shape: a.shape, data: Float64Array.from(a.data, toHalf) });
 
 const F16_ACC: Tolerance = { atol: 1e-5, rtol: 1e-4 }; // rounded inputs: f32 accumulation only
 const F16_IN: Tolerance = { atol: 4e-3, rtol: 2e-2 }; // unrounded inputs: f16 operands

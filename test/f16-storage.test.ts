@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { type Device, Rng, type Tensor, add, cast, conv2d, convGeometry, full, mean, mul, relu, scale, sub, sum, tensor, zeros } from '../engine/index.ts';
 import { decodeHalves, encodeHalves, fromHalfBits, toHalfBits } from '../kernels/cast.ts';
-import { type Tolerance, checkOp, destroyTestDevice, randomArr, setPolicy, testDevice } from './helpers.ts';
+import { F16_TOL, type Tolerance, checkOp, destroyTestDevice, half, randomArr, setPolicy, testDevice, toHalf } from './helpers.ts';
 import { refAdd, refMul, refReduce, refRelu, refScale, refSub } from './reference.ts';
 import { refConv2d } from './reference-conv.ts';
 import { planConv } from '../kernels/convPlan.ts';
@@ -19,22 +19,7 @@ before(async () => {
 });
 after(destroyTestDevice);
 
-/** IEEE binary16 rounding of a double, by arithmetic (independent of the bit code under test). */
-export function toHalf(x: number): number {
-  if (!Number.isFinite(x) || x === 0) return x;
-  const a = Math.abs(x);
-  if (a >= 65520) return Math.sign(x) * Infinity;
-  const e = Math.max(Math.floor(Math.log2(a)), -14);
-  const ulp = 2 ** (e - 10);
-  let q = a / ulp;
-  const f = Math.floor(q);
-  q = q - f > 0.5 || (q - f === 0.5 && f % 2 === 1) ? f + 1 : f;
-  return Math.sign(x) * q * ulp;
-}
-
-// inputs, outputs and gradients each rounded to f16 once: a few ulps of 2^-11 relative
-const F16: Tolerance = { atol: 2e-3, rtol: 4e-3 };
-const half = (fn: (ts: Tensor[]) => Tensor) => (ts: Tensor[]): Tensor => cast(fn(ts.map((t) => cast(t, 'f16'))), 'f32');
+const F16 = F16_TOL;
 const dims = fc.array(fc.integer({ min: 1, max: 9 }), { minLength: 1, maxLength: 4 });
 
 describe('f16 storage', () => {

@@ -2,7 +2,7 @@
 // float64 reference (tinygrad's helper_test_op, for WebGPU); another checks the
 // reference's own backward by central finite differences.
 import assert from 'node:assert/strict';
-import { type Device, Rng, type Tensor, createDevice, tensor, tidy } from '../engine/index.ts';
+import { type Device, Rng, type Tensor, cast, createDevice, tensor, tidy } from '../engine/index.ts';
 import { type Arr, type RefOp, arr, size } from './reference.ts';
 import type { KernelPolicy } from '../gpu/policy.ts';
 
@@ -159,3 +159,31 @@ export function setPolicy(
     device.policy = saved;
   };
 }
+
+// ------------------------------------------------------------------ half precision
+
+/** IEEE binary16 rounding of a double (ties to even, subnormals, ±inf past 65504), by arithmetic: independent of the bit code in kernels/cast.ts. */
+export function toHalf(x: number): number {
+  if (!Number.isFinite(x) || x === 0) return x;
+  const a = Math.abs(x);
+  if (a >= 65520) return Math.sign(x) * Infinity; // 65504 + half an ulp (16) rounds up
+  const e = Math.max(Math.floor(Math.log2(a)), -14); // subnormals share the smallest exponent
+  const ulp = 2 ** (e - 10);
+  let q = a / ulp;
+  const f = Math.floor(q);
+  q = q - f > 0.5 || (q - f === 0.5 && f % 2 === 1) ? f + 1 : f;
+  return Math.sign(x) * q * ulp;
+}
+
+/** The values of a rounded to f16 (what an f16 tensor of them holds). */
+export const halfArr = (a: Arr): Arr => ({ shape: a.shape, data: Float64Array.from(a.data, toHalf) });
+
+/** Results and gradients each rounded to f16 once (2^-11 relative) against the float64 reference. */
+export const F16_TOL: Tolerance = { atol: 2e-3, rtol: 4e-3 };
+
+/** The op on its inputs cast to f16; its result must be f16 (an f16 activation stays f16), read back through a cast to f32. */
+export const half = (fn: (ts: Tensor[]) => Tensor) => (ts: Tensor[]): Tensor => {
+  const y = fn(ts.map((t) => cast(t, 'f16')));
+  assert.equal(y.dtype, 'f16', `${y.op}: f16 input gave a ${y.dtype} output`);
+  return cast(y, 'f32');
+};

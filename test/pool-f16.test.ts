@@ -13,8 +13,7 @@ import {
   type Device, Rng, type Tensor, accuracy, argmax, avgPool2d, cast, globalAvgPool2d, linear, matmul, maxPool2d,
   softmaxCrossEntropy, subsamplePadChannels, tensor, trace,
 } from '../engine/index.ts';
-import { fromHalfBits, toHalfBits } from '../kernels/cast.ts';
-import { DEFAULT_TOL, type Tolerance, assertClose, checkOp, destroyTestDevice, randomArr, testDevice } from './helpers.ts';
+import { DEFAULT_TOL, F16_TOL, type Tolerance, assertClose, checkOp, destroyTestDevice, half, halfArr, randomArr, testDevice } from './helpers.ts';
 import { type Arr, type RefOp, arr, refLinear, refMatmul, refSoftmaxCrossEntropy } from './reference.ts';
 import { refAvgPool2d, refGlobalAvgPool, refMaxPool2d, refSubsamplePadChannels } from './reference-conv.ts';
 
@@ -25,23 +24,12 @@ before(async () => {
 after(destroyTestDevice);
 
 // outputs and gradients each rounded to f16 once (as test/f16-storage.test.ts)
-const F16: Tolerance = { atol: 2e-3, rtol: 4e-3 };
+const F16 = F16_TOL;
 // one f16 rounding of a value computed in f32 from f16-exact inputs: half an ulp, 2^-12 relative
 const ONE_ROUNDING: Tolerance = { atol: 1e-5, rtol: 2e-3 };
 
-/** The values of a rounded to f16 (what an f16 tensor of them holds). */
-function halfArr(a: Arr): Arr {
-  return arr(a.shape, a.data.map((v) => fromHalfBits(toHalfBits(v))));
-}
-
 const randomHalf = (rng: Rng, shape: number[]): Arr => halfArr(randomArr(rng, shape));
 
-/** The op on the f32 inputs cast to f16; its result must be f16, read back as f32. */
-const half = (fn: (ts: Tensor[]) => Tensor) => (ts: Tensor[]): Tensor => {
-  const y = fn(ts.map((t) => cast(t, 'f16')));
-  assert.equal(y.dtype, 'f16', `${y.op}: f16 input gave a ${y.dtype} output`);
-  return cast(y, 'f32');
-};
 
 const poolCase = fc
   .record({
