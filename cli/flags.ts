@@ -43,6 +43,7 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   'bn-momentum': { key: 'bnMomentum', type: 'number', help: "batchnorm running-stats momentum, PyTorch's convention (0.1)" },
   nesterov: { key: 'nesterov', type: 'boolean', help: 'Nesterov momentum' },
   'label-smoothing': { key: 'labelSmoothing', type: 'number', help: 'label smoothing ε' },
+  'loss-scale': { key: 'lossScale', type: 'number', help: 'with --precision f16: the initial loss scale (default 65536, as PyTorch)' },
   precision: { key: 'precision', type: 'string', help: 'f32 (default) or f16: half-precision activations and gradients with dynamic loss scaling (needs shader-f16)' },
   'no-augment': { key: 'augment', type: 'boolean', help: 'disable random crop and flip' },
   cutout: { key: 'cutout', type: 'int', help: 'cutout square side in pixels (0: off)' },

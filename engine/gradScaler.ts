@@ -76,7 +76,15 @@ export class GradScaler {
   step(optimizer: SGD, beforeUpdate?: (state: GPUBuffer) => void): void {
     const params = optimizer.params.filter((p) => p.grad);
     if (!params.length) throw new Error('GradScaler.step: no parameter has a gradient (was backward called through the scaler?)');
-    for (const p of params) unscaleAndCheck(this.device, p.grad!, this.buffer);
+    // a skipped first step leaves the velocity at zero, so the next one gives (1 − d)·g where PyTorch gives g
+    if (optimizer.dampening !== 0) throw new Error(`GradScaler.step: SGD with dampening (${optimizer.dampening}) is not supported with loss scaling`);
+    // two parameters may hold views of one gradient buffer (a + b of two leaves): unscale it once
+    const seen = new Set<GPUBuffer>();
+    for (const p of params) {
+      if (seen.has(p.grad!.buffer)) continue;
+      seen.add(p.grad!.buffer);
+      unscaleAndCheck(this.device, p.grad!, this.buffer);
+    }
     optimizer.step(this.buffer);
     beforeUpdate?.(this.buffer);
     scalerUpdate(this.device, this.buffer, this.seed, { growth: this.growthFactor, backoff: this.backoffFactor, interval: this.growthInterval });

@@ -15,7 +15,12 @@ export const f16Bytes = (n: number): number => bytesOf('f16', n);
 const f32Scratch = new Float32Array(1);
 const u32Scratch = new Uint32Array(f32Scratch.buffer);
 
-/** The f16 bits of x, rounded to nearest even as WGSL's f16(x); ±inf beyond 65504 (and past the rounding edge), NaN kept. */
+/**
+ * The f16 bits of x, rounded to nearest even as WGSL's f16(x); ±inf beyond 65504 (and past
+ * the rounding edge), NaN kept. x is first rounded to f32 (as an f32 tensor's values are,
+ * which the GPU cast then rounds again): a double within an f32 ulp of a tie may round
+ * differently from a direct double → f16 rounding.
+ */
 export function toHalfBits(x: number): number {
   f32Scratch[0] = x;
   const b = u32Scratch[0]!;

@@ -82,6 +82,8 @@ export interface TrainConfig {
    * batchnorm statistics, dynamic loss scaling (engine/gradScaler.ts). Absent: 'f32'.
    */
   precision?: 'f32' | 'f16' | undefined;
+  /** half precision: the loss scaler's initial scale (PyTorch's GradScaler init_scale; default 2^16) */
+  lossScale?: number | undefined;
 }
 
 export const DEFAULTS: TrainConfig = {
@@ -115,7 +117,7 @@ export const DEFAULTS: TrainConfig = {
   divergenceFactor: 4,
 };
 
-export const KEYS = new Set<string>(Object.keys(DEFAULTS).concat(['width', 'data', 'trainSubset', 'testSubset', 'epochs', 'iterations', 'minLr', 'annihilationFraction', 'clrStepSize', 'modelSha256', 'resize', 'strict', 'cache', 'precision']));
+export const KEYS = new Set<string>(Object.keys(DEFAULTS).concat(['width', 'data', 'trainSubset', 'testSubset', 'epochs', 'iterations', 'minLr', 'annihilationFraction', 'clrStepSize', 'modelSha256', 'resize', 'strict', 'cache', 'precision', 'lossScale']));
 
 function fail(source: string, msg: string): never {
   throw new Error(`${source}: ${msg}`);
@@ -199,6 +201,10 @@ export function validateConfig(c: TrainConfig, source: SettingSource): TrainConf
   oneOf('clrMode', ['triangular', 'triangular2', 'exp_range'], 'clrMode');
   oneOf('preset', ['smith', 'pytorch', 'fastai'], 'preset');
   if (c.precision !== undefined) oneOf('precision', ['f32', 'f16'], 'precision');
+  if (c.lossScale !== undefined) {
+    finite('lossScale', 2 ** -24, 2 ** 64);
+    if (c.precision !== 'f16') fail('lossScale', 'applies to --precision f16 only');
+  }
   path('out', false);
   path('data', true);
   path('cache', true);

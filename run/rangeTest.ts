@@ -23,6 +23,8 @@ export const RANGE_DEFAULTS: RangeTestSettings = { startLr: 1e-4, endLr: 10, ste
 
 /** Runs a range test for a training configuration (its model, data, batch size, momentum, weight decay). */
 export async function rangeTestForConfig(device: Device, config: TrainConfig, s: RangeTestSettings, log: (line: string) => void): Promise<RangeTestResult> {
+  // the sweep runs in f32 (`train --max-lr auto --precision f16` trains in f16 at the LR it picks)
+  if (config.precision === 'f16') log('range test: runs in f32 (--precision f16 applies to training)');
   const data = await loadDatasets(config, { log });
   const model = await modelFor(device, config, data.train);
   const loader = new BatchLoader(data.train, { batchSize: config.batchSize, seed: config.seed, shuffle: true, dropLast: true });

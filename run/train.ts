@@ -182,7 +182,7 @@ async function trainWithSignals(
     });
     const half = config.precision === 'f16';
     if (half && !device.hasShaderF16) throw new Error(`--precision f16: the adapter '${device.label}' has no shader-f16 (half-precision arithmetic); train with --precision f32`);
-    const scaler = half ? new GradScaler(device) : undefined;
+    const scaler = half ? new GradScaler(device, config.lossScale === undefined ? {} : { initScale: config.lossScale }) : undefined;
     const loader = new BatchLoader(data.train, { batchSize: config.batchSize, seed: config.seed, shuffle: true, dropLast: true });
     const augmenter = augmenterFor(device, config, data.train);
     // kernel tuning: the cache read into the policy; on GPUs the model's shapes timed first (kernels/autotune.ts)

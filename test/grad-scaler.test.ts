@@ -6,7 +6,7 @@
 // own; the state survives a save and load; bad options are refused.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { type Device, GradScaler, Rng, SGD, nn, scale, softmaxCrossEntropy, tensor, tidy } from '../engine/index.ts';
+import { type Device, GradScaler, Rng, SGD, add, nn, scale, softmaxCrossEntropy, sum, tensor, tidy } from '../engine/index.ts';
 import { destroyTestDevice, testDevice } from './helpers.ts';
 
 let device: Device;
@@ -48,6 +48,18 @@ function scaledStep(model: nn.Linear, opt: SGD, scaler: GradScaler, lossFactor =
 }
 
 describe('GradScaler', () => {
+  it('unscales a gradient buffer two parameters share once (a + b of two leaves: both gradients are views of one)', async () => {
+    const a = tensor(device, [1, 2, 3]).requireGrad();
+    const b = tensor(device, [4, 5, 6]).requireGrad();
+    const opt = new SGD({ params: [a, b], lr: 1 });
+    const s = new GradScaler(device, { initScale: 2 ** 8 });
+    tidy(() => s.backward(sum(add(a, b))));
+    s.step(opt);
+    // each gradient is 1 after unscaling (256/256), not 1/256: w −= 1·1
+    assert.deepEqual([...(await a.toArray()), ...(await b.toArray())], [0, 1, 2, 3, 4, 5]);
+    [opt, s].forEach((x) => x.dispose());
+  });
+
   it('grows the scale after growthInterval clean steps and backs off (resetting the count) on an overflow', async () => {
     const m = new nn.Linear(device, 6, 4);
     const opt = new SGD({ params: m.parameters(), lr: 0.01 });
@@ -116,6 +128,9 @@ describe('GradScaler', () => {
     assert.throws(() => s.loadState({ scale: 1, growthTracker: -1, skipped: 0 }), /growthTracker/);
     const m = new nn.Linear(device, 2, 2);
     assert.throws(() => s.step(new SGD({ params: m.parameters(), lr: 0.1 })), /no parameter has a gradient/);
+    tidy(() => s.backward(sum(m.forward(tensor(device, [1, 2], [1, 2])))));
+    assert.throws(() => s.step(new SGD({ params: m.parameters(), lr: 0.1, momentum: 0.9, dampening: 0.5 })), /dampening/);
+    m.zeroGrad();
     m.dispose();
     s.dispose();
   });

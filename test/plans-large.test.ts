@@ -91,3 +91,19 @@ it('matmul at f16 precision: the subgroup-matrix kernel where the adapter offers
   assert.notEqual(chooseConfig({ ...tensorCores, hasShaderF16: false }, mm(4096, 4096, 4096)).kind, 'subgroupMatrix');
   assert.notEqual(chooseConfig({ ...software, policy: f16Policy, hasShaderF16: true, subgroupMatrixConfigs: sgm }, mm(4096, 4096, 4096)).kind, 'subgroupMatrix');
 });
+
+it('conv on f16 activations: on a GPU every part takes a large tile (the only kernels that store f16), also where none fills the GPU or the autotuner chose the 64-wide kernel; a software adapter keeps its own plan (the conv then runs on f32 copies)', () => {
+  const small = conv3x3(8, 16, 16, 32, 1); // ResNet-20's first stage at batch 8: fills nothing
+  const f32Plan = planConv(discrete, small);
+  assert.ok(f32Plan.forward !== 'large' && f32Plan.gradWeight !== 'large', 'at f32 the small conv stays on the buffer kernels');
+  const half = planConv(discrete, small, true);
+  assert.deepEqual([half.forward, half.gradInput, half.gradWeight], ['large', 'large', 'large']);
+  for (const t of Object.values(half.tiles ?? {})) assert.ok(t.bm === 64 || t.bn === 64, `the smallest tile, got ${JSON.stringify(t)}`);
+  // the autotuner found the 64-wide buffer kernel fastest for every part (null)
+  const tunedBuffer = new Map((['forward', 'gradInput', 'gradWeight'] as const).map((part) => [convShapeClass(part, small), null] as const));
+  const tuned = { ...discrete, policy: { ...discrete.policy, conv: { ...discrete.policy.conv, tuning: tunedBuffer } } };
+  assert.notEqual(planConv(tuned, small).forward, 'large');
+  assert.equal(planConv(tuned, small, true).forward, 'large');
+  const soft = planConv(software, small, true);
+  assert.ok(soft.forward !== 'large' && soft.gradInput !== 'large' && soft.gradWeight !== 'large');
+});
