@@ -1,14 +1,14 @@
 // The training step the benches time, profile and measure: a CIFAR ResNet (option A) on
-// random images, forward, backward and an SGD-momentum update, recorded and flushed; in
-// half precision as `train --precision f16` steps (the batch cast to f16, the GPU loss
-// scaler seeding backward and gating the update: train/step.ts).
+// random images, one step of train/step.ts (forward, backward and an SGD-momentum update,
+// recorded and flushed), in half precision as `train --precision f16` steps it.
 import type { Device } from '../gpu/device.ts';
 import { SGD } from '../engine/optim.ts';
 import { GradScaler } from '../engine/gradScaler.ts';
 import { softmaxCrossEntropy } from '../engine/ops/loss.ts';
 import { cast } from '../engine/ops/elementwise.ts';
-import { type Tensor, randn, tensor, tidy } from '../engine/tensor.ts';
+import { type Tensor, randn, tensor } from '../engine/tensor.ts';
 import { resnet } from '../models/resnet.ts';
+import { trainStep } from '../train/step.ts';
 
 export interface ResnetStep {
   /** records one training step and flushes it */
@@ -29,13 +29,8 @@ export function resnetStep(device: Device, depth: number, batch: number, o: { se
   const scaler = o.precision === 'f16' ? new GradScaler(device) : null;
   const forward = (): Tensor => softmaxCrossEntropy(model.forward(scaler ? cast(x, 'f16') : x), labels);
   return {
-    step: () => {
-      tidy(() => (scaler ? scaler.backward(forward()) : forward().backward()));
-      if (scaler) scaler.step(optimizer);
-      else optimizer.step();
-      optimizer.zeroGrad();
-      device.flush();
-    },
+    // the same batch every step: trainStep disposes the views it is given, not x and the labels
+    step: () => trainStep(device, model, optimizer, { x: x.reshape(x.shape), y: labels.reshape(labels.shape) }, scaler ? { scaler } : {}),
     forward,
     optimizer,
     dispose: () => {

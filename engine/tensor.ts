@@ -2,13 +2,13 @@
 // f32 everywhere except class labels (i32) and, in half-precision training, f16
 // activations and their gradients. Images are NCHW, weights OIHW.
 import type { Device, PooledBuffer } from '../gpu/device.ts';
-import { type DType, bytesOf } from '../kernels/operand.ts';
+import { type DType, type FloatType, bytesOf } from '../kernels/operand.ts';
 import { decodeHalves, encodeHalves } from '../kernels/cast.ts';
 import { Rng } from './random.ts';
 import { backward as runBackward } from './autograd.ts';
 import { fill } from '../kernels/elementwise.ts';
 
-export type { DType };
+export type { DType, FloatType };
 export type Shape = readonly number[];
 
 /** A GPU buffer shared by a tensor and its reshaped views; freed when the last one is disposed. */
@@ -225,14 +225,14 @@ export function tensor(device: Device, data: ArrayLike<number>, shape?: Shape, d
   return t;
 }
 
-export function full(device: Device, shape: Shape, value: number, dtype: 'f32' | 'f16' = 'f32'): Tensor {
+export function full(device: Device, shape: Shape, value: number, dtype: FloatType = 'f32'): Tensor {
   const t = empty(device, shape, dtype, 'full');
   fill(device, t, value);
   return t;
 }
 
-export const zeros = (device: Device, shape: Shape, dtype: 'f32' | 'f16' = 'f32'): Tensor => full(device, shape, 0, dtype);
-export const ones = (device: Device, shape: Shape, dtype: 'f32' | 'f16' = 'f32'): Tensor => full(device, shape, 1, dtype);
+export const zeros = (device: Device, shape: Shape, dtype: FloatType = 'f32'): Tensor => full(device, shape, 0, dtype);
+export const ones = (device: Device, shape: Shape, dtype: FloatType = 'f32'): Tensor => full(device, shape, 1, dtype);
 
 export interface RandomOptions {
   seed?: number;

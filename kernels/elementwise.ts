@@ -14,7 +14,7 @@
 // the arithmetic is f32 (loads convert, stores round), so f16 data is rounded once.
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 import type { Device } from '../gpu/device.ts';
-import { type FloatType, type Operand, floatType } from './operand.ts';
+import { type FloatType, type Operand, bytesOf, floatType } from './operand.ts';
 import { FLAT_INDEX, UniformWriter, WG, broadcastStrides, enableF16, grid1d, loadF32, pad6, storeElem, vecElem } from './common.ts';
 
 export type UnaryOp = 'relu' | 'scale' | 'neg' | 'exp' | 'log' | 'addScalar' | 'copy';
@@ -152,7 +152,7 @@ export function axpyInPlace(device: Device, dst: Operand, src: Operand, alpha = 
   const ts = floatType(src, 'axpy');
   const pipeline = device.pipeline(`axpy:${v4}:${td}:${ts}`, `axpy (accumulate)${td === 'f32' && ts === 'f32' ? '' : ` ${ts}→${td}`}`, () => axpySource(v4, td, ts));
   const u = device.uniforms(new UniformWriter().u32(n).f32(alpha).bytes());
-  device.dispatch(pipeline, [dst.buffer, src.buffer, u], grid1d(n), { read: dst.size * (td === 'f16' ? 2 : 4) }); // dst is read too
+  device.dispatch(pipeline, [dst.buffer, src.buffer, u], grid1d(n), { read: bytesOf(td, dst.size) }); // dst is read too
 }
 
 const fillSource = (vec4: boolean, t: FloatType): string => /* wgsl */ `

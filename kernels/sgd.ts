@@ -12,7 +12,7 @@ import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 import type { Device } from '../gpu/device.ts';
 import type { Operand } from './operand.ts';
 import { FLAT_INDEX, UniformWriter, WG, grid1d } from './common.ts';
-import { SCALER_FOUND_OFFSET } from './unscale.ts';
+import { SCALER_FOUND_OFFSET, SCALER_STATE_BYTES } from './unscale.ts';
 
 export type SgdForm = 'pytorch' | 'caffe';
 
@@ -79,6 +79,6 @@ export function sgdUpdate(device: Device, w: Operand, g: Operand, v: Operand, p:
   );
   const u = new UniformWriter().u32(w.size, p.first ? 1 : 0).f32(p.lr, p.momentum, p.weightDecay, p.dampening);
   const bindings = [w.buffer, g.buffer, v.buffer, device.uniforms(u.bytes())];
-  if (gate) bindings.push({ buffer: gate, offset: 0, size: 16 });
+  if (gate) bindings.push({ buffer: gate, offset: 0, size: SCALER_STATE_BYTES });
   device.dispatch(pipeline, bindings, grid1d(w.size), { read: 2 * w.size * 4 }); // w and v are read too
 }

@@ -315,39 +315,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 
 // ------------------------------------------------------------------ f16 conversion
-const cvtF = new Float32Array(1);
-const cvtU = new Uint32Array(cvtF.buffer);
-/** f32 → IEEE half bits, round to nearest even */
-export function toHalf(v: number): number {
-  cvtF[0] = v;
-  const x = cvtU[0]!;
-  const sign = (x >>> 16) & 0x8000;
-  const e8 = (x >>> 23) & 0xff;
-  let mant = x & 0x7fffff;
-  if (e8 === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  const exp = e8 - 127 + 15;
-  if (exp >= 31) return sign | 0x7c00;
-  if (exp <= 0) {
-    if (exp < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - exp;
-    let h = mant >>> shift;
-    const rem = mant & ((1 << shift) - 1);
-    const half = 1 << (shift - 1);
-    if (rem > half || (rem === half && h & 1)) h++;
-    return sign | h;
-  }
-  let h = (exp << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++;
-  return sign | h;
-}
-/** IEEE half bits → number */
-export function fromHalf(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const m = h & 0x3ff;
-  if (e === 0) return s * m * 2 ** -24;
-  if (e === 31) return m ? NaN : s * Infinity;
-  return s * (1 + m / 1024) * 2 ** (e - 15);
-}
+// f32 → IEEE half bits (round to nearest even) and back: the engine's host conversion
+export { fromHalfBits as fromHalf, toHalfBits as toHalf } from '../../kernels/cast.ts';

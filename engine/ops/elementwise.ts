@@ -5,24 +5,34 @@
 import { binary, unary } from '../../kernels/elementwise.ts';
 import { broadcastShapes } from '../../kernels/common.ts';
 import { sumTo } from '../../kernels/reduce.ts';
-import { type Tensor, empty, recordOp, shapeStr, traceOp } from '../tensor.ts';
-
-type FloatDType = 'f32' | 'f16';
+import { type FloatType, type Tensor, empty, recordOp, shapeStr, traceOp } from '../tensor.ts';
 
 /** The dtype of an op's result from its float inputs: f16 where all are, else f32. */
-export function promote(...ts: Tensor[]): FloatDType {
+export function promote(...ts: Tensor[]): FloatType {
   for (const t of ts) if (t.dtype === 'i32') throw new Error(`expected f32 or f16 tensors, got an i32 ${shapeStr(t.shape)} from '${t.op}'`);
   return ts.every((t) => t.dtype === 'f16') ? 'f16' : 'f32';
 }
 
 /** x as another float dtype (a copy; x itself when it already is). Differentiable: the gradient is cast back. */
-export function cast(x: Tensor, dtype: FloatDType): Tensor {
+export function cast(x: Tensor, dtype: FloatType): Tensor {
   if (x.dtype === dtype) return x;
   promote(x);
   const out = empty(x.device, x.shape, dtype, 'cast');
   unary(x.device, 'copy', x, out);
   traceOp('cast', out, [x], { to: dtype });
-  return recordOp(out, [x], (g) => [cast(g, x.dtype as FloatDType)]);
+  return recordOp(out, [x], (g) => [cast(g, x.dtype as FloatType)]);
+}
+
+/**
+ * Frees the copies `cast` made of an op's inputs for an f32-only kernel, once the op's
+ * output records no backward that would read them (`casts[i]` is `inputs[i]` where no
+ * copy was made).
+ */
+export function disposeCasts(out: Tensor, inputs: readonly (Tensor | undefined)[], casts: readonly (Tensor | undefined)[]): void {
+  if (out.requiresGrad) return; // the backward reads them; the graph holds them until then
+  casts.forEach((c, i) => {
+    if (c && c !== inputs[i]) c.dispose();
+  });
 }
 
 function checkSameDevice(op: string, a: Tensor, b: Tensor): void {
@@ -38,7 +48,7 @@ function broadcastOrThrow(op: string, a: Tensor, b: Tensor): number[] {
 
 /** The gradient of a broadcast input: g summed over the dimensions it was broadcast along. */
 export function reduceToShape(g: Tensor, target: Tensor): Tensor {
-  if (g.size === target.size) return cast(g.reshape(target.shape), target.dtype as FloatDType);
+  if (g.size === target.size) return cast(g.reshape(target.shape), target.dtype as FloatType);
   const out = empty(g.device, target.shape, target.dtype, 'sumTo');
   sumTo(g.device, g, out);
   return out;

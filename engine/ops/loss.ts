@@ -5,7 +5,7 @@
 import { accuracyKernel, argmaxKernel } from '../../kernels/argmax.ts';
 import { softmaxCrossEntropyBackward, softmaxCrossEntropyForward } from '../../kernels/softmaxCrossEntropy.ts';
 import { type Tensor, empty, recordOp, shapeStr } from '../tensor.ts';
-import { asF32, disposeCopies } from './matmul.ts';
+import { cast, disposeCasts } from './elementwise.ts';
 
 function checkLogitsLabels(op: string, logits: Tensor, labels: Tensor): void {
   if (logits.rank !== 2) throw new Error(`${op}: logits must be [N, C], got ${shapeStr(logits.shape)}`);
@@ -29,7 +29,7 @@ export function softmaxCrossEntropy(logits0: Tensor, labels: Tensor, options: Cr
   checkLogitsLabels('softmaxCrossEntropy', logits0, labels);
   const eps = options.labelSmoothing ?? 0;
   if (!(eps >= 0 && eps <= 1)) throw new Error(`softmaxCrossEntropy: labelSmoothing must be in [0, 1], got ${eps}`);
-  const logits = asF32(logits0);
+  const logits = cast(logits0, 'f32');
   const device = logits.device;
   const loss = empty(device, [], 'f32', 'softmaxCrossEntropy');
   const lse = empty(device, [logits.shape[0]!], 'f32', 'logsumexp');
@@ -40,26 +40,26 @@ export function softmaxCrossEntropy(logits0: Tensor, labels: Tensor, options: Cr
     return [dz];
   });
   if (!out.requiresGrad) lse.dispose();
-  disposeCopies(out, [logits0], [logits]);
+  disposeCasts(out, [logits0], [logits]);
   return out;
 }
 
 /** Row-wise argmax of [N, C] as i32 [N]. */
 export function argmax(x: Tensor): Tensor {
   if (x.rank !== 2) throw new Error(`argmax: expected [N, C], got ${shapeStr(x.shape)}`);
-  const xf = asF32(x);
+  const xf = cast(x, 'f32');
   const out = empty(x.device, [x.shape[0]!], 'i32', 'argmax');
   argmaxKernel(x.device, xf, out);
-  disposeCopies(out, [x], [xf]); // no backward: out never requires grad
+  disposeCasts(out, [x], [xf]); // no backward: out never requires grad
   return out;
 }
 
 /** Fraction of rows whose argmax equals the label, as a one-element tensor (no readback). */
 export function accuracy(logits: Tensor, labels: Tensor): Tensor {
   checkLogitsLabels('accuracy', logits, labels);
-  const lf = asF32(logits);
+  const lf = cast(logits, 'f32');
   const out = empty(logits.device, [], 'f32', 'accuracy');
   accuracyKernel(logits.device, lf, labels, out);
-  disposeCopies(out, [logits], [lf]); // no backward: out never requires grad
+  disposeCasts(out, [logits], [lf]); // no backward: out never requires grad
   return out;
 }

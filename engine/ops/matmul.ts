@@ -5,7 +5,7 @@
 import { type MatmulOptions, matmulKernel } from '../../kernels/matmul.ts';
 import { sumTo } from '../../kernels/reduce.ts';
 import { type Tensor, empty, recordOp, shapeStr, traceOp } from '../tensor.ts';
-import { cast, reduceToShape } from './elementwise.ts';
+import { cast, disposeCasts, reduceToShape } from './elementwise.ts';
 
 export interface MatmulFlags {
   transA?: boolean;
@@ -30,29 +30,13 @@ function dims(op: string, a: Tensor, b: Tensor, transA: boolean, transB: boolean
   return { batchA, batchB, batch: Math.max(batchA, batchB), M, N, K };
 }
 
-/**
- * `t` as f32 for an f32-only kernel: t itself when it is f32 (no work), else a
- * differentiable cast (an i32 tensor is refused by the cast, naming it).
- */
-export function asF32(t: Tensor): Tensor {
-  return t.dtype === 'f32' ? t : cast(t, 'f32');
-}
-
-/** Frees the f32 copies asF32 made once `out` records no backward that would read them. */
-export function disposeCopies(out: Tensor, originals: readonly (Tensor | undefined)[], copies: readonly (Tensor | undefined)[]): void {
-  if (out.requiresGrad) return; // the backward reads them; the graph holds them until then
-  copies.forEach((c, i) => {
-    if (c && c !== originals[i]) c.dispose();
-  });
-}
-
 /** op(A)·op(B); rank-3 operands are batches (a batch of 1 broadcasts). f16 operands are read as f32; the result is f32. */
 export function matmul(a0: Tensor, b0: Tensor, flags: MatmulFlags = {}): Tensor {
   const transA = flags.transA ?? false;
   const transB = flags.transB ?? false;
   const d = dims('matmul', a0, b0, transA, transB);
-  const a = asF32(a0);
-  const b = asF32(b0);
+  const a = cast(a0, 'f32');
+  const b = cast(b0, 'f32');
   const outShape = a.rank === 3 || b.rank === 3 ? [d.batch, d.M, d.N] : [d.M, d.N];
   const out = empty(a.device, outShape, 'f32', 'matmul');
   matmulKernel(a.device, a, b, out, { transA, transB, ...d });
@@ -71,7 +55,7 @@ export function matmul(a0: Tensor, b0: Tensor, flags: MatmulFlags = {}): Tensor 
     }
     return [da, db];
   });
-  disposeCopies(out, [a0, b0], [a, b]);
+  disposeCasts(out, [a0, b0], [a, b]);
   return result;
 }
 
@@ -94,9 +78,9 @@ export function linear(x0: Tensor, weight0: Tensor, bias0?: Tensor): Tensor {
   if (bias0 && (bias0.rank !== 1 || bias0.shape[0] !== weight0.shape[0])) {
     throw new Error(`linear: bias ${shapeStr(bias0.shape)} does not match weight ${shapeStr(weight0.shape)} (expected [${weight0.shape[0]}])`);
   }
-  const x = asF32(x0);
-  const weight = asF32(weight0);
-  const bias = bias0 && asF32(bias0);
+  const x = cast(x0, 'f32');
+  const weight = cast(weight0, 'f32');
+  const bias = bias0 && cast(bias0, 'f32');
   const [N, K] = x.shape as [number, number];
   const M = weight.shape[0]!;
   const out = empty(x.device, [N, M], 'f32', 'linear');
@@ -113,6 +97,6 @@ export function linear(x0: Tensor, weight0: Tensor, bias0?: Tensor): Tensor {
     }
     return [dx, dw, db];
   });
-  disposeCopies(out, [x0, weight0, bias0], [x, weight, bias]);
+  disposeCasts(out, [x0, weight0, bias0], [x, weight, bias]);
   return result;
 }
