@@ -23,7 +23,7 @@ let device: Device;
 before(async () => {
   device = await createDevice({ dawnFlags: ['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia'] });
 });
-after(() => device.destroy());
+after(() => device.close());
 
 
 const F16_ACC: Tolerance = { atol: 1e-5, rtol: 1e-4 }; // rounded inputs: f32 accumulation only

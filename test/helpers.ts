@@ -14,8 +14,14 @@ export function testDevice(): Promise<Device> {
   return shared;
 }
 
+/**
+ * Closes the file's device: waits for its submitted work and pending error
+ * scopes first (Device.close), since destroying it with promises in flight can
+ * abort dawn.node at exit (seen once in CI after test/grad-scaler.test.ts's
+ * tests had all passed: SIGABRT in pthread_mutex_lock).
+ */
 export async function destroyTestDevice(): Promise<void> {
-  if (shared) (await shared).destroy();
+  if (shared) await (await shared).close();
   shared = null;
 }
 
