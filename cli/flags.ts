@@ -53,6 +53,7 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   'checkpoint-every': { key: 'checkpointEvery', type: 'int', help: 'checkpoint every N steps (0: at the end)' },
   'log-every': { key: 'logEvery', type: 'int', help: 'read metrics back every N steps' },
   'divergence-factor': { key: 'divergenceFactor', type: 'number', help: 'stop when smoothed loss > factor × its minimum' },
+  'target-accuracy': { key: 'targetAccuracy', type: 'number', help: 'time to accuracy: stop at the first evaluation at or above this test accuracy (a fraction, 0.94); the summary says when' },
 };
 
 /**

@@ -27,6 +27,8 @@ export async function trainCommand(argv: string[]): Promise<number> {
   });
   if (result.end === 'completed') {
     const acc = testAccuracy !== null ? `${(100 * testAccuracy).toFixed(2)}%` : 'n/a';
+    if (result.target) process.stdout.write(`${result.message}\n`);
+    else if (args.config.targetAccuracy !== undefined) process.stdout.write(`target accuracy ${(100 * args.config.targetAccuracy).toFixed(2)}% not reached\n`);
     process.stdout.write(`final test accuracy ${acc} after ${result.steps} steps in ${result.seconds.toFixed(1)} s; outputs in ${args.config.out}\n`);
     return 0;
   }

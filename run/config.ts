@@ -84,6 +84,12 @@ export interface TrainConfig {
   precision?: 'f32' | 'f16' | undefined;
   /** half precision: the loss scaler's initial scale (PyTorch's GradScaler init_scale; default 2^16) */
   lossScale?: number | undefined;
+  /**
+   * Time to accuracy: stop at the first evaluation (every evalEvery steps, and the
+   * final one) at or above this test accuracy, a fraction; the summary's `target`
+   * says at which step and after how many seconds. Absent: train every step.
+   */
+  targetAccuracy?: number | undefined;
 }
 
 export const DEFAULTS: TrainConfig = {
@@ -117,7 +123,7 @@ export const DEFAULTS: TrainConfig = {
   divergenceFactor: 4,
 };
 
-export const KEYS = new Set<string>(Object.keys(DEFAULTS).concat(['width', 'data', 'trainSubset', 'testSubset', 'epochs', 'iterations', 'minLr', 'annihilationFraction', 'clrStepSize', 'modelSha256', 'resize', 'strict', 'cache', 'precision', 'lossScale']));
+export const KEYS = new Set<string>(Object.keys(DEFAULTS).concat(['width', 'data', 'trainSubset', 'testSubset', 'epochs', 'iterations', 'minLr', 'annihilationFraction', 'clrStepSize', 'modelSha256', 'resize', 'strict', 'cache', 'precision', 'lossScale', 'targetAccuracy']));
 
 function fail(source: string, msg: string): never {
   throw new Error(`${source}: ${msg}`);
@@ -241,6 +247,10 @@ export function validateConfig(c: TrainConfig, source: SettingSource): TrainConf
   finite('labelSmoothing', 0, 1);
   finite('divergenceFactor', 1, 1e9);
   if (c.annihilationFraction !== undefined) finite('annihilationFraction', 0, 1);
+  if (c.targetAccuracy !== undefined) {
+    const v = c.targetAccuracy;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || v > 1) fail('targetAccuracy', `must be a fraction in (0, 1] (0.94 for 94%), got ${show(v)}`);
+  }
   bool('cycleMomentum');
   bool('nesterov');
   bool('augment');

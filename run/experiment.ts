@@ -132,6 +132,18 @@ export function readExperiment(file: string, outOverride?: string, dataOverride?
   return { name, file, out, arms, seeds: seeds as number[], runs };
 }
 
+/**
+ * The experiment restricted to some of its seeds (`experiment FILE --seeds 3,4`): to add
+ * seeds to a finished experiment on another machine or day, or split one across machines,
+ * without redoing the others. Every seed must be one of the file's.
+ */
+export function onlySeeds(exp: Experiment, seeds: number[]): Experiment {
+  if (seeds.length === 0) throw new Error(`${exp.file}: --seeds names no seed`);
+  const unknown = seeds.filter((s) => !exp.seeds.includes(s));
+  if (unknown.length) throw new Error(`${exp.file}: --seeds ${unknown.join(',')} not among the file's seeds (${exp.seeds.join(', ')})`);
+  return { ...exp, seeds: exp.seeds.filter((s) => seeds.includes(s)), runs: exp.runs.filter((r) => seeds.includes(r.seed)) };
+}
+
 // ------------------------------------------------------------------ plan
 
 export type PlanStatus = 'done' | 'diverged' | 'partial' | 'todo';

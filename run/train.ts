@@ -235,6 +235,7 @@ async function trainWithSignals(
         divergenceFactor: config.divergenceFactor,
         lossFloor: Math.log(data.train.numClasses),
         ...(scaler ? { scaler } : {}),
+        ...(config.targetAccuracy !== undefined ? { targetAccuracy: config.targetAccuracy } : {}),
         callbacks: {
           onSteps: (records, ips) => {
             outputs.appendSteps(records, ips);
@@ -307,6 +308,7 @@ async function trainWithSignals(
       parameters: parameterCount(model),
       adapter: device.label,
       ...(scaling ? { precision: 'f16', lossScaling: scaling } : { precision: 'f32' }),
+      ...(config.targetAccuracy !== undefined ? { target: result.target ?? { target: config.targetAccuracy, reached: false } } : {}),
       config,
     });
     const plots = await outputs.writePlots();

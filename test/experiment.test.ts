@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { Device } from '../gpu/device.ts';
-import { formatPlan, planExperiment, probeSpeed, readExperiment, runExperiment } from '../run/experiment.ts';
+import { formatPlan, onlySeeds, planExperiment, probeSpeed, readExperiment, runExperiment } from '../run/experiment.ts';
 import { type ExperimentResults, aggregate, buildResults, compareNames, stats, writeReport } from '../run/experimentReport.ts';
 import { destroyTestDevice, testDevice } from './helpers.ts';
 
@@ -191,6 +191,11 @@ describe('experiment files', () => {
     // --data: every run reads the data from another folder (a GPU machine's staged copy)
     const moved = readExperiment(write({ ...ok, base: { ...ok.base, data: 'here' } }), out, '/elsewhere');
     assert.deepEqual(moved.runs.map((r) => r.config.data), ['/elsewhere']);
+    // --seeds: a subset of the file's seeds, in the file's order; a seed not in the file is refused
+    const some = onlySeeds(readExperiment(write({ ...ok, arms: [{ name: 'x' }, { name: 'y' }], seeds: [1, 2, 3, 4] }), out), [4, 3]);
+    assert.deepEqual(some.seeds, [3, 4]);
+    assert.deepEqual(some.runs.map((r) => r.name), ['x-s3', 'y-s3', 'x-s4', 'y-s4']);
+    assert.throws(() => onlySeeds(e, [5]), /--seeds 5 not among the file's seeds \(3, 4\)/);
   });
 
   it('the committed experiment files are valid (every run of every arm passes train\'s validation)', () => {

@@ -73,6 +73,40 @@ describe('train', () => {
     assert.match(readFileSync(join(out, 'loss.svg'), 'utf8'), /^<svg[\s\S]*<\/svg>\s*$/);
   });
 
+  it('--target-accuracy stops at the first evaluation that reaches it and says when (time to accuracy)', async () => {
+    const evalAccs = (dir: string): { step: number; acc: number }[] =>
+      readFileSync(join(dir, 'metrics.jsonl'), 'utf8').split('\n').filter((l) => l.includes('"kind":"eval"')).map((l) => JSON.parse(l) as { step: number; acc: number });
+    const full = tmp();
+    await runTraining(tiny(full, { evalEvery: 4 }), { ...quiet, device });
+    const evals = evalAccs(full);
+    assert.equal(evals.length, 6, 'evaluations at 4, 8, …, 24');
+    // the target: the best accuracy before the end, first reached at step `at` (every earlier evaluation is below it)
+    const before = evals.slice(0, -1);
+    const best = Math.max(...before.map((e) => e.acc));
+    const at = before.find((e) => e.acc === best)!.step;
+    assert.ok(best > evals[0]!.acc || at === 4, 'the tiny net learns');
+    const out = tmp();
+    const r = await runTraining(tiny(out, { evalEvery: 4, targetAccuracy: best }), { ...quiet, device });
+    assert.equal(r.result.end, 'completed');
+    assert.equal(r.result.steps, at, 'stopped at the crossing evaluation');
+    assert.deepEqual(stepLosses(out), stepLosses(full).slice(0, at), 'the same run up to there');
+    assert.equal(r.testAccuracy, best);
+    const summary = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as { target: { target: number; accuracy: number; step: number; seconds: number; trainSeconds: number } };
+    assert.equal(summary.target.step, at);
+    assert.equal(summary.target.accuracy, best);
+    assert.ok(summary.target.seconds > 0 && summary.target.trainSeconds > 0 && summary.target.trainSeconds < summary.target.seconds, JSON.stringify(summary.target));
+    assert.match(r.result.message, /^reached .*% \(target .*%\) at step \d+ of 24, /);
+    // a target never reached: every step trained, and the summary says so
+    const all = Math.max(...evals.map((e) => e.acc));
+    if (all < 1) {
+      const missed = tmp();
+      const m = await runTraining(tiny(missed, { evalEvery: 4, targetAccuracy: Math.min(1, all + 0.01) }), { ...quiet, device });
+      assert.equal(m.result.steps, 24);
+      assert.deepEqual((JSON.parse(readFileSync(join(missed, 'summary.json'), 'utf8')) as { target: unknown }).target, { target: Math.min(1, all + 0.01), reached: false });
+    }
+    assert.throws(() => tiny(tmp(), { targetAccuracy: 94 }), /targetAccuracy must be a fraction in \(0, 1\] \(0\.94 for 94%\), got 94/);
+  });
+
   it('resumes bit-exactly: an interrupted and resumed run has the same losses and weights as an uninterrupted one', async () => {
     const a = tmp();
     const b = tmp();

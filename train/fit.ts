@@ -97,7 +97,24 @@ export interface FitOptions {
   lossFloor?: number;
   /** half-precision training (engine/gradScaler.ts): f16 activations and gradients, dynamic loss scaling */
   scaler?: GradScaler;
+  /**
+   * Time to accuracy: the run stops at the first evaluation (every evalEvery steps, and
+   * the final one) whose accuracy is at least this fraction, and FitResult.target says when.
+   */
+  targetAccuracy?: number;
   callbacks?: FitCallbacks;
+}
+
+/** When a run first reached its target accuracy (FitOptions.targetAccuracy). */
+export interface TargetReached {
+  /** the target (a fraction) and the accuracy the evaluation read */
+  target: number;
+  accuracy: number;
+  step: number;
+  /** wall time from the first training step to the end of that evaluation, evaluations included */
+  seconds: number;
+  /** the same without the time spent evaluating */
+  trainSeconds: number;
 }
 
 export type FitEnd = 'completed' | 'diverged' | 'interrupted';
@@ -119,6 +136,8 @@ export interface FitResult {
   history: StepRecord[];
   evals: EvalRecord[];
   seconds: number;
+  /** set when the run reached FitOptions.targetAccuracy (it stopped there) */
+  target?: TargetReached;
 }
 
 /** Mean loss and accuracy over an evaluation set, in eval mode, without the tape. */
@@ -174,8 +193,25 @@ export async function fit(o: FitOptions): Promise<FitResult> {
   let end: FitEnd = 'completed';
   let message = '';
   let lastGoodStep = optimizer.stepCount;
+  let finalEval: EvalRecord | null = null;
 
   let divergedFrom: number | undefined;
+  let evalSeconds = 0;
+  let target: TargetReached | undefined;
+  /** Evaluates, and notes the first evaluation at or above the target accuracy. */
+  const evaluateNow = async (step: number): Promise<EvalRecord> => {
+    const start = performance.now();
+    const r = await evaluate(device, model, o.eval!, step, smoothing);
+    const now = performance.now();
+    evalSeconds += (now - start) / 1000;
+    evals.push(r);
+    cb.onEval?.(r);
+    if (o.targetAccuracy !== undefined && !target && r.acc >= o.targetAccuracy) {
+      const seconds = (now - t0) / 1000;
+      target = { target: o.targetAccuracy, accuracy: r.acc, step, seconds, trainSeconds: seconds - evalSeconds };
+    }
+    return r;
+  };
   /** the step of the last checkpoint whose own loss has not been read yet (-1: none) */
   let unverified = -1;
   /** Where the blow-up that ends at history's last record began (see FitResult.divergedFrom). */
@@ -250,10 +286,10 @@ export async function fit(o: FitOptions): Promise<FitResult> {
           break;
         }
         lastGoodStep = done;
+        let reached: EvalRecord | null = null;
         if (evalDue) {
-          const r = await evaluate(device, model, o.eval!, done, smoothing);
-          evals.push(r);
-          cb.onEval?.(r);
+          const r = await evaluateNow(done);
+          if (target) reached = r;
         }
         if (ckptDue) {
           const refused = await cb.onCheckpoint?.(done);
@@ -265,6 +301,11 @@ export async function fit(o: FitOptions): Promise<FitResult> {
           }
           unverified = done;
         }
+        if (reached) {
+          // time to accuracy: the evaluation that crossed the target is the run's last
+          finalEval = reached;
+          break;
+        }
         if (cb.shouldStop?.()) {
           end = 'interrupted';
           message = `interrupted at step ${done}`;
@@ -273,16 +314,13 @@ export async function fit(o: FitOptions): Promise<FitResult> {
       }
     }
     if (end === 'completed') message = `completed ${optimizer.stepCount} steps`;
-    let finalEval: EvalRecord | null = null;
     // an interrupted run is not evaluated: its metrics must read as the uninterrupted run's once resumed
-    if (end === 'completed' && o.eval) {
-      finalEval = await evaluate(device, model, o.eval, optimizer.stepCount, smoothing);
-      evals.push(finalEval);
-      cb.onEval?.(finalEval);
-    }
+    if (end === 'completed' && o.eval && !finalEval) finalEval = await evaluateNow(optimizer.stepCount);
+    if (target) message = `reached ${(100 * target.accuracy).toFixed(2)}% (target ${(100 * target.target).toFixed(2)}%) at step ${target.step} of ${o.totalSteps}, ${target.seconds.toFixed(1)} s after the first step (${target.trainSeconds.toFixed(1)} s without evaluations)`;
     return {
       end, steps: optimizer.stepCount, lastGoodStep, message, finalEval, history, evals, seconds: (performance.now() - t0) / 1000,
       ...(divergedFrom !== undefined ? { divergedFrom } : {}),
+      ...(target ? { target } : {}),
     };
   } finally {
     ring.dispose();

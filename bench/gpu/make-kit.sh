@@ -8,7 +8,9 @@
 #   .gpudata/             CIFAR-10 from ../shared/data as lossless WebP sprites (--data):
 #                         10,000 images in ~15 MB instead of 23.7 MB of xz, so the training
 #                         batch and the test batch each fit in one call beside the kit
-#                         (bench/gpu/cifar_webp.py packs and unpacks them)
+#                         (bench/gpu/cifar_webp.py packs and unpacks them):
+#                         train/ (data_batch_1) and test/ go with the kit in the bench call,
+#                         train2/ (data_batch_2..5, ~60 MB) alone in the t94 call
 # The code itself travels as the working tree and runs from source through tsx, so the
 # tests, the bench and the CLI run there exactly as here. TF.js is left out (no peer on
 # the GPU: PyTorch is the peer there). The Vulkan loader comes separately (.gl/, see
@@ -48,12 +50,17 @@ if [ "${1:-}" = "--data" ]; then
   src=../shared/data/cifar-10-batches-bin
   [ -d "$src" ] || { echo "make-kit: $src missing (no CIFAR-10 to stage)"; exit 1; }
   /usr/bin/python3 -c 'import numpy, PIL' 2>/dev/null || { echo "make-kit: --data needs numpy and Pillow for /usr/bin/python3: apt-get install python3-numpy python3-pil"; exit 1; }
-  mkdir -p .gpudata/train .gpudata/test
+  mkdir -p .gpudata/train .gpudata/train2 .gpudata/test
   tmp=$(mktemp -d)
-  xz -dc "$src/data_batch_1.bin.xz" >"$tmp/data_batch_1.bin"
-  xz -dc "$src/test_batch.bin.xz" >"$tmp/test_batch.bin"
-  /usr/bin/python3 bench/gpu/cifar_webp.py pack "$tmp/data_batch_1.bin" .gpudata/train/data_batch_1
-  /usr/bin/python3 bench/gpu/cifar_webp.py pack "$tmp/test_batch.bin" .gpudata/test/test_batch
+  stage() { # batch folder
+    [ -f "$2/$1.webp" ] && [ -f "$2/$1.labels" ] && return
+    xz -dc "$src/$1.bin.xz" >"$tmp/$1.bin"
+    /usr/bin/python3 bench/gpu/cifar_webp.py pack "$tmp/$1.bin" "$2/$1"
+    rm -f "$tmp/$1.bin"
+  }
+  stage data_batch_1 .gpudata/train
+  stage test_batch .gpudata/test
+  for b in 2 3 4 5; do stage data_batch_$b .gpudata/train2; done
   cp "$src/batches.meta.txt" .gpudata/test/
   rm -rf "$tmp"
   du -sh .gpudata/*

@@ -8,10 +8,18 @@
  * test/fixtures/lr-grid/):
  *
  *   node --import tsx experiments/lr-ground-truth/run.ts [SETTING...]
+ *   node --import tsx experiments/lr-ground-truth/run.ts --seeds 3,4 [SETTING...]
  *   node --import tsx experiments/lr-ground-truth/run.ts collect
+ *
+ * `--seeds` trains only those seeds of the grid (no range tests): how seeds 3 and 4 were
+ * added after seeds 1 and 2 had run on another day. `collect` takes every run it finds,
+ * in the run folders (runs/lr-ground-truth/NAME) and in the committed reports
+ * (experiments/lr-ground-truth/results/NAME/results.json and its seeds-* subfolders), one
+ * result per run name, and copies a fresh report of the run folders into the committed
+ * results (results/NAME/seeds-A-B when the folder holds only some seeds).
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const HERE = new URL('.', import.meta.url).pathname;
@@ -23,6 +31,7 @@ interface Experiment {
   name: string;
   description: string;
   base: Record<string, string | number | boolean>;
+  seeds: number[];
   out: string;
 }
 
@@ -56,8 +65,12 @@ function run(args: string[]): void {
   if (r.status !== 0) throw new Error(`${args.join(' ')}: exit ${r.status}`);
 }
 
-function runSetting(name: string): void {
+function runSetting(name: string, seeds: string | null): void {
   const e = read(name);
+  if (seeds) {
+    run(['experiment', join(HERE, `${name}.json`), '--seeds', seeds, '--quiet']);
+    return;
+  }
   for (const [sweep, extra] of Object.entries(SWEEPS)) {
     const out = join(ROOT, e.out, sweep);
     if (existsSync(join(out, 'range-test.json'))) continue;
@@ -66,18 +79,49 @@ function runSetting(name: string): void {
   run(['experiment', join(HERE, `${name}.json`), '--quiet']);
 }
 
+interface RunResult {
+  name: string;
+  arm: string;
+  seed: number;
+  state: string;
+  finalAcc: number | null;
+}
+interface Report {
+  runs: RunResult[];
+}
+
+const readReport = (path: string): Report | null => (existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as Report) : null);
+
+/** Mean and sample std (n − 1) of xs. */
+function stats(xs: number[]): { n: number; mean: number; std: number } {
+  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+  const std = xs.length > 1 ? Math.sqrt(xs.reduce((a, x) => a + (x - mean) ** 2, 0) / (xs.length - 1)) : 0;
+  return { n: xs.length, mean, std };
+}
+
 function collect(): void {
   for (const name of settings) {
     const e = read(name);
     const folder = join(ROOT, e.out);
-    const results = join(folder, 'results.json');
-    if (!existsSync(results)) {
-      console.log(`${name}: no results.json yet`);
+    const committed = join(HERE, 'results', name);
+    // the run folders' own report, copied into the committed results (seeds-A-B when it holds only some seeds)
+    const fresh = readReport(join(folder, 'results.json'));
+    if (fresh) {
+      const seeds = [...new Set(fresh.runs.map((r) => r.seed))].sort((a, b) => a - b);
+      const dest = seeds.length === e.seeds.length ? committed : join(committed, `seeds-${seeds.join('-')}`);
+      mkdirSync(dest, { recursive: true });
+      for (const f of ['results.json', 'results.md', 'test-accuracy.svg', 'final-accuracy.svg']) if (existsSync(join(folder, f))) copyFileSync(join(folder, f), join(dest, f));
+    }
+    const reports = [join(committed, 'results.json'), ...(existsSync(committed) ? readdirSync(committed).filter((d) => d.startsWith('seeds-')).map((d) => join(committed, d, 'results.json')) : [])];
+    const byName = new Map<string, RunResult>();
+    for (const path of reports) for (const run of readReport(path)?.runs ?? []) if (run.state === 'completed' && run.finalAcc !== null) byName.set(run.name, run);
+    if (byName.size === 0) {
+      console.log(`${name}: no results yet`);
       continue;
     }
-    const r = JSON.parse(readFileSync(results, 'utf8')) as {
-      arms: { arm: string; finalAcc: { n: number; mean: number; std: number } | null; settings: Record<string, unknown> }[];
-    };
+    const arms = new Map<string, number[]>();
+    for (const run of byName.values()) arms.set(run.arm, [...(arms.get(run.arm) ?? []), run.finalAcc!]);
+    const r = { arms: [...arms].map(([arm, accs]) => ({ arm, finalAcc: stats(accs) })) };
     const grid = r.arms
       .filter((a) => a.finalAcc)
       .map((a) => ({ maxLr: Number(a.arm.replace(/^lr/, '')), acc: Number((100 * a.finalAcc!.mean).toFixed(2)), std: Number((100 * a.finalAcc!.std).toFixed(2)), seeds: a.finalAcc!.n }))
@@ -106,5 +150,8 @@ function collect(): void {
 }
 
 const args = process.argv.slice(2);
+const seedsAt = args.indexOf('--seeds');
+const seeds = seedsAt >= 0 ? (args.splice(seedsAt, 2)[1] ?? null) : null;
+if (seedsAt >= 0 && !seeds) throw new Error('--seeds needs a list such as 3,4');
 if (args[0] === 'collect') collect();
-else for (const name of args.length ? args : settings) runSetting(name);
+else for (const name of args.length ? args : settings) runSetting(name, seeds);
