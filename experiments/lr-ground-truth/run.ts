@@ -114,19 +114,27 @@ function collect(): void {
     }
     const reports = [join(committed, 'results.json'), ...(existsSync(committed) ? readdirSync(committed).filter((d) => d.startsWith('seeds-')).map((d) => join(committed, d, 'results.json')) : [])];
     const byName = new Map<string, RunResult>();
-    for (const path of reports) for (const run of readReport(path)?.runs ?? []) if (run.state === 'completed' && run.finalAcc !== null) byName.set(run.name, run);
+    for (const path of reports) for (const run of readReport(path)?.runs ?? []) if ((run.state === 'completed' && run.finalAcc !== null) || run.state === 'diverged') byName.set(run.name, run);
     if (byName.size === 0) {
       console.log(`${name}: no results yet`);
       continue;
     }
-    const arms = new Map<string, number[]>();
-    for (const run of byName.values()) arms.set(run.arm, [...(arms.get(run.arm) ?? []), run.finalAcc!]);
-    const r = { arms: [...arms].map(([arm, accs]) => ({ arm, finalAcc: stats(accs) })) };
-    const grid = r.arms
-      .filter((a) => a.finalAcc)
-      .map((a) => ({ maxLr: Number(a.arm.replace(/^lr/, '')), acc: Number((100 * a.finalAcc!.mean).toFixed(2)), std: Number((100 * a.finalAcc!.std).toFixed(2)), seeds: a.finalAcc!.n }))
+    // a diverged run counts at chance accuracy (CIFAR-10: 10%): what a user who picked that LR got
+    const CHANCE = 0.1;
+    const arms = new Map<string, { accs: number[]; diverged: number }>();
+    for (const run of byName.values()) {
+      const a = arms.get(run.arm) ?? { accs: [], diverged: 0 };
+      a.accs.push(run.state === 'diverged' ? CHANCE : run.finalAcc!);
+      if (run.state === 'diverged') a.diverged++;
+      arms.set(run.arm, a);
+    }
+    const grid = [...arms]
+      .map(([arm, { accs, diverged }]) => {
+        const st = stats(accs);
+        return { maxLr: Number(arm.replace(/^lr/, '')), acc: Number((100 * st.mean).toFixed(2)), std: Number((100 * st.std).toFixed(2)), seeds: st.n, ...(diverged ? { diverged } : {}) };
+      })
       .sort((a, b) => a.maxLr - b.maxLr);
-    const description = `Ground truth for the LR choice (issue 15 item 4): ${e.description.replace(/^Issue 15 item 4, ground truth for the LR choice: /, '')} Final test accuracy (%), mean and sample std over seeds, recorded on lavapipe by experiments/lr-ground-truth/run.ts.`;
+    const description = `Ground truth for the LR choice (issue 15 item 4): ${e.description.replace(/^Issue 15 item 4, ground truth for the LR choice: /, '')} Final test accuracy (%), mean and sample std over seeds (a diverged run counted at chance, 10%; 'diverged' says how many), recorded on lavapipe by experiments/lr-ground-truth/run.ts.`;
     writeFileSync(join(FIXTURES, 'lr-grid', `${name}.json`), `${JSON.stringify({ description, grid }, null, 1)}\n`);
     for (const sweep of Object.keys(SWEEPS)) {
       const path = join(folder, sweep, 'range-test.json');
