@@ -6,7 +6,7 @@
  */
 export { rangeTest, type RangeTestLoopOptions } from './loop.ts';
 export { SweepRecorder, type RangeTestResult } from './sweep.ts';
-export { suggestLr, formatLr, type LrSuggestion, type RangeTestCurve, type SuggestMethod, type SuggestOptions } from './suggest.ts';
+export { suggestLr, CROSS_ENTROPY_NOISE_LR_SCALE, formatLr, type LrSuggestion, type RangeTestCurve, type SuggestMethod, type SuggestOptions } from './suggest.ts';
 export { emaSmooth } from './smooth.ts';
 // the SVG plot and the terminal chart of `npm start -- range-test`, for your own curves
 export { rangeTestPlot, rangeTestTermChart } from './plot.ts';

@@ -29,6 +29,8 @@ export interface RangeTestLoopOptions {
   method?: SuggestMethod;
   /** minLr = maxLr / minLrDivisor (default 10) */
   minLrDivisor?: number;
+  /** auto's noise cap, in the loss's units (suggestLr's noiseLrScale); default off */
+  noiseLrScale?: number;
   /**
    * Called once when the sweep ends, also when `step` throws: put your weights
    * and optimizer back here (the sweep trains them, at LRs up to divergence).
@@ -59,7 +61,7 @@ export async function rangeTest(o: RangeTestLoopOptions): Promise<RangeTestResul
   if (typeof beta !== 'number' || !(beta >= 0 && beta < 1)) throw new RangeError(`${NAME}: beta must be in [0, 1), got ${String(o.beta)}`);
   const divergeFactor = positive('divergeFactor', o.divergeFactor, 4);
   const schedule = rangeSweep({ start: startLr, end: endLr, steps, mode });
-  const recorder = new SweepRecorder({ steps, mode, startLr, endLr, beta, divergeFactor, method: o.method, minLrDivisor: o.minLrDivisor });
+  const recorder = new SweepRecorder({ steps, mode, startLr, endLr, beta, divergeFactor, method: o.method, minLrDivisor: o.minLrDivisor, noiseLrScale: o.noiseLrScale });
   try {
     for (let i = 0; i < steps; i++) {
       const lr = schedule(i);

@@ -12,7 +12,7 @@ import { softmaxCrossEntropy } from '../engine/ops/loss.ts';
 import { add, scale } from '../engine/ops/elementwise.ts';
 import { rangeSweep } from '../schedules/index.ts';
 import type { BatchSource, EvalSource } from '../train/fit.ts';
-import type { SuggestMethod } from './suggest.ts';
+import { CROSS_ENTROPY_NOISE_LR_SCALE, type SuggestMethod } from './suggest.ts';
 import { type RangeTestResult, SweepRecorder } from './sweep.ts';
 import { ReadbackRing } from '../train/readback.ts';
 import { trainStep } from '../train/step.ts';
@@ -44,6 +44,8 @@ export interface RangeTestOptions {
   /** how the suggestion is computed */
   method?: SuggestMethod;
   minLrDivisor?: number;
+  /** auto's noise cap (suggestLr's noiseLrScale); default CROSS_ENTROPY_NOISE_LR_SCALE: the loss here is the classifier's cross-entropy */
+  noiseLrScale?: number;
   /** read the losses back every N steps (early stop is checked then) */
   readEvery?: number;
   onProgress?: (step: number, steps: number, lr: number, smoothedLoss: number) => void;
@@ -79,7 +81,7 @@ export async function rangeTest(o: RangeTestOptions): Promise<RangeTestResult> {
   if (!(startLr > 0) || !(endLr > startLr)) throw new Error(`rangeTest: need 0 < startLr < endLr, got ${startLr} and ${endLr}`);
   if (!Number.isInteger(steps) || steps < 10) throw new Error(`rangeTest: steps must be an integer ≥ 10, got ${steps}`);
   // (made first: its clock times the whole test, snapshot and restore included)
-  const recorder = new SweepRecorder({ steps, mode, startLr, endLr, beta, divergeFactor, method: o.method, minLrDivisor: o.minLrDivisor });
+  const recorder = new SweepRecorder({ steps, mode, startLr, endLr, beta, divergeFactor, method: o.method, minLrDivisor: o.minLrDivisor, noiseLrScale: o.noiseLrScale ?? CROSS_ENTROPY_NOISE_LR_SCALE });
 
   const savedOptimizer: SgdState | null = o.optimizer ? await o.optimizer.state() : null;
   const savedGrads = model.parameters().map((p) => p.grad);

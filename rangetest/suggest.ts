@@ -53,8 +53,16 @@ export interface SuggestOptions {
   readonly clearFallSnr?: number;
   /** auto, blow-up reading: the loss has blown up where it stays this many noise stds above its start; default 4. */
   readonly blowupSigmas?: number;
-  /** auto, blow-up reading: the answer is this many decades below the blow-up; default 1.3 (a twentieth). */
+  /** auto, blow-up reading: the answer is this many decades below the blow-up; default 1 (a tenth). */
   readonly blowupDecades?: number;
+  /**
+   * auto: the answer is at most noiseLrScale / noise² (noise: the batch-loss std, which scales as
+   * 1/sqrt(batch size)): the noise-limited lr, proportional to the batch size as the linear
+   * scaling rule has it, which a sweep's blow-up does not see. It has the loss's units, so it is
+   * off by default (0); for a classifier's cross-entropy in nats, CROSS_ENTROPY_NOISE_LR_SCALE
+   * (what this engine's range test passes).
+   */
+  readonly noiseLrScale?: number;
 }
 
 export interface LrSuggestion {
@@ -66,9 +74,18 @@ export interface LrSuggestion {
   readonly reason: string;
   /** Where the loss diverged (smoothed loss back above the divergence level, or the first NaN / Infinity); null if it never did. */
   readonly divergenceLr: number | null;
+  /** Std of the raw losses about the smoothed curve (from second differences, robust to spikes): the batch noise. */
+  readonly noise: number;
   /** The smoothed curve the method read, for plots: auto, the Savitzky–Golay curve on its log-lr grid; the others, the EMA at the recorded lrs. */
   readonly smoothed: { readonly lrs: number[]; readonly losses: number[] };
 }
+
+/**
+ * noiseLrScale for a softmax cross-entropy loss in nats, SGD with momentum 0.9-0.95 and One
+ * Cycle after the sweep: fitted on the lr grids of test/fixtures/lr-grid (seven CIFAR-10
+ * settings, batch 32-128; docs/lr-suggestion.md "Against ground truth").
+ */
+export const CROSS_ENTROPY_NOISE_LR_SCALE = 1e-3;
 
 const NAME = 'suggestLr';
 const METHODS: readonly SuggestMethod[] = ['auto', 'steepest', 'minimum', 'valley'];
@@ -84,6 +101,7 @@ const OPTION_KEYS = [
   'clearFallSnr',
   'blowupSigmas',
   'blowupDecades',
+  'noiseLrScale',
 ] as const;
 /** Grid size cap: longer sweeps are binned (median per bin) onto this many log-lr points. */
 const MAX_GRID = 2000;
@@ -118,6 +136,7 @@ interface Options {
   readonly clearFallSnr: number;
   readonly blowupSigmas: number;
   readonly blowupDecades: number;
+  readonly noiseLrScale: number;
 }
 
 function checkOptions(options: SuggestOptions): Options {
@@ -159,7 +178,8 @@ function checkOptions(options: SuggestOptions): Options {
     marginDecades: num('marginDecades', options.marginDecades ?? 0.3, (v) => v >= 0, 'a number >= 0'),
     clearFallSnr: num('clearFallSnr', options.clearFallSnr ?? 8, (v) => v >= 0, 'a number >= 0'),
     blowupSigmas: num('blowupSigmas', options.blowupSigmas ?? 4, (v) => v > 0, 'a number > 0'),
-    blowupDecades: num('blowupDecades', options.blowupDecades ?? 1.3, (v) => v >= 0, 'a number >= 0'),
+    blowupDecades: num('blowupDecades', options.blowupDecades ?? 1, (v) => v >= 0, 'a number >= 0'),
+    noiseLrScale: num('noiseLrScale', options.noiseLrScale ?? 0, (v) => v >= 0, 'a number >= 0'),
   };
 }
 
@@ -452,6 +472,12 @@ function auto(data: Data, a: Analysis, opts: Options): LrSuggestion {
     uAnswer = a.u[0]!;
     limitedBy = 'start';
   }
+  const cap = noiseCap(a, opts);
+  let cappedByNoise = false;
+  if (cap !== null && uAnswer > Math.log10(cap)) {
+    uAnswer = Math.log10(cap);
+    cappedByNoise = true;
+  }
   const maxLr = clampLr(10 ** uAnswer, data);
   let confidence = confidenceOf(a, uAnswer);
   // Divergence so close behind the descent that the answer lands before the steepest point.
@@ -466,7 +492,8 @@ function auto(data: Data, a: Analysis, opts: Options): LrSuggestion {
   if (a.uDiv !== null) choice += `, ${(a.uDiv - Math.log10(maxLr)).toFixed(2)} decades before divergence`;
   if (limitedBy === 'margin') choice += ` (kept ${opts.marginDecades} decades clear of it)`;
   if (limitedBy === 'start') choice += ' (the first lr of the sweep: start the next sweep lower)';
-  if (limitedBy === 'valley' && a.uDiv === null && a.iMin >= a.u.length - 2) choice += ' (the loss was still falling: sweep further)';
+  if (limitedBy === 'valley' && a.uDiv === null && a.iMin >= a.u.length - 2 && !cappedByNoise) choice += ' (the loss was still falling: sweep further)';
+  if (cappedByNoise) choice += ` (${describeNoiseCap(a, opts)})`;
   return finish('auto', maxLr, confidence, `${parts.join('; ')}; ${choice}`, a, opts, {
     lrs: a.u.map((v) => 10 ** v),
     losses: a.smooth,
@@ -477,18 +504,25 @@ function auto(data: Data, a: Analysis, opts: Options): LrSuggestion {
  * auto on a curve whose fall is lost in the noise (what a one-epoch sweep of a real network
  * records: see docs/lr-suggestion.md): no valley can be read, but where the loss blows up can,
  * and from seed to seed it moves far less than the minimum does. The answer is a fixed number of
- * decades below it, fitted against grids of One Cycle runs (test/fixtures/lr-grid). A sweep that
+ * decades below it (or the noise cap, when that is lower), fitted against grids of One Cycle runs (test/fixtures/lr-grid). A sweep that
  * never blows up gives a bound: its end stands in for the blow-up.
  */
 function autoFromBlowup(data: Data, a: Analysis, opts: Options): LrSuggestion {
   const uEnd = a.u[a.u.length - 1]!;
   const uBlow = a.uBlowup ?? uEnd;
-  const maxLr = clampLr(10 ** (uBlow - opts.blowupDecades), data);
+  const fromBlowup = 10 ** (uBlow - opts.blowupDecades);
+  const cap = noiseCap(a, opts);
+  const cappedByNoise = cap !== null && cap < fromBlowup;
+  const maxLr = clampLr(cappedByNoise ? cap : fromBlowup, data);
   const blowText =
     a.uBlowup === null
       ? `it never blows up within the sweep (to ${formatLr(10 ** uEnd)}): the sweep's end stands in for the blow-up, so the usable lr may be higher`
       : `it blows up (${opts.blowupSigmas} noise stds above its start, to stay) at ${formatLr(10 ** a.uBlowup)}`;
-  const reason = `${describeFall(a)}, too little to read a valley from; ${blowText}; chose ${formatLr(maxLr)}, ${opts.blowupDecades} decades below`;
+  const below = `${opts.blowupDecades} decade${opts.blowupDecades === 1 ? '' : 's'} below`;
+  const choice = cappedByNoise
+    ? `${below} is ${formatLr(fromBlowup)}; chose ${formatLr(maxLr)} (${describeNoiseCap(a, opts)})`
+    : `chose ${formatLr(maxLr)}, ${below}`;
+  const reason = `${describeFall(a)}, too little to read a valley from; ${blowText}; ${choice}`;
   // the fall says little here; what is known is the blow-up, which a sweep that never reaches it does not show
   const confidence = Math.min(confidenceOf(a, Math.log10(maxLr)), a.uBlowup === null ? 0.1 : 0.3);
   return finish('auto', maxLr, confidence, reason, a, opts, { lrs: a.u.map((v) => 10 ** v), losses: a.smooth });
@@ -572,6 +606,20 @@ export function valleyIndex(losses: readonly number[]): { index: number; start: 
 // Shared wording and result
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * The noise-limited lr, noiseLrScale / noise²: the batch-loss variance is the per-example
+ * variance over the batch size, so the cap grows linearly with the batch (the linear scaling
+ * rule's regime, where gradient noise and not curvature limits the step; McCandlish et al.,
+ * arXiv:1812.06162). Null when turned off or when the curve has no measurable noise.
+ */
+function noiseCap(a: Analysis, opts: Options): number | null {
+  return opts.noiseLrScale > 0 && a.noise > 0 ? opts.noiseLrScale / a.noise ** 2 : null;
+}
+
+function describeNoiseCap(a: Analysis, opts: Options): string {
+  return `the batch noise, std ${formatNumber(a.noise)}, limits it to ${opts.noiseLrScale} / std² = ${formatLr(opts.noiseLrScale / a.noise ** 2)}`;
+}
+
 function finish(
   method: SuggestMethod,
   maxLr: number,
@@ -588,6 +636,7 @@ function finish(
     confidence: Math.round(clamp01(confidence) * 1000) / 1000,
     reason,
     divergenceLr: a.uDiv === null ? null : 10 ** a.uDiv,
+    noise: a.noise,
     smoothed,
   };
 }

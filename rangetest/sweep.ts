@@ -37,6 +37,8 @@ export interface SweepSettings {
   divergeFactor: number;
   method?: SuggestMethod | undefined;
   minLrDivisor?: number | undefined;
+  /** auto's noise cap (suggestLr's noiseLrScale); 0 or absent: off */
+  noiseLrScale?: number | undefined;
 }
 
 /**
@@ -78,7 +80,7 @@ export class SweepRecorder {
     let suggestion: LrSuggestion | null = null;
     let suggestionError: string | null = null;
     try {
-      suggestion = suggestLr({ lrs, losses }, { method: o.method ?? 'auto', ...(o.minLrDivisor ? { minLrDivisor: o.minLrDivisor } : {}) });
+      suggestion = suggestLr({ lrs, losses }, { method: o.method ?? 'auto', ...(o.minLrDivisor ? { minLrDivisor: o.minLrDivisor } : {}), ...(o.noiseLrScale ? { noiseLrScale: o.noiseLrScale } : {}) });
     } catch (e) {
       suggestionError = (e as Error).message;
     }

@@ -5,7 +5,7 @@
 // experiments/lr-ground-truth/score.ts (the table in docs/lr-suggestion.md).
 import { readFileSync, readdirSync } from 'node:fs';
 import type { GridPoint, LrRule, RegretSetting, SweepProtocol } from '../rangetest/regret.ts';
-import { suggestLr } from '../rangetest/suggest.ts';
+import { CROSS_ENTROPY_NOISE_LR_SCALE, suggestLr } from '../rangetest/suggest.ts';
 
 const GRIDS = new URL('./fixtures/lr-grid/', import.meta.url);
 const CURVES = new URL('./fixtures/range-tests/', import.meta.url);
@@ -36,9 +36,9 @@ export const longSweep: SweepProtocol = (s) => s.curves.filter((c) => /^rt-long-
 /** The loss on held-out images (`--eval-loss`). */
 export const evalLossSweep: SweepProtocol = (s) => s.curves.filter((c) => /^rt-evalloss-s\d+$/.test(c.name));
 
-/** The methods of suggestLr, and "a tenth of the LR at the raw loss minimum". */
+/** The methods of suggestLr (auto as the range test runs it: with the cross-entropy noise cap), and "a tenth of the LR at the raw loss minimum". */
 export const RULES: Record<string, LrRule> = {
-  auto: (c) => suggestLr(c, { method: 'auto' }).maxLr,
+  auto: (c) => suggestLr(c, { method: 'auto', noiseLrScale: CROSS_ENTROPY_NOISE_LR_SCALE }).maxLr,
   valley: (c) => suggestLr(c, { method: 'valley' }).maxLr,
   steepest: (c) => suggestLr(c, { method: 'steepest' }).maxLr,
   minimum: (c) => suggestLr(c, { method: 'minimum' }).maxLr,

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { suggestLr } from '../rangetest/suggest.ts';
+import { CROSS_ENTROPY_NOISE_LR_SCALE, suggestLr } from '../rangetest/suggest.ts';
 
 const DIR = new URL('./fixtures/range-tests/', import.meta.url);
 const fixtures = readdirSync(DIR).filter((f) => f.endsWith('.json'));
@@ -16,7 +16,8 @@ describe('range-test fixtures recorded by this engine', () => {
       const curve = JSON.parse(readFileSync(new URL(file, DIR), 'utf8')) as { lrs: number[]; losses: number[] };
       const lo = curve.lrs[0]!;
       const hi = curve.lrs[curve.lrs.length - 1]!;
-      const auto = suggestLr(curve);
+      // auto as the range test runs it on a classifier: with the cross-entropy noise cap
+      const auto = suggestLr(curve, { noiseLrScale: CROSS_ENTROPY_NOISE_LR_SCALE });
       for (const method of ['auto', 'steepest', 'minimum', 'valley'] as const) {
         const s = suggestLr(curve, { method });
         // fastai's `minimum` is a tenth of the lr at the minimum, which may lie below the sweep's first lr
@@ -25,9 +26,11 @@ describe('range-test fixtures recorded by this engine', () => {
         if (auto.divergenceLr !== null) assert.ok(s.maxLr < auto.divergenceLr, `${method}: ${s.maxLr} at or past divergence ${auto.divergenceLr}`);
       }
       if (/too little to read a valley/.test(auto.reason)) {
-        // a fall lost in the noise: auto reads the blow-up, 1.3 decades below it (or below the sweep's end)
+        // a fall lost in the noise: auto reads the blow-up and answers a decade below it (or below
+        // the sweep's end), unless the batch noise limits it to 1e-3 / noise² (linear scaling)
         const blowup = auto.divergenceLr ?? hi;
-        assert.ok(Math.abs(Math.log10(blowup / auto.maxLr) - 1.3) < 1e-6 || auto.maxLr === lo / 10, auto.reason);
+        const expected = Math.min(blowup / 10, CROSS_ENTROPY_NOISE_LR_SCALE / auto.noise ** 2);
+        assert.ok(Math.abs(Math.log10(expected / auto.maxLr)) < 1e-6 || auto.maxLr === lo / 10, auto.reason);
       } else {
         // auto: the smoothed loss at its answer is below the curve's start
         const i = auto.smoothed.lrs.findIndex((lr) => lr >= auto.maxLr);

@@ -190,7 +190,9 @@ describe('suggestLr: each method on curves with a known answer', () => {
 });
 
 describe('suggestLr: properties on synthetic curves', () => {
-  test('scaling and shifting the loss leaves every answer unchanged', () => {
+  // The curve reading is invariant to the loss's units and the lr's; the noise cap is not, by
+  // design (an absolute lr from the loss noise in nats), so these two properties turn it off.
+  test('scaling and shifting the loss leaves every answer unchanged (noise cap off)', () => {
     fc.assert(
       fc.property(
         specArb,
@@ -200,8 +202,8 @@ describe('suggestLr: properties on synthetic curves', () => {
           const c = syntheticCurve(spec);
           const scaled = { lrs: c.lrs, losses: c.losses.map((l) => 10 ** logScale * l + shift) };
           for (const method of METHODS) {
-            const a = suggestLr(c, { method });
-            const b = suggestLr(scaled, { method });
+            const a = suggestLr(c, { method, noiseLrScale: 0 });
+            const b = suggestLr(scaled, { method, noiseLrScale: 0 });
             assertClose(b.maxLr, a.maxLr, 1e-6, `${method} maxLr`);
             assert.ok(Math.abs(b.confidence - a.confidence) <= 0.002, `${method} confidence ${a.confidence} vs ${b.confidence}`);
           }
@@ -211,15 +213,15 @@ describe('suggestLr: properties on synthetic curves', () => {
     );
   });
 
-  test('multiplying every lr by c multiplies every answer by c', () => {
+  test('multiplying every lr by c multiplies every answer by c (noise cap off)', () => {
     fc.assert(
       fc.property(specArb, fc.double({ min: -4, max: 4, noNaN: true }), (spec, logC) => {
         const c = syntheticCurve(spec);
         const factor = 10 ** logC;
         const shifted = { lrs: c.lrs.map((lr) => lr * factor), losses: c.losses };
         for (const method of METHODS) {
-          const a = suggestLr(c, { method });
-          const b = suggestLr(shifted, { method });
+          const a = suggestLr(c, { method, noiseLrScale: 0 });
+          const b = suggestLr(shifted, { method, noiseLrScale: 0 });
           assertClose(b.maxLr, a.maxLr * factor, 1e-6, `${method} maxLr`);
           if (a.divergenceLr !== null) assertClose(b.divergenceLr!, a.divergenceLr * factor, 1e-6, `${method} divergence`);
         }
@@ -256,19 +258,54 @@ describe('suggestLr: properties on synthetic curves', () => {
     );
   });
 
-  test('auto: small extra noise moves the answer only a little', () => {
+  test('auto: small extra noise moves the answer only a little (noise cap off)', () => {
     fc.assert(
       fc.property(specArb, fc.integer({ min: 0, max: 2 ** 31 - 1 }), (spec, seed) => {
         const c = syntheticCurve(spec);
         // The same curve plus independent Gaussian noise of std 0.5% of the fall.
         const normal = gaussian(prng(seed));
         const noisy = { lrs: c.lrs, losses: c.losses.map((l) => l + 0.005 * (spec.plateau - spec.floor) * normal()) };
-        const a = suggestLr(c);
-        const b = suggestLr(noisy);
+        const a = suggestLr(c, { noiseLrScale: 0 });
+        const b = suggestLr(noisy, { noiseLrScale: 0 });
         assert.ok(decades(a.maxLr, b.maxLr) <= 0.1, `${a.maxLr} vs ${b.maxLr}`);
       }),
       RUNS,
     );
+  });
+});
+
+describe('suggestLr: the noise cap (auto)', () => {
+  test('auto answers the smaller of the uncapped answer and noiseLrScale / noise², and says which', () => {
+    fc.assert(
+      fc.property(specArb, fc.double({ min: -5, max: -1, noNaN: true }), fc.double({ min: -1, max: 1, noNaN: true }), (spec, logK, logScale) => {
+        const c = syntheticCurve(spec);
+        // the loss in other units: the noise, and with it the cap, moves (scale² in the cap)
+        const curve = { lrs: c.lrs, losses: c.losses.map((l) => 10 ** logScale * l) };
+        const K = 10 ** logK;
+        const free = suggestLr(curve);
+        assert.ok(!/batch noise/.test(free.reason), 'the cap is off by default');
+        const capped = suggestLr(curve, { noiseLrScale: K });
+        assert.equal(capped.noise, free.noise);
+        const cap = K / capped.noise ** 2;
+        const lo = curve.lrs[0]! / 10;
+        assertClose(capped.maxLr, Math.max(lo, Math.min(free.maxLr, cap)), 1e-6, `capped ${capped.maxLr}, free ${free.maxLr}, cap ${cap}`);
+        assert.equal(/batch noise/.test(capped.reason), cap < free.maxLr, capped.reason);
+      }),
+      RUNS,
+    );
+  });
+
+  test('the cap grows with the batch: noise std ÷4 (batch ×16) lifts the answer by more than 8× (to the cap or the tenth of the blow-up)', () => {
+    const normal = gaussian(prng(5));
+    const base = sweep(200, -4, 1, (u) => 2.3 - 0.3 * Math.tanh(u + 2) + (u > 0.5 ? 20 * (u - 0.5) ** 2 : 0));
+    const noise = base.losses.map(() => normal());
+    const at = (std: number) => suggestLr({ lrs: base.lrs, losses: base.losses.map((l, i) => l + std * noise[i]!) }, { noiseLrScale: 1e-3 });
+    const b8 = at(0.24);
+    const b128 = at(0.06);
+    assert.ok(/batch noise/.test(b8.reason), b8.reason);
+    assertClose(b8.maxLr, 1e-3 / b8.noise ** 2, 1e-9, 'b8 at its cap');
+    assert.ok(b8.noise > 3.5 * b128.noise && b8.noise < 4.5 * b128.noise, `noise ${b8.noise} vs ${b128.noise}`);
+    assert.ok(b128.maxLr > 8 * b8.maxLr, `${b128.maxLr} vs ${b8.maxLr}`);
   });
 });
 
