@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { createDevice } from '../gpu/device.ts';
 import { rangeTestSummary } from '../rangetest/report.ts';
 import type { SuggestMethod } from '../rangetest/suggest.ts';
-import { RANGE_DEFAULTS, type RangeTestSettings, rangeTestForConfig } from '../run/rangeTest.ts';
+import { RANGE_DEFAULTS, type RangeTestSettings, rangeTestForConfig, repeatsSummary } from '../run/rangeTest.ts';
 import { parseTrainArgs, trainHelp } from './flags.ts';
 
 const RANGE_FLAGS = {
@@ -14,6 +14,7 @@ const RANGE_FLAGS = {
   mode: { type: 'string' },
   method: { type: 'string' },
   'eval-loss': { type: 'boolean' },
+  repeats: { type: 'string' },
 } as const;
 
 export async function rangeTestCommand(argv: string[]): Promise<number> {
@@ -36,6 +37,7 @@ export async function rangeTestCommand(argv: string[]): Promise<number> {
       '  --mode exp|linear           LR spacing [exp]',
       '  --method auto|steepest|minimum|valley   how the max LR is read off the curve [auto]',
       '  --eval-loss                 record the loss on held-out data instead of the training loss',
+      `  --repeats N                 sweeps, from seeds seed, seed+1, ...; the answer is the median of their suggestions [${RANGE_DEFAULTS.repeats}]`,
     ];
     const summary = 'LR range test: sweeps the LR up while training, stops on divergence, restores the weights, and\nwrites range-test.json/.csv/.svg with the suggested max and min LR into --out.';
     process.stdout.write(`${trainHelp('range-test', summary)}\nrange-test flags:\n${extra.join('\n')}\n`);
@@ -59,13 +61,16 @@ export async function rangeTestCommand(argv: string[]): Promise<number> {
     mode,
     method: method as SuggestMethod,
     evalLoss: Boolean(values['eval-loss']),
+    repeats: num('repeats', values.repeats, RANGE_DEFAULTS.repeats),
   };
+  if (!Number.isInteger(settings.repeats) || settings.repeats < 1) throw new Error(`--repeats: expected an integer ≥ 1, got '${values.repeats}'`);
   const device = await createDevice();
   try {
     const log = (line: string): void => void (args.quiet || process.stderr.write(`${line}\n`));
-    const r = await rangeTestForConfig(device, args.config, settings, log);
-    process.stdout.write(`${rangeTestSummary(r)}\noutputs: range-test.json, range-test.csv, range-test.svg in ${args.config.out}\n`);
-    return r.suggestion ? 0 : 1;
+    const o = await rangeTestForConfig(device, args.config, settings, log);
+    const repeats = o.sweeps.length > 1 ? `\n${repeatsSummary(o)}; each sweep's report in sweep-1 … sweep-${o.sweeps.length}` : '';
+    process.stdout.write(`${rangeTestSummary(o.median)}${repeats}\noutputs: range-test.json, range-test.csv, range-test.svg in ${args.config.out}\n`);
+    return o.median.suggestion ? 0 : 1;
   } finally {
     await device.close();
   }

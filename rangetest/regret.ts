@@ -63,13 +63,28 @@ export interface RuleScore {
   worstOf: number;
 }
 
-/** Scores every rule on every setting under one protocol: regret (points) against the setting's grid best. */
-export function scoreRules(settings: readonly RegretSetting[], rules: Readonly<Record<string, LrRule>>, protocol: SweepProtocol): RuleScore[] {
+/** The median of picks, the lower middle for an even count: what a repeated range test answers (run/rangeTest.ts). */
+export function medianPick(picks: readonly number[]): number {
+  const sorted = [...picks].sort((a, b) => a - b);
+  return sorted[Math.floor((sorted.length - 1) / 2)]!;
+}
+
+/**
+ * Scores every rule on every setting under one protocol: regret (points) against the setting's
+ * grid best. combine 'each': every curve's pick is scored and the regrets averaged (one sweep
+ * as a user runs it, over seeds); 'median': the median of the picks is scored (repeated sweeps).
+ */
+export function scoreRules(
+  settings: readonly RegretSetting[],
+  rules: Readonly<Record<string, LrRule>>,
+  protocol: SweepProtocol,
+  combine: 'each' | 'median' = 'each',
+): RuleScore[] {
   const used = settings.filter((s) => protocol(s).length > 0);
   const scores: RuleScore[] = Object.entries(rules).map(([rule, pick]) => {
     const perSetting = used.map((s) => {
       const picks = protocol(s).map((c) => pick(c));
-      const scored = picks.map((lr) => pickRegret(s.grid, lr));
+      const scored = (combine === 'median' ? [medianPick(picks)] : picks).map((lr) => pickRegret(s.grid, lr));
       return {
         setting: s.name,
         picks,

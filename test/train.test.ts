@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { DEFAULTS, type TrainConfig, validateConfig } from '../run/config.ts';
 import { runTraining } from '../run/train.ts';
 import { evaluateCheckpoint } from '../run/eval.ts';
-import { rangeTestForConfig, RANGE_DEFAULTS, resolveMaxLrByRangeTest } from '../run/rangeTest.ts';
+import { rangeTestForConfig, RANGE_DEFAULTS, repeatsSummary, resolveMaxLrByRangeTest } from '../run/rangeTest.ts';
 import { type Device, SGD, keep, tensor } from '../engine/index.ts';
 import { readSafetensors } from '../engine/io/safetensors.ts';
 import { BatchLoader } from '../data/loader.ts';
@@ -235,9 +235,26 @@ describe('range test', () => {
   it('the range-test command writes the curve, the plot and a suggestion; --max-lr auto uses it', async () => {
     const out = tmp();
     const c = tiny(out, { syntheticTrain: 512 });
-    const r = await rangeTestForConfig(device, c, { ...RANGE_DEFAULTS, steps: 40, startLr: 1e-3, endLr: 20 }, () => {});
+    const one = await rangeTestForConfig(device, c, { ...RANGE_DEFAULTS, steps: 40, startLr: 1e-3, endLr: 20, repeats: 1 }, () => {});
     for (const f of ['range-test.json', 'range-test.csv', 'range-test.svg']) assert.ok(existsSync(join(out, f)), f);
-    assert.ok(r.suggestion, r.suggestionError ?? '');
+    assert.ok(one.median.suggestion, one.median.suggestionError ?? '');
+    assert.equal(one.sweeps.length, 1);
+    assert.ok(!existsSync(join(out, 'sweep-1')));
+
+    // repeated: a sweep per seed in its own folder, the median's report at the top with every pick
+    const out3 = tmp();
+    const three = await rangeTestForConfig(device, { ...c, out: out3 }, { ...RANGE_DEFAULTS, steps: 40, startLr: 1e-3, endLr: 20, repeats: 3 }, () => {});
+    assert.deepEqual(three.sweeps.map((w) => w.seed), [c.seed, c.seed + 1, c.seed + 2]);
+    // the first sweep is the single sweep above: same seed, same config
+    assert.deepEqual(three.sweeps[0]!.result.losses, one.median.losses);
+    const picks = three.sweeps.map((w) => w.result.suggestion!.maxLr).sort((a, b) => a - b);
+    assert.equal(three.median.suggestion!.maxLr, picks[1]);
+    for (let i = 1; i <= 3; i++) assert.ok(existsSync(join(out3, `sweep-${i}`, 'range-test.json')), `sweep-${i}`);
+    const top = JSON.parse(readFileSync(join(out3, 'range-test.json'), 'utf8')) as { suggestion: { maxLr: number }; sweeps: { maxLr: number }[] };
+    assert.equal(top.suggestion.maxLr, picks[1]);
+    assert.deepEqual(top.sweeps.map((w) => w.maxLr), three.sweeps.map((w) => w.result.suggestion!.maxLr));
+    assert.match(repeatsSummary(three), /^3 sweeps \(seeds \d+, \d+, \d+\) suggested max LR .*the median/);
+
     const lr = await resolveMaxLrByRangeTest(device, { ...c, out: tmp() });
     assert.ok(lr > 0 && Number.isFinite(lr));
   });

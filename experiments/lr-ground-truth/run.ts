@@ -53,11 +53,11 @@ function flags(base: Experiment['base']): string[] {
 
 /** The range tests of one setting: name → extra flags. */
 const SWEEPS: Record<string, string[]> = {
-  'rt-s1': ['--seed', '1'],
-  'rt-s2': ['--seed', '2'],
-  'rt-s3': ['--seed', '3'],
-  'rt-long-s1': ['--seed', '1', '--steps', '400'],
-  'rt-evalloss-s1': ['--seed', '1', '--eval-loss'],
+  'rt-s1': ['--seed', '1', '--repeats', '1'],
+  'rt-s2': ['--seed', '2', '--repeats', '1'],
+  'rt-s3': ['--seed', '3', '--repeats', '1'],
+  'rt-long-s1': ['--seed', '1', '--steps', '400', '--repeats', '1'],
+  'rt-evalloss-s1': ['--seed', '1', '--eval-loss', '--repeats', '1'],
 };
 
 function run(args: string[]): void {
@@ -139,6 +139,8 @@ function collect(): void {
     for (const sweep of Object.keys(SWEEPS)) {
       const path = join(folder, sweep, 'range-test.json');
       if (!existsSync(path)) continue;
+      // its plot beside the grid's report
+      if (existsSync(join(folder, sweep, 'range-test.svg'))) copyFileSync(join(folder, sweep, 'range-test.svg'), join(committed, `${sweep}.svg`));
       const rt = JSON.parse(readFileSync(path, 'utf8')) as { lrs?: number[]; losses?: number[]; curve?: { lrs: number[]; losses: number[] }; stopReason?: string; mode?: string };
       const curve = rt.curve ?? { lrs: rt.lrs!, losses: rt.losses! };
       const fixture = {

@@ -12,10 +12,11 @@ import { RULES, evalLossSweep, loadRegretSettings, longSweep, oneEpochSweeps } f
 const settings = loadRegretSettings();
 // a baseline that reads no curve at all: if it does as well, the settings do not test the method
 const rules = { ...RULES, 'fixed 0.25 (no range test)': () => 0.25 };
-const protocols: [string, SweepProtocol][] = [
-  ['the sweep as users run it (one epoch, at least 100 steps; each seed on its own, regrets averaged)', oneEpochSweeps],
-  ['a 400-step sweep', longSweep],
-  ['held-out loss (`--eval-loss`)', evalLossSweep],
+const protocols: [string, SweepProtocol, 'each' | 'median'][] = [
+  ['the default protocol: three one-epoch sweeps (seeds 1-3), the median of their picks (`range-test`, `--max-lr auto`)', oneEpochSweeps, 'median'],
+  ['one one-epoch sweep (at least 100 steps; `--repeats 1`, as fastai runs it): each seed on its own, regrets averaged', oneEpochSweeps, 'each'],
+  ['a 400-step sweep', longSweep, 'each'],
+  ['held-out loss (`--eval-loss`)', evalLossSweep, 'each'],
 ];
 
 function table(scores: RuleScore[]): string {
@@ -23,13 +24,14 @@ function table(scores: RuleScore[]): string {
   const lines = [`| rule | ${names.join(' | ')} | mean | worst of all on |`, `|---|${names.map(() => '---|').join('')}---|---|`];
   for (const s of scores) {
     const cells = s.perSetting.map((p) => `${p.regret.toFixed(1)}${p.offGrid ? '*' : ''} (${p.picks.map((lr) => lr.toPrecision(2)).join(', ')})`);
+    // (median protocol: the picks listed are the three sweeps', the regret is their median's)
     lines.push(`| ${s.rule} | ${cells.join(' | ')} | **${s.mean.toFixed(2)}** | ${s.worstOf} |`);
   }
   return lines.join('\n');
 }
 
-for (const [label, protocol] of protocols) {
-  const scores = scoreRules(settings, rules, protocol);
+for (const [label, protocol, combine] of protocols) {
+  const scores = scoreRules(settings, rules, protocol, combine);
   if (!scores[0]?.perSetting.length) continue;
   console.log(`\n#### ${label}\n\nregret in points (the picks in brackets)\n\n${table(scores)}`);
 }
