@@ -6,12 +6,18 @@
  *
  *   node --import tsx experiments/lr-ground-truth/score.ts
  */
-import { type RuleScore, type SweepProtocol, scoreRules } from '../../rangetest/regret.ts';
+import { type LrRule, type RuleScore, type SweepProtocol, scoreRules } from '../../rangetest/regret.ts';
+import { suggestLr } from '../../rangetest/suggest.ts';
 import { RULES, evalLossSweep, loadRegretSettings, longSweep, oneEpochSweeps } from '../../test/lr-fixtures.ts';
 
 const settings = loadRegretSettings();
 // a baseline that reads no curve at all: if it does as well, the settings do not test the method
-const rules = { ...RULES, 'fixed 0.25 (no range test)': () => 0.25 };
+// and auto as it was before the noise cap (2026-12-05: 1.3 decades below the blow-up), to show what the cap changed
+const rules = {
+  ...RULES,
+  'auto without the noise cap (before 2026-12-06)': (c: Parameters<LrRule>[0]) => suggestLr(c, { blowupDecades: 1.3 }).maxLr,
+  'fixed 0.25 (no range test)': () => 0.25,
+};
 const protocols: [string, SweepProtocol, 'each' | 'median'][] = [
   ['the default protocol: three one-epoch sweeps (seeds 1-3), the median of their picks (`range-test`, `--max-lr auto`)', oneEpochSweeps, 'median'],
   ['one one-epoch sweep (at least 100 steps; `--repeats 1`, as fastai runs it): each seed on its own, regrets averaged', oneEpochSweeps, 'each'],
