@@ -68,7 +68,8 @@ export async function rangeTestCommand(argv: string[]): Promise<number> {
   try {
     const log = (line: string): void => void (args.quiet || process.stderr.write(`${line}\n`));
     const o = await rangeTestForConfig(device, args.config, settings, log);
-    const repeats = o.sweeps.length > 1 ? `\n${repeatsSummary(o)}; each sweep's report in sweep-1 … sweep-${o.sweeps.length}` : '';
+    const summary = repeatsSummary(o);
+    const repeats = summary ? `\n${summary}; each sweep's report in sweep-1 … sweep-${o.sweeps.length}` : '';
     process.stdout.write(`${rangeTestSummary(o.median)}${repeats}\noutputs: range-test.json, range-test.csv, range-test.svg in ${args.config.out}\n`);
     return o.median.suggestion ? 0 : 1;
   } finally {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { Device } from '../gpu/device.ts';
 import { BatchLoader } from '../data/loader.ts';
 import { type RangeTestResult, rangeTest } from '../rangetest/rangeTest.ts';
+import { medianPick } from '../rangetest/regret.ts';
 import { rangeTestSummary, writeRangeTestReport } from '../rangetest/report.ts';
 import type { SuggestMethod } from '../rangetest/suggest.ts';
 import { augmenterFor, evalSource, loadDatasets, modelFor, trainSource } from './session.ts';
@@ -63,9 +64,10 @@ export async function rangeTestForConfig(device: Device, config: TrainConfig, s:
     if (s.repeats > 1) log(`range test: sweep ${i + 1} (seed ${seed}): ${result.suggestion ? `max LR ${result.suggestion.maxLr.toPrecision(3)}` : `no suggestion (${result.suggestionError})`}`);
     sweeps.push({ seed, out, result });
   }
-  const picked = sweeps.filter((w) => w.result.suggestion).sort((a, b) => a.result.suggestion!.maxLr - b.result.suggestion!.maxLr);
-  // no sweep suggested anything: the first one's report says why
-  const chosen = picked.length ? picked[Math.floor((picked.length - 1) / 2)]! : sweeps[0]!;
+  const picked = sweeps.filter((w) => w.result.suggestion);
+  // the median pick as the LR benchmark scores it; no sweep suggested anything: the first one's report says why
+  const median = picked.length ? medianPick(picked.map((w) => w.result.suggestion!.maxLr)) : null;
+  const chosen = picked.find((w) => w.result.suggestion!.maxLr === median) ?? sweeps[0]!;
   if (s.repeats > 1) {
     await writeRangeTestReport(config.out, chosen.result, {
       ...context,
@@ -124,7 +126,8 @@ export async function resolveMaxLrByRangeTest(device: Device, config: TrainConfi
   const o = await rangeTestForConfig(device, config, RANGE_DEFAULTS, log);
   const r = o.median;
   log(rangeTestSummary(r));
-  if (o.sweeps.length > 1) log(repeatsSummary(o));
+  const repeats = repeatsSummary(o);
+  if (repeats) log(repeats);
   if (!r.suggestion) throw new Error(`--max-lr auto: the range test gave no suggestion (${r.suggestionError}); pass --max-lr N`);
   return r.suggestion.maxLr;
 }

@@ -25,12 +25,12 @@ const protocols: [string, SweepProtocol, 'each' | 'median'][] = [
   ['held-out loss (`--eval-loss`)', evalLossSweep, 'each'],
 ];
 
+/** One protocol's table; under the median protocol the picks listed are the three sweeps', the regret their median's. */
 function table(scores: RuleScore[]): string {
   const names = scores[0]?.perSetting.map((p) => p.setting) ?? [];
   const lines = [`| rule | ${names.join(' | ')} | mean | worst of all on |`, `|---|${names.map(() => '---|').join('')}---|---|`];
   for (const s of scores) {
     const cells = s.perSetting.map((p) => `${p.regret.toFixed(1)}${p.offGrid ? '*' : ''} (${p.picks.map((lr) => lr.toPrecision(2)).join(', ')})`);
-    // (median protocol: the picks listed are the three sweeps', the regret is their median's)
     lines.push(`| ${s.rule} | ${cells.join(' | ')} | **${s.mean.toFixed(2)}** | ${s.worstOf} |`);
   }
   return lines.join('\n');
