@@ -30,9 +30,17 @@ function trainStep(opt: SGD, loss: () => Tensor): () => void {
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
 async function collectGarbage(): Promise<void> {
-  gc();
-  await new Promise((r) => setTimeout(r, 20)); // finalizers run in a later task
-  gc();
+  // Finalizers run in a later task, and under load after a 20 ms timer has already fired
+  // (the CNN test once saw an earlier test's buffers come back after its warm-up, so its
+  // first measured step got other buffers and made 26 bind groups): collect until the
+  // live bytes stop changing.
+  let live = -1;
+  for (let round = 0; round < 10 && device.memoryStats().liveBytes !== live; round++) {
+    live = device.memoryStats().liveBytes;
+    gc();
+    await new Promise((r) => setTimeout(r, 20));
+    gc();
+  }
 }
 
 /** Runs `warmup` steps, then `steps` more, and asserts memory (buffers and textures) stayed flat; returns submits counted. */
@@ -72,6 +80,10 @@ it('500 steps of an MLP leave live and pooled memory flat after warm-up, with on
   const opt = new SGD({ params, lr: 0.1, momentum: 0.9 });
   const step = trainStep(opt, () => softmaxCrossEntropy(linear(relu(linear(x, w1, b1)), w2, b2), y));
   assert.equal(await assertFlatAfterWarmUp(step, 20, 500), 500, 'one submit per training step');
+  // freed here, not by the finalizer, whose timing under load would hand the next test's
+  // measured steps these buffers
+  [x, y, ...params].forEach((t) => t.dispose());
+  opt.dispose();
 });
 
 it('a small CNN: conv kernels (their repacked textures included) create nothing after warm-up', async () => {
@@ -89,6 +101,8 @@ it('a small CNN: conv kernels (their repacked textures included) create nothing 
     return softmaxCrossEntropy(linear(globalAvgPool2d(h).reshape([N, 16]), w, b), y);
   });
   await assertFlatAfterWarmUp(step, 3, 30);
+  [x, y, ...params].forEach((t) => t.dispose());
+  opt.dispose();
 });
 
 it('steps after trimPool() (which also drops the cached bind groups holding its buffers) train exactly as without', async () => {
