@@ -259,8 +259,8 @@ export function optimizerCases(quick: boolean, device: Device): BenchCase[] {
       const w = randn(device, [n], { seed: 1 });
       const g = randn(device, [n], { seed: 2 });
       const v = zeros(device, [n]);
-      const p = { lr: 0.1, momentum: 0.9, weightDecay: 5e-4, dampening: 0, nesterov: false, decoupled: false, form: 'pytorch' as const, first: false };
-      return { record: () => sgdUpdate(device, w, g, v, p), dispose: () => [w, g, v].forEach((t) => t.dispose()) };
+      const p = { lr: 0.1, momentum: 0.9, dampening: 0, nesterov: false, decoupled: false, form: 'pytorch' as const };
+      return { record: () => sgdUpdate(device, [{ w, g, v, weightDecay: 5e-4, first: false }], p), dispose: () => [w, g, v].forEach((t) => t.dispose()) };
     },
     peer: (tf) => {
       const w = tf.variable(tf.randomNormal([n]));

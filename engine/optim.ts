@@ -3,7 +3,7 @@
 // step, so nothing patches hyperparameters from outside (unlike Keras callbacks
 // or PyTorch's LR schedulers).
 import type { Schedule } from '../schedules/index.ts';
-import { type SgdForm, sgdUpdate } from '../kernels/sgd.ts';
+import { type SgdForm, type SgdSlot, sgdUpdate } from '../kernels/sgd.ts';
 import { type Tensor, keep, zeros } from './tensor.ts';
 import { zeroGrad } from './autograd.ts';
 
@@ -106,23 +106,26 @@ export class SGD {
     if (!Number.isFinite(lr) || !Number.isFinite(momentum)) {
       throw new Error(`SGD: schedule gave lr=${lr}, momentum=${momentum} at step ${this.steps}`);
     }
+    // every parameter with a gradient, several per dispatch (kernels/sgd.ts)
+    const slots: SgdSlot[] = [];
     this.params.forEach((p, i) => {
       if (!p.grad) return;
       let v = this.velocities[i];
       const first = v === null;
       if (!v) v = this.velocities[i] = keep(zeros(p.device, p.shape));
-      sgdUpdate(p.device, p, p.grad, v, {
+      // the caffe form has no special first step: v starts at zero
+      slots.push({ w: p, g: p.grad, v, weightDecay: this.decays[i] ? this.weightDecay : 0, first: first && this.form === 'pytorch' });
+    });
+    if (slots.length) {
+      sgdUpdate(this.params[0]!.device, slots, {
         lr,
         momentum,
-        weightDecay: this.decays[i] ? this.weightDecay : 0,
         dampening: this.dampening,
         nesterov: this.nesterov,
         decoupled: this.decoupledWeightDecay,
         form: this.form,
-        // the caffe form has no special first step: v starts at zero
-        first: first && this.form === 'pytorch',
       }, gate);
-    });
+    }
     this.steps++;
   }
 

@@ -8,6 +8,7 @@ import {
   type Device, Rng, SGD, type Tensor, accuracy, keep, linear, relu, softmaxCrossEntropy, tensor, tidy,
 } from '../engine/index.ts';
 import { oneCycle, type Schedule } from '../schedules/index.ts';
+import { sgdSlotsPerDispatch } from '../kernels/sgd.ts';
 import { destroyTestDevice, testDevice } from './helpers.ts';
 
 let device: Device;
@@ -27,10 +28,11 @@ interface RefOptions {
 }
 
 /** torch/optim/sgd.py `_single_tensor_sgd`, plus SGDW-style decoupled decay and the Caffe update. */
-function referenceSgd(w0: Float64Array, grads: Float64Array[], o: RefOptions): Float64Array {
+function referenceSgd(w0: Float64Array, grads: (Float64Array | null)[], o: RefOptions): Float64Array {
   const w = Float64Array.from(w0);
   let buf: Float64Array | null = null;
   grads.forEach((g, t) => {
+    if (!g) return; // no gradient this step: PyTorch skips the parameter
     const lr = o.lr(t);
     const mu = o.momentum(t);
     const d = new Float64Array(w.length);
@@ -119,6 +121,63 @@ describe('SGD', () => {
         },
       ),
       { numRuns: 15 },
+    );
+  });
+
+  it('updates many parameters of odd sizes, several per dispatch, each as the reference does (some without a gradient at some steps)', async () => {
+    const per = sgdSlotsPerDispatch(device);
+    assert.ok(per >= 2, `this adapter's storage-buffer limit allows ${per} parameters per dispatch`);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.record({ n: fc.integer({ min: 1, max: 300 }), matrix: fc.boolean(), sometimesNoGrad: fc.boolean() }), { minLength: 1, maxLength: 3 * per + 1 }),
+        fc.constantFrom(0, 5e-2),
+        fc.boolean(),
+        fc.constantFrom('pytorch', 'caffe'),
+        fc.nat(),
+        async (specs, weightDecay, nesterov, form, seed) => {
+          if (form === 'caffe') nesterov = false;
+          const steps = 6;
+          const rng = new Rng(seed);
+          const cycle = oneCycle({ maxLr: 0.5, totalSteps: steps });
+          const params = specs.map((spec) => {
+            const w0 = Float64Array.from({ length: spec.n }, () => Math.fround(rng.uniform(-1, 1)));
+            // a parameter without a gradient at steps 0 and 3: its first update comes later, and it is skipped once
+            const grads = Array.from({ length: steps }, (_, t) =>
+              spec.sometimesNoGrad && t % 3 === 0 ? null : Float64Array.from({ length: spec.n }, () => Math.fround(rng.uniform(-1, 1))));
+            const shape = spec.matrix ? [1, spec.n] : [spec.n];
+            return { spec, w0, grads, shape, w: tensor(device, w0, shape).requireGrad() };
+          });
+          const opt = new SGD({
+            params: params.map((q) => q.w), lr: cycle.lr, momentum: cycle.momentum, weightDecay, nesterov, form, noDecay: 'bias-and-norm',
+          });
+          for (let t = 0; t < steps; t++) {
+            let withGrad = 0;
+            for (const q of params) {
+              const g = q.grads[t];
+              if (g) {
+                q.w.grad = keep(tensor(device, g, q.shape));
+                withGrad++;
+              }
+            }
+            const before = device.executionStats().dispatches;
+            opt.step();
+            // from step 2 on every velocity exists (a new one is a fill dispatch)
+            if (t >= 2) assert.equal(device.executionStats().dispatches - before, Math.ceil(withGrad / per), `dispatches for ${withGrad} parameters`);
+            opt.zeroGrad();
+          }
+          for (const [k, q] of params.entries()) {
+            const o: RefOptions = { lr: cycle.lr, momentum: cycle.momentum, weightDecay: q.spec.matrix ? weightDecay : 0, dampening: 0, nesterov, decoupled: false, form };
+            const want = referenceSgd(q.w0, q.grads, o);
+            const got = await q.w.toArray();
+            for (let i = 0; i < q.spec.n; i++) {
+              assert.ok(Math.abs(got[i]! - want[i]!) < 1e-5, `parameter ${k} (${q.spec.n} values) w[${i}] = ${got[i]}, reference ${want[i]}`);
+            }
+            q.w.dispose();
+          }
+          opt.dispose();
+        },
+      ),
+      { numRuns: 12 },
     );
   });
 
