@@ -274,7 +274,7 @@ export function conv2dForward(
 
 // --------------------------------------------------------------- grad input
 
-function gradInputSource(BM: number, TM: number, kh: number, kw: number, unroll: boolean): string {
+function gradInputSource(BM: number, TM: number, kh: number, kw: number, unroll: boolean, accumulate: boolean): string {
   const L = boundOf(unroll);
   return /* wgsl */ `
 ${PARAMS}
@@ -372,7 +372,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let m = m0 + lid.y * TM + i;
     if (m >= p.M) { break; }
     for (var jj = 0u; jj < 4u; jj++) {
-      if (n0 + lid.x * 4u + jj < N) { dX[xOff[jj] + m * p.h * p.w] = acc[i][jj]; }
+      if (n0 + lid.x * 4u + jj < N) { dX[xOff[jj] + m * p.h * p.w] ${accumulate ? '+=' : '='} acc[i][jj]; }
     }
   }
 }`;
@@ -380,18 +380,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 
 /** Records dX = ∂(conv2d)/∂X applied to dY (`fused`: what the row kernels share or add into, conv2dTexture.ts). */
 export function conv2dGradInput(device: Device, dy: Operand, weight: Operand, dx: Operand, g: ConvGeometry, plan: ConvPlan, shared?: PackedGradOutput, fused: ConvGradInputFusion = {}): void {
-  if (plan.gradInput === 'large') {
-    if (fused.accumulate || fused.bn) throw new Error('conv2dGradInput: the large-tile kernel cannot add into dX or fold a batchnorm in');
-    return conv2dGradInputLarge(device, dy, weight, dx, g, plan.tiles!.gradInput!);
-  }
-  if (plan.gradInput !== 'buffer') return conv2dGradInputTexture(device, dy, weight, dx, g, plan, shared, fused);
-  if (fused.accumulate || fused.bn) throw new Error('conv2dGradInput: the buffer kernel cannot add into dX or fold a batchnorm in');
+  if (plan.gradInput !== 'buffer' && plan.gradInput !== 'large') return conv2dGradInputTexture(device, dy, weight, dx, g, plan, shared, fused);
+  if (fused.bn) throw new Error(`conv2dGradInput: the ${plan.gradInput} kernel cannot fold a batchnorm in`);
+  const accumulate = fused.accumulate ?? false;
+  if (accumulate && !plan.gradInputAccumulates) throw new Error('conv2dGradInput: this plan cannot add into dX (plan.gradInputAccumulates is false)');
+  if (plan.gradInput === 'large') return conv2dGradInputLarge(device, dy, weight, dx, g, plan.tiles!.gradInput!, 'f32', accumulate);
   const M = g.cin;
   const BM = tileRows(M);
   const TM = threadRows(BM);
   const unroll = unrollFor(device);
-  const pipeline = device.pipeline(`conv2d gradInput:${BM}x${TM}:${sizeKey(g.kh, g.kw)}:${unroll}`, `conv2d grad input ${sizeKey(g.kh, g.kw)} (BM ${BM})`, () =>
-    gradInputSource(BM, TM, g.kh, g.kw, unroll),
+  const pipeline = device.pipeline(`conv2d gradInput:${BM}x${TM}:${sizeKey(g.kh, g.kw)}:${unroll}:${accumulate}`, `conv2d grad input ${sizeKey(g.kh, g.kw)} (BM ${BM}${accumulate ? ', add into' : ''})`, () =>
+    gradInputSource(BM, TM, g.kh, g.kw, unroll, accumulate),
   );
   // the largest phase has ceil(H/s)·ceil(W/s) pixels
   const maxN = g.batch * Math.ceil(g.h / g.strideH) * Math.ceil(g.w / g.strideW);

@@ -202,7 +202,7 @@ function forwardLarge(device: Device, x: GemmOperand, weight: GemmOperand, bias:
 
 // --------------------------------------------------------------- grad input
 
-function gradInputSource(t: GemmTile, kh: number, kw: number, E: Elem, O: FloatType): string {
+function gradInputSource(t: GemmTile, kh: number, kw: number, E: Elem, O: FloatType, accumulate: boolean): string {
   const sz = sizeConsts(kh, kw);
   const decls = /* wgsl */ `${PARAMS}
 @group(0) @binding(0) var<storage, read> dY: ${arr(E)};
@@ -245,7 +245,8 @@ fn st(m: u32, n: u32, v: vec4<f32>) {
       let q = nn % phasePix;
       let ih = ih0 + (q / wph) * p.strideH;
       let iw = iw0 + (q % wph) * p.strideW;
-      dX[(nn / phasePix) * p.cin * p.h * p.w + m * p.h * p.w + ih * p.w + iw] = ${O}(v[c]);
+      let at = (nn / phasePix) * p.cin * p.h * p.w + m * p.h * p.w + ih * p.w + iw;
+      dX[at] = ${O}(${accumulate ? 'f32(dX[at]) + ' : ''}v[c]);
     }
   }
 }`;
@@ -289,19 +290,19 @@ fn st(m: u32, n: u32, v: vec4<f32>) {
   return sized(gemmSource(t, { elem: E, what: `conv2d grad input ${sz.key}`, decls, setup, slice }), sz.key);
 }
 
-/** Records dX = ∂(conv2d)/∂X applied to dY with the large tile `t`. */
-export function conv2dGradInputLarge(device: Device, dy: ConvOperand, weight: ConvOperand, dx: Operand, g: ConvGeometry, t: GemmTile, elem: Elem = 'f32'): void {
-  withElem(device, [dy, weight], elem, ([hdy, hw], e) => gradInputLarge(device, hdy!, hw!, dx, g, t, e));
+/** Records dX = ∂(conv2d)/∂X applied to dY with the large tile `t` (`accumulate`: dX += it, autograd's add into a gradient). */
+export function conv2dGradInputLarge(device: Device, dy: ConvOperand, weight: ConvOperand, dx: Operand, g: ConvGeometry, t: GemmTile, elem: Elem = 'f32', accumulate = false): void {
+  withElem(device, [dy, weight], elem, ([hdy, hw], e) => gradInputLarge(device, hdy!, hw!, dx, g, t, e, accumulate));
 }
 
-function gradInputLarge(device: Device, dy: GemmOperand, weight: GemmOperand, dx: Operand, g: ConvGeometry, t: GemmTile, elem: Elem): void {
+function gradInputLarge(device: Device, dy: GemmOperand, weight: GemmOperand, dx: Operand, g: ConvGeometry, t: GemmTile, elem: Elem, accumulate: boolean): void {
   check(device, elem, 'conv2d grad input');
   const O = outType(dx, elem, 'conv2d grad input');
   const [M, maxN] = convGemms(g).gradInput as [number, number, number];
   const sz = sizeConsts(g.kh, g.kw);
   const coutPad = Math.ceil(g.cout / t.bk) * t.bk;
-  const pipeline = device.pipeline(`conv2d gradInput-large:${tileKey(t)}:${sz.key}:${elem}:${O}`, `conv2d grad input ${sz.key} (large ${t.bm}×${t.bn}${elem === 'f16' ? `, f16→${O}` : ''})`, () =>
-    gradInputSource(t, g.kh, g.kw, elem, O),
+  const pipeline = device.pipeline(`conv2d gradInput-large:${tileKey(t)}:${sz.key}:${elem}:${O}:${accumulate}`, `conv2d grad input ${sz.key} (large ${t.bm}×${t.bn}${elem === 'f16' ? `, f16→${O}` : ''}${accumulate ? ', add into' : ''})`, () =>
+    gradInputSource(t, g.kh, g.kw, elem, O, accumulate),
   );
   const u = device.uniforms(convParams(g, M, 0, 0, 0, coutPad));
   device.dispatch(pipeline, [dy.buffer, weight.buffer, dx.buffer, u], [Math.ceil(maxN / t.bn), Math.ceil(M / t.bm), g.strideH * g.strideW]);

@@ -35,10 +35,11 @@ export function planConv(p: AdapterProfile, g: ConvGeometry, half = false): Conv
     keepsPackedInput: forward === 'texture' && gradWeight === 'texture',
     sharesPackedGradOutput: gradInput === 'texture' && gradWeight === 'texture',
     gradWeightSplits: splits,
-    // fusions (issue 20): the row kernels share their raw copies and add into a gradient
+    // fusions (issue 20): the row kernels share their raw copies
     keepsRawInput: p.policy.fusion.shareRaw && forward === 'rows' && gradWeight === 'rows',
     sharesRawGradOutput: p.policy.fusion.shareRaw && gradInput === 'rows' && gradWeight === 'rows',
-    gradInputAccumulates: p.policy.fusion.addInto && gradInput === 'rows',
+    // every grad-input kernel but the texture one can add into dX (GPUs: the buffer and large-tile ones)
+    gradInputAccumulates: p.policy.fusion.addInto && (gradInput === 'rows' || gradInput === 'buffer'),
     forwardStatistics: p.policy.fusion.bnStats && forward === 'rows',
     statisticsSplits: p.policy.fusion.bnStats && forward === 'rows' ? rowConvStatsSplits(p, g) : 0,
     gradInputBatchNorm: p.policy.fusion.bnBackward && gradInput === 'rows',

@@ -99,7 +99,8 @@ describe('fusion: add into (policy.fusion.addInto)', () => {
     await fc.assert(
       fc.asyncProperty(production, async (c) => {
         const plan = planConv(device, geometry(c));
-        assert.equal(plan.gradInputAccumulates, rowsHere(), `the planner adds into the gradient on the row kernels only: ${JSON.stringify(c)}`);
+        assert.equal(plan.gradInputAccumulates, plan.gradInput !== 'texture', `every grad-input kernel but the texture one adds into the gradient: ${JSON.stringify(c)}`);
+        if (rowsHere()) assert.equal(plan.gradInput, 'rows', 'lavapipe runs these on the row kernels');
         const rng = new Rng(c.seed);
         await checkOp(device, {
           inputs: [randomArr(rng, [c.batch, c.cin, c.h, c.w]), randomArr(rng, [c.cout, c.cin, c.k, c.k])],
@@ -138,6 +139,47 @@ describe('fusion: add into (policy.fusion.addInto)', () => {
       { numRuns: 6 },
     );
   });
+});
+
+describe("fusion: add into on GPUs' conv kernels (the buffer and large-tile grad input, forced here)", () => {
+  for (const path of ['buffer', 'large'] as const) {
+    it(`${path} kernels: bit-identical to the unfused separate add, which it replaces; matches the reference`, async () => {
+      const forced = (fusion: KernelPolicy['fusion']): KernelPolicy => {
+        const p = defaultKernelPolicy();
+        return { ...p, fusion, conv: { ...p.conv, path } };
+      };
+      const saved = device.policy;
+      try {
+        await fc.assert(
+          fc.asyncProperty(production, async (c) => {
+            const g = randomArr(new Rng(c.seed + 1), [c.batch, c.cout, c.h / c.stride, c.w / c.stride]);
+            device.policy = forced(defaultKernelPolicy().fusion);
+            const plan = planConv(device, geometry(c));
+            assert.equal(plan.gradInput, path === 'large' ? 'large' : 'buffer');
+            assert.ok(plan.gradInputAccumulates, 'the planner adds into the gradient');
+            const fused = await twoConvGrads(c, g);
+            await checkOp(device, {
+              inputs: [randomArr(new Rng(c.seed), [c.batch, c.cin, c.h, c.w]), randomArr(new Rng(c.seed + 2), [c.cout, c.cin, c.k, c.k])],
+              gpu: ([x, w]) => add(conv2d(x!, w!, null, c), conv2d(scale(x!, 0.5), w!, null, c)),
+              ref: refTwoConvs(c.stride, c.padding),
+              gradTol: GRAD_TOL,
+              seed: c.seed,
+            });
+            device.policy = forced(unfusedPolicy().fusion);
+            const plain = await twoConvGrads(c, g);
+            assert.deepEqual(fused.dx, plain.dx, 'dx');
+            assert.deepEqual(fused.dw, plain.dw, 'dw');
+            assert.ok(fused.labels.some((l) => l.includes('add into')), `a kernel adds into the gradient: ${fused.labels.join(', ')}`);
+            assert.equal(plain.adds, 3, 'the unfused step: the forward add, x\'s and w\'s gradients added separately');
+            assert.equal(fused.adds, 2, 'the fused step: the forward add and w\'s');
+          }),
+          { numRuns: path === 'large' ? 3 : 6 },
+        );
+      } finally {
+        device.policy = saved;
+      }
+    });
+  }
 });
 
 /** batchnorm(conv(x, w)) on inputs [x, w, γ, β] (training statistics). */
