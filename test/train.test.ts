@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { DEFAULTS, type TrainConfig, validateConfig } from '../run/config.ts';
 import { runTraining } from '../run/train.ts';
 import { evaluateCheckpoint } from '../run/eval.ts';
-import { rangeTestForConfig, RANGE_DEFAULTS, repeatsSummary, resolveMaxLrByRangeTest } from '../run/rangeTest.ts';
+import { EVAL_LOSS_IMAGES, evalLossSource, rangeTestForConfig, RANGE_DEFAULTS, repeatsSummary, resolveMaxLrByRangeTest } from '../run/rangeTest.ts';
 import { type Device, SGD, keep, tensor } from '../engine/index.ts';
 import { readSafetensors } from '../engine/io/safetensors.ts';
 import { BatchLoader } from '../data/loader.ts';
@@ -230,6 +230,25 @@ describe('range test', () => {
     assert.deepEqual(await opt.state(), optBefore);
     for (const p of model.parameters()) assert.ok(p.grad, 'the caller’s gradients are kept');
     augmenter.dispose();
+  });
+
+  it("--eval-loss records the loss on the held-out set's first EVAL_LOSS_IMAGES images, in batches of at least 256", async () => {
+    for (const [testImages, want] of [[100, 100], [EVAL_LOSS_IMAGES + 300, EVAL_LOSS_IMAGES]] as const) {
+      const c = tiny(tmp(), { syntheticTrain: 64, syntheticTest: testImages });
+      const data = await loadDatasets(c);
+      const augmenter = augmenterFor(device, c, data.train);
+      const source = evalLossSource(device, data.test, augmenter, c.batchSize);
+      assert.equal(source.size, want);
+      const sizes: number[] = [];
+      for (const { x, y } of source.batches()) {
+        sizes.push(y.size);
+        x.dispose();
+        y.dispose();
+      }
+      assert.equal(sizes.reduce((a, b) => a + b, 0), want);
+      assert.equal(sizes[0], Math.min(256, want));
+      augmenter.dispose();
+    }
   });
 
   it('the range-test command writes the curve, the plot and a suggestion; --max-lr auto uses it', async () => {
