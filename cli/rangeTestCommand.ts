@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { createDevice } from '../gpu/device.ts';
 import { rangeTestSummary } from '../rangetest/report.ts';
 import type { SuggestMethod } from '../rangetest/suggest.ts';
-import { RANGE_DEFAULTS, type RangeTestSettings, rangeTestForConfig, repeatsSummary } from '../run/rangeTest.ts';
+import { EVAL_LOSS_IMAGES, RANGE_DEFAULTS, type RangeTestSettings, rangeTestForConfig, repeatsSummary } from '../run/rangeTest.ts';
 import { parseTrainArgs, trainHelp } from './flags.ts';
 
 const RANGE_FLAGS = {
@@ -36,7 +36,7 @@ export async function rangeTestCommand(argv: string[]): Promise<number> {
       '  --steps N                   sweep length (default: one epoch, at least 100, at most 500 steps)',
       '  --mode exp|linear           LR spacing [exp]',
       '  --method auto|steepest|minimum|valley   how the max LR is read off the curve [auto]',
-      '  --eval-loss                 record the mean loss on held-out data (its first 2,048 images) instead of the training loss',
+      `  --eval-loss                 record the mean loss on held-out data (its first ${EVAL_LOSS_IMAGES} images) instead of the training loss`,
       `  --repeats N                 sweeps, from seeds seed, seed+1, ...; the answer is the median of their suggestions [${RANGE_DEFAULTS.repeats}]`,
     ];
     const summary = 'LR range test: sweeps the LR up while training, stops on divergence, restores the weights, and\nwrites range-test.json/.csv/.svg with the suggested max and min LR into --out.';

@@ -380,10 +380,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 
 /** Records dX = ∂(conv2d)/∂X applied to dY (`fused`: what the row kernels share or add into, conv2dTexture.ts). */
 export function conv2dGradInput(device: Device, dy: Operand, weight: Operand, dx: Operand, g: ConvGeometry, plan: ConvPlan, shared?: PackedGradOutput, fused: ConvGradInputFusion = {}): void {
+  // what a kernel can fuse is the plan's to say, for every path
+  if (fused.accumulate && !plan.gradInputAccumulates) throw new Error(`conv2dGradInput: this plan (${plan.gradInput} kernel) cannot add into dX (plan.gradInputAccumulates is false)`);
+  if (fused.bn && !plan.gradInputBatchNorm) throw new Error(`conv2dGradInput: this plan (${plan.gradInput} kernel) cannot fold a batchnorm's backward in (plan.gradInputBatchNorm is false)`);
   if (plan.gradInput !== 'buffer' && plan.gradInput !== 'large') return conv2dGradInputTexture(device, dy, weight, dx, g, plan, shared, fused);
-  if (fused.bn) throw new Error(`conv2dGradInput: the ${plan.gradInput} kernel cannot fold a batchnorm in`);
   const accumulate = fused.accumulate ?? false;
-  if (accumulate && !plan.gradInputAccumulates) throw new Error('conv2dGradInput: this plan cannot add into dX (plan.gradInputAccumulates is false)');
   if (plan.gradInput === 'large') return conv2dGradInputLarge(device, dy, weight, dx, g, plan.tiles!.gradInput!, 'f32', accumulate);
   const M = g.cin;
   const BM = tileRows(M);

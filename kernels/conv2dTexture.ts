@@ -515,13 +515,11 @@ export function packGradOutput(device: Device, dy: Operand, g: ConvGeometry): Pa
 export function conv2dGradInputTexture(
   device: Device, dy: Operand, weight: Operand, dx: Operand, g: ConvGeometry, plan: ConvPlan, shared?: PackedGradOutput, fused: ConvGradInputFusion = {},
 ): void {
+  // conv2dGradInput checked `fused` against the plan: only the row kernels fold a batchnorm in or add into dX here
   if (plan.gradInput === 'rows') {
-    if (fused.accumulate && !plan.gradInputAccumulates) throw new Error('conv2dGradInput: this plan cannot add into dX (plan.gradInputAccumulates is false)');
-    if (fused.bn && !plan.gradInputBatchNorm) throw new Error("conv2dGradInput: this plan cannot fold a batchnorm's backward in (plan.gradInputBatchNorm is false)");
     rowConv(device, dy, weight, undefined, dx, g, true, device.policy.conv.rowPixels, { raw: fused.rawDy, accumulate: fused.accumulate ?? false, bn: fused.bn });
     return;
   }
-  if (fused.accumulate || fused.bn) throw new Error(`conv2dGradInput: the ${plan.gradInput} kernel cannot add into dX`);
   const TM = blockRows(device, g.cin);
   const packed = shared ?? packGradOutput(device, dy, g);
   const all = phases(g);
