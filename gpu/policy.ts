@@ -85,6 +85,11 @@ export interface FusionPolicy {
   bnStats: boolean;
   /** the conv grad input that completes a batchnorm's dY masks it by the relu and writes the batchnorm's backward sums in its epilogue */
   bnBackward: boolean;
+  /**
+   * a training batchnorm merges its statistics partials in the normalise kernel, and its backward sums' partials in the
+   * grad-input kernel, instead of a merge dispatch before each (f32 rounding: the same sums in another order)
+   */
+  bnMerge: boolean;
 }
 
 /** The shapes planned while a trace is set (kernels/matmul.ts's chooseConfig, kernels/convPlan.ts). */
@@ -108,13 +113,13 @@ export function defaultKernelPolicy(): KernelPolicy {
     precision: 'f32',
     autotune: 'auto',
     tuningFile: KERNEL_TUNING_FILE,
-    fusion: { addInto: true, shareRaw: true, reluMask: true, bnStats: true, bnBackward: true },
+    fusion: { addInto: true, shareRaw: true, reluMask: true, bnStats: true, bnBackward: true, bnMerge: true },
   };
 }
 
 /** The production policy with every fusion off: the reference the fused engine is tested and benchmarked against. */
 export function unfusedPolicy(): KernelPolicy {
   const p = defaultKernelPolicy();
-  p.fusion = { addInto: false, shareRaw: false, reluMask: false, bnStats: false, bnBackward: false };
+  p.fusion = { addInto: false, shareRaw: false, reluMask: false, bnStats: false, bnBackward: false, bnMerge: false };
   return p;
 }

@@ -297,12 +297,23 @@ export function batchStats(
   momentum: number | null,
   running?: BnRunning,
 ): void {
+  const splits = batchStatsPartials(device, x, g, scratch);
+  batchStatsFromPartials(device, scratch, splits, g, stats, eps, momentum, running);
+}
+
+/**
+ * The first half of batchStats: each channel's count, mean and M2 over runs of images,
+ * `splits` partials per channel at (c·splits + s)·3 of `scratch`, for batchStatsFromPartials
+ * or a normalise that merges them itself (bnApply's `merge`). Returns splits.
+ */
+export function batchStatsPartials(device: Device, x: Operand, g: BnGeometry, scratch: Operand): number {
   const { splits } = bnSplits(g);
+  if (scratch.size < splits * g.channels * 3) throw new Error(`batchnorm: ${splits} statistics partials of ${g.channels} channels need ${splits * g.channels * 3} floats, got ${scratch.size}`);
   const w = reduceWalk(device, g);
   const t = actTypes('batchnorm statistics', { x });
   const partial = device.pipeline(`bn statsPartial:${w.sg}:${walkKey(w)}${f16Tag(t)}`, `batchnorm statistics (partial)${f16Tag(t)}`, () => statsPartialSource(w, t));
   device.dispatch(partial, [x.buffer, scratch.buffer, device.uniforms(splitParams(g))], [splits, g.channels]);
-  batchStatsFromPartials(device, scratch, splits, g, stats, eps, momentum, running);
+  return splits;
 }
 
 /**
@@ -392,30 +403,107 @@ export function planBatchNorm(p: AdapterProfile, g: BnGeometry): { reduction: 's
   return { reduction: r.sg ? 'subgroup' : 'tree', elementwise: e.byChannel ? 'by-channel' : 'planes', vec4: e.v4 };
 }
 
+// splits, eps, momentum: of a kernel that merges per-channel partials itself (ElementMerge)
 const ELEMENT_PARAMS = /* wgsl */ `
-struct ElementParams { planes: u32, channels: u32, plane: u32, count: u32, perGroup: u32, batch: u32, chunk: u32, _p0: u32 }`;
+struct ElementParams { planes: u32, channels: u32, plane: u32, count: u32, perGroup: u32, batch: u32, chunk: u32, splits: u32,
+  eps: f32, momentum: f32, _p0: u32, _p1: u32 }`;
 
 function planesPerGroup(g: BnGeometry): number {
   return Math.max(1, Math.floor(1024 / g.plane));
 }
 
-function elementParams(g: BnGeometry, chunk: number): Uint8Array {
-  return new UniformWriter().u32(g.batch * g.channels, g.channels, g.plane, g.batch * g.plane, planesPerGroup(g), g.batch, chunk, 0).bytes();
+function elementParams(g: BnGeometry, chunk: number, m?: { splits: number; eps?: number; momentum?: number }): Uint8Array {
+  return new UniformWriter()
+    .u32(g.batch * g.channels, g.channels, g.plane, g.batch * g.plane, planesPerGroup(g), g.batch, chunk, m?.splits ?? 0)
+    .f32(m?.eps ?? 0, m?.momentum ?? 0)
+    .u32(0, 0)
+    .bytes();
 }
 
 /** Dispatches an elementwise kernel: its bindings, then the uniform block, over its grid. */
-function dispatchElement(device: Device, pipeline: GPUComputePipeline, bindings: (GPUBuffer | GPUBufferBinding)[], g: BnGeometry, w: ElementWalk): void {
+function dispatchElement(
+  device: Device,
+  pipeline: GPUComputePipeline,
+  bindings: (GPUBuffer | GPUBufferBinding)[],
+  g: BnGeometry,
+  w: ElementWalk,
+  m?: { splits: number; eps?: number; momentum?: number },
+): void {
   const { splits, chunk } = bnSplits(g);
   const grid: [number, number] = w.byChannel ? [splits, g.channels] : grid1d(Math.ceil((g.batch * g.channels) / planesPerGroup(g)), 1);
-  device.dispatch(pipeline, [...bindings, device.uniforms(elementParams(g, chunk))], grid);
+  device.dispatch(pipeline, [...bindings, device.uniforms(elementParams(g, chunk, m))], grid);
+}
+
+// ------------------------------------------- merging partials in the elementwise pass
+
+/**
+ * policy.fusion.bnMerge: the normalise (grad input) merges the channel's statistics
+ * (backward sums) partials itself, in every workgroup, instead of a merge dispatch
+ * before it; the workgroup that takes the channel's first image (`writer`) stores what
+ * the merge dispatch stored (the statistics and running statistics; dγ and dβ). A merge
+ * is a few partials per lane and two sums across the workgroup, against a workgroup's
+ * thousands of elements; what it saves is a dispatch per batchnorm each way (on a GPU,
+ * whose batch-128 steps are bound by recording dispatches, ~20% of a ResNet's).
+ */
+export interface ElementMerge {
+  /** the partials: (count, mean, M2) triples for bnApply, (Σg, Σg·ĥ) pairs for bnGradInput, at (c·splits + s)·width */
+  partials: Operand;
+  splits: number;
+}
+
+/** The merge's sums across the workgroup: subgroupAdd where it is one 8-lane subgroup, else a tree. */
+const mergeSubgroup = (device: AdapterProfile, w: ElementWalk): boolean => w.wg === 8 && hasSubgroupsOf8(device);
+
+/**
+ * WGSL: mergeStats(c) = (count, mean, M2) of channel c from its partials, each lane
+ * merging partials lid, lid + wg, … pairwise as statsFinalize does (Chan et al.), the
+ * lanes then by two sums taken relative to split 0's mean (as statsPartial's origin);
+ * mergeSums(c) = (Σg, Σg·ĥ). Every lane calls them (the sums are workgroup-wide).
+ */
+function mergeFns(kind: 'stats' | 'sums', w: ElementWalk, sg: boolean): string {
+  const head = `${laneSumFn({ ...w, sg }, 'vec2<f32>')}\nvar<private> lidx: u32;`;
+  if (kind === 'sums') {
+    return /* wgsl */ `${head}
+fn mergeSums(c: u32) -> vec2<f32> {
+  var acc = vec2<f32>(0.0);
+  for (var s = lidx; s < p.splits; s += ${w.wg}u) {
+    let o = (c * p.splits + s) * 2u;
+    acc += vec2<f32>(partials[o], partials[o + 1u]);
+  }
+  return laneSum(acc);
+}`;
+  }
+  return /* wgsl */ `${head}
+fn mergeStats(c: u32) -> vec3<f32> {
+  var n = 0.0;
+  var mean = 0.0;
+  var m2 = 0.0;
+  for (var s = lidx; s < p.splits; s += ${w.wg}u) {
+    let o = (c * p.splits + s) * 3u;
+    let nb = partials[o];
+    if (nb > 0.0) {
+      let total = n + nb;
+      let delta = partials[o + 1u] - mean;
+      mean += delta * (nb / total);
+      m2 += partials[o + 2u] + delta * delta * (n * nb / total);
+      n = total;
+    }
+  }
+  let origin = partials[c * p.splits * 3u + 1u];
+  let t = laneSum(vec2<f32>(n, n * (mean - origin)));
+  let mu = origin + t.y / max(t.x, 1.0);
+  let dm = mean - mu;
+  let all = laneSum(vec2<f32>(m2 + n * dm * dm, 0.0));
+  return vec3<f32>(t.x, mu, all.x);
+}`;
 }
 
 /**
  * An elementwise kernel over the bindings `bs`: PRELUDE (may use c, the channel)
  * once per channel run or plane, then BODY for every element i of it.
  */
-function elementKernel(bs: Binding[], w: ElementWalk, t: ActTypes, prelude: string, body: string): string {
-  return `${ENABLE(t)}\n${ELEMENT_PARAMS}\n${declare(bs, 'ElementParams', w, t)}\n${elementMain(w, prelude, body)}`;
+function elementKernel(bs: Binding[], w: ElementWalk, t: ActTypes, prelude: string, body: string, fns = '', subgroups = false): string {
+  return `${ENABLE(t)}\n${subgroups ? 'enable subgroups;\n' : ''}${ELEMENT_PARAMS}\n${declare(bs, 'ElementParams', w, t)}\n${fns}\n${elementMain(w, prelude, body)}`;
 }
 
 function elementMain(w: ElementWalk, prelude: string, body: string): string {
@@ -429,6 +517,7 @@ function elementMain(w: ElementWalk, prelude: string, body: string): string {
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let c = wid.y;
   let begin = wid.x * p.chunk;
+  let writer = wid.x == 0u; // the workgroup of the channel's first image
   ${prelude}
   for (var b = begin; b < min(p.batch, begin + p.chunk); b++) {
     let base = (b * p.channels + c) * ${PLANE(w)};
@@ -443,23 +532,56 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   for (var plane = first; plane < min(first + p.perGroup, p.planes); plane++) {
     let c = plane % p.channels;
     let base = plane * ${PLANE(w)};
+    let writer = plane < p.channels; // the channel's plane in image 0
     ${prelude}
     ${loop}
   }
 }`;
 }
 
-const applySource = (f: BnFusion, w: ElementWalk, t: ActTypes): string => {
-  const bs: Binding[] = [['x', 'read'], ['stats', 'read'], ['y', 'read_write']];
+/** How bnApply's merge (ElementMerge) stores the running statistics: none, or with num_batches_tracked as i32 / f32 or without. */
+interface ApplyMergeKind {
+  sg: boolean;
+  running: boolean;
+  nbt: 'i32' | 'f32' | null;
+}
+
+const applySource = (f: BnFusion, w: ElementWalk, t: ActTypes, merge?: ApplyMergeKind): string => {
+  const bs: Binding[] = [['x', 'read'], ['stats', merge ? 'read_write' : 'read'], ['y', 'read_write']];
   if (f.affine) bs.push(['gamma', 'read'], ['beta', 'read']);
   if (f.residual) bs.push(['res', 'read']);
-  const prelude = wgsl`
+  if (merge) {
+    bs.push(['partials', 'read']);
+    if (merge.running) bs.push(['runningMean', 'read_write'], ['runningVar', 'read_write']);
+    if (merge.nbt) bs.push(['batchesTracked', 'read_write', merge.nbt]);
+  }
+  // merged: the batch statistics from the partials (statsFinalize's arithmetic), stored by the writer
+  const stats = merge
+    ? wgsl`
+  lidx = lid.x;
+  let st = mergeStats(c);
+  let mean = st.y;
+  let invstd = inverseSqrt(st.z / st.x + p.eps);
+  if (writer && lid.x == 0u) {
+    stats[c] = mean;
+    stats[p.channels + c] = invstd;
+#if ${merge.running}
+    runningMean[c] = (1.0 - p.momentum) * runningMean[c] + p.momentum * mean;
+    runningVar[c] = (1.0 - p.momentum) * runningVar[c] + p.momentum * (st.z / max(st.x - 1.0, 1.0));
+#endif
+#if ${merge.nbt !== null}
+    if (c == 0u) { batchesTracked[0] = batchesTracked[0] + 1; }
+#endif
+  }`
+    : `
   let mean = stats[c];
+  let invstd = stats[p.channels + c];`;
+  const prelude = stats + wgsl`
 #if ${f.affine}
-  let k = stats[p.channels + c] * gamma[c];
+  let k = invstd * gamma[c];
   let shift = beta[c];
 #else
-  let k = stats[p.channels + c];
+  let k = invstd;
   let shift = 0.0;
 #endif`;
   const body = wgsl`
@@ -471,10 +593,16 @@ const applySource = (f: BnFusion, w: ElementWalk, t: ActTypes): string => {
     v = select(v, ${Z(w)}, v < ${Z(w)}); // a NaN stays NaN (max(NaN, 0) is 0 on lavapipe)
 #endif
     y[i] = ${ST(w, t, 'y', 'v')};`;
-  return elementKernel(bs, w, t, prelude, body);
+  return elementKernel(bs, w, t, prelude, body, merge ? mergeFns('stats', w, merge.sg) : '', merge?.sg);
 };
 
-/** Records y = relu?(normalise(x)·γ + β + residual?). */
+/**
+ * Records y = relu?(normalise(x)·γ + β + residual?). With `merge`, the batch statistics
+ * come from batchStatsPartials' (or a conv epilogue's) partials, merged here, and are
+ * stored into `stats` and the running statistics as batchStatsFromPartials would (a
+ * momentum, not null: the cumulative average reads num_batches_tracked, which one
+ * workgroup here would be incrementing while others read it).
+ */
 export function bnApply(
   device: Device,
   x: Operand,
@@ -485,16 +613,29 @@ export function bnApply(
   gamma?: Operand,
   beta?: Operand,
   residual?: Operand,
+  merge?: ElementMerge & { eps: number; momentum: number; running?: BnRunning | undefined },
 ): void {
-  const key = `bn apply:${f.affine}:${f.residual}:${f.relu}`;
-  const label = `batchnorm${f.residual ? ' + residual' : ''}${f.relu ? ' + relu' : ''}`;
   const w = elementWalk(device, g);
+  let mk: ApplyMergeKind | undefined;
+  if (merge) {
+    if (merge.partials.size < merge.splits * g.channels * 3) throw new Error(`batchnorm: ${merge.splits} statistics partials of ${g.channels} channels need ${merge.splits * g.channels * 3} floats, got ${merge.partials.size}`);
+    const nbt = merge.running?.numBatchesTracked;
+    if (nbt?.dtype === 'f16') throw new Error('batchnorm: num_batches_tracked must be i32 or f32, got f16');
+    mk = { sg: mergeSubgroup(device, w), running: !!merge.running, nbt: nbt ? (nbt.dtype as 'i32' | 'f32') : null };
+  }
+  const key = `bn apply:${f.affine}:${f.residual}:${f.relu}${mk ? `:merge:${mk.sg}:${mk.running}:${mk.nbt}` : ''}`;
+  const label = `batchnorm${mk ? ' (merging statistics)' : ''}${f.residual ? ' + residual' : ''}${f.relu ? ' + relu' : ''}`;
   const t = actTypes(label, { x, y, res: f.residual ? residual : undefined });
-  const pipeline = device.pipeline(`${key}:${w.byChannel}:${walkKey(w)}${f16Tag(t)}`, `${label}${f16Tag(t)}`, () => applySource(f, w, t));
+  const pipeline = device.pipeline(`${key}:${w.byChannel}:${walkKey(w)}${f16Tag(t)}`, `${label}${f16Tag(t)}`, () => applySource(f, w, t, mk));
   const bindings: (GPUBuffer | GPUBufferBinding)[] = [x.buffer, stats.buffer, y.buffer];
   if (f.affine) bindings.push(gamma!.buffer, beta!.buffer);
   if (f.residual) bindings.push(residual!.buffer);
-  dispatchElement(device, pipeline, bindings, g, w);
+  if (merge) {
+    bindings.push(merge.partials.buffer);
+    if (merge.running) bindings.push(merge.running.runningMean.buffer, merge.running.runningVar.buffer);
+    if (merge.running?.numBatchesTracked) bindings.push(merge.running.numBatchesTracked.buffer);
+  }
+  dispatchElement(device, pipeline, bindings, g, w, merge);
 }
 
 // ---------------------------------------------------------------- backward
@@ -590,7 +731,28 @@ export function bnGradSums(
   dbeta?: Operand,
   maskFromInput?: { gamma?: Operand | undefined; beta?: Operand | undefined },
 ): void {
+  const splits = bnGradPartials(device, x, dy, stats, g, relu, y, scratch, maskFromInput);
+  bnGradSumsFromPartials(device, scratch, splits, g, sums, dgamma, dbeta);
+}
+
+/**
+ * The first half of bnGradSums: Σg and Σg·ĥ over runs of images, `splits` partials per
+ * channel at (c·splits + s)·2 of `scratch`, for bnGradSumsFromPartials or a grad input
+ * that merges them itself (bnGradInput's `merge`). Returns splits.
+ */
+export function bnGradPartials(
+  device: Device,
+  x: Operand,
+  dy: Operand,
+  stats: Operand,
+  g: BnGeometry,
+  relu: boolean,
+  y: Operand | undefined,
+  scratch: Operand,
+  maskFromInput?: { gamma?: Operand | undefined; beta?: Operand | undefined },
+): number {
   const { splits } = bnSplits(g);
+  if (scratch.size < splits * g.channels * 2) throw new Error(`batchnorm backward: ${splits} partials of ${g.channels} channels need ${splits * g.channels * 2} floats, got ${scratch.size}`);
   const w = reduceWalk(device, g);
   const mask: ReluMask = !relu ? 'none' : maskFromInput ? 'input' : 'output';
   const affine = !!maskFromInput?.gamma;
@@ -605,7 +767,7 @@ export function bnGradSums(
   if (mask === 'input' && affine) pb.push(maskFromInput!.gamma!.buffer, maskFromInput!.beta!.buffer);
   pb.push(u);
   device.dispatch(partial, pb, [splits, g.channels]);
-  bnGradSumsFromPartials(device, scratch, splits, g, sums, dgamma, dbeta);
+  return splits;
 }
 
 /**
@@ -623,11 +785,18 @@ export function bnGradSumsFromPartials(device: Device, scratch: Operand, splits:
   device.dispatch(finalize, fb, grid1d(g.channels));
 }
 
-const gradInputSource = (training: boolean, f: BnFusion, w: ElementWalk, t: ActTypes, maskFromInput = false): string => {
+/** How bnGradInput's merge (ElementMerge of the backward sums) runs: subgroup sums or a tree, and whether it stores dγ, dβ. */
+interface GradMergeKind {
+  sg: boolean;
+  paramGrads: boolean;
+}
+
+const gradInputSource = (training: boolean, f: BnFusion, w: ElementWalk, t: ActTypes, maskFromInput = false, merge?: GradMergeKind): string => {
   const bs: Binding[] = [['dy', 'read'], ['stats', 'read'], ['dx', 'read_write']];
   // the mask recomputed from x needs x (eval mode reads it for that alone) and β
   if (training || maskFromInput) bs.push(['x', 'read']);
-  if (training) bs.push(['sums', 'read']);
+  if (training) bs.push(merge ? ['partials', 'read'] : ['sums', 'read']);
+  if (merge?.paramGrads) bs.push(['dgamma', 'read_write'], ['dbeta', 'read_write']);
   if (f.affine) bs.push(['gamma', 'read']);
   if (f.relu && !maskFromInput) bs.push(['y', 'read']);
   if (maskFromInput && f.affine) bs.push(['maskBeta', 'read']);
@@ -647,6 +816,19 @@ const gradInputSource = (training: boolean, f: BnFusion, w: ElementWalk, t: ActT
 #if ${training}
   let mean = stats[c];
   let inv = 1.0 / f32(p.count);
+#endif
+#if ${!!merge}
+  lidx = lid.x;
+  let sums = mergeSums(c);
+  let meanG = sums.x * inv;
+  let meanGX = sums.y * inv;
+#if ${!!merge?.paramGrads}
+  if (writer && lid.x == 0u) {
+    dbeta[c] = sums.x;
+    dgamma[c] = sums.y;
+  }
+#endif
+#elif ${training}
   let meanG = sums[c] * inv;
   let meanGX = sums[p.channels + c] * inv;
 #endif`;
@@ -666,12 +848,14 @@ const gradInputSource = (training: boolean, f: BnFusion, w: ElementWalk, t: ActT
 #else
     dx[i] = ${ST(w, t, 'dx', 'k * g')};
 #endif`;
-  return elementKernel(bs, w, t, prelude, body);
+  return elementKernel(bs, w, t, prelude, body, merge ? mergeFns('sums', w, merge.sg) : '', merge?.sg);
 };
 
 /**
  * Records dx (and dresidual = the relu-masked gradient when the residual was
- * fused). `sums` comes from bnGradSums (training only).
+ * fused). In training the per-channel sums come from bnGradSums (`sums`), or, with
+ * `merge`, from bnGradPartials' (or a conv epilogue's) partials merged here, which then
+ * also stores dγ and dβ where they are given.
  */
 export function bnGradInput(
   device: Device,
@@ -682,13 +866,25 @@ export function bnGradInput(
   f: BnFusion,
   training: boolean,
   dx: Operand,
-  o: { sums?: Operand | undefined; gamma?: Operand | undefined; y?: Operand | undefined; dres?: Operand | undefined; maskBeta?: Operand | undefined; maskFromInput?: boolean },
+  o: {
+    sums?: Operand | undefined;
+    merge?: (ElementMerge & { dgamma?: Operand | undefined; dbeta?: Operand | undefined }) | undefined;
+    gamma?: Operand | undefined;
+    y?: Operand | undefined;
+    dres?: Operand | undefined;
+    maskBeta?: Operand | undefined;
+    maskFromInput?: boolean;
+  },
 ): void {
   // the relu mask recomputed from x (o.maskFromInput: a relu without a residual, where y is x's alone)
   const fromX = f.relu && !f.residual && o.maskFromInput === true;
-  const key = `bn gradInput:${training}:${f.affine}:${f.relu}:${f.residual}:${fromX}`;
   const w = elementWalk(device, g);
-  const label = `batchnorm${f.residual ? ' + residual' : ''}${f.relu ? ' + relu' : ''} grad input${fromX ? ' (mask from x)' : ''}`;
+  const merge = training ? o.merge : undefined;
+  if (training && !merge && !o.sums) throw new Error('batchnorm grad input: training needs the backward sums or their partials');
+  if (merge && merge.partials.size < merge.splits * g.channels * 2) throw new Error(`batchnorm backward: ${merge.splits} partials of ${g.channels} channels need ${merge.splits * g.channels * 2} floats, got ${merge.partials.size}`);
+  const mk: GradMergeKind | undefined = merge ? { sg: mergeSubgroup(device, w), paramGrads: !!merge.dgamma && !!merge.dbeta } : undefined;
+  const key = `bn gradInput:${training}:${f.affine}:${f.relu}:${f.residual}:${fromX}${mk ? `:merge:${mk.sg}:${mk.paramGrads}` : ''}`;
+  const label = `batchnorm${f.residual ? ' + residual' : ''}${f.relu ? ' + relu' : ''} grad input${fromX ? ' (mask from x)' : ''}${mk ? ' (merging sums)' : ''}`;
   // the types of the activations the kernel binds
   const t = actTypes(label, {
     dy,
@@ -697,14 +893,15 @@ export function bnGradInput(
     y: f.relu && !fromX ? o.y : undefined,
     dres: f.residual ? o.dres : undefined,
   });
-  const pipeline = device.pipeline(`${key}:${w.byChannel}:${walkKey(w)}${f16Tag(t)}`, `${label}${f16Tag(t)}`, () => gradInputSource(training, f, w, t, fromX));
+  const pipeline = device.pipeline(`${key}:${w.byChannel}:${walkKey(w)}${f16Tag(t)}`, `${label}${f16Tag(t)}`, () => gradInputSource(training, f, w, t, fromX, mk));
   // x is read in training mode or for the mask (eval's kernel otherwise does not declare it)
   const bindings: (GPUBuffer | GPUBufferBinding)[] = [dy.buffer, stats.buffer, dx.buffer];
   if (training || fromX) bindings.push(x.buffer);
-  if (training) bindings.push(o.sums!.buffer);
+  if (training) bindings.push(merge ? merge.partials.buffer : o.sums!.buffer);
+  if (mk?.paramGrads) bindings.push(merge!.dgamma!.buffer, merge!.dbeta!.buffer);
   if (f.affine) bindings.push(o.gamma!.buffer);
   if (f.relu && !fromX) bindings.push(o.y!.buffer);
   if (fromX && f.affine) bindings.push(o.maskBeta!.buffer);
   if (f.residual) bindings.push(o.dres!.buffer);
-  dispatchElement(device, pipeline, bindings, g, w);
+  dispatchElement(device, pipeline, bindings, g, w, merge);
 }

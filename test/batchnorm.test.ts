@@ -295,6 +295,67 @@ describe('batchNorm2d', () => {
     }
   });
 
+  it('merging the partials in the normalise and grad-input kernels (fusion.bnMerge) or in merge dispatches: both match the reference, on both layouts', async () => {
+    // many partials per channel (20 and 64 runs of one image: each of the 8-lane layout's lanes merges several,
+    // the 64-lane tree's lanes past the last take none), besides the small and split cases; both layouts, merged or not
+    const many: BnCase[] = [
+      { batch: 20, channels: 3, h: 64, w: 64, affine: true, relu: true, residual: true, seed: 300 },
+      { batch: 64, channels: 2, h: 64, w: 64, affine: false, relu: true, residual: false, seed: 301 },
+    ];
+    for (const cpuLayouts of isSoftwareAdapter(device) ? [true, false] : [false]) {
+      for (const bnMerge of [true, false]) {
+        const restore = setPolicy(device, { batchnorm: { cpuLayouts }, fusion: { bnMerge } });
+        try {
+          for (const c of [...many, ...SMALL_AND_SPLIT]) await checkBn(c, true);
+          await checkRunningStats(outlierBatch(11), 1e-3);
+        } finally {
+          restore();
+        }
+      }
+    }
+  });
+
+  it('fusion.bnMerge saves the two merge dispatches of a training batchnorm, and keeps them for the cumulative average', () => {
+    const count = (bnMerge: boolean, momentum: number | null): number => {
+      const restore = setPolicy(device, { fusion: { bnMerge } });
+      try {
+        return tidy(() => {
+          const x = tensor(device, Float32Array.from({ length: 4 * 3 * 4 * 4 }, (_, i) => Math.sin(i)), [4, 3, 4, 4]).requireGrad();
+          const w = ones(device, [3]).requireGrad();
+          const b = zeros(device, [3]).requireGrad();
+          const running = { runningMean: zeros(device, [3]), runningVar: ones(device, [3]), numBatchesTracked: tensor(device, [0], [], 'i32') };
+          const y = batchNorm2d(x, { training: true, weight: w, bias: b, relu: true, momentum, ...running });
+          const dy = ones(device, y.shape);
+          const before = device.executionStats().dispatches;
+          y.backward(dy);
+          return device.executionStats().dispatches - before;
+        });
+      } finally {
+        restore();
+      }
+    };
+    // what the batchnorm itself records, forward and backward: partials, (merge,) normalise; partials, (merge,) grad input
+    assert.equal(count(false, 0.1) - count(true, 0.1), 1, 'the backward merge saved');
+    assert.equal(count(false, null) - count(true, null), 1, 'the backward merge saved with the cumulative average too');
+    const forward = (bnMerge: boolean, momentum: number | null): number => {
+      const restore = setPolicy(device, { fusion: { bnMerge } });
+      try {
+        return tidy(() => {
+          const x = tensor(device, Float32Array.from({ length: 4 * 3 * 4 * 4 }, (_, i) => Math.sin(i)), [4, 3, 4, 4]);
+          const running = { runningMean: zeros(device, [3]), runningVar: ones(device, [3]), numBatchesTracked: tensor(device, [0], [], 'i32') };
+          const before = device.executionStats().dispatches;
+          batchNorm2d(x, { training: true, relu: true, momentum, ...running });
+          return device.executionStats().dispatches - before;
+        });
+      } finally {
+        restore();
+      }
+    };
+    assert.equal(forward(true, 0.1), 2, 'partials and the normalise that merges them');
+    assert.equal(forward(false, 0.1), 3, 'partials, merge, normalise');
+    assert.equal(forward(true, null), 3, 'the cumulative average keeps its merge dispatch');
+  });
+
   it('reference backward agrees with finite differences', () => {
     const rng = new Rng(8);
     for (const training of [true, false])

@@ -339,7 +339,7 @@ describe('fusion: the whole engine', () => {
 
   it('training steps with the fusions that keep the arithmetic give the unfused losses and gradients bit for bit', async () => {
     const exact = defaultKernelPolicy();
-    exact.fusion = { ...exact.fusion, bnStats: false, bnBackward: false };
+    exact.fusion = { ...exact.fusion, bnStats: false, bnBackward: false, bnMerge: false };
     const fused = await trainWith(exact, 4);
     const plain = await trainWith(unfusedPolicy(), 4);
     // addInto, shareRaw, reluMask change no arithmetic

@@ -5,7 +5,8 @@
 // --gpu-path records the kernels a GPU runs (the buffer convs, batchnorm's GPU layouts)
 // instead of lavapipe's. The minimum over steps is the figure to compare on a loaded
 // machine: a step the scheduler preempts only gets slower.
-//   node --import tsx bench/experiments/host-overhead.ts [--depth 56] [--batch 2] [--steps 30] [--gpu-path]
+// --no-bn-merge keeps batchnorm's merge dispatches (policy.fusion.bnMerge off), for the count before it.
+//   node --import tsx bench/experiments/host-overhead.ts [--depth 56] [--batch 2] [--steps 30] [--gpu-path] [--no-bn-merge]
 import { createDevice } from '../../gpu/device.ts';
 import { defaultKernelPolicy } from '../../gpu/policy.ts';
 import { softmaxCrossEntropy } from '../../engine/ops/loss.ts';
@@ -27,6 +28,8 @@ if (gpuPath) {
   policy.conv = { ...policy.conv, path: 'buffer' };
   policy.batchnorm = { cpuLayouts: false };
 }
+const noMerge = args.includes('--no-bn-merge');
+if (noMerge) policy.fusion = { ...policy.fusion, bnMerge: false };
 const device = await createDevice({ policy });
 const model = resnet(device, { depth, numClasses: 10, shortcut: 'A' });
 model.train(true);
@@ -61,7 +64,7 @@ for (let i = 0; i < steps; i++) {
 const wall = performance.now() - t0;
 const dispatches = (device.executionStats().dispatches - e0.dispatches) / steps;
 console.log(
-  `ResNet-${depth} batch ${batch}${gpuPath ? ' (GPU kernel path)' : ''}: ${dispatches} dispatches/step; recording ${(recordMs / steps).toFixed(2)} ms/step, fastest ${minRecordMs.toFixed(2)} ms ` +
+  `ResNet-${depth} batch ${batch}${gpuPath ? ' (GPU kernel path)' : ''}${noMerge ? ' (no bnMerge)' : ''}: ${dispatches} dispatches/step; recording ${(recordMs / steps).toFixed(2)} ms/step, fastest ${minRecordMs.toFixed(2)} ms ` +
     `(${((recordMs / steps / dispatches) * 1000).toFixed(1)} µs/dispatch), flush+submit ${(flushMs / steps).toFixed(2)} ms, ` +
     `wall with sync ${(wall / steps).toFixed(2)} ms`,
 );

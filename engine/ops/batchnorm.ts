@@ -13,7 +13,20 @@
 // into its grad input) are the f32 row kernels': an f16 x takes neither. The relu's
 // backward masks by an f16 y as stored (read back), not by the mask recomputed from x
 // (policy.fusion.reluMask), which would pass where a tiny positive value rounded to 0.
-import { type BnFusion, type BnGeometry, batchStats, batchStatsFromPartials, bnApply, bnGradInput, bnGradSums, bnGradSumsFromPartials, bnSplits, runningStats } from '../../kernels/batchnorm.ts';
+import {
+  type BnFusion,
+  type BnGeometry,
+  batchStats,
+  batchStatsFromPartials,
+  batchStatsPartials,
+  bnApply,
+  bnGradInput,
+  bnGradPartials,
+  bnGradSums,
+  bnGradSumsFromPartials,
+  bnSplits,
+  runningStats,
+} from '../../kernels/batchnorm.ts';
 import { requestBnBackward, takePrepared, takeStatistics } from './fusion.ts';
 import { cast } from './elementwise.ts';
 import { type Tensor, empty, recordOp, shapeStr, traceOp } from '../tensor.ts';
@@ -103,24 +116,31 @@ export function batchNorm2d(x: Tensor, o: BatchNormOptions): Tensor {
   // only an f32 x is used with them: they are sums of the conv's f32 values, not of x as stored
   const conv = takeStatistics(x);
   const fromConv = x.dtype === 'f32' ? conv : undefined;
+  const y = empty(device, x.shape, x.dtype, op);
   if (useBatchStats) {
     const running =
       o.training && o.runningMean && o.runningVar
         ? { runningMean: o.runningMean, runningVar: o.runningVar, numBatchesTracked: o.numBatchesTracked ?? undefined }
         : undefined;
-    if (fromConv) {
-      batchStatsFromPartials(device, fromConv.partials, fromConv.splits, g, stats, eps, momentum, running);
+    // the partials: from the conv's epilogue, or a reduction pass here
+    const scratch = fromConv ? undefined : empty(device, [splits * C * 3], 'f32', `${op} partial statistics`);
+    // merged by the normalise itself (policy.fusion.bnMerge), except for the cumulative average (momentum null),
+    // whose factor reads num_batches_tracked as the merge increments it
+    if (device.policy.fusion.bnMerge && (momentum !== null || !running)) {
+      const partials = fromConv ? fromConv.partials : scratch!;
+      const n = fromConv ? fromConv.splits : batchStatsPartials(device, x, g, partials);
+      bnApply(device, x, stats, y, g, f, weight, bias, residual, { partials, splits: n, eps, momentum: momentum ?? 0, running });
     } else {
-      const scratch = empty(device, [splits * C * 3], 'f32', `${op} partial statistics`);
-      batchStats(device, x, g, stats, scratch, eps, momentum, running);
-      scratch.dispose();
+      if (fromConv) batchStatsFromPartials(device, fromConv.partials, fromConv.splits, g, stats, eps, momentum, running);
+      else batchStats(device, x, g, stats, scratch!, eps, momentum, running);
+      bnApply(device, x, stats, y, g, f, weight, bias, residual);
     }
+    scratch?.dispose();
   } else {
     runningStats(device, o.runningMean!, o.runningVar!, stats, eps);
+    bnApply(device, x, stats, y, g, f, weight, bias, residual);
   }
   conv?.partials.dispose();
-  const y = empty(device, x.shape, x.dtype, op);
-  bnApply(device, x, stats, y, g, f, weight, bias, residual);
 
   traceOp(op, y, [x, weight ?? null, bias ?? null, o.runningMean ?? null, o.runningVar ?? null, residual ?? null], {
     batchStatistics: useBatchStats, eps, relu: f.relu, residual: f.residual,
@@ -139,40 +159,51 @@ export function batchNorm2d(x: Tensor, o: BatchNormOptions): Tensor {
     // a relu without a residual: its mask recomputed from x as bnApply computed y (same bits), not read from y;
     // an f32 y only: an f16 y is 0 where a tiny positive value rounded to 0, which the recomputed v > 0 would pass
     const maskFromX = f.relu && !residual && device.policy.fusion.reluMask && y.dtype === 'f32';
+    // a prepared dY is masked already: the relu is done
+    const fb: BnFusion = prepared ? { ...f, relu: false } : f;
+    const writeRes = needRes && fb.relu;
+    const runGradInput = needX || writeRes;
     let sums: Tensor | undefined;
     let dgamma: Tensor | undefined;
     let dbeta: Tensor | undefined;
+    let merge: { partials: Tensor; splits: number; dgamma?: Tensor | undefined; dbeta?: Tensor | undefined } | undefined;
+    let scratch: Tensor | undefined;
     if (needParams || (needX && useBatchStats)) {
-      sums = empty(device, [2 * C], 'f32', `${op} backward sums`);
       if (needParams) {
         dgamma = empty(device, [C], 'f32', `${op} grad weight`);
         dbeta = empty(device, [C], 'f32', `${op} grad bias`);
       }
-      if (prepared) {
-        bnGradSumsFromPartials(device, prepared.partials, prepared.splits, g, sums, dgamma, dbeta);
+      // the partials: from the conv grad input's epilogue, or a reduction pass here
+      if (!prepared) scratch = empty(device, [splits * C * 2], 'f32', `${op} backward partial sums`);
+      const maskArgs = maskFromX ? { gamma: weight, beta: bias } : undefined;
+      if (device.policy.fusion.bnMerge && useBatchStats && runGradInput) {
+        // merged by the grad input (policy.fusion.bnMerge), which also stores dγ, dβ
+        const partials = prepared ? prepared.partials : scratch!;
+        const n = prepared ? prepared.splits : bnGradPartials(device, x, dy, stats, g, f.relu, y, partials, maskArgs);
+        merge = { partials, splits: n, dgamma, dbeta };
       } else {
-        const scratch = empty(device, [splits * C * 2], 'f32', `${op} backward partial sums`);
-        bnGradSums(device, x, dy, stats, g, f.relu, y, scratch, sums, dgamma, dbeta, maskFromX ? { gamma: weight, beta: bias } : undefined);
-        scratch.dispose();
+        sums = empty(device, [2 * C], 'f32', `${op} backward sums`);
+        if (prepared) bnGradSumsFromPartials(device, prepared.partials, prepared.splits, g, sums, dgamma, dbeta);
+        else bnGradSums(device, x, dy, stats, g, f.relu, y, scratch!, sums, dgamma, dbeta, maskArgs);
       }
     }
-    handed?.partials.dispose();
-    // a prepared dY is masked already: the relu is done
-    const fb: BnFusion = prepared ? { ...f, relu: false } : f;
     let dx: Tensor | null = null;
     let dres: Tensor | null = null;
     // without a relu the residual's gradient is dy itself (in the residual's dtype); with one, the kernel writes the masked dy
     if (needRes && !fb.relu) dres = cast(dy.reshape(x.shape), residual.dtype === 'f16' ? 'f16' : 'f32');
-    const writeRes = needRes && fb.relu;
-    if (needX || writeRes) {
+    if (runGradInput) {
       dx = empty(device, x.shape, x.dtype, `${op} grad input`);
       if (writeRes) dres = empty(device, x.shape, residual!.dtype, `${op} grad residual`);
-      bnGradInput(device, x, dy, stats, g, { ...fb, residual: writeRes }, useBatchStats, dx, { sums, gamma: weight, y, dres: dres ?? undefined, maskBeta: bias, maskFromInput: maskFromX && fb.relu });
+      bnGradInput(device, x, dy, stats, g, { ...fb, residual: writeRes }, useBatchStats, dx, {
+        sums, merge, gamma: weight, y, dres: dres ?? undefined, maskBeta: bias, maskFromInput: maskFromX && fb.relu,
+      });
       if (!needX) {
         dx.dispose();
         dx = null;
       }
     }
+    scratch?.dispose();
+    handed?.partials.dispose();
     sums?.dispose();
     stats.dispose(); // the graph is released after its one backward
     const grads: (Tensor | null)[] = [dx];
