@@ -5,6 +5,7 @@
 //   node --import tsx bench/profile.ts [--depth 20] [--batch 128] [--top 25]
 //          [--conv tm,tn] [--wgrad tm,cq,kr] [--wgrad-slots n]   (texture-path blocks, kernels/conv2dTexture.ts)
 //          [--unfused]   (every fusion of the policy off: gpu/policy.ts unfusedPolicy)
+//          [--winograd]  (the 3×3 stride-1 row kernels by Winograd's F(4,3): policy.conv.winograd)
 //   node --import tsx bench/profile.ts --traffic [--depth 20,56] [--batch 128] [--unfused | --both]
 //
 // --traffic counts instead of timing: the bytes every kernel of one training step
@@ -41,6 +42,7 @@ if (conv) [policy.conv.tm, policy.conv.tn] = conv as [number, number];
 const wgrad = list('--wgrad');
 if (wgrad) policy.conv.wgrad = { tm: wgrad[0]!, cq: wgrad[1]!, kr: wgrad[2]! };
 policy.conv.wgradSlots = arg('--wgrad-slots', policy.conv.wgradSlots);
+if (args.includes('--winograd')) policy.conv.winograd = true;
 
 
 if (args.includes('--traffic')) {

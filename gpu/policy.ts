@@ -42,6 +42,11 @@ export interface KernelPolicy {
     rows: boolean;
     /** output pixels per lane of the 3×3 stride-1 row kernel: 8 where rows are whole octets, or always 4 */
     rowPixels: 4 | 8;
+    /**
+     * the 3×3 stride-1 row kernels (forward, grad input) by Winograd's F(4,3) along each row: 6 multiply-adds per tile of
+     * 4 pixels and filter row instead of 12 (kernels/conv2dRows.ts); f32 rounding differs from the direct sums
+     */
+    winograd: boolean;
     /** rows × columns per lane of the repacked correlation */
     tm: number;
     tn: number;
@@ -107,7 +112,7 @@ export const KERNEL_TUNING_FILE = fileURLToPath(new URL('../.cache/kernel-tuning
 /** What production runs (the defaults measured best on lavapipe; GPUs take the buffer kernels). */
 export function defaultKernelPolicy(): KernelPolicy {
   return {
-    conv: { path: 'auto', rows: true, rowPixels: 8, tm: 16, tn: 4, wgradSlots: 4, unroll: 'auto' },
+    conv: { path: 'auto', rows: true, rowPixels: 8, winograd: false, tm: 16, tn: 4, wgradSlots: 4, unroll: 'auto' },
     matmul: { force: null, tuning: null },
     batchnorm: { cpuLayouts: true },
     precision: 'f32',

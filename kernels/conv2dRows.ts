@@ -50,6 +50,8 @@ const XYZW = ['x', 'y', 'z', 'w'];
 const ONE_BY_ONE_CHANNELS = 4; // 8 measured no faster
 // 1×1 convs with more than 16 output channels take blocks of 32 (measured ~20% faster than 16; 64 no better)
 const TM_1X1 = 32;
+// input channels per iteration of a Winograd row kernel (its weights are packed for whole groups, zeros past C)
+const WINO_CHANNELS = 3;
 
 /** WGSL: texel of a raw NCHW texture (16 texels per row) at flat texel index `t` of image `n`. */
 const rawLoad = (tex: string, t: string): string => `textureLoad(${tex}, vec2<u32>((${t}) % 16u, (${t}) / 16u), n)`;
@@ -67,7 +69,7 @@ export function copyRaw(device: Device, t: Operand, imageSize: number, batch: nu
  * each lane's 4 pixels (the xl-th of row oy of image n), TM output channels from m0;
  * lanes past the last pixel repeat it (they take part in the shuffles) and store nothing.
  */
-function rowKernelShell(TM: number, hasBias: boolean, decl: string[], body: string[], stores: string[], extra: { bindings?: string[]; epilogue?: string[] } = {}): string {
+function rowKernelShell(TM: number, hasBias: boolean, decl: string[], body: string[], stores: string[], extra: { bindings?: string[]; epilogue?: string[]; after?: string[] } = {}): string {
   return /* wgsl */ `enable subgroups;
 struct P { c: u32, h: u32, w4: u32, ho: u32, lanesPerRow: u32, m: u32, lanes: u32, iters: u32 }
 @group(0) @binding(0) var X: texture_storage_2d_array<rgba32float, read>;
@@ -92,6 +94,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   for (var cq = 0u; cq < p.iters; cq++) {
     ${body.join('\n    ')}
   }
+  ${(extra.after ?? []).join('\n  ')}
   if (lane < p.lanes) {
     ${stores.join('\n    ')}
   }
@@ -169,12 +172,15 @@ export function rowConvFits(device: AdapterProfile, g: ConvGeometry, gradInput: 
  * V (stride 1, not scattered): texels of output pixels per lane along the row (1 or 2);
  * with 2 a lane owns 8 pixels, and each shuffled weight feeds twice the multiply-adds.
  */
-function rowConvSource(TM: number, K: number, S: number, hasBias: boolean, scatter: boolean, rawWeights = false, V = 1, accumulate = false, stats = false, bn?: { mask: BnBackwardEpilogue['mask']; affine: boolean }): string {
+function rowConvSource(TM: number, K: number, S: number, hasBias: boolean, scatter: boolean, rawWeights = false, V = 1, accumulate = false, stats = false, bn?: { mask: BnBackwardEpilogue['mask']; affine: boolean }, wino = false): string {
   const P = (K - 1) / 2;
   // 1×1: a weight texel holds 4 input channels; an iteration takes CQ channels
   const CQ = K === 1 ? ONE_BY_ONE_CHANNELS : 1;
+  if (wino && (K !== 3 || S !== 1 || scatter)) throw new Error('rowConvSource: Winograd F(4,3) rows are for 3×3 stride-1 correlations');
   const decl: string[] = [];
-  for (let m = 0; m < TM; m++) for (let v = 0; v < V; v++) decl.push(`var a${m}_${v} = vec4<f32>();`);
+  // Winograd: the 6 products of each 4-pixel tile (ma: m0..m3, mb: m4, m5), turned into pixels after the loop
+  for (let m = 0; m < TM; m++) for (let v = 0; v < V; v++) decl.push(wino ? `var ma${m}_${v} = vec4<f32>(); var mb${m}_${v} = vec2<f32>();` : `var a${m}_${v} = vec4<f32>();`);
+  const wterms: [string, string][][][] = Array.from({ length: TM }, () => Array.from({ length: V }, () => []));
   const body: string[] = [];
   // terms[m][v]: the products summed into accumulator (m, v), as "weight|pixels"
   const terms: string[][][] = Array.from({ length: TM }, () => Array.from({ length: V }, () => []));
@@ -188,9 +194,12 @@ function rowConvSource(TM: number, K: number, S: number, hasBias: boolean, scatt
     }
   }
   const T = S * V; // input texels per lane per row
-  for (let j = 0; j < CQ; j++) {
-    // channels past C (the last quad of a 1×1) read channel C−1 against zero weights
-    body.push(`let ci${j} = ${CQ > 1 ? `min(cq * ${CQ}u + ${j}u, p.c - 1u)` : 'cq'};`);
+  // Winograd: WINO_CHANNELS input channels per iteration, so each accumulator takes as many multiply-adds per
+  // loop-carried write as the direct kernel's (3 filter rows × WINO_CHANNELS against its 9 taps)
+  const CI = wino ? WINO_CHANNELS : CQ;
+  for (let j = 0; j < CI; j++) {
+    // channels past C (the last quad of a 1×1, the last group of a Winograd kernel) read channel C−1 against zero weights
+    body.push(`let ci${j} = ${CI > 1 ? `min(cq * ${CI}u + ${j}u, p.c - 1u)` : 'cq'};`);
     for (let ky = 0; ky < K; ky++) {
       const id = `${j}_${ky}`;
       body.push(`let iy${id} = i32(oy * ${S}u + ${ky}u) - ${P};`);
@@ -207,6 +216,25 @@ function rowConvSource(TM: number, K: number, S: number, hasBias: boolean, scatt
       for (let kx = 0; kx < K; kx++) for (let o = 0; o < 4 * V; o++) used.add(o * S - P + kx);
       if ([...used].some((i) => i < 0)) body.push(`let l${id} = select(0.0, subgroupShuffle(x${id}_${T - 1}.w, (sg + 7u) & 7u), hasLeft);`);
       if ([...used].some((i) => i >= 4 * T)) body.push(`let r${id} = select(0.0, subgroupShuffle(x${id}_0.x, (sg + 1u) & 7u), hasRight);`);
+      if (wino) {
+        // each tile's 6 input pixels d0 … d5 (its 4, the one left and the one right) by Bᵀ; the weights come as G·g
+        for (let v = 0; v < V; v++) {
+          const d = Array.from({ length: 6 }, (_, j) => inp(4 * v + j - 1));
+          body.push(`let va${id}_${v} = vec4<f32>(4.0 * ${d[0]} - 5.0 * ${d[2]} + ${d[4]}, ${d[3]} + ${d[4]} - 4.0 * (${d[1]} + ${d[2]}), 4.0 * (${d[1]} - ${d[2]}) - ${d[3]} + ${d[4]}, 2.0 * (${d[3]} - ${d[1]}) - ${d[2]} + ${d[4]});`);
+          body.push(`let vb${id}_${v} = vec2<f32>(2.0 * (${d[1]} - ${d[3]}) - ${d[2]} + ${d[4]}, 4.0 * ${d[1]} - 5.0 * ${d[3]} + ${d[5]});`);
+        }
+        for (let g = 0; g < TM / 8; g++) {
+          const col = `((cq * ${CI}u + ${j}u) * 3u + ${ky}u) * 2u`;
+          body.push(`let ua${id}_${g} = textureLoad(Wt, vec2<u32>(${col}, m0 + ${8 * g}u + sg), 0u);`);
+          body.push(`let ub${id}_${g} = textureLoad(Wt, vec2<u32>(${col} + 1u, m0 + ${8 * g}u + sg), 0u).xy;`);
+        }
+        for (let m = 0; m < TM; m++) {
+          body.push(`let qa${id}_${m} = subgroupShuffle(ua${id}_${m >> 3}, ${m & 7}u);`);
+          body.push(`let qb${id}_${m} = subgroupShuffle(ub${id}_${m >> 3}, ${m & 7}u);`);
+          for (let v = 0; v < V; v++) wterms[m]![v]!.push([`qa${id}_${m}|va${id}_${v}`, `qb${id}_${m}|vb${id}_${v}`]);
+        }
+        continue;
+      }
       for (let kx = 0; kx < K; kx++) {
         for (let v = 0; v < V; v++) body.push(`let v${id}_${kx}_${v} = vec4<f32>(${[0, 1, 2, 3].map((px) => inp((4 * v + px) * S - P + kx)).join(', ')});`);
       }
@@ -221,8 +249,25 @@ function rowConvSource(TM: number, K: number, S: number, hasBias: boolean, scatt
       }
     }
   }
+  const after: string[] = [];
   for (let m = 0; m < TM; m++) {
     for (let v = 0; v < V; v++) {
+      if (wino) {
+        const chain = (i: 0 | 1, acc: string): string =>
+          wterms[m]![v]!.reduce((a, t) => {
+            const [w, x] = t[i].split('|');
+            return `fma(${w}, ${x}, ${a})`;
+          }, acc);
+        body.push(`ma${m}_${v} = ${chain(0, `ma${m}_${v}`)};`);
+        body.push(`mb${m}_${v} = ${chain(1, `mb${m}_${v}`)};`);
+        // the tile's 4 pixels by Aᵀ
+        const [a, b] = [`ma${m}_${v}`, `mb${m}_${v}`];
+        after.push(
+          `let a${m}_${v} = vec4<f32>(${a}.x + ${a}.y + ${a}.z + ${a}.w + ${b}.x, ${a}.y - ${a}.z + 2.0 * (${a}.w - ${b}.x), ` +
+            `${a}.y + ${a}.z + 4.0 * (${a}.w + ${b}.x), ${a}.y - ${a}.z + 8.0 * (${a}.w - ${b}.x) + ${b}.y);`,
+        );
+        continue;
+      }
       const e = terms[m]![v]!.reduce((acc, t) => {
         const [w, x] = t.split('|');
         return `fma(vec4<f32>(${w}), ${x}, ${acc})`;
@@ -245,10 +290,10 @@ function rowConvSource(TM: number, K: number, S: number, hasBias: boolean, scatt
   if (bn) {
     const b = bnBackwardCode(TM, bn.mask, bn.affine, Array.from({ length: TM }, (_, m) => store(m)), accumulate);
     const stores = b.stores.map((st, m) => `if (m0 + ${m}u < p.m) { ${st} }`);
-    return withSplitParams(rowKernelShell(TM, hasBias, [...decl, ...b.decl], body, stores, { bindings: b.bindings, epilogue: b.epilogue }));
+    return withSplitParams(rowKernelShell(TM, hasBias, [...decl, ...b.decl], body, stores, { bindings: b.bindings, epilogue: b.epilogue, after }));
   }
   const stores = Array.from({ length: TM }, (_, m) => `if (m0 + ${m}u < p.m) { ${accumulate ? accumulating(store(m)) : store(m)} }`);
-  const shell = rowKernelShell(TM, hasBias, decl, body, stores, stats ? statsEpilogue(TM, V, hasBias) : {});
+  const shell = rowKernelShell(TM, hasBias, decl, body, stores, { ...(stats ? statsEpilogue(TM, V, hasBias) : {}), after });
   return stats ? withSplitParams(shell) : shell;
 }
 
@@ -304,8 +349,11 @@ function gradInputStride2Source(accumulate = false, bn?: { mask: BnBackwardEpilo
 // the conv's input channel and c its output channel, the kernel rotated 180°
 // (stride 1) or not (3×3 stride 2, whose kernel picks the taps itself).
 const PackMode = { Forward: 0, Rotated: 1, Transposed: 2 } as const;
+// Winograd (wino = 1, 3×3): two texels per (c·3 + ky, m), u = G·g of the row's taps g0, g1, g2
+// (F(4,3) at 0, 1, −1, 2, −2, ∞): (g0/4, −(g0+g1+g2)/6, −(g0−g1+g2)/6, g0/24 + g1/12 + g2/6) and
+// (g0/24 − g1/12 + g2/6, g2, 0, 0).
 const packWeightSource = /* wgsl */ `
-struct P { rows: u32, c: u32, k: u32, mode: u32, tw: u32, th: u32, cin: u32, _p: u32 }
+struct P { rows: u32, c: u32, k: u32, mode: u32, tw: u32, th: u32, cin: u32, wino: u32 }
 @group(0) @binding(0) var<storage, read> W: array<f32>;
 @group(0) @binding(1) var T: texture_storage_2d_array<rgba32float, write>;
 @group(0) @binding(2) var<uniform> p: P;
@@ -320,6 +368,21 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let tx = gid.x % p.tw;
   let m = gid.x / p.tw;
   var v = vec4<f32>();
+  if (p.wino != 0u) {
+    if (m < p.rows && tx / 6u < p.c) {
+      let cky = tx / 2u;
+      let g0 = weight(m, cky / 3u, cky % 3u, 0u);
+      let g1 = weight(m, cky / 3u, cky % 3u, 1u);
+      let g2 = weight(m, cky / 3u, cky % 3u, 2u);
+      if (tx % 2u == 0u) {
+        v = vec4<f32>(g0 / 4.0, -(g0 + g1 + g2) / 6.0, -(g0 - g1 + g2) / 6.0, g0 / 24.0 + g1 / 12.0 + g2 / 6.0);
+      } else {
+        v = vec4<f32>(g0 / 24.0 - g1 / 12.0 + g2 / 6.0, g2, 0.0, 0.0);
+      }
+    }
+    textureStore(T, vec2<u32>(tx, m), 0u, v);
+    return;
+  }
   if (m < p.rows) {
     for (var j = 0u; j < 4u; j++) {
       if (p.k == 1u) {
@@ -441,8 +504,12 @@ export function rowConv(
   const bnKey = bn ? `${bn.mask}:${bn.affine}` : '-';
   const TM = stride2 ? S2_TM : K === 1 && m > 16 ? TM_1X1 : 16;
   const mPad = Math.ceil(m / TM) * TM;
-  const iters = K === 1 ? Math.ceil(c / ONE_BY_ONE_CHANNELS) : c;
-  const tw = K === 1 ? (iters * ONE_BY_ONE_CHANNELS) / 4 : c * K;
+  // Winograd F(4,3) along rows (policy.conv.winograd): 3×3 stride-1 correlations whose weights fit twice as wide
+  const lim = device.limits;
+  const cWino = Math.ceil(c / WINO_CHANNELS) * WINO_CHANNELS;
+  const wino = device.policy.conv.winograd && K === 3 && S === 1 && !stride2 && !scatter && 2 * cWino * K <= lim.maxTextureDimension2D && Math.ceil((2 * cWino * K * mPad) / 64) <= lim.maxComputeWorkgroupsPerDimension;
+  const iters = K === 1 ? Math.ceil(c / ONE_BY_ONE_CHANNELS) : wino ? cWino / WINO_CHANNELS : c;
+  const tw = K === 1 ? (iters * ONE_BY_ONE_CHANNELS) / 4 : wino ? 2 * cWino * K : c * K;
   // a 1×1 forward's weights [M, C] already hold its texels in order: copied, not packed
   const rawWeights = K === 1 && !gradInput && c % 4 === 0 && (m * c) % 64 === 0 && (m * c) / 64 <= device.limits.maxTextureDimension2D;
   let wt: PooledTexture;
@@ -452,14 +519,14 @@ export function rowConv(
     wt = device.acquireTexture(tw, mPad, 1);
     const packPipeline = device.pipeline('conv2d rows:packWeight', 'conv2d rows pack (weight)', () => packWeightSource);
     const mode = stride2 ? PackMode.Transposed : gradInput ? PackMode.Rotated : PackMode.Forward;
-    const pu = device.uniforms(new UniformWriter().u32(m, c, K, mode, tw, mPad, g.cin, 0).bytes());
+    const pu = device.uniforms(new UniformWriter().u32(m, c, K, mode, tw, mPad, g.cin, wino ? 1 : 0).bytes());
     device.dispatch(packPipeline, [weight.buffer, wt.view, pu], [Math.ceil((tw * mPad) / 64), 1, 1]);
   }
   const hasBias = bias !== undefined;
-  const what = `${K}×${K}, stride ${S}${scatter ? ', scattered ×2' : ''}, ${TM} channels${V > 1 ? `, ${4 * V} px` : ''}${hasBias ? ', +bias' : ''}${rawWeights ? ', raw weights' : ''}${acc ? ', add into' : ''}${st ? ', + bn statistics' : ''}${bn ? ', + bn backward' : ''}`;
+  const what = `${K}×${K}, stride ${S}${scatter ? ', scattered ×2' : ''}, ${TM} channels${V > 1 ? `, ${4 * V} px` : ''}${hasBias ? ', +bias' : ''}${rawWeights ? ', raw weights' : ''}${acc ? ', add into' : ''}${st ? ', + bn statistics' : ''}${bn ? ', + bn backward' : ''}${wino ? ', Winograd F(4,3)' : ''}`;
   const pipeline = stride2
     ? device.pipeline(`conv2d rows:gradInputStride2:${acc}:${bnKey}`, `conv2d rows (grad input of 3×3 stride 2${acc ? ', add into' : ''}${bn ? ', + bn backward' : ''})`, () => gradInputStride2Source(acc, bn))
-    : device.pipeline(`conv2d rows:${TM}:${K}:${S}:${hasBias}:${scatter}:${rawWeights}:${V}:${acc}:${st}:${bnKey}`, `conv2d rows (${what})`, () => rowConvSource(TM, K, S, hasBias, scatter, rawWeights, V, acc, st, bn));
+    : device.pipeline(`conv2d rows:${TM}:${K}:${S}:${hasBias}:${scatter}:${rawWeights}:${V}:${acc}:${st}:${bnKey}:${wino}`, `conv2d rows (${what})`, () => rowConvSource(TM, K, S, hasBias, scatter, rawWeights, V, acc, st, bn, wino));
   const lanesPerRow = gridW / (4 * V);
   const lanes = g.batch * gridH * lanesPerRow;
   const u = device.uniforms(new UniformWriter().u32(c, h, w / 4, gridH, lanesPerRow, m, lanes, iters).bytes());
