@@ -7,6 +7,7 @@
 // the project: kernels/ (WGSL and dispatch over buffers) sit on it, engine/ on those.
 import { create, globals } from 'webgpu';
 import { type KernelPolicy, defaultKernelPolicy } from './policy.ts';
+import { paceDawnPolling } from './poll.ts';
 
 export interface CreateDeviceOptions {
   /** Dawn toggles/instance flags passed to `create()`, e.g. `['enable-dawn-features=...']`. */
@@ -14,6 +15,12 @@ export interface CreateDeviceOptions {
   powerPreference?: GPUPowerPreference;
   /** the kernel policy (gpu/policy.ts); default: what production runs */
   policy?: KernelPolicy;
+  /**
+   * How often dawn.node polls the device while one of its promises is pending, in ms
+   * (gpu/poll.ts). Default: 1 on software adapters, whose kernels run on the cores the
+   * binding's continuous polling would spin on; 0 (continuously, as the binding does) on GPUs.
+   */
+  pollIntervalMs?: number;
 }
 
 export interface MemoryStats {
@@ -187,7 +194,11 @@ export class Device {
   /** Which kernel variants the kernels may choose (gpu/policy.ts); replaced, never mutated in place, by tests and the bench. */
   policy: KernelPolicy;
 
-  constructor(instance: GPU, gpu: GPUDevice, adapterInfo: GPUAdapterInfo, policy: KernelPolicy = defaultKernelPolicy()) {
+  /** ms between dawn.node's device ticks while a promise is pending; 0: continuous (gpu/poll.ts) */
+  readonly pollIntervalMs: number;
+  private readonly releasePolling: () => void;
+
+  constructor(instance: GPU, gpu: GPUDevice, adapterInfo: GPUAdapterInfo, policy: KernelPolicy = defaultKernelPolicy(), pollIntervalMs?: number) {
     this.policy = policy;
     this.instance = instance;
     this.gpu = gpu;
@@ -205,6 +216,9 @@ export class Device {
     this.isSoftwareAdapter = /llvmpipe|lavapipe|swiftshader/i.test(
       `${adapterInfo.vendor} ${adapterInfo.architecture} ${adapterInfo.device} ${adapterInfo.description}`,
     );
+    // software adapters run their kernels on the CPU the binding's polling would spin on
+    this.pollIntervalMs = pollIntervalMs ?? (this.isSoftwareAdapter ? 1 : 0);
+    this.releasePolling = paceDawnPolling(this.pollIntervalMs);
     gpu.addEventListener('uncapturederror', (ev: Event) => {
       const e = (ev as GPUUncapturedErrorEvent).error;
       this.uncaptured.push(e.message);
@@ -708,6 +722,7 @@ export class Device {
     this.destroyed = true;
     this.gpu.destroy();
     this.instance = null;
+    this.releasePolling();
   }
 
   get isDestroyed(): boolean {
@@ -762,7 +777,7 @@ export async function createDevice(options: CreateDeviceOptions = {}): Promise<D
   } catch (e) {
     throw new GpuError(`requesting a device from adapter '${adapter.info.description}' failed: ${(e as Error).message}`);
   }
-  return new Device(gpu, device, adapter.info, options.policy ?? defaultKernelPolicy());
+  return new Device(gpu, device, adapter.info, options.policy ?? defaultKernelPolicy(), options.pollIntervalMs);
 }
 
 /**
