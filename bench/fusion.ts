@@ -3,12 +3,16 @@
 // measured alternately on one device in one run, so a change in the machine's load
 // hits both alike; PyTorch on the CPU (bench/torchPeer.ts) just before and after, and
 // the load average before and after. Images/s from each round's wall time (one step,
-// synced); the median of the rounds.
+// synced); the median of the rounds. Beside it images per CPU-second of the process: on
+// lavapipe the kernels run on the process's own threads, so that figure is the work and
+// moves far less than wall time when other jobs share the machine.
+// --variants picks the sides: `unfused`, `fused`, or `fused-NAME-NAME` (the fused policy
+// with those fusions off, e.g. fused-bnStats-bnBackward); default unfused,fused.
 //
-//   node --import tsx bench/fusion.ts [--steps 20x128,56x128] [--rounds 4] [--torch off]
+//   node --import tsx bench/fusion.ts [--steps 20x128,56x128] [--rounds 4] [--torch off] [--variants unfused,fused,fused-bnStats]
 import { loadavg } from 'node:os';
 import { createDevice } from '../gpu/device.ts';
-import { type KernelPolicy, defaultKernelPolicy, unfusedPolicy } from '../gpu/policy.ts';
+import { type FusionPolicy, type KernelPolicy, defaultKernelPolicy, unfusedPolicy } from '../gpu/policy.ts';
 import { resnetStep } from './resnetStep.ts';
 import { findTorch, torchStep } from './torchPeer.ts';
 
@@ -19,6 +23,18 @@ const rounds = Number(opt('--rounds', '4'));
 const torchWanted = opt('--torch', 'cpu') !== 'off';
 const load = (): string => loadavg().map((l) => l.toFixed(2)).join(' ');
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const variants = opt('--variants', 'unfused,fused').split(',');
+function policyOf(name: string): KernelPolicy {
+  if (name === 'unfused') return unfusedPolicy();
+  const [head, ...off] = name.split('-');
+  if (head !== 'fused') throw new Error(`--variants: '${name}' is not unfused, fused or fused-NAME-...`);
+  const p = defaultKernelPolicy();
+  for (const f of off) {
+    if (!(f in p.fusion)) throw new Error(`--variants: no fusion '${f}' (${Object.keys(p.fusion).join(', ')})`);
+    p.fusion = { ...p.fusion, [f as keyof FusionPolicy]: false };
+  }
+  return p;
+}
 
 const device = await createDevice();
 console.log(`${device.label}\nload average before: ${load()}`);
@@ -27,11 +43,12 @@ const torch = 'peer' in found ? found.peer : null;
 console.log(torch ? `PyTorch ${torch.version} on the CPU, ${torch.threads} threads` : `PyTorch: skipped (${'why' in found ? found.why : ''})`);
 
 for (const [depth, batch] of configs) {
-  const sides: { name: string; policy: KernelPolicy; step: () => void; ips: number[] }[] = [];
-  for (const [name, policy] of [['unfused', unfusedPolicy()], ['fused', defaultKernelPolicy()]] as const) {
+  const sides: { name: string; policy: KernelPolicy; step: () => void; ips: number[]; cpu: number[] }[] = [];
+  for (const name of variants) {
+    const policy = policyOf(name);
     device.policy = policy;
     const { step } = resnetStep(device, depth, batch, { seed: 1 });
-    sides.push({ name, policy, step, ips: [] });
+    sides.push({ name, policy, step, ips: [], cpu: [] });
   }
   const torchRuns: number[] = [];
   const runTorch = (): void => {
@@ -47,21 +64,29 @@ for (const [depth, batch] of configs) {
   for (let r = 0; r < rounds; r++) {
     for (const s of r % 2 === 0 ? sides : [...sides].reverse()) {
       device.policy = s.policy;
+      const c0 = process.cpuUsage();
       const t0 = performance.now();
       s.step();
       await device.sync();
       s.ips.push(batch / ((performance.now() - t0) / 1000));
+      const c = process.cpuUsage(c0);
+      s.cpu.push(batch / ((c.user + c.system) / 1e6));
     }
   }
   runTorch();
-  const [u, f] = sides.map((s) => median(s.ips)) as [number, number];
   const t = torchRuns.length ? torchRuns.reduce((a, b) => a + b) / torchRuns.length : null;
-  console.log(`\nResNet-${depth}, batch ${batch}, ${rounds} alternating rounds (images/s per round):`);
-  for (const s of sides) console.log(`  ${s.name.padEnd(8)} ${median(s.ips).toFixed(1).padStart(7)} images/s  [${s.ips.map((v) => v.toFixed(1)).join(', ')}]`);
-  console.log(`  fused / unfused: ${(f / u).toFixed(3)}×`);
+  console.log(`\nResNet-${depth}, batch ${batch}, ${rounds} alternating rounds (images/s per round; images per CPU-second, median):`);
+  const width = Math.max(8, ...sides.map((s) => s.name.length));
+  for (const s of sides) {
+    console.log(`  ${s.name.padEnd(width)} ${median(s.ips).toFixed(1).padStart(7)} images/s  [${s.ips.map((v) => v.toFixed(1)).join(', ')}]  ${median(s.cpu).toFixed(1)} images/CPU-s`);
+  }
+  const first = sides[0]!;
+  for (const s of sides.slice(1)) {
+    console.log(`  ${s.name} / ${first.name}: ${(median(s.ips) / median(first.ips)).toFixed(3)}× wall, ${(median(s.cpu) / median(first.cpu)).toFixed(3)}× CPU`);
+  }
   if (t !== null) {
     console.log(`  PyTorch ${t.toFixed(1).padStart(7)} images/s  [${torchRuns.map((v) => v.toFixed(1)).join(', ')}] (before and after)`);
-    console.log(`  vs PyTorch: unfused ${(u / t).toFixed(3)}×, fused ${(f / t).toFixed(3)}×`);
+    console.log(`  vs PyTorch: ${sides.map((s) => `${s.name} ${(median(s.ips) / t).toFixed(3)}×`).join(', ')}`);
   }
   console.log(`  load average now: ${load()}`);
 }

@@ -11,13 +11,14 @@
 // --traffic counts instead of timing: the bytes every kernel of one training step
 // reads and writes (Device.countTraffic: each dispatch's bindings as its WGSL declares
 // them, plus what the dispatch declares beyond that), per kernel family, for each
-// depth; --both prints the unfused and the fused step side by side.
+// depth; --both prints the unfused step, the production one (its fusions) and the one with
+// every fusion on (allFusionsPolicy) side by side.
 //
 // Passes of their own add a little per dispatch, so the sum is a bit above the
 // step's time in bench/main.ts; the shares are what this is for.
 import { createDevice } from '../gpu/device.ts';
 import { resnetStep } from './resnetStep.ts';
-import { type KernelPolicy, defaultKernelPolicy, unfusedPolicy } from '../gpu/policy.ts';
+import { type KernelPolicy, allFusionsPolicy, defaultKernelPolicy, unfusedPolicy } from '../gpu/policy.ts';
 import type { TrafficRow } from '../gpu/device.ts';
 
 
@@ -58,7 +59,7 @@ function family(label: string): string {
 async function traffic(): Promise<void> {
   const both = args.includes('--both');
   const policies: [string, KernelPolicy][] = both
-    ? [['unfused', unfusedPolicy()], ['fused', defaultKernelPolicy()]]
+    ? [['unfused', unfusedPolicy()], ['production', defaultKernelPolicy()], ['all fusions', allFusionsPolicy()]]
     : [[unfused ? 'unfused' : 'fused', policy]];
   const MB = (b: number): string => (b / 1e6).toFixed(1);
   for (const d of depths) {
@@ -97,10 +98,10 @@ async function traffic(): Promise<void> {
     }));
     console.log(`${'total'.padEnd(44)} ${totals.map((t) => `${MB(t.read + t.write).padStart(12)} ${String(t.calls).padStart(6)}`).join(' ')}`);
     for (const [k, t] of totals.entries()) console.log(`  ${results[k]!.name}: ${MB(t.read)} MB read, ${MB(t.write)} MB written, ${t.calls} dispatches and copies`);
-    if (totals.length === 2) {
-      const [a, b] = totals as [typeof totals[0], typeof totals[0]];
-      console.log(`  fused vs unfused: ${(100 * ((b.read + b.write) / (a.read + a.write) - 1)).toFixed(1)}% bytes, ${b.calls - a.calls} dispatches`);
-    }
+    const [a, ...rest] = totals;
+    rest.forEach((b, k) => {
+      console.log(`  ${results[k + 1]!.name} vs unfused: ${(100 * ((b.read + b.write) / (a!.read + a!.write) - 1)).toFixed(1)}% bytes, ${b.calls - a!.calls} dispatches`);
+    });
     console.log('');
   }
 }

@@ -118,8 +118,17 @@ export function defaultKernelPolicy(): KernelPolicy {
     precision: 'f32',
     autotune: 'auto',
     tuningFile: KERNEL_TUNING_FILE,
-    fusion: { addInto: true, shareRaw: true, reluMask: true, bnStats: true, bnBackward: true, bnMerge: true },
+    // bnBackward off: on lavapipe its epilogue costs the grad-input row kernel more than the batchnorm pass it
+    // saves (ResNet-20/56 steps 1.05x faster without it, BENCHMARKS.md "Polling"); allFusionsPolicy() has it
+    fusion: { addInto: true, shareRaw: true, reluMask: true, bnStats: true, bnBackward: false, bnMerge: true },
   };
+}
+
+/** Every fusion on, bnBackward included: the fused engine as a whole, for its tests and the traffic count. */
+export function allFusionsPolicy(): KernelPolicy {
+  const p = defaultKernelPolicy();
+  p.fusion = { addInto: true, shareRaw: true, reluMask: true, bnStats: true, bnBackward: true, bnMerge: true };
+  return p;
 }
 
 /** The production policy with every fusion off: the reference the fused engine is tested and benchmarked against. */
