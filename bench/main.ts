@@ -255,7 +255,8 @@ async function main(): Promise<void> {
   const o: TimingOptions = args.quick
     ? { rounds: args.rounds ?? 3, warmup: 1, targetMs: 60, maxReps: 20 }
     : { rounds: args.rounds ?? 7, warmup: 2, targetMs: 200, maxReps: 50 };
-  log(`bench: adapter ${device.label}; timing ${timer ? 'GPU timestamps' : 'wall clock'}; ${args.quick ? 'quick' : 'full'} run`);
+  const polling = device.pollIntervalMs > 0 ? `dawn.node polled every ${device.pollIntervalMs} ms` : 'dawn.node polling continuously';
+  log(`bench: adapter ${device.label}; timing ${timer ? 'GPU timestamps' : 'wall clock'}; ${polling}; ${args.quick ? 'quick' : 'full'} run`);
 
   let peer: TfPeer | null = null;
   let peerDesc = 'none (--no-peer)';
@@ -325,6 +326,7 @@ async function main(): Promise<void> {
       ...(tuning ? { tuning } : {}),
       dawnFlags,
       timing: timer ? 'gpu-timestamps' : 'wall-clock',
+      pollIntervalMs: device.pollIntervalMs,
       quick: args.quick,
       peer: peerDesc,
       torchPeer: torchDesc,

@@ -97,6 +97,8 @@ export interface BenchResult {
     peer: string;
     /** PyTorch as the step peer (bench/torchPeer.ts), or why not */
     torchPeer?: string;
+    /** ms between dawn.node's device ticks while a promise is pending; 0: continuous (gpu/poll.ts); absent before 2026-12-06 (continuous) */
+    pollIntervalMs?: number;
   };
   peak: Peaks;
   cases: CaseResult[];
