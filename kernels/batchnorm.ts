@@ -18,6 +18,12 @@
 //      convention: running = (1 − m)·running + m·batch, batch variance unbiased
 //      (M2/(M − 1)); m = 1/num_batches_tracked when momentum is null (cumulative
 //      average); num_batches_tracked += 1.
+//   With policy.fusion.bnMerge the normalise kernel does step 2 itself: every workgroup
+//   merges its channel's S partials (a few per lane, two sums across the workgroup), and
+//   the workgroup of the channel's first image stores the statistics and the running
+//   update; the backward's grad input merges its Σg, Σg·ĥ partials the same way and
+//   stores dγ, dβ. Two dispatches fewer per batchnorm; the cumulative average (momentum
+//   null) keeps the separate merge, its factor reading num_batches_tracked.
 // Eval: evalStats turns the running statistics into (mean, 1/√(var + ε)).
 // Apply: elementwise over whole (image, channel) planes (see elementMain).
 // Backward (ĥ = (x − μ)/σ, g = dy masked by the relu, read from the output):
