@@ -21,6 +21,7 @@ type Immediate = typeof globalThis.setImmediate;
 
 const requests = new Map<symbol, number>();
 let original: Immediate | null = null;
+let wrapper: Immediate | null = null;
 
 const isNative = (fn: unknown): boolean => typeof fn === 'function' && /\{\s*\[native code\]\s*\}\s*$/.test(Function.prototype.toString.call(fn));
 
@@ -36,12 +37,15 @@ function install(): void {
   // keep util.promisify(setImmediate) and friends working through the wrapper
   Object.assign(paced, saved);
   globalThis.setImmediate = paced;
+  wrapper = paced;
 }
 
 function uninstall(): void {
   if (!original) return;
-  globalThis.setImmediate = original;
+  // only where nothing has wrapped ours since (that wrapper still calls ours, which then passes everything through)
+  if (globalThis.setImmediate === wrapper) globalThis.setImmediate = original;
   original = null;
+  wrapper = null;
 }
 
 function currentInterval(): number {
