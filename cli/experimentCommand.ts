@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Device, createDevice } from '../gpu/device.ts';
-import { formatPlan, onlySeeds, planExperiment, probeSpeed, readExperiment, runExperiment } from '../run/experiment.ts';
+import { formatPlan, onlyArms, onlySeeds, planExperiment, probeSpeed, readExperiment, runExperiment } from '../run/experiment.ts';
 import { resultsTable, writeReport } from '../run/experimentReport.ts';
 
 export const EXPERIMENT_USAGE = `usage: npm start -- experiment FILE [flags]
@@ -32,7 +32,8 @@ flags:
   --probe              with --dry-run: measure a few steps where no finished run gives the speed
   --out DIR            the experiment's output folder (default: the file's "out", else runs/experiments/NAME);
                        for report: where to write (default: FOLDER)
-  --arms A,B,...       for report: only these arms, in this order (a focused chart)
+  --arms A,B,...       only these of the file's arms (to run an arm added later, or one alone);
+                       for report: only these arms, in this order (a focused chart)
   --data PATH          the dataset folder for every run, instead of the file's base "data"
   --seeds 3,4          only these of the file's seeds (to add seeds later or split the runs across machines;
                        the report then covers the runs in OUT)
@@ -72,11 +73,12 @@ export async function experimentCommand(argv: string[]): Promise<number> {
   if (positionals.length !== 1) throw new Error(`experiment: expected one experiment FILE, got ${positionals.length}\n${EXPERIMENT_USAGE}`);
   if (values.probe && !values['dry-run']) throw new Error('experiment: --probe goes with --dry-run');
   const read = readExperiment(positionals[0]!, values.out, values.data);
-  const exp = values.seeds === undefined ? read : onlySeeds(read, values.seeds.split(',').map((s) => s.trim()).filter((s) => s).map((s) => {
+  const seeded = values.seeds === undefined ? read : onlySeeds(read, values.seeds.split(',').map((s) => s.trim()).filter((s) => s).map((s) => {
     const n = Number(s);
     if (!Number.isInteger(n) || n < 0) throw new Error(`experiment: --seeds expects integers separated by commas, got '${values.seeds}'`);
     return n;
   }));
+  const exp = values.arms === undefined ? seeded : onlyArms(seeded, values.arms.split(',').map((a) => a.trim()).filter((a) => a));
   if (values['dry-run']) {
     const device = values.probe ? await createDevice() : null;
     try {

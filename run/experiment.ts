@@ -144,6 +144,18 @@ export function onlySeeds(exp: Experiment, seeds: number[]): Experiment {
   return { ...exp, seeds: exp.seeds.filter((s) => seeds.includes(s)), runs: exp.runs.filter((r) => seeds.includes(r.seed)) };
 }
 
+/**
+ * The experiment restricted to some of its arms (`experiment FILE --arms a,b`): to run an
+ * arm added later, or one arm alone, without the rest. Every arm must be one of the file's.
+ */
+export function onlyArms(exp: Experiment, arms: string[]): Experiment {
+  if (arms.length === 0) throw new Error(`${exp.file}: --arms names no arm`);
+  const names = exp.arms.map((a) => a.name);
+  const unknown = arms.filter((a) => !names.includes(a));
+  if (unknown.length) throw new Error(`${exp.file}: --arms ${unknown.join(',')} not among the file's arms (${names.join(', ')})`);
+  return { ...exp, arms: exp.arms.filter((a) => arms.includes(a.name)), runs: exp.runs.filter((r) => arms.includes(r.arm)) };
+}
+
 // ------------------------------------------------------------------ plan
 
 export type PlanStatus = 'done' | 'diverged' | 'partial' | 'todo';

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { Device } from '../gpu/device.ts';
-import { formatPlan, onlySeeds, planExperiment, probeSpeed, readExperiment, runExperiment } from '../run/experiment.ts';
+import { formatPlan, onlyArms, onlySeeds, planExperiment, probeSpeed, readExperiment, runExperiment } from '../run/experiment.ts';
 import { type ExperimentResults, aggregate, buildResults, compareNames, stats, writeReport } from '../run/experimentReport.ts';
 import { destroyTestDevice, testDevice } from './helpers.ts';
 
@@ -196,6 +196,14 @@ describe('experiment files', () => {
     assert.deepEqual(some.seeds, [3, 4]);
     assert.deepEqual(some.runs.map((r) => r.name), ['x-s3', 'y-s3', 'x-s4', 'y-s4']);
     assert.throws(() => onlySeeds(e, [5]), /--seeds 5 not among the file's seeds \(3, 4\)/);
+    // --arms: a subset of the file's arms, in the file's order, at every seed (or those --seeds kept)
+    const two = readExperiment(write({ ...ok, arms: [{ name: 'x' }, { name: 'y' }, { name: 'z' }], seeds: [1, 2] }), out);
+    const armed = onlyArms(two, ['z', 'x']);
+    assert.deepEqual(armed.arms.map((a) => a.name), ['x', 'z']);
+    assert.deepEqual(armed.runs.map((r) => r.name), ['x-s1', 'z-s1', 'x-s2', 'z-s2']);
+    assert.deepEqual(onlyArms(onlySeeds(two, [2]), ['y']).runs.map((r) => r.name), ['y-s2']);
+    assert.throws(() => onlyArms(two, ['w']), /--arms w not among the file's arms \(x, y, z\)/);
+    assert.throws(() => onlyArms(two, []), /--arms names no arm/);
   });
 
   it('the committed experiment files are valid (every run of every arm passes train\'s validation)', () => {
