@@ -1,18 +1,20 @@
 // The fusions of issue 20 (policy.fusion) timed: a CIFAR ResNet's training step with
-// every fusion off (unfusedPolicy: the kernels as they were) and on (the default),
+// every fusion off (unfusedPolicy: the kernels as they were) and with production's (the default),
 // measured alternately on one device in one run, so a change in the machine's load
 // hits both alike; PyTorch on the CPU (bench/torchPeer.ts) just before and after, and
 // the load average before and after. Images/s from each round's wall time (one step,
 // synced); the median of the rounds. Beside it images per CPU-second of the process: on
 // lavapipe the kernels run on the process's own threads, so that figure is the work and
 // moves far less than wall time when other jobs share the machine.
-// --variants picks the sides: `unfused`, `fused`, or `fused-NAME-NAME` (the fused policy
-// with those fusions off, e.g. fused-bnStats-bnBackward); default unfused,fused.
+// --variants picks the sides: `unfused`; `fused`, production's fusions (defaultKernelPolicy;
+// bnBackward off since 2026-12-06); `all`, every fusion (allFusionsPolicy); or either of the
+// last two followed by -NAME-NAME, those fusions off (all-bnBackward is today's `fused`);
+// default unfused,fused.
 //
-//   node --import tsx bench/fusion.ts [--steps 20x128,56x128] [--rounds 4] [--torch off] [--variants unfused,fused,fused-bnStats]
+//   node --import tsx bench/fusion.ts [--steps 20x128,56x128] [--rounds 4] [--torch off] [--variants all,fused,unfused]
 import { loadavg } from 'node:os';
 import { createDevice } from '../gpu/device.ts';
-import { type FusionPolicy, type KernelPolicy, defaultKernelPolicy, unfusedPolicy } from '../gpu/policy.ts';
+import { type FusionPolicy, type KernelPolicy, allFusionsPolicy, defaultKernelPolicy, unfusedPolicy } from '../gpu/policy.ts';
 import { resnetStep } from './resnetStep.ts';
 import { findTorch, torchStep } from './torchPeer.ts';
 
@@ -27,8 +29,8 @@ const variants = opt('--variants', 'unfused,fused').split(',');
 function policyOf(name: string): KernelPolicy {
   if (name === 'unfused') return unfusedPolicy();
   const [head, ...off] = name.split('-');
-  if (head !== 'fused') throw new Error(`--variants: '${name}' is not unfused, fused or fused-NAME-...`);
-  const p = defaultKernelPolicy();
+  if (head !== 'fused' && head !== 'all') throw new Error(`--variants: '${name}' is not unfused, fused[-NAME-...] or all[-NAME-...]`);
+  const p = head === 'all' ? allFusionsPolicy() : defaultKernelPolicy();
   for (const f of off) {
     if (!(f in p.fusion)) throw new Error(`--variants: no fusion '${f}' (${Object.keys(p.fusion).join(', ')})`);
     p.fusion = { ...p.fusion, [f as keyof FusionPolicy]: false };

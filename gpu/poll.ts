@@ -6,8 +6,8 @@
 // thread. The device keeps error-scope promises pending for every submit, so during
 // training it spins all the time the GPU works. On a GPU that costs one idle host
 // core; on a software adapter (lavapipe) the kernels run on the same CPU cores, and
-// the spinning thread takes a share of them: measured on two cores, a ResNet-20 step
-// 1.2-1.4× slower (bench/experiments/poll-pacing.ts).
+// the spinning thread takes a share of them: measured on two idle cores, a ResNet-20
+// step 1.8× slower than with the polling paced (bench/experiments/poll-pacing.ts).
 //
 // The binding looks `setImmediate` up on the global object at each tick, so pacing
 // wraps it: a callback that is native code (the binding's tick; no script function
@@ -30,7 +30,7 @@ function install(): void {
   const saved = globalThis.setImmediate;
   original = saved;
   const paced = function (this: unknown, callback: (...args: unknown[]) => void, ...args: unknown[]) {
-    const interval = currentInterval();
+    const interval = dawnPollInterval();
     if (interval > 0 && isNative(callback)) return setTimeout(callback, interval, ...args);
     return saved(callback, ...args);
   } as unknown as Immediate;
@@ -48,11 +48,6 @@ function uninstall(): void {
   wrapper = null;
 }
 
-function currentInterval(): number {
-  let min = Infinity;
-  for (const ms of requests.values()) min = Math.min(min, ms);
-  return Number.isFinite(min) ? min : 0;
-}
 
 /**
  * Paces dawn.node's polling to one device tick every `intervalMs` milliseconds
@@ -71,7 +66,9 @@ export function paceDawnPolling(intervalMs: number): () => void {
   };
 }
 
-/** The interval now in force (0: continuous polling), for reports and tests. */
+/** The interval now in force: the shortest requested (0: none, continuous polling). */
 export function dawnPollInterval(): number {
-  return currentInterval();
+  let min = Infinity;
+  for (const ms of requests.values()) min = Math.min(min, ms);
+  return Number.isFinite(min) ? min : 0;
 }

@@ -8,10 +8,7 @@
 import { cpus, loadavg } from 'node:os';
 import { createDevice } from '../../gpu/device.ts';
 import { paceDawnPolling } from '../../gpu/poll.ts';
-import { softmaxCrossEntropy } from '../../engine/ops/loss.ts';
-import { SGD } from '../../engine/optim.ts';
-import { randn, tensor, tidy } from '../../engine/tensor.ts';
-import { resnet } from '../../models/resnet.ts';
+import { resnetStep } from '../resnetStep.ts';
 
 const args = process.argv.slice(2);
 const arg = (name: string, d: string): string => (args.includes(name) ? args[args.indexOf(name) + 1]! : d);
@@ -23,17 +20,7 @@ const intervals = arg('--intervals', '1,4').split(',').map(Number);
 
 const device = await createDevice({ pollIntervalMs: 0 });
 console.log(`${device.label}; ${cpus().length} cores; load average before ${loadavg().map((v) => v.toFixed(2)).join(' ')}`);
-const model = resnet(device, { depth, numClasses: 10, shortcut: 'A' });
-model.train(true);
-const opt = new SGD({ params: model.parameters(), lr: 0.05, momentum: 0.9, weightDecay: 5e-4 });
-const x = randn(device, [batch, 3, 32, 32], { seed: 1 });
-const labels = tensor(device, Array.from({ length: batch }, (_, i) => i % 10), [batch], 'i32');
-const step = (): void => {
-  tidy(() => softmaxCrossEntropy(model.forward(x), labels).backward());
-  opt.step();
-  opt.zeroGrad();
-  device.flush();
-};
+const { step, dispose } = resnetStep(device, depth, batch, { seed: 1 });
 for (let i = 0; i < 2; i++) step();
 await device.sync();
 
@@ -64,4 +51,5 @@ for (const [ms, s] of results) {
   );
 }
 console.log(`load average after ${loadavg().map((v) => v.toFixed(2)).join(' ')}`);
+dispose();
 device.destroy();
