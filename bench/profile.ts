@@ -6,6 +6,7 @@
 //          [--conv tm,tn] [--wgrad tm,cq,kr] [--wgrad-slots n]   (texture-path blocks, kernels/conv2dTexture.ts)
 //          [--unfused]   (every fusion of the policy off: gpu/policy.ts unfusedPolicy)
 //          [--winograd]  (the 3×3 stride-1 row kernels by Winograd's F(4,3): policy.conv.winograd)
+//          [--without bnPrologue,...]  (production with these fusions off: gpu/policy.ts FusionPolicy)
 //   node --import tsx bench/profile.ts --traffic [--depth 20,56] [--batch 128] [--unfused | --both]
 //
 // --traffic counts instead of timing: the bytes every kernel of one training step
@@ -44,6 +45,11 @@ const wgrad = list('--wgrad');
 if (wgrad) policy.conv.wgrad = { tm: wgrad[0]!, cq: wgrad[1]!, kr: wgrad[2]! };
 policy.conv.wgradSlots = arg('--wgrad-slots', policy.conv.wgradSlots);
 if (args.includes('--winograd')) policy.conv.winograd = true;
+// --without a,b: production with these fusions off (policy.fusion's names)
+for (const f of args.includes('--without') ? args[args.indexOf('--without') + 1]!.split(',') : []) {
+  if (!(f in policy.fusion)) throw new Error(`--without: no fusion '${f}' (${Object.keys(policy.fusion).join(', ')})`);
+  policy.fusion[f as keyof typeof policy.fusion] = false;
+}
 
 
 if (args.includes('--traffic')) {

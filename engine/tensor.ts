@@ -14,6 +14,10 @@ export type Shape = readonly number[];
 /** A GPU buffer shared by a tensor and its reshaped views; freed when the last one is disposed. */
 class Storage {
   refs = 1;
+  /** records the kernel that writes the data, run when the buffer is first asked for (Tensor.deferWrite) */
+  pendingWrite: ((buffer: GPUBuffer) => void) | null = null;
+  /** releases what the pending write holds, when the storage goes unwritten */
+  pendingDrop: (() => void) | null = null;
   constructor(
     readonly device: Device,
     readonly buf: PooledBuffer,
@@ -22,7 +26,20 @@ class Storage {
     this.refs++;
   }
   release(): void {
-    if (--this.refs === 0) this.device.release(this.buf);
+    if (--this.refs === 0) {
+      const drop = this.pendingDrop;
+      this.pendingWrite = this.pendingDrop = null;
+      drop?.();
+      this.device.release(this.buf);
+    }
+  }
+  materialize(): void {
+    const write = this.pendingWrite;
+    const drop = this.pendingDrop;
+    if (!write) return;
+    this.pendingWrite = this.pendingDrop = null;
+    write(this.buf.buffer);
+    drop?.();
   }
 }
 
@@ -96,7 +113,45 @@ export class Tensor {
   /** The GPU buffer holding the data (at least bytesOf(dtype, size) bytes; may be larger). */
   get buffer(): GPUBuffer {
     if (this.disposed) throw new Error(`tensor ${shapeStr(this.shape)} from '${this.op}' was used after dispose()`);
+    this.storage.materialize();
     return this.storage.buf.buffer;
+  }
+
+  /**
+   * @internal The data is not written yet: `write` records the kernel that writes it, run the first time
+   * anything (this tensor or a view of it) asks for the buffer. A fusion uses it to let the consumers it
+   * knows compute the values on the fly (policy.fusion.bnPrologue); any other reader gets them written.
+   * `write` is given the buffer (it must not hold the tensor: the finalizer's storage would keep it alive);
+   * `drop` runs once the write has run or will never run (the storage released unwritten): it releases
+   * what the write holds (keepAlive).
+   */
+  deferWrite(write: (buffer: GPUBuffer) => void, drop: () => void): void {
+    this.storage.pendingWrite = write;
+    this.storage.pendingDrop = drop;
+  }
+
+  /**
+   * @internal This tensor's data as an operand that stays valid after dispose() until `release` is called
+   * (a deferred write's inputs: the write may run after the graph that made them is gone). Writes the data
+   * first if it is deferred itself.
+   */
+  keepAlive(): { operand: { buffer: GPUBuffer; shape: Shape; size: number; dtype: DType }; release: () => void } {
+    const buffer = this.buffer;
+    this.storage.retain();
+    let held = true;
+    const storage = this.storage;
+    return {
+      operand: { buffer, shape: this.shape, size: this.size, dtype: this.dtype },
+      release: () => {
+        if (held) storage.release();
+        held = false;
+      },
+    };
+  }
+
+  /** @internal whether the data is still to be written (deferWrite) */
+  get writeDeferred(): boolean {
+    return this.storage.pendingWrite !== null;
   }
 
   get rank(): number {

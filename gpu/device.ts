@@ -248,7 +248,8 @@ export class Device {
     } else {
       buffer = this.gpu.createBuffer({
         size,
-        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+        // UNIFORM too: a kernel may read small per-channel data as a uniform array (kernels/conv2dRows.ts's prologue)
+        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
       });
       this.createdBuffers++;
     }

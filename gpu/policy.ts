@@ -95,6 +95,11 @@ export interface FusionPolicy {
    * grad-input kernel, instead of a merge dispatch before each (f32 rounding: the same sums in another order)
    */
   bnMerge: boolean;
+  /**
+   * a training batchnorm + relu whose output only 3×3 row convolutions read leaves it unwritten: they load its
+   * input through the batchnorm and relu instead (kernels/conv2dRows.ts InputPrologue); written when anything else reads it
+   */
+  bnPrologue: boolean;
 }
 
 /** The shapes planned while a trace is set (kernels/matmul.ts's chooseConfig, kernels/convPlan.ts). */
@@ -120,20 +125,20 @@ export function defaultKernelPolicy(): KernelPolicy {
     tuningFile: KERNEL_TUNING_FILE,
     // bnBackward off: on lavapipe its epilogue costs the grad-input row kernel more than the batchnorm pass it
     // saves (ResNet-20/56 steps 1.05x faster without it, BENCHMARKS.md "Polling"); allFusionsPolicy() has it
-    fusion: { addInto: true, shareRaw: true, reluMask: true, bnStats: true, bnBackward: false, bnMerge: true },
+    fusion: { addInto: true, shareRaw: true, reluMask: true, bnStats: true, bnBackward: false, bnMerge: true, bnPrologue: true },
   };
 }
 
 /** Every fusion on, bnBackward included: the fused engine as a whole, for its tests and the traffic count. */
 export function allFusionsPolicy(): KernelPolicy {
   const p = defaultKernelPolicy();
-  p.fusion = { addInto: true, shareRaw: true, reluMask: true, bnStats: true, bnBackward: true, bnMerge: true };
+  p.fusion = { addInto: true, shareRaw: true, reluMask: true, bnStats: true, bnBackward: true, bnMerge: true, bnPrologue: true };
   return p;
 }
 
 /** The production policy with every fusion off: the reference the fused engine is tested and benchmarked against. */
 export function unfusedPolicy(): KernelPolicy {
   const p = defaultKernelPolicy();
-  p.fusion = { addInto: false, shareRaw: false, reluMask: false, bnStats: false, bnBackward: false, bnMerge: false };
+  p.fusion = { addInto: false, shareRaw: false, reluMask: false, bnStats: false, bnBackward: false, bnMerge: false, bnPrologue: false };
   return p;
 }

@@ -240,10 +240,12 @@ ${reductionHead([['x', 'read'], ['partials', 'read_write']], w, 'f32', t)}
   }
 }`;
 
-const statsFinalizeSource = (running: boolean, nbtType: 'i32' | 'f32' | null): string => {
+const statsFinalizeSource = (running: boolean, nbtType: 'i32' | 'f32' | null, coef: 'none' | 'plain' | 'affine' = 'none'): string => {
   const bs: Binding[] = [['partials', 'read'], ['stats', 'read_write']];
   if (running) bs.push(['runningMean', 'read_write'], ['runningVar', 'read_write']);
   if (nbtType) bs.push(['batchesTracked', 'read_write', nbtType]);
+  if (coef !== 'none') bs.push(['coef', 'read_write', 'vec4<f32>']);
+  if (coef === 'affine') bs.push(['gamma', 'read'], ['beta', 'read']);
   return wgsl`
 struct Params { channels: u32, splits: u32, eps: f32, momentum: f32, cumulative: u32, _p0: u32, _p1: u32, _p2: u32 }
 ${declare(bs, 'Params')}
@@ -273,8 +275,15 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
       m2 += partials[o + 2u] + delta * delta * (n * nb / total);
       n = total;
     }
+    let invstd = inverseSqrt(m2 / n + p.eps);
     stats[c] = mean;
-    stats[p.channels + c] = inverseSqrt(m2 / n + p.eps);
+    stats[p.channels + c] = invstd;
+#if ${coef === 'affine'}
+    coef[c] = vec4<f32>(mean, invstd * gamma[c], beta[c], 0.0); // bnApply's k and shift, the same products
+#endif
+#if ${coef === 'plain'}
+    coef[c] = vec4<f32>(mean, invstd, 0.0, 0.0);
+#endif
 #if ${running}
     runningMean[c] = (1.0 - factor) * runningMean[c] + factor * mean;
     runningVar[c] = (1.0 - factor) * runningVar[c] + factor * (m2 / max(n - 1.0, 1.0));
@@ -302,9 +311,20 @@ export function batchStats(
   eps: number,
   momentum: number | null,
   running?: BnRunning,
+  coef?: BnCoefficients,
 ): void {
   const splits = batchStatsPartials(device, x, g, scratch);
-  batchStatsFromPartials(device, scratch, splits, g, stats, eps, momentum, running);
+  batchStatsFromPartials(device, scratch, splits, g, stats, eps, momentum, running, coef);
+}
+
+/**
+ * Per channel c, vec4(mean, k, shift, 0) with bnApply's k = 1/σ·γ (1/σ without γ) and shift = β (0): what a
+ * conv's batchnorm + relu prologue reads with one load per channel (kernels/conv2dRows.ts InputPrologue).
+ */
+export interface BnCoefficients {
+  coef: Operand;
+  gamma?: Operand | undefined;
+  beta?: Operand | undefined;
 }
 
 /**
@@ -336,18 +356,23 @@ export function batchStatsFromPartials(
   eps: number,
   momentum: number | null,
   running?: BnRunning,
+  coef?: BnCoefficients,
 ): void {
+  if (coef && coef.coef.size < 4 * g.channels) throw new Error(`batchnorm: prologue coefficients of ${g.channels} channels need ${4 * g.channels} floats, got ${coef.coef.size}`);
   if (scratch.size < splits * g.channels * 3) throw new Error(`batchnorm: ${splits} statistics partials of ${g.channels} channels need ${splits * g.channels * 3} floats, got ${scratch.size}`);
   const nbt = running?.numBatchesTracked;
   if (nbt?.dtype === 'f16') throw new Error('batchnorm: num_batches_tracked must be i32 or f32, got f16');
   const nbtType = nbt ? (nbt.dtype as 'i32' | 'f32') : null;
-  const finalize = device.pipeline(`bn statsFinalize:${!!running}:${nbtType}`, 'batchnorm statistics (merge, running update)', () =>
-    statsFinalizeSource(!!running, nbtType),
+  const ck = !coef ? 'none' : coef.gamma ? 'affine' : 'plain';
+  const finalize = device.pipeline(`bn statsFinalize:${!!running}:${nbtType}:${ck}`, `batchnorm statistics (merge, running update${coef ? ', prologue coefficients' : ''})`, () =>
+    statsFinalizeSource(!!running, nbtType, ck),
   );
   const u = new UniformWriter().u32(g.channels, splits).f32(eps, momentum ?? 0).u32(momentum === null ? 1 : 0, 0, 0, 0);
   const bindings: (GPUBuffer | GPUBufferBinding)[] = [scratch.buffer, stats.buffer];
   if (running) bindings.push(running.runningMean.buffer, running.runningVar.buffer);
   if (nbt) bindings.push(nbt.buffer);
+  if (coef) bindings.push(coef.coef.buffer);
+  if (coef?.gamma) bindings.push(coef.gamma.buffer, coef.beta!.buffer);
   bindings.push(device.uniforms(u.bytes()));
   device.dispatch(finalize, bindings, [1]);
 }
@@ -642,6 +667,32 @@ export function bnApply(
     if (merge.running?.numBatchesTracked) bindings.push(merge.running.numBatchesTracked.buffer);
   }
   dispatchElement(device, pipeline, bindings, g, w, merge);
+}
+
+/**
+ * Records y = relu(x normalised by per-channel coefficients vec4(mean, k, shift, 0)) (BnCoefficients, as
+ * batchStatsFromPartials wrote them): bnApply's values bit for bit, from the snapshot of γ and β taken when the
+ * statistics were merged. How a batchnorm + relu output left for a conv prologue (policy.fusion.bnPrologue) is
+ * written when something else reads it, whenever that is (γ and β may have been updated since).
+ */
+export function bnApplyCoefficients(device: Device, x: Operand, coef: Operand, y: Operand, g: BnGeometry): void {
+  if (coef.size < 4 * g.channels) throw new Error(`batchnorm: coefficients of ${g.channels} channels need ${4 * g.channels} floats, got ${coef.size}`);
+  const w = elementWalk(device, g);
+  const t = actTypes('batchnorm + relu (coefficients)', { x, y });
+  if (x.dtype !== 'f32' || y.dtype !== 'f32') throw new Error('batchnorm + relu (coefficients): f32 x and y only');
+  const bs: Binding[] = [['x', 'read'], ['coef', 'read', 'vec4<f32>'], ['y', 'read_write']];
+  const prelude = `
+  let pc = coef[c];
+  let mean = pc.x;
+  let k = pc.y;
+  let shift = pc.z;`;
+  // bnApply's body with a relu, term for term
+  const body = `
+    var v = (${LD(w, 'x')} - mean) * k + shift;
+    v = select(v, ${Z(w)}, v < ${Z(w)});
+    y[i] = ${ST(w, t, 'y', 'v')};`;
+  const pipeline = device.pipeline(`bn apply coef:${w.byChannel}:${walkKey(w)}`, 'batchnorm + relu (from prologue coefficients)', () => elementKernel(bs, w, t, prelude, body));
+  dispatchElement(device, pipeline, [x.buffer, coef.buffer, y.buffer], g, w);
 }
 
 // ---------------------------------------------------------------- backward

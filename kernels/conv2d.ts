@@ -69,6 +69,7 @@ import {
   useTextureConv,
 } from './conv2dTexture.ts';
 import { conv2dForwardLarge, conv2dGradInputLarge, conv2dGradWeightLarge } from './conv2dLarge.ts';
+import type { InputPrologue } from './conv2dRows.ts';
 
 const BN = 64;
 const BK = 16;
@@ -246,15 +247,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 /** Records Y = conv2d(X, W) (+ bias). Shapes are the caller's to check. */
 /** Records y = conv2d(x, weight) + bias with the kernel `plan` names (kernels/convPlan.ts). */
 export function conv2dForward(
-  device: Device, x: Operand, weight: Operand, bias: Operand | undefined, y: Operand, g: ConvGeometry, plan: ConvPlan, keepInput = false, stats?: Operand,
+  device: Device, x: Operand, weight: Operand, bias: Operand | undefined, y: Operand, g: ConvGeometry, plan: ConvPlan, keepInput = false, stats?: Operand, prologue?: InputPrologue,
 ): PooledTexture | undefined {
+  // prologue: x is a training batchnorm's input, normalised and relu'd as the row kernel loads it (plan.inputPrologue)
+  if (prologue && !plan.inputPrologue) throw new Error('conv2dForward: this plan takes no batchnorm + relu prologue (plan.inputPrologue is false)');
   if (plan.forward === 'large') {
     if (stats) throw new Error('conv2dForward: the large-tile kernel computes no batchnorm statistics');
     conv2dForwardLarge(device, x, weight, bias, y, g, plan.tiles!.forward!);
     return undefined;
   }
   // stats: batchnorm statistics partials of y from the row kernel's epilogue (plan.forwardStatistics)
-  if (plan.forward !== 'buffer') return conv2dForwardTexture(device, x, weight, bias, y, g, plan, keepInput, stats);
+  if (plan.forward !== 'buffer') return conv2dForwardTexture(device, x, weight, bias, y, g, plan, keepInput, stats, prologue);
   if (stats) throw new Error('conv2dForward: the buffer kernel computes no batchnorm statistics');
   const M = g.cout;
   const N = g.batch * g.ho * g.wo;
@@ -540,7 +543,9 @@ export function conv2dGradWeight(
   shared?: PackedGradOutput,
   xTex?: PooledTexture,
   rawDy?: PooledTexture,
+  prologue?: InputPrologue,
 ): void {
+  if (prologue && !plan.inputPrologue) throw new Error('conv2dGradWeight: this plan takes no batchnorm + relu prologue (plan.inputPrologue is false)');
   const M = g.cout;
   const N = g.cin * g.kh * g.kw;
   const K = g.batch * g.ho * g.wo;
@@ -554,7 +559,7 @@ export function conv2dGradWeight(
   if (plan.gradWeight === 'large') {
     conv2dGradWeightLarge(device, dy, x, target, g, plan.tiles!.gradWeight!, splits, chunk);
   } else if (plan.gradWeight !== 'buffer') {
-    conv2dGradWeightTexture(device, dy, x, target, g, plan, shared, xTex, rawDy);
+    conv2dGradWeightTexture(device, dy, x, target, g, plan, shared, xTex, rawDy, prologue);
   } else {
     const unroll = unrollFor(device);
     const pipeline = device.pipeline(`conv2d gradWeight:${BM}x${TM}:${sizeKey(g.kh, g.kw)}:${unroll}`, `conv2d grad weight ${sizeKey(g.kh, g.kw)} (BM ${BM})`, () =>

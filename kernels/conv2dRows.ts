@@ -69,7 +69,7 @@ export function copyRaw(device: Device, t: Operand, imageSize: number, batch: nu
  * each lane's 4 pixels (the xl-th of row oy of image n), TM output channels from m0;
  * lanes past the last pixel repeat it (they take part in the shuffles) and store nothing.
  */
-function rowKernelShell(TM: number, hasBias: boolean, decl: string[], body: string[], stores: string[], extra: { bindings?: string[]; epilogue?: string[]; after?: string[] } = {}): string {
+function rowKernelShell(TM: number, hasBias: boolean, decl: string[], body: string[], stores: string[], extra: { bindings?: string[]; epilogue?: string[]; after?: string[]; fns?: string } = {}): string {
   return /* wgsl */ `enable subgroups;
 struct P { c: u32, h: u32, w4: u32, ho: u32, lanesPerRow: u32, m: u32, lanes: u32, iters: u32 }
 @group(0) @binding(0) var X: texture_storage_2d_array<rgba32float, read>;
@@ -78,6 +78,7 @@ struct P { c: u32, h: u32, w4: u32, ho: u32, lanesPerRow: u32, m: u32, lanes: u3
 @group(0) @binding(3) var<uniform> p: P;
 ${hasBias ? '@group(0) @binding(4) var<storage, read> bias: array<f32>;' : ''}
 ${(extra.bindings ?? []).map((b, i) => `@group(0) @binding(${(hasBias ? 5 : 4) + i}) ${b}`).join('\n')}
+${extra.fns ?? ''}
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,
         @builtin(subgroup_invocation_id) sg: u32) {
@@ -136,6 +137,42 @@ function statsEpilogue(TM: number, V: number, hasBias: boolean): { bindings: str
 }
 
 /**
+ * A training batchnorm + relu applied to X as the kernel loads it (policy.fusion.bnPrologue):
+ * the kernel is given the batchnorm's input and, per channel, vec4(mean, k, shift, 0) (kernels/
+ * batchnorm.ts BnCoefficients, written by the statistics merge), and reads relu(bn(x)) without
+ * the normalised activation ever being written. Forward and 3×3 weight gradient only (the
+ * kernels that read X); padding stays zero (it is padding of the activation).
+ */
+export interface InputPrologue {
+  coef: Operand;
+}
+
+/**
+ * WGSL of the prologue over C channels: the coefficients as a uniform array (a storage load per
+ * input channel in the row forward's loop measured 2× the cost: +26% of the kernel against +13%,
+ * bench/experiments/prologue-conv.ts), the channel's coefficients, and act(raw texel, coefficients):
+ * bnApply's arithmetic term for term (v = (x − mean)·k + shift; relu keeping NaN), so the values
+ * equal the batchnorm's output bit for bit, and its backward's relu mask, recomputed from x the
+ * same way (policy.fusion.reluMask), agrees with them.
+ */
+function prologueCode(C: number): { bindings: string[]; fns: string; coef: (c: string, tag: string) => string } {
+  return {
+    bindings: [`var<uniform> pco: array<vec4<f32>, ${C}>;`],
+    fns: /* wgsl */ `fn act(r: vec4<f32>, pc: vec4<f32>) -> vec4<f32> {
+  let v = (r - vec4<f32>(pc.x)) * pc.y + pc.z;
+  return select(v, vec4<f32>(), v < vec4<f32>()); // a NaN stays NaN, as in bnApply
+}`,
+    coef: (c, tag) => `let pc${tag} = pco[${c}];`,
+  };
+}
+
+/** The prologue's binding: C channels' coefficients (within maxUniformBufferBindingSize: prologueFits). */
+const prologueBinding = (p: InputPrologue, C: number): GPUBufferBinding => ({ buffer: p.coef.buffer, size: 16 * C });
+
+/** Whether a kernel reading C input channels can take the prologue (its coefficients fit a uniform binding). */
+export const prologueFits = (device: AdapterProfile, C: number): boolean => 16 * C <= device.limits.maxUniformBufferBindingSize;
+
+/**
  * Whether the row kernels compute this convolution's forward (gradInput false) or
  * grad input (true): 1×1 or 3×3 "same" convolutions at stride 1 or 2 whose widths
  * are whole lanes of 4 pixels (3×3: 1, 2, 4 or 8 lanes per row, so that a row's
@@ -172,7 +209,9 @@ export function rowConvFits(device: AdapterProfile, g: ConvGeometry, gradInput: 
  * V (stride 1, not scattered): texels of output pixels per lane along the row (1 or 2);
  * with 2 a lane owns 8 pixels, and each shuffled weight feeds twice the multiply-adds.
  */
-function rowConvSource(TM: number, K: number, S: number, hasBias: boolean, scatter: boolean, rawWeights = false, V = 1, accumulate = false, stats = false, bn?: { mask: BnBackwardEpilogue['mask']; affine: boolean }, wino = false): string {
+function rowConvSource(TM: number, K: number, S: number, hasBias: boolean, scatter: boolean, rawWeights = false, V = 1, accumulate = false, stats = false, bn?: { mask: BnBackwardEpilogue['mask']; affine: boolean }, wino = false, prologueChannels = 0): string {
+  const pro = prologueChannels ? prologueCode(prologueChannels) : undefined;
+  if (pro && (bn || scatter)) throw new Error('rowConvSource: an input prologue is for the forward');
   const P = (K - 1) / 2;
   // 1×1: a weight texel holds 4 input channels; an iteration takes CQ channels
   const CQ = K === 1 ? ONE_BY_ONE_CHANNELS : 1;
@@ -200,12 +239,16 @@ function rowConvSource(TM: number, K: number, S: number, hasBias: boolean, scatt
   for (let j = 0; j < CI; j++) {
     // channels past C (the last quad of a 1×1, the last group of a Winograd kernel) read channel C−1 against zero weights
     body.push(`let ci${j} = ${CI > 1 ? `min(cq * ${CI}u + ${j}u, p.c - 1u)` : 'cq'};`);
+    if (pro) body.push(pro.coef(`ci${j}`, `${j}`));
     for (let ky = 0; ky < K; ky++) {
       const id = `${j}_${ky}`;
       body.push(`let iy${id} = i32(oy * ${S}u + ${ky}u) - ${P};`);
       body.push(`let t${id} = (ci${j} * p.h + u32(clamp(iy${id}, 0, i32(p.h) - 1))) * p.w4 + xl * ${T}u;`);
       body.push(`let ok${id} = iy${id} >= 0 && iy${id} < i32(p.h);`);
-      for (let q = 0; q < T; q++) body.push(`let x${id}_${q} = select(vec4<f32>(), ${rawLoad('X', `t${id} + ${q}u`)}, ok${id});`);
+      for (let q = 0; q < T; q++) {
+        const load = rawLoad('X', `t${id} + ${q}u`);
+        body.push(`let x${id}_${q} = select(vec4<f32>(), ${pro ? `act(${load}, pc${j})` : load}, ok${id});`);
+      }
       // input pixel i (relative to the lane's first texel) for i in [-P, 4T + P)
       const inp = (i: number): string => {
         if (i < 0) return `l${id}`;
@@ -293,7 +336,8 @@ function rowConvSource(TM: number, K: number, S: number, hasBias: boolean, scatt
     return withSplitParams(rowKernelShell(TM, hasBias, [...decl, ...b.decl], body, stores, { bindings: b.bindings, epilogue: b.epilogue, after }));
   }
   const stores = Array.from({ length: TM }, (_, m) => `if (m0 + ${m}u < p.m) { ${accumulate ? accumulating(store(m)) : store(m)} }`);
-  const shell = rowKernelShell(TM, hasBias, decl, body, stores, { ...(stats ? statsEpilogue(TM, V, hasBias) : {}), after });
+  const ep = stats ? statsEpilogue(TM, V, hasBias) : undefined;
+  const shell = rowKernelShell(TM, hasBias, decl, body, stores, { bindings: [...(ep?.bindings ?? []), ...(pro?.bindings ?? [])], epilogue: ep?.epilogue ?? [], after, fns: pro?.fns ?? '' });
   return stats ? withSplitParams(shell) : shell;
 }
 
@@ -485,9 +529,10 @@ function accumulating(store: string): string {
  */
 export function rowConv(
   device: Device, input: Operand, weight: Operand, bias: Operand | undefined, out: Operand, g: ConvGeometry, gradInput: boolean, pixelsPerLane: 4 | 8 = 8,
-  fused: { raw?: PooledTexture | undefined; accumulate?: boolean; stats?: Operand | undefined; bn?: BnBackwardEpilogue | undefined } = {},
+  fused: { raw?: PooledTexture | undefined; accumulate?: boolean; stats?: Operand | undefined; bn?: BnBackwardEpilogue | undefined; prologue?: InputPrologue | undefined } = {},
 ): void {
   if (fused.stats && gradInput) throw new Error('rowConv: batchnorm statistics are a forward epilogue');
+  if (fused.prologue && gradInput) throw new Error("rowConv: a batchnorm + relu prologue is the forward's (the grad input does not read X)");
   if (fused.bn && !gradInput) throw new Error("rowConv: a batchnorm's backward is a grad-input epilogue");
   const K = g.kh;
   const S = gradInput ? 1 : g.strideH;
@@ -502,6 +547,8 @@ export function rowConv(
   const st = fused.stats !== undefined;
   const bn = fused.bn ? { mask: fused.bn.mask, affine: fused.bn.gamma !== undefined } : undefined;
   const bnKey = bn ? `${bn.mask}:${bn.affine}` : '-';
+  const proC = fused.prologue ? c : 0;
+  const proKey = proC ? `pro${proC}` : '-';
   const TM = stride2 ? S2_TM : K === 1 && m > 16 ? TM_1X1 : 16;
   const mPad = Math.ceil(m / TM) * TM;
   // Winograd F(4,3) along rows (policy.conv.winograd): 3×3 stride-1 correlations whose weights fit twice as wide
@@ -523,10 +570,10 @@ export function rowConv(
     device.dispatch(packPipeline, [weight.buffer, wt.view, pu], [Math.ceil((tw * mPad) / 64), 1, 1]);
   }
   const hasBias = bias !== undefined;
-  const what = `${K}×${K}, stride ${S}${scatter ? ', scattered ×2' : ''}, ${TM} channels${V > 1 ? `, ${4 * V} px` : ''}${hasBias ? ', +bias' : ''}${rawWeights ? ', raw weights' : ''}${acc ? ', add into' : ''}${st ? ', + bn statistics' : ''}${bn ? ', + bn backward' : ''}${wino ? ', Winograd F(4,3)' : ''}`;
+  const what = `${K}×${K}, stride ${S}${scatter ? ', scattered ×2' : ''}, ${TM} channels${V > 1 ? `, ${4 * V} px` : ''}${hasBias ? ', +bias' : ''}${rawWeights ? ', raw weights' : ''}${acc ? ', add into' : ''}${st ? ', + bn statistics' : ''}${bn ? ', + bn backward' : ''}${wino ? ', Winograd F(4,3)' : ''}${proC ? ', bn + relu prologue' : ''}`;
   const pipeline = stride2
     ? device.pipeline(`conv2d rows:gradInputStride2:${acc}:${bnKey}`, `conv2d rows (grad input of 3×3 stride 2${acc ? ', add into' : ''}${bn ? ', + bn backward' : ''})`, () => gradInputStride2Source(acc, bn))
-    : device.pipeline(`conv2d rows:${TM}:${K}:${S}:${hasBias}:${scatter}:${rawWeights}:${V}:${acc}:${st}:${bnKey}:${wino}`, `conv2d rows (${what})`, () => rowConvSource(TM, K, S, hasBias, scatter, rawWeights, V, acc, st, bn, wino));
+    : device.pipeline(`conv2d rows:${TM}:${K}:${S}:${hasBias}:${scatter}:${rawWeights}:${V}:${acc}:${st}:${bnKey}:${wino}:${proKey}`, `conv2d rows (${what})`, () => rowConvSource(TM, K, S, hasBias, scatter, rawWeights, V, acc, st, bn, wino, proC));
   const lanesPerRow = gridW / (4 * V);
   const lanes = g.batch * gridH * lanesPerRow;
   const u = device.uniforms(new UniformWriter().u32(c, h, w / 4, gridH, lanesPerRow, m, lanes, iters).bytes());
@@ -545,6 +592,11 @@ export function rowConv(
     bindings.push(e.partials.buffer, device.uniforms(new UniformWriter().u32(splits, 0, 0, 0).bytes()), e.x.buffer, e.stats.buffer);
     if (e.mask === 'input' && e.gamma) bindings.push(e.gamma.buffer, e.beta!.buffer);
     if (e.mask === 'output') bindings.push(e.y!.buffer);
+  }
+  if (fused.prologue) {
+    if (fused.prologue.coef.size < 4 * c) throw new Error(`rowConv: the prologue's coefficients hold ${fused.prologue.coef.size} floats, need ${4 * c}`);
+    if (!prologueFits(device, c)) throw new Error(`rowConv: the prologue's coefficients of ${c} channels exceed a uniform binding`);
+    bindings.push(prologueBinding(fused.prologue, c));
   }
   // adding into Y reads it as well as writing it
   device.dispatch(pipeline, bindings, [Math.ceil(lanes / 64), mPad / TM, 1], acc ? { read: out.size * 4 } : undefined);
@@ -642,8 +694,11 @@ const GW3_TM = 16; // output channels per subgroup: two dY texels, broadcast to 
 // quad; stride 2: the two texels under the quad and the left one carried), so 9 taps
 // × 16 channels take 2 + 3·S texel loads per 576 multiply-adds, 4 chained per write.
 // Lanes never reduce: each lane's accumulators are its channel's weights.
-function rowGradWeight3x3Source(S: number, Q: number, HO: number): string {
+function rowGradWeight3x3Source(S: number, Q: number, HO: number, prologueChannels = 0): string {
   const TM = GW3_TM;
+  const pro = prologueChannels ? prologueCode(prologueChannels) : undefined;
+  // X texels as the kernel reads them: through the batchnorm + relu prologue (the lane's channel ci), or raw
+  const xLoad = (t: string): string => (pro ? `act(${rawLoad('X', t)}, pc)` : rawLoad('X', t));
   const decl: string[] = [];
   const rowStart: string[] = ['let n = r / HO;', 'let oy = r % HO;', 'let dA = (coA * HO + oy) * Q;', 'let dB = (coB * HO + oy) * Q;'];
   const body: string[] = [`let da = ${rawLoad('D', 'dA + xq')};`, `let db = ${rawLoad('D', 'dB + xq')};`];
@@ -658,13 +713,13 @@ function rowGradWeight3x3Source(S: number, Q: number, HO: number): string {
     const cols: string[] = [];
     if (S === 1) {
       decl.push(`var C${ky} = vec4<f32>();`);
-      rowStart.push(`C${ky} = select(vec4<f32>(), ${rawLoad('X', `xb${ky}`)}, ok${ky});`);
-      body.push(`let R${ky} = select(vec4<f32>(), ${rawLoad('X', `xb${ky} + xq + 1u`)}, ok${ky} && xq + 1u < Q);`);
+      rowStart.push(`C${ky} = select(vec4<f32>(), ${xLoad(`xb${ky}`)}, ok${ky});`);
+      body.push(`let R${ky} = select(vec4<f32>(), ${xLoad(`xb${ky} + xq + 1u`)}, ok${ky} && xq + 1u < Q);`);
       cols.push(`vec4<f32>(L${ky}.w, C${ky}.x, C${ky}.y, C${ky}.z)`, `C${ky}`, `vec4<f32>(C${ky}.y, C${ky}.z, C${ky}.w, R${ky}.x)`);
       carry.push(`L${ky} = C${ky};`, `C${ky} = R${ky};`);
     } else {
-      body.push(`let E${ky} = select(vec4<f32>(), ${rawLoad('X', `xb${ky} + 2u * xq`)}, ok${ky});`);
-      body.push(`let F${ky} = select(vec4<f32>(), ${rawLoad('X', `xb${ky} + 2u * xq + 1u`)}, ok${ky});`);
+      body.push(`let E${ky} = select(vec4<f32>(), ${xLoad(`xb${ky} + 2u * xq`)}, ok${ky});`);
+      body.push(`let F${ky} = select(vec4<f32>(), ${xLoad(`xb${ky} + 2u * xq + 1u`)}, ok${ky});`);
       cols.push(`vec4<f32>(L${ky}.w, E${ky}.y, E${ky}.w, F${ky}.y)`, `vec4<f32>(E${ky}.x, E${ky}.z, F${ky}.x, F${ky}.z)`, `vec4<f32>(E${ky}.y, E${ky}.w, F${ky}.y, F${ky}.w)`);
       carry.push(`L${ky} = F${ky};`);
     }
@@ -691,12 +746,15 @@ struct P { rows: u32, rowsPerSlice: u32, cout: u32, cin: u32, coBlocks: u32, _p0
 @group(0) @binding(1) var X: texture_storage_2d_array<rgba32float, read>;
 @group(0) @binding(2) var<storage, read_write> part: array<f32>;
 @group(0) @binding(3) var<uniform> p: P;
+${(pro?.bindings ?? []).map((b, i) => `@group(0) @binding(${4 + i}) ${b}`).join('\n')}
+${pro?.fns ?? ''}
 @compute @workgroup_size(8)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) sg: u32) {
   let co0 = (wid.x % p.coBlocks) * ${TM}u;
   let ci0 = (wid.x / p.coBlocks) * 8u;
   // lanes past the channels repeat the last one and store nothing
   let ci = min(ci0 + sg, p.cin - 1u);
+  ${pro ? pro.coef('ci', '') : ''}
   let coA = min(co0 + sg, p.cout - 1u);
   let coB = min(co0 + 8u + sg, p.cout - 1u);
   let r0 = wid.y * p.rowsPerSlice;
@@ -723,17 +781,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
 export function rowGradWeight(
   device: Device, dy: Operand, x: Operand, parts: Operand, g: ConvGeometry, slices: number, rowsPerSlice: number,
   raw: { dy?: PooledTexture | undefined; x?: PooledTexture | undefined } = {},
+  prologue?: InputPrologue,
 ): void {
   const S = g.strideH;
+  if (prologue && g.kh !== 3) throw new Error('rowGradWeight: a batchnorm + relu prologue is for 3×3 weight gradients');
+  if (prologue && (prologue.coef.size < 4 * g.cin || !prologueFits(device, g.cin))) throw new Error(`rowGradWeight: the prologue's coefficients hold ${prologue.coef.size} floats, need ${4 * g.cin} within a uniform binding`);
   // dY and X copied raw by the caller where other kernels share the copies (it releases them)
   const dyt = raw.dy ?? copyRaw(device, dy, g.cout * g.ho * g.wo, g.batch);
   const xt = raw.x ?? copyRaw(device, x, g.cin * g.h * g.w, g.batch);
   const Q = g.wo / 4;
   if (g.kh === 3) {
-    const pipeline = device.pipeline(`conv2d rows:gradWeight3x3:${S}:${Q}:${g.ho}`, `conv2d rows grad weight (3×3, stride ${S})`, () => rowGradWeight3x3Source(S, Q, g.ho));
+    const proC = prologue ? g.cin : 0;
+    const pipeline = device.pipeline(`conv2d rows:gradWeight3x3:${S}:${Q}:${g.ho}:${proC ? `pro${proC}` : '-'}`, `conv2d rows grad weight (3×3, stride ${S}${proC ? ', bn + relu prologue' : ''})`, () =>
+      rowGradWeight3x3Source(S, Q, g.ho, proC),
+    );
     const coBlocks = Math.ceil(g.cout / GW3_TM);
     const u = device.uniforms(new UniformWriter().u32(g.batch * g.ho, rowsPerSlice, g.cout, g.cin, coBlocks, 0, 0, 0).bytes());
-    device.dispatch(pipeline, [dyt.view, xt.view, parts.buffer, u], [coBlocks * Math.ceil(g.cin / 8), slices, 1]);
+    device.dispatch(pipeline, [dyt.view, xt.view, parts.buffer, u, ...(prologue ? [prologueBinding(prologue, g.cin)] : [])], [coBlocks * Math.ceil(g.cin / 8), slices, 1]);
   } else {
     const pipeline = device.pipeline(`conv2d rows:gradWeight:${S}:${Q}:${g.ho}`, `conv2d rows grad weight (1×1, stride ${S})`, () => rowGradWeightSource(S, Q, g.ho));
     const coBlocks = Math.ceil(g.cout / GW_TM);

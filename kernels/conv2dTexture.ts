@@ -39,7 +39,7 @@ import type { GradWeightBlock } from '../gpu/policy.ts';
 import type { Operand } from './operand.ts';
 import type { ConvGeometry, ConvPlan } from './convGeometry.ts';
 import { UniformWriter, hasSubgroupsOf8, isSoftwareAdapter } from './common.ts';
-import { type BnBackwardEpilogue, rawActivation, rowConv, rowGradWeight } from './conv2dRows.ts';
+import { type BnBackwardEpilogue, type InputPrologue, rawActivation, rowConv, rowGradWeight } from './conv2dRows.ts';
 import { fill } from './elementwise.ts';
 
 
@@ -420,14 +420,16 @@ function blockRows(device: Device, M: number): number {
  * nothing) or where the weight gradient takes a row kernel (it reads X unpacked).
  */
 export function conv2dForwardTexture(
-  device: Device, x: Operand, weight: Operand, bias: Operand | undefined, y: Operand, g: ConvGeometry, plan: ConvPlan, keepInput = false, stats?: Operand,
+  device: Device, x: Operand, weight: Operand, bias: Operand | undefined, y: Operand, g: ConvGeometry, plan: ConvPlan, keepInput = false, stats?: Operand, prologue?: InputPrologue,
 ): PooledTexture | undefined {
+  if (prologue && plan.forward !== 'rows') throw new Error('conv2dForward: only the row kernels take a batchnorm + relu prologue');
   if (stats && !plan.forwardStatistics) throw new Error('conv2dForward: this plan computes no batchnorm statistics (plan.forwardStatistics is false)');
   // the row kernel reads X unpacked (a repacked weight gradient then packs it itself);
   // where the weight gradient is a row kernel too, its raw copy of X is kept for it
   if (plan.forward === 'rows') {
     const raw = keepInput && plan.keepsRawInput ? rawActivation(device, x, g, false) : undefined;
-    rowConv(device, x, weight, bias, y, g, false, device.policy.conv.rowPixels, { raw, stats });
+    // a kept raw copy is of x as given: the batchnorm's input where there is a prologue, which the weight gradient applies too
+    rowConv(device, x, weight, bias, y, g, false, device.policy.conv.rowPixels, { raw, stats, prologue });
     return raw;
   }
   const TM = blockRows(device, g.cout);
@@ -713,13 +715,15 @@ export function conv2dGradWeightTexture(
   dyTex?: PackedGradOutput,
   xTex?: PooledTexture,
   rawDy?: PooledTexture,
+  prologue?: InputPrologue,
 ): void {
+  if (prologue && plan.gradWeight !== 'rows') throw new Error('conv2dGradWeight: only the row kernels take a batchnorm + relu prologue');
   const b = gradWeightBlock(device, g);
   const { slices, rowsPerSlice } = gradWeightSlicesTexture(device, g);
   if (parts.size < slices * g.cout * g.cin * g.kh * g.kw) throw new Error(`conv2dGradWeightTexture: partials tensor too small for ${slices} slices`);
   if (plan.gradWeight === 'rows') {
     // xTex here is the forward's raw copy of X (conv2dForwardTexture keeps it where plan.keepsRawInput)
-    rowGradWeight(device, dy, x, parts, g, slices, rowsPerSlice, { dy: rawDy, x: plan.keepsRawInput ? xTex : undefined });
+    rowGradWeight(device, dy, x, parts, g, slices, rowsPerSlice, { dy: rawDy, x: plan.keepsRawInput ? xTex : undefined }, prologue);
     return;
   }
   const dyt = dyTex?.texture ?? packActivation(device, dy, g.cout, g.ho, g.wo, 0, 0);

@@ -63,6 +63,11 @@ export interface ConvPlan {
   /** fusion (policy.fusion.bnBackward): the grad-input kernel can fold in the backward sums of a batchnorm whose output X is (gradInputSplits per channel) */
   gradInputBatchNorm: boolean;
   gradInputSplits: number;
+  /**
+   * fusion (policy.fusion.bnPrologue): where X is a training batchnorm + relu's output, the forward and weight
+   * gradient read the batchnorm's input and apply it as they load X (kernels/conv2dRows.ts InputPrologue)
+   */
+  inputPrologue: boolean;
 }
 
 /**

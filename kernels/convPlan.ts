@@ -6,11 +6,22 @@
 import type { AdapterProfile } from '../gpu/device.ts';
 import type { ConvGeometry, ConvKernel, ConvPlan } from './convGeometry.ts';
 import { gradWeightSplits } from './conv2d.ts';
-import { rowConvFits, rowConvStatsSplits, rowGradWeightFits } from './conv2dRows.ts';
-import { useTextureConv, useTextureConvGradInput } from './conv2dTexture.ts';
+import { prologueFits, rowConvFits, rowConvStatsSplits, rowGradWeightFits } from './conv2dRows.ts';
+import { textureConvSupported, useTextureConv, useTextureConvGradInput } from './conv2dTexture.ts';
+import { isSoftwareAdapter } from './common.ts';
 import { planLargeConv } from './conv2dLarge.ts';
 
 export type { ConvKernel, ConvPlan };
+
+/**
+ * Whether convolutions on this adapter may load their input through a batchnorm + relu prologue
+ * (plan.inputPrologue, for the 3×3 row kernels of software adapters): what a training batchnorm + relu
+ * asks before it leaves its output unwritten for them (engine/ops/batchnorm.ts); elsewhere it writes it.
+ */
+export function convPrologues(p: AdapterProfile): boolean {
+  const path = p.policy.conv.path;
+  return p.policy.fusion.bnPrologue && p.policy.conv.rows && textureConvSupported(p) && (path === 'texture' || (path === 'auto' && isSoftwareAdapter(p)));
+}
 
 /**
  * `half`: the activations are f16 (half-precision training). Only the large-tile
@@ -44,6 +55,8 @@ export function planConv(p: AdapterProfile, g: ConvGeometry, half = false): Conv
     statisticsSplits: p.policy.fusion.bnStats && forward === 'rows' ? rowConvStatsSplits(p, g) : 0,
     gradInputBatchNorm: p.policy.fusion.bnBackward && gradInput === 'rows',
     gradInputSplits: p.policy.fusion.bnBackward && gradInput === 'rows' ? rowConvStatsSplits(p, g, true) : 0,
+    // the row forward and the 3×3 row weight gradient (the kernels that read X) load X through the prologue
+    inputPrologue: convPrologues(p) && forward === 'rows' && gradWeight === 'rows' && g.kh === 3 && prologueFits(p, g.cin),
     ...(Object.keys(tiles).length ? { tiles } : {}),
   };
 }

@@ -20,6 +20,7 @@ import {
   batchStatsFromPartials,
   batchStatsPartials,
   bnApply,
+  bnApplyCoefficients,
   bnGradInput,
   bnGradPartials,
   bnGradSums,
@@ -27,9 +28,10 @@ import {
   bnSplits,
   runningStats,
 } from '../../kernels/batchnorm.ts';
-import { requestBnBackward, takePrepared, takeStatistics } from './fusion.ts';
+import { leavePrologue, requestBnBackward, takePrepared, takeStatistics } from './fusion.ts';
+import { convPrologues } from '../../kernels/convPlan.ts';
 import { cast } from './elementwise.ts';
-import { type Tensor, empty, recordOp, shapeStr, traceOp } from '../tensor.ts';
+import { type Tensor, empty, isGradEnabled, recordOp, shapeStr, traceOp } from '../tensor.ts';
 
 export interface BatchNormOptions {
   /** true: normalise with the batch's statistics and update the running ones; false: use the running ones */
@@ -117,7 +119,36 @@ export function batchNorm2d(x: Tensor, o: BatchNormOptions): Tensor {
   const conv = takeStatistics(x);
   const fromConv = x.dtype === 'f32' ? conv : undefined;
   const y = empty(device, x.shape, x.dtype, op);
-  if (useBatchStats) {
+  // policy.fusion.bnPrologue: a training batchnorm + relu (f32, no residual, on the graph) computes its statistics
+  // and per-channel coefficients only and leaves y unwritten: the 3×3 row convs that read y load x through the
+  // coefficients (leavePrologue below), and anything else that reads y, at any time, has it written then
+  // (Tensor.deferWrite) from x and the coefficients, kept for it. The backward needs x, not y (its relu mask is
+  // recomputed from x: policy.fusion.reluMask).
+  const onGraph = isGradEnabled() && (x.requiresGrad || !!weight?.requiresGrad || !!bias?.requiresGrad);
+  const deferred = o.training && f.relu && !residual && x.dtype === 'f32' && onGraph && device.policy.fusion.reluMask && convPrologues(device);
+  // the prologue's per-channel coefficients, written by the statistics merge (disposed with the graph, as stats)
+  const coef = deferred ? empty(device, [4 * C], 'f32', `${op} prologue coefficients`) : undefined;
+  if (coef) {
+    const running =
+      o.runningMean && o.runningVar ? { runningMean: o.runningMean, runningVar: o.runningVar, numBatchesTracked: o.numBatchesTracked ?? undefined } : undefined;
+    const coefs = { coef, gamma: weight, beta: bias };
+    if (fromConv) batchStatsFromPartials(device, fromConv.partials, fromConv.splits, g, stats, eps, momentum, running, coefs);
+    else {
+      const scratch = empty(device, [splits * C * 3], 'f32', `${op} partial statistics`);
+      batchStats(device, x, g, stats, scratch, eps, momentum, running, coefs);
+      scratch.dispose();
+    }
+    // written when read, from x and the coefficients (a snapshot of the statistics, γ and β), both kept until then
+    const keptX = x.keepAlive();
+    const keptCoef = coef.keepAlive();
+    y.deferWrite(
+      (buffer) => bnApplyCoefficients(device, keptX.operand, keptCoef.operand, { buffer, shape: x.shape, size: x.size, dtype: x.dtype }, g),
+      () => {
+        keptX.release();
+        keptCoef.release();
+      },
+    );
+  } else if (useBatchStats) {
     const running =
       o.training && o.runningMean && o.runningVar
         ? { runningMean: o.runningMean, runningVar: o.runningVar, numBatchesTracked: o.numBatchesTracked ?? undefined }
@@ -158,7 +189,8 @@ export function batchNorm2d(x: Tensor, o: BatchNormOptions): Tensor {
     const needRes = !!residual?.requiresGrad;
     // a relu without a residual: its mask recomputed from x as bnApply computed y (same bits), not read from y;
     // an f32 y only: an f16 y is 0 where a tiny positive value rounded to 0, which the recomputed v > 0 would pass
-    const maskFromX = f.relu && !residual && device.policy.fusion.reluMask && y.dtype === 'f32';
+    // (always for a deferred y, which may never have been written)
+    const maskFromX = f.relu && !residual && (deferred || (device.policy.fusion.reluMask && y.dtype === 'f32'));
     // a prepared dY is masked already: the relu is done
     const fb: BnFusion = prepared ? { ...f, relu: false } : f;
     const writeRes = needRes && fb.relu;
@@ -206,6 +238,7 @@ export function batchNorm2d(x: Tensor, o: BatchNormOptions): Tensor {
     handed?.partials.dispose();
     sums?.dispose();
     stats.dispose(); // the graph is released after its one backward
+    coef?.dispose();
     const grads: (Tensor | null)[] = [dx];
     if (weight) grads.push(dgamma ?? null, dbeta ?? null);
     if (residual) grads.push(dres);
@@ -215,9 +248,12 @@ export function batchNorm2d(x: Tensor, o: BatchNormOptions): Tensor {
   // training statistics: the conv that reads the output may fold this backward's sums into its grad input
   // (mask: the relu recomputed from x as above, or read from y where a residual was added);
   // not for an f16 x: that epilogue (kernels/conv2dRows.ts) reads x, y and writes dY as f32
-  else if (useBatchStats && device.policy.fusion.bnBackward && x.dtype === 'f32') {
+  else {
+    if (coef) leavePrologue(out, { source: x, coef });
+    if (useBatchStats && device.policy.fusion.bnBackward && x.dtype === 'f32') {
     const mask = !f.relu ? 'none' : residual ? 'output' : device.policy.fusion.reluMask ? 'input' : 'output';
-    requestBnBackward(out, { mask, x, stats, gamma: weight, beta: bias, y: mask === 'output' ? y : undefined });
+      requestBnBackward(out, { mask, x, stats, gamma: weight, beta: bias, y: mask === 'output' ? y : undefined });
+    }
   }
   return out;
 }

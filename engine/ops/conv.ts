@@ -4,8 +4,8 @@
 // All three are implicit GEMMs in kernels/conv2d.ts.
 import { type ConvGeometry, conv2dForward, conv2dGradInput, conv2dGradWeight, outSize } from '../../kernels/conv2d.ts';
 import { type PackedGradOutput, packGradOutput } from '../../kernels/conv2dTexture.ts';
-import { type BnBackwardEpilogue, rawActivation } from '../../kernels/conv2dRows.ts';
-import { bnBackwardRequestOf, leavePrepared, leaveStatistics } from './fusion.ts';
+import { type BnBackwardEpilogue, type InputPrologue, rawActivation } from '../../kernels/conv2dRows.ts';
+import { bnBackwardRequestOf, leavePrepared, leaveStatistics, prologueOf } from './fusion.ts';
 import { type ConvPlan, planConv } from '../../kernels/convPlan.ts';
 import { sumTo } from '../../kernels/reduce.ts';
 import type { PooledTexture } from '../../gpu/device.ts';
@@ -88,7 +88,12 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options:
   const keepInput = weight.requiresGrad && isGradEnabled();
   // (packed for the repacked weight gradient, or copied raw for the row one: plan.keepsRawInput)
   const partials = options.statistics && plan.forwardStatistics ? empty(device, [plan.statisticsSplits * g.cout * 3], 'f32', 'conv2d batchnorm statistics partials') : undefined;
-  const packedX = conv2dForward(device, x, weight, bias ?? undefined, out, g, plan, keepInput, partials);
+  // x a batchnorm + relu output left unwritten (policy.fusion.bnPrologue): the forward and the weight gradient
+  // read the batchnorm's input through it instead, and x is never written unless something else reads it
+  const pro = plan.inputPrologue ? prologueOf(x) : undefined;
+  const source = pro ? pro.source : x;
+  const prologue: InputPrologue | undefined = pro ? { coef: pro.coef } : undefined;
+  const packedX = conv2dForward(device, source, weight, bias ?? undefined, out, g, plan, keepInput, partials, prologue);
   if (partials) leaveStatistics(out, { partials, splits: plan.statisticsSplits });
   const inputs = bias ? [x, weight, bias] : [x, weight];
   traceOp('conv2d', out, [x, weight, bias ?? null], { kernel: [g.kh, g.kw], stride: [g.strideH, g.strideW], padding: [g.padH, g.padW] });
@@ -110,7 +115,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options:
     const bn = req && bnPartials ? { ...req, partials: bnPartials, splits: plan.gradInputSplits } : undefined;
     const dx = x.requiresGrad ? gradInput(dy, weight, g, plan, shared, rawDy, acc, bn, x.dtype) : null;
     if (dx && bnPartials) leavePrepared(dx, { partials: bnPartials, splits: plan.gradInputSplits });
-    const dw = weight.requiresGrad ? gradWeight(dy, x, g, plan, shared, packedX, rawDy) : null;
+    const dw = weight.requiresGrad ? gradWeight(dy, source, g, plan, shared, packedX, rawDy, prologue) : null;
     if (shared) device.releaseTexture(shared.texture);
     if (rawDy) device.releaseTexture(rawDy);
     let db: Tensor | null = null;
@@ -134,13 +139,13 @@ function gradInput(
   return dx;
 }
 
-function gradWeight(dy: Tensor, x: Tensor, g: ConvGeometry, plan: ConvPlan, shared?: PackedGradOutput, packedX?: PooledTexture, rawDy?: PooledTexture): Tensor {
+function gradWeight(dy: Tensor, x: Tensor, g: ConvGeometry, plan: ConvPlan, shared?: PackedGradOutput, packedX?: PooledTexture, rawDy?: PooledTexture, prologue?: InputPrologue): Tensor {
   const device = dy.device;
   if ((dy.dtype === 'f16' || x.dtype === 'f16') && plan.gradWeight !== 'large') throw new Error('conv2d grad weight: f16 data needs the large-tile kernels (conv2d runs other plans on f32 copies)');
   const dw = empty(device, [g.cout, g.cin, g.kh, g.kw], 'f32', 'conv2d grad weight');
   const splits = plan.gradWeightSplits;
   const scratch = splits > 1 ? empty(device, [splits, dw.size], 'f32', 'conv2d grad weight partials') : undefined;
-  conv2dGradWeight(device, dy, x, dw, g, plan, scratch, shared, packedX, rawDy);
+  conv2dGradWeight(device, dy, x, dw, g, plan, scratch, shared, packedX, rawDy, prologue);
   scratch?.dispose(); // back to the pool; the queue orders any reuse after this kernel
   return dw;
 }

@@ -7,6 +7,9 @@
 //                input needs to fold the batchnorm's backward sums into its epilogue
 //   prepared     that conv's grad input → the batchnorm's backward: dY already masked
 //                by the relu, and the partial sums
+//   prologue     a batchnorm + relu's output, left unwritten (Tensor.deferWrite) → the
+//                convs that read it: the batchnorm's input and coefficients, which they
+//                load through the batchnorm and relu (kernels/conv2dRows.ts InputPrologue)
 import type { Tensor } from '../tensor.ts';
 
 export interface Partials {
@@ -25,7 +28,16 @@ export interface BnBackwardRequest {
   y?: Tensor | undefined;
 }
 
+/** What a conv needs to read a deferred batchnorm + relu output through its prologue. */
+export interface BnPrologue {
+  /** the batchnorm's input, which the conv reads in place of its output */
+  source: Tensor;
+  /** per channel vec4(mean, k, shift, 0), from the batchnorm's statistics merge (kernels/batchnorm.ts BnCoefficients) */
+  coef: Tensor;
+}
+
 const statistics = new WeakMap<Tensor, Partials>();
+const prologues = new WeakMap<Tensor, BnPrologue>();
 const bnBackward = new WeakMap<Tensor, BnBackwardRequest>();
 const prepared = new WeakMap<Tensor, Partials>();
 
@@ -49,3 +61,8 @@ export const bnBackwardRequestOf = (t: Tensor): BnBackwardRequest | undefined =>
 export const leavePrepared = (grad: Tensor, p: Partials): void => void prepared.set(grad, p);
 /** The partial sums of a gradient a conv's epilogue prepared, handed over once (the caller disposes them). */
 export const takePrepared = (grad: Tensor): Partials | undefined => take(prepared, grad);
+
+/** `t` is a batchnorm + relu output left unwritten: convs may read it through this prologue. */
+export const leavePrologue = (t: Tensor, p: BnPrologue): void => void prologues.set(t, p);
+/** The prologue to read `t` through while its data is still unwritten (then for every conv that reads it), else undefined. */
+export const prologueOf = (t: Tensor): BnPrologue | undefined => (t.writeDeferred ? prologues.get(t) : undefined);
