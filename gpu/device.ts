@@ -248,8 +248,9 @@ export class Device {
     } else {
       buffer = this.gpu.createBuffer({
         size,
-        // UNIFORM too: a kernel may read small per-channel data as a uniform array (kernels/conv2dRows.ts's prologue)
-        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+        // on software adapters UNIFORM too: the row kernels read per-channel data as a uniform array
+        // (kernels/conv2dRows.ts's batchnorm + relu prologue, planned there only)
+        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST | (this.isSoftwareAdapter ? GPUBufferUsage.UNIFORM : 0),
       });
       this.createdBuffers++;
     }

@@ -15,12 +15,13 @@ export type { ConvKernel, ConvPlan };
 
 /**
  * Whether convolutions on this adapter may load their input through a batchnorm + relu prologue
- * (plan.inputPrologue, for the 3×3 row kernels of software adapters): what a training batchnorm + relu
- * asks before it leaves its output unwritten for them (engine/ops/batchnorm.ts); elsewhere it writes it.
+ * (plan.inputPrologue, for the 3×3 row kernels of software adapters, whose pooled buffers can be bound
+ * as uniforms: gpu/device.ts): what a training batchnorm + relu asks before it leaves its output
+ * unwritten for them (engine/ops/batchnorm.ts); elsewhere it writes it.
  */
 export function convPrologues(p: AdapterProfile): boolean {
   const path = p.policy.conv.path;
-  return p.policy.fusion.bnPrologue && p.policy.conv.rows && textureConvSupported(p) && (path === 'texture' || (path === 'auto' && isSoftwareAdapter(p)));
+  return p.policy.fusion.bnPrologue && p.policy.conv.rows && isSoftwareAdapter(p) && textureConvSupported(p) && (path === 'texture' || path === 'auto');
 }
 
 /**
