@@ -358,12 +358,13 @@ describe("fusion: batchnorm + relu in the next conv's operand loads (policy.fusi
     });
   }
 
-  it("an output something else reads is written then, with the batchnorm's values bit for bit, also after backward and an update of γ and β", async (t) => {
+  it("an output something else reads is written then, with the batchnorm's values bit for bit, also after backward and an update of γ and β, and by a conv after backward", async (t) => {
     if (!rowsHere()) return t.skip('the prologue is planned on the row kernels only (software adapters with subgroups of 8)');
     const rng = new Rng(4);
     const xs = randomArr(rng, [2, 8, 8, 8]);
     const ws = randomArr(rng, [8, 8, 3, 3]);
-    const run = async (policy: KernelPolicy, when: 'before' | 'after'): Promise<{ y: Float32Array; dx: Float32Array; writes: number }> => {
+    // y read before backward, after it (and an update of γ, β), or by another conv after it (its prologue is gone with the graph)
+    const run = async (policy: KernelPolicy, when: 'before' | 'after' | 'conv after'): Promise<{ y: Float32Array; dx: Float32Array; writes: number; prologue: boolean }> => {
       const saved = device.policy;
       device.policy = policy;
       try {
@@ -383,8 +384,19 @@ describe("fusion: batchnorm + relu in the next conv's operand loads (policy.fusi
           // an optimizer step changes γ and β in place: y is what the forward computed, not what they give now
           new SGD({ params: [gamma, beta], lr: 0.5 }).step();
           if (when === 'after') yv = await y.toArray();
+          if (when === 'conv after') {
+            const again = conv2d(y, w, null, { padding: 1 });
+            yv = await again.toArray();
+            again.dispose();
+          }
         });
-        const out = { y: yv, dx: await x.grad!.toArray(), writes: rows.filter((r) => r.label.includes('prologue coefficients') && r.label.startsWith('batchnorm + relu')).length };
+        const labels = rows.map((r) => r.label);
+        const out = {
+          y: yv,
+          dx: await x.grad!.toArray(),
+          writes: labels.filter((l) => l.includes('prologue coefficients') && l.startsWith('batchnorm + relu')).length,
+          prologue: labels.some((l) => l.includes('bn + relu prologue')),
+        };
         for (const v of [x, w, gamma, beta, y]) {
           v.grad?.dispose();
           v.dispose();
@@ -396,9 +408,10 @@ describe("fusion: batchnorm + relu in the next conv's operand loads (policy.fusi
     };
     const without = defaultKernelPolicy();
     without.fusion.bnPrologue = false;
-    for (const when of ['before', 'after'] as const) {
+    for (const when of ['before', 'after', 'conv after'] as const) {
       const fused = await run(defaultKernelPolicy(), when);
       const plain = await run(without, when);
+      assert.ok(fused.prologue && !plain.prologue, `${when} backward: the conv took the prologue with the fusion on only`);
       assert.equal(fused.writes, 1, `${when} backward: y written once, when read`);
       assert.deepEqual(fused.y, plain.y, `${when} backward: y as batchnorm writes it`);
       assert.deepEqual(fused.dx, plain.dx, `${when} backward: x's gradient`);
@@ -454,6 +467,17 @@ describe('fusion: the whole engine', () => {
     const plain = await trainWith(unfusedPolicy(), 4);
     // addInto, shareRaw, reluMask and bnPrologue change no arithmetic
     assert.equal(exact.fusion.bnPrologue, true);
+    if (rowsHere()) {
+      // and the ResNet's convs take the prologue under this policy: one step counted
+      const saved = device.policy;
+      device.policy = exact;
+      try {
+        const labels = (await device.countTraffic(async () => void (await train(1)))).map((r) => r.label);
+        assert.ok(labels.some((l) => l.includes('bn + relu prologue')), `no conv took the prologue: ${labels.join('; ')}`);
+      } finally {
+        device.policy = saved;
+      }
+    }
     assert.deepEqual(fused.losses, plain.losses);
     assert.deepEqual(fused.grad, plain.grad);
   });

@@ -138,16 +138,7 @@ export function batchNorm2d(x: Tensor, o: BatchNormOptions): Tensor {
       batchStats(device, x, g, stats, scratch, eps, momentum, running, coefs);
       scratch.dispose();
     }
-    // written when read, from x and the coefficients (a snapshot of the statistics, γ and β), both kept until then
-    const keptX = x.keepAlive();
-    const keptCoef = coef.keepAlive();
-    y.deferWrite(
-      (buffer) => bnApplyCoefficients(device, keptX.operand, keptCoef.operand, { buffer, shape: x.shape, size: x.size, dtype: x.dtype }, g),
-      () => {
-        keptX.release();
-        keptCoef.release();
-      },
-    );
+    deferApply(y, x, coef, g);
   } else if (useBatchStats) {
     const running =
       o.training && o.runningMean && o.runningVar
@@ -256,6 +247,25 @@ export function batchNorm2d(x: Tensor, o: BatchNormOptions): Tensor {
     }
   }
   return out;
+}
+
+/**
+ * y written when first read, from x and the coefficients (a snapshot of the statistics, γ and β), both kept
+ * until then. At module level so that the closures share no scope with batchNorm2d's, whose backward holds
+ * y: y's storage (the finalizer's held value) must not reach y.
+ */
+function deferApply(y: Tensor, x: Tensor, coef: Tensor, g: BnGeometry): void {
+  const device = x.device;
+  const keptX = x.keepAlive();
+  const keptCoef = coef.keepAlive();
+  const { shape, size, dtype } = keptX.operand;
+  y.deferWrite(
+    (buffer) => bnApplyCoefficients(device, keptX.operand, keptCoef.operand, { buffer, shape, size, dtype }, g),
+    () => {
+      keptX.release();
+      keptCoef.release();
+    },
+  );
 }
 
 /** relu(batchNorm2d(x)) in one elementwise pass. */

@@ -64,5 +64,12 @@ export const takePrepared = (grad: Tensor): Partials | undefined => take(prepare
 
 /** `t` is a batchnorm + relu output left unwritten: convs may read it through this prologue. */
 export const leavePrologue = (t: Tensor, p: BnPrologue): void => void prologues.set(t, p);
-/** The prologue to read `t` through while its data is still unwritten (then for every conv that reads it), else undefined. */
-export const prologueOf = (t: Tensor): BnPrologue | undefined => (t.writeDeferred ? prologues.get(t) : undefined);
+/**
+ * The prologue to read `t` through while its data is still unwritten (then for every conv that reads it) and
+ * the graph that made it is alive (the batchnorm's backward disposes the coefficients), else undefined: the
+ * conv then reads t, which writes it.
+ */
+export function prologueOf(t: Tensor): BnPrologue | undefined {
+  const p = t.writeDeferred && !t.isDisposed ? prologues.get(t) : undefined;
+  return p && !p.coef.isDisposed && !p.source.isDisposed ? p : undefined;
+}
