@@ -40,12 +40,23 @@ console.log(`adapter: ${device.label} (${device.isSoftwareAdapter ? 'software' :
 const kernelOf = (k: string, t: { bm: number; bn: number; double: boolean } | undefined): string => (k === 'large' && t ? `${t.bm}×${t.bn}${t.double ? ' db' : ''}` : k);
 console.log(`CIFAR ResNet layers at batch ${batch}:\n`);
 const w = Math.max(...layers.map(([n]) => n.length));
-console.log(`${'conv layer'.padEnd(w)}  forward  grad input  grad weight  split-K  packed X kept  dY packed once`);
+console.log(`${'conv layer'.padEnd(w)}  forward  grad input  grad weight  split-K  packed X kept  dY packed once  fusions the plan allows (policy.fusion)`);
+// the fusions the plan lets this layer take (issue 20; gpu/policy.ts FusionPolicy)
+const fusions = (p: ReturnType<typeof planConv>): string =>
+  [
+    p.forwardStatistics && 'bn statistics',
+    p.inputPrologue && 'bn + relu prologue',
+    p.gradInputAccumulates && 'add into',
+    p.gradInputBatchNorm && 'bn backward',
+    (p.keepsRawInput || p.sharesRawGradOutput) && 'shared raw copies',
+  ]
+    .filter((f) => f)
+    .join(', ') || 'none';
 for (const [name, g] of layers) {
   const p = planConv(device, g);
   const [f, gi, gw] = [kernelOf(p.forward, p.tiles?.forward), kernelOf(p.gradInput, p.tiles?.gradInput), kernelOf(p.gradWeight, p.tiles?.gradWeight)];
   console.log(
-    `${name.padEnd(w)}  ${f.padEnd(7)}  ${gi.padEnd(10)}  ${gw.padEnd(11)}  ${String(p.gradWeightSplits).padStart(7)}  ${(p.keepsPackedInput ? 'yes' : 'no').padEnd(13)}  ${p.sharesPackedGradOutput ? 'yes' : 'no'}`,
+    `${name.padEnd(w)}  ${f.padEnd(7)}  ${gi.padEnd(10)}  ${gw.padEnd(11)}  ${String(p.gradWeightSplits).padStart(7)}  ${(p.keepsPackedInput ? 'yes' : 'no').padEnd(13)}  ${(p.sharesPackedGradOutput ? 'yes' : 'no').padEnd(14)}  ${fusions(p)}`,
   );
 }
 console.log('(large tiles: kernels/gemmLarge.ts; 128×128 = ' + tileName({ bm: 128, bn: 128, bk: 8, tm: 8, tn: 8, double: false }) + ')');
