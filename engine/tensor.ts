@@ -14,10 +14,8 @@ export type Shape = readonly number[];
 /** A GPU buffer shared by a tensor and its reshaped views; freed when the last one is disposed. */
 class Storage {
   refs = 1;
-  /** records the kernel that writes the data, run when the buffer is first asked for (Tensor.deferWrite) */
-  pendingWrite: ((buffer: GPUBuffer) => void) | null = null;
-  /** releases what the pending write holds, when the storage goes unwritten */
-  pendingDrop: (() => void) | null = null;
+  /** the kernel that writes the data, recorded when the buffer is first asked for, and what releases its inputs (Tensor.deferWrite) */
+  pending: { write: (buffer: GPUBuffer) => void; drop: () => void } | null = null;
   constructor(
     readonly device: Device,
     readonly buf: PooledBuffer,
@@ -27,19 +25,18 @@ class Storage {
   }
   release(): void {
     if (--this.refs === 0) {
-      const drop = this.pendingDrop;
-      this.pendingWrite = this.pendingDrop = null;
-      drop?.();
+      const p = this.pending;
+      this.pending = null;
+      p?.drop();
       this.device.release(this.buf);
     }
   }
   materialize(): void {
-    const write = this.pendingWrite;
-    const drop = this.pendingDrop;
-    if (!write) return;
-    this.pendingWrite = this.pendingDrop = null;
-    write(this.buf.buffer);
-    drop?.();
+    const p = this.pending;
+    if (!p) return;
+    this.pending = null;
+    p.write(this.buf.buffer);
+    p.drop();
   }
 }
 
@@ -126,8 +123,7 @@ export class Tensor {
    * what the write holds (keepAlive).
    */
   deferWrite(write: (buffer: GPUBuffer) => void, drop: () => void): void {
-    this.storage.pendingWrite = write;
-    this.storage.pendingDrop = drop;
+    this.storage.pending = { write, drop };
   }
 
   /**
@@ -151,7 +147,7 @@ export class Tensor {
 
   /** @internal whether the data is still to be written (deferWrite) */
   get writeDeferred(): boolean {
-    return this.storage.pendingWrite !== null;
+    return this.storage.pending !== null;
   }
 
   get rank(): number {

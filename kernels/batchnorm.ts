@@ -615,7 +615,11 @@ const applySource = (f: BnFusion, w: ElementWalk, t: ActTypes, merge?: ApplyMerg
   let k = invstd;
   let shift = 0.0;
 #endif`;
-  const body = wgsl`
+  return elementKernel(bs, w, t, prelude, applyBody(f, w, t), merge ? mergeFns('stats', w, merge.sg) : '', merge?.sg);
+};
+
+/** The normalise's elementwise body, given mean, k and shift for channel c: bnApply's and bnApplyCoefficients'. */
+const applyBody = (f: BnFusion, w: ElementWalk, t: ActTypes): string => wgsl`
     var v = (${LD(w, 'x')} - mean) * k + shift;
 #if ${f.residual}
     v += ${LD(w, 'res')};
@@ -624,8 +628,6 @@ const applySource = (f: BnFusion, w: ElementWalk, t: ActTypes, merge?: ApplyMerg
     v = select(v, ${Z(w)}, v < ${Z(w)}); // a NaN stays NaN (max(NaN, 0) is 0 on lavapipe)
 #endif
     y[i] = ${ST(w, t, 'y', 'v')};`;
-  return elementKernel(bs, w, t, prelude, body, merge ? mergeFns('stats', w, merge.sg) : '', merge?.sg);
-};
 
 /**
  * Records y = relu?(normalise(x)·γ + β + residual?). With `merge`, the batch statistics
@@ -686,11 +688,8 @@ export function bnApplyCoefficients(device: Device, x: Operand, coef: Operand, y
   let mean = pc.x;
   let k = pc.y;
   let shift = pc.z;`;
-  // bnApply's body with a relu, term for term
-  const body = `
-    var v = (${LD(w, 'x')} - mean) * k + shift;
-    v = select(v, ${Z(w)}, v < ${Z(w)});
-    y[i] = ${ST(w, t, 'y', 'v')};`;
+  // bnApply's body with a relu
+  const body = applyBody({ affine: true, relu: true, residual: false }, w, t);
   const pipeline = device.pipeline(`bn apply coef:${w.byChannel}:${walkKey(w)}`, 'batchnorm + relu (from prologue coefficients)', () => elementKernel(bs, w, t, prelude, body));
   dispatchElement(device, pipeline, [x.buffer, coef.buffer, y.buffer], g, w);
 }

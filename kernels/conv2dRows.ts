@@ -166,8 +166,11 @@ function prologueCode(C: number): { bindings: string[]; fns: string; coef: (c: s
   };
 }
 
-/** The prologue's binding: C channels' coefficients (within maxUniformBufferBindingSize: prologueFits). */
-const prologueBinding = (p: InputPrologue, C: number): GPUBufferBinding => ({ buffer: p.coef.buffer, size: 16 * C });
+/** The prologue's binding: C channels' coefficients, checked to hold them within a uniform binding (prologueFits). */
+function prologueBinding(device: AdapterProfile, p: InputPrologue, C: number, kernel: string): GPUBufferBinding {
+  if (p.coef.size < 4 * C || !prologueFits(device, C)) throw new Error(`${kernel}: the prologue's coefficients hold ${p.coef.size} floats, need ${4 * C} within a uniform binding`);
+  return { buffer: p.coef.buffer, size: 16 * C };
+}
 
 /** Whether a kernel reading C input channels can take the prologue (its coefficients fit a uniform binding). */
 export const prologueFits = (device: AdapterProfile, C: number): boolean => 16 * C <= device.limits.maxUniformBufferBindingSize;
@@ -593,11 +596,7 @@ export function rowConv(
     if (e.mask === 'input' && e.gamma) bindings.push(e.gamma.buffer, e.beta!.buffer);
     if (e.mask === 'output') bindings.push(e.y!.buffer);
   }
-  if (fused.prologue) {
-    if (fused.prologue.coef.size < 4 * c) throw new Error(`rowConv: the prologue's coefficients hold ${fused.prologue.coef.size} floats, need ${4 * c}`);
-    if (!prologueFits(device, c)) throw new Error(`rowConv: the prologue's coefficients of ${c} channels exceed a uniform binding`);
-    bindings.push(prologueBinding(fused.prologue, c));
-  }
+  if (fused.prologue) bindings.push(prologueBinding(device, fused.prologue, c, 'rowConv'));
   // adding into Y reads it as well as writing it
   device.dispatch(pipeline, bindings, [Math.ceil(lanes / 64), mPad / TM, 1], acc ? { read: out.size * 4 } : undefined);
   if (!fused.raw) device.releaseTexture(raw);
@@ -785,7 +784,7 @@ export function rowGradWeight(
 ): void {
   const S = g.strideH;
   if (prologue && g.kh !== 3) throw new Error('rowGradWeight: a batchnorm + relu prologue is for 3×3 weight gradients');
-  if (prologue && (prologue.coef.size < 4 * g.cin || !prologueFits(device, g.cin))) throw new Error(`rowGradWeight: the prologue's coefficients hold ${prologue.coef.size} floats, need ${4 * g.cin} within a uniform binding`);
+  const proBinding = prologue ? prologueBinding(device, prologue, g.cin, 'rowGradWeight') : undefined;
   // dY and X copied raw by the caller where other kernels share the copies (it releases them)
   const dyt = raw.dy ?? copyRaw(device, dy, g.cout * g.ho * g.wo, g.batch);
   const xt = raw.x ?? copyRaw(device, x, g.cin * g.h * g.w, g.batch);
@@ -797,7 +796,7 @@ export function rowGradWeight(
     );
     const coBlocks = Math.ceil(g.cout / GW3_TM);
     const u = device.uniforms(new UniformWriter().u32(g.batch * g.ho, rowsPerSlice, g.cout, g.cin, coBlocks, 0, 0, 0).bytes());
-    device.dispatch(pipeline, [dyt.view, xt.view, parts.buffer, u, ...(prologue ? [prologueBinding(prologue, g.cin)] : [])], [coBlocks * Math.ceil(g.cin / 8), slices, 1]);
+    device.dispatch(pipeline, [dyt.view, xt.view, parts.buffer, u, ...(proBinding ? [proBinding] : [])], [coBlocks * Math.ceil(g.cin / 8), slices, 1]);
   } else {
     const pipeline = device.pipeline(`conv2d rows:gradWeight:${S}:${Q}:${g.ho}`, `conv2d rows grad weight (1×1, stride ${S})`, () => rowGradWeightSource(S, Q, g.ho));
     const coBlocks = Math.ceil(g.cout / GW_TM);

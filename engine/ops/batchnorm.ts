@@ -128,18 +128,7 @@ export function batchNorm2d(x: Tensor, o: BatchNormOptions): Tensor {
   const deferred = o.training && f.relu && !residual && x.dtype === 'f32' && onGraph && device.policy.fusion.reluMask && convPrologues(device);
   // the prologue's per-channel coefficients, written by the statistics merge (disposed with the graph, as stats)
   const coef = deferred ? empty(device, [4 * C], 'f32', `${op} prologue coefficients`) : undefined;
-  if (coef) {
-    const running =
-      o.runningMean && o.runningVar ? { runningMean: o.runningMean, runningVar: o.runningVar, numBatchesTracked: o.numBatchesTracked ?? undefined } : undefined;
-    const coefs = { coef, gamma: weight, beta: bias };
-    if (fromConv) batchStatsFromPartials(device, fromConv.partials, fromConv.splits, g, stats, eps, momentum, running, coefs);
-    else {
-      const scratch = empty(device, [splits * C * 3], 'f32', `${op} partial statistics`);
-      batchStats(device, x, g, stats, scratch, eps, momentum, running, coefs);
-      scratch.dispose();
-    }
-    deferApply(y, x, coef, g);
-  } else if (useBatchStats) {
+  if (useBatchStats) {
     const running =
       o.training && o.runningMean && o.runningVar
         ? { runningMean: o.runningMean, runningVar: o.runningVar, numBatchesTracked: o.numBatchesTracked ?? undefined }
@@ -147,15 +136,18 @@ export function batchNorm2d(x: Tensor, o: BatchNormOptions): Tensor {
     // the partials: from the conv's epilogue, or a reduction pass here
     const scratch = fromConv ? undefined : empty(device, [splits * C * 3], 'f32', `${op} partial statistics`);
     // merged by the normalise itself (policy.fusion.bnMerge), except for the cumulative average (momentum null),
-    // whose factor reads num_batches_tracked as the merge increments it
-    if (device.policy.fusion.bnMerge && (momentum !== null || !running)) {
+    // whose factor reads num_batches_tracked as the merge increments it, and a deferred y, which no normalise writes now
+    if (!coef && device.policy.fusion.bnMerge && (momentum !== null || !running)) {
       const partials = fromConv ? fromConv.partials : scratch!;
       const n = fromConv ? fromConv.splits : batchStatsPartials(device, x, g, partials);
       bnApply(device, x, stats, y, g, f, weight, bias, residual, { partials, splits: n, eps, momentum: momentum ?? 0, running });
     } else {
-      if (fromConv) batchStatsFromPartials(device, fromConv.partials, fromConv.splits, g, stats, eps, momentum, running);
-      else batchStats(device, x, g, stats, scratch!, eps, momentum, running);
-      bnApply(device, x, stats, y, g, f, weight, bias, residual);
+      // a deferred y's coefficients are written by the merge beside the statistics
+      const coefs = coef ? { coef, gamma: weight, beta: bias } : undefined;
+      if (fromConv) batchStatsFromPartials(device, fromConv.partials, fromConv.splits, g, stats, eps, momentum, running, coefs);
+      else batchStats(device, x, g, stats, scratch!, eps, momentum, running, coefs);
+      if (coef) deferApply(y, x, coef, g);
+      else bnApply(device, x, stats, y, g, f, weight, bias, residual);
     }
     scratch?.dispose();
   } else {
@@ -242,7 +234,7 @@ export function batchNorm2d(x: Tensor, o: BatchNormOptions): Tensor {
   else {
     if (coef) leavePrologue(out, { source: x, coef });
     if (useBatchStats && device.policy.fusion.bnBackward && x.dtype === 'f32') {
-    const mask = !f.relu ? 'none' : residual ? 'output' : device.policy.fusion.reluMask ? 'input' : 'output';
+      const mask = !f.relu ? 'none' : residual ? 'output' : device.policy.fusion.reluMask ? 'input' : 'output';
       requestBnBackward(out, { mask, x, stats, gamma: weight, beta: bias, y: mask === 'output' ? y : undefined });
     }
   }
