@@ -290,7 +290,7 @@ export class Device {
       const texture = this.gpu.createTexture({
         size: [width, height, layers],
         format: 'rgba32float',
-        usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST,
+        usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST | GPUTextureUsage.COPY_SRC,
       });
       t = { texture, view: texture.createView({ dimension: '2d-array' }), key, bytes };
       this.viewBytes.set(t.view, bytes);
@@ -584,6 +584,20 @@ export class Device {
       [width, height, layers],
     );
     this.addTraffic('copy buffer to texture', width * height * layers * 16, width * height * layers * 16);
+  }
+
+  /**
+   * Records the inverse of copyToTexture (whole layers, rows `width`·16 bytes apart): a
+   * texture a kernel wrote in a buffer's layout (a raw copy) into the buffer.
+   */
+  copyFromTexture(src: PooledTexture, dst: GPUBuffer, width: number, height: number, layers: number): void {
+    this.endPass();
+    this.commandEncoder().copyTextureToBuffer(
+      { texture: src.texture },
+      { buffer: dst, offset: 0, bytesPerRow: width * 16, rowsPerImage: height },
+      [width, height, layers],
+    );
+    this.addTraffic('copy texture to buffer', width * height * layers * 16, width * height * layers * 16);
   }
 
   /** The current command encoder, for callers that record their own commands (timestamp queries). */

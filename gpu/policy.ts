@@ -100,6 +100,12 @@ export interface FusionPolicy {
    * input through the batchnorm and relu instead (kernels/conv2dRows.ts InputPrologue); written when anything else reads it
    */
   bnPrologue: boolean;
+  /**
+   * a batchnorm grad input that is a conv's dY (both of whose gradients are row kernels) writes it straight into the
+   * raw texture they read (kernels/rawTexture.ts) instead of a buffer that is then copied; the buffer is written only
+   * when something else reads it
+   */
+  rawGrad: boolean;
 }
 
 /** The shapes planned while a trace is set (kernels/matmul.ts's chooseConfig, kernels/convPlan.ts). */
@@ -124,21 +130,23 @@ export function defaultKernelPolicy(): KernelPolicy {
     autotune: 'auto',
     tuningFile: KERNEL_TUNING_FILE,
     // bnBackward off: on lavapipe its epilogue costs the grad-input row kernel more than the batchnorm pass it
-    // saves (ResNet-20/56 steps 1.05x faster without it, BENCHMARKS.md "Polling"); allFusionsPolicy() has it
-    fusion: { addInto: true, shareRaw: true, reluMask: true, bnStats: true, bnBackward: false, bnMerge: true, bnPrologue: true },
+    // saves (ResNet-20/56 steps 1.05x faster without it, BENCHMARKS.md "Polling"); rawGrad off: llvmpipe's texture
+    // stores cost ~3x a buffer store and more than the copy they save (steps 1.06-1.07x faster without it,
+    // BENCHMARKS.md "Fusion"); allFusionsPolicy() has both
+    fusion: { addInto: true, shareRaw: true, reluMask: true, bnStats: true, bnBackward: false, bnMerge: true, bnPrologue: true, rawGrad: false },
   };
 }
 
-/** Every fusion on, bnBackward included: the fused engine as a whole, for its tests and the traffic count. */
+/** Every fusion on, bnBackward and rawGrad included: the fused engine as a whole, for its tests and the traffic count. */
 export function allFusionsPolicy(): KernelPolicy {
   const p = defaultKernelPolicy();
-  p.fusion = { addInto: true, shareRaw: true, reluMask: true, bnStats: true, bnBackward: true, bnMerge: true, bnPrologue: true };
+  p.fusion = { addInto: true, shareRaw: true, reluMask: true, bnStats: true, bnBackward: true, bnMerge: true, bnPrologue: true, rawGrad: true };
   return p;
 }
 
 /** The production policy with every fusion off: the reference the fused engine is tested and benchmarked against. */
 export function unfusedPolicy(): KernelPolicy {
   const p = defaultKernelPolicy();
-  p.fusion = { addInto: false, shareRaw: false, reluMask: false, bnStats: false, bnBackward: false, bnMerge: false, bnPrologue: false };
+  p.fusion = { addInto: false, shareRaw: false, reluMask: false, bnStats: false, bnBackward: false, bnMerge: false, bnPrologue: false, rawGrad: false };
   return p;
 }

@@ -49,7 +49,8 @@
 // γ, β, the running statistics and dγ, dβ. With every binding f32 the kernels are the
 // f32 ones (the conversions are identities) under their old pipeline keys.
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import type { AdapterProfile, Device } from '../gpu/device.ts';
+import type { AdapterProfile, Binding as DeviceBinding, Device, PooledTexture } from '../gpu/device.ts';
+import { rawFits, rawStore } from './rawTexture.ts';
 import { type FloatType, type Operand, floatType } from './operand.ts';
 import { FLAT_INDEX, UniformWriter, WG, enableF16, grid1d, hasSubgroupsOf8, isSoftwareAdapter, loadF32, storeElem, vecElem } from './common.ts';
 
@@ -131,13 +132,14 @@ export function bnSplits(g: BnGeometry): { splits: number; chunk: number } {
   return { splits: Math.ceil(g.batch / chunk), chunk };
 }
 
-/** Storage bindings of a kernel variant, in binding order (the uniform block comes last). */
-type Binding = [name: string, access: 'read' | 'read_write', type?: string];
+/** Storage bindings of a kernel variant, in binding order (the uniform block comes last); 'raw': a raw texture written (rawTexture.ts). */
+type Binding = [name: string, access: 'read' | 'read_write' | 'raw', type?: string];
 
 function declare(bs: Binding[], params: string, w?: Walk, t: ActTypes = {}): string {
-  const lines = bs.map(
-    ([name, access, type], i) =>
-      `@group(0) @binding(${i}) var<storage, ${access}> ${name}: array<${type ?? (w && isActivation(name) ? storeElem(t[name] ?? 'f32', w.v4) : 'f32')}>;`,
+  const lines = bs.map(([name, access, type], i) =>
+    access === 'raw'
+      ? `@group(0) @binding(${i}) var ${name}: texture_storage_2d_array<rgba32float, write>;`
+      : `@group(0) @binding(${i}) var<storage, ${access}> ${name}: array<${type ?? (w && isActivation(name) ? storeElem(t[name] ?? 'f32', w.v4) : 'f32')}>;`,
   );
   lines.push(`@group(0) @binding(${bs.length}) var<uniform> p: ${params};`);
   return lines.join('\n');
@@ -428,10 +430,15 @@ function elementWalk(device: AdapterProfile, g: BnGeometry): ElementWalk {
  * 64-lane trees; the elementwise passes (normalise, grad input) by channel over runs of
  * images (CPU rasterisers) or by planes; vec4 or scalar elements.
  */
-export function planBatchNorm(p: AdapterProfile, g: BnGeometry): { reduction: 'subgroup' | 'tree'; elementwise: 'by-channel' | 'planes'; vec4: boolean } {
+export function planBatchNorm(p: AdapterProfile, g: BnGeometry): { reduction: 'subgroup' | 'tree'; elementwise: 'by-channel' | 'planes'; vec4: boolean; rawGradInput: boolean } {
   const r = reduceWalk(p, g);
   const e = elementWalk(p, g);
-  return { reduction: r.sg ? 'subgroup' : 'tree', elementwise: e.byChannel ? 'by-channel' : 'planes', vec4: e.v4 };
+  return { reduction: r.sg ? 'subgroup' : 'tree', elementwise: e.byChannel ? 'by-channel' : 'planes', vec4: e.v4, rawGradInput: rawGradInputFits(p, g, e) };
+}
+
+/** Whether the grad input can write an f32 dx as a raw texture (bnGradInput's rawDx): vec4 runs by channel of whole raw rows. */
+function rawGradInputFits(p: AdapterProfile, g: BnGeometry, w: ElementWalk): boolean {
+  return w.byChannel && w.v4 && rawFits(p, g.channels * g.plane, g.batch);
 }
 
 // splits, eps, momentum: of a kernel that merges per-channel partials itself (ElementMerge)
@@ -455,7 +462,7 @@ function elementParams(g: BnGeometry, chunk: number, m?: { splits: number; eps?:
 function dispatchElement(
   device: Device,
   pipeline: GPUComputePipeline,
-  bindings: (GPUBuffer | GPUBufferBinding)[],
+  bindings: DeviceBinding[],
   g: BnGeometry,
   w: ElementWalk,
   m?: { splits: number; eps?: number; momentum?: number },
@@ -847,8 +854,8 @@ interface GradMergeKind {
   paramGrads: boolean;
 }
 
-const gradInputSource = (training: boolean, f: BnFusion, w: ElementWalk, t: ActTypes, maskFromInput = false, merge?: GradMergeKind): string => {
-  const bs: Binding[] = [['dy', 'read'], ['stats', 'read'], ['dx', 'read_write']];
+const gradInputSource = (training: boolean, f: BnFusion, w: ElementWalk, t: ActTypes, maskFromInput = false, merge?: GradMergeKind, rawDx = false): string => {
+  const bs: Binding[] = [['dy', 'read'], ['stats', 'read'], ['dx', rawDx ? 'raw' : 'read_write']];
   // the mask recomputed from x needs x (eval mode reads it for that alone) and β
   if (training || maskFromInput) bs.push(['x', 'read']);
   if (training) bs.push(merge ? ['partials', 'read'] : ['sums', 'read']);
@@ -900,9 +907,14 @@ const gradInputSource = (training: boolean, f: BnFusion, w: ElementWalk, t: ActT
     dres[i] = ${ST(w, t, 'dres', 'g')};
 #endif
 #if ${training}
-    dx[i] = ${ST(w, t, 'dx', `k * (g - meanG - (${LD(w, 'x')} - mean) * invstd * meanGX)`)};
+    let d = k * (g - meanG - (${LD(w, 'x')} - mean) * invstd * meanGX);
 #else
-    dx[i] = ${ST(w, t, 'dx', 'k * g')};
+    let d = k * g;
+#endif
+#if ${rawDx}
+    ${rawStore('dx', `i - b * p.channels * ${PLANE(w)}`, 'b', 'd')}; // image b's texel (a by-channel vec4 walk: rawGradInputFits)
+#else
+    dx[i] = ${ST(w, t, 'dx', 'd')};
 #endif`;
   return elementKernel(bs, w, t, prelude, body, merge ? mergeFns('sums', w, merge.sg) : '', merge?.sg);
 };
@@ -921,7 +933,7 @@ export function bnGradInput(
   g: BnGeometry,
   f: BnFusion,
   training: boolean,
-  dx: Operand,
+  dx: Operand | { raw: PooledTexture },
   o: {
     sums?: Operand | undefined;
     merge?: (ElementMerge & { dgamma?: Operand | undefined; dbeta?: Operand | undefined }) | undefined;
@@ -935,23 +947,27 @@ export function bnGradInput(
   // the relu mask recomputed from x (o.maskFromInput: a relu without a residual, where y is x's alone)
   const fromX = f.relu && !f.residual && o.maskFromInput === true;
   const w = elementWalk(device, g);
+  // dx as a raw texture (policy.fusion.rawGrad): f32, where the planner allows it
+  const raw = 'raw' in dx ? dx.raw : undefined;
+  if (raw && !rawGradInputFits(device, g, w)) throw new Error(`batchnorm grad input: a raw dx needs vec4 runs by channel of whole raw rows (batch ${g.batch}, ${g.channels} channels of ${g.plane})`);
   const merge = training ? o.merge : undefined;
   if (training && !merge && !o.sums) throw new Error('batchnorm grad input: training needs the backward sums or their partials');
   if (merge && merge.partials.size < merge.splits * g.channels * 2) throw new Error(`batchnorm backward: ${merge.splits} partials of ${g.channels} channels need ${merge.splits * g.channels * 2} floats, got ${merge.partials.size}`);
   const mk: GradMergeKind | undefined = merge ? { sg: mergeSubgroup(device, w), paramGrads: !!merge.dgamma && !!merge.dbeta } : undefined;
-  const key = `bn gradInput:${training}:${f.affine}:${f.relu}:${f.residual}:${fromX}${mk ? `:merge:${mk.sg}:${mk.paramGrads}` : ''}`;
-  const label = `batchnorm${f.residual ? ' + residual' : ''}${f.relu ? ' + relu' : ''} grad input${fromX ? ' (mask from x)' : ''}${mk ? ' (merging sums)' : ''}`;
+  const key = `bn gradInput:${training}:${f.affine}:${f.relu}:${f.residual}:${fromX}${mk ? `:merge:${mk.sg}:${mk.paramGrads}` : ''}${raw ? ':raw' : ''}`;
+  const label = `batchnorm${f.residual ? ' + residual' : ''}${f.relu ? ' + relu' : ''} grad input${fromX ? ' (mask from x)' : ''}${mk ? ' (merging sums)' : ''}${raw ? ' (raw dx)' : ''}`;
   // the types of the activations the kernel binds
   const t = actTypes(label, {
     dy,
-    dx,
+    dx: raw ? undefined : (dx as Operand),
     x: training || fromX ? x : undefined,
     y: f.relu && !fromX ? o.y : undefined,
     dres: f.residual ? o.dres : undefined,
   });
-  const pipeline = device.pipeline(`${key}:${w.byChannel}:${walkKey(w)}${f16Tag(t)}`, `${label}${f16Tag(t)}`, () => gradInputSource(training, f, w, t, fromX, mk));
+  if (raw && t.dy === 'f16') throw new Error('batchnorm grad input: a raw dx is f32 (dy is f16)');
+  const pipeline = device.pipeline(`${key}:${w.byChannel}:${walkKey(w)}${f16Tag(t)}`, `${label}${f16Tag(t)}`, () => gradInputSource(training, f, w, t, fromX, mk, !!raw));
   // x is read in training mode or for the mask (eval's kernel otherwise does not declare it)
-  const bindings: (GPUBuffer | GPUBufferBinding)[] = [dy.buffer, stats.buffer, dx.buffer];
+  const bindings: DeviceBinding[] = [dy.buffer, stats.buffer, raw ? raw.view : (dx as Operand).buffer];
   if (training || fromX) bindings.push(x.buffer);
   if (training) bindings.push(merge ? merge.partials.buffer : o.sums!.buffer);
   if (mk?.paramGrads) bindings.push(merge!.dgamma!.buffer, merge!.dbeta!.buffer);

@@ -45,6 +45,7 @@ import type { AdapterProfile, Device, PooledTexture } from '../gpu/device.ts';
 import type { Operand } from './operand.ts';
 import { UniformWriter } from './common.ts';
 import type { ConvGeometry } from './convGeometry.ts';
+import { copyRaw, rawLoad } from './rawTexture.ts';
 
 const XYZW = ['x', 'y', 'z', 'w'];
 const ONE_BY_ONE_CHANNELS = 4; // 8 measured no faster
@@ -52,17 +53,6 @@ const ONE_BY_ONE_CHANNELS = 4; // 8 measured no faster
 const TM_1X1 = 32;
 // input channels per iteration of a Winograd row kernel (its weights are packed for whole groups, zeros past C)
 const WINO_CHANNELS = 3;
-
-/** WGSL: texel of a raw NCHW texture (16 texels per row) at flat texel index `t` of image `n`. */
-const rawLoad = (tex: string, t: string): string => `textureLoad(${tex}, vec2<u32>((${t}) % 16u, (${t}) / 16u), n)`;
-
-/** An NCHW tensor of `batch` images of `imageSize` floats copied byte for byte into a raw texture (caller releases). */
-export function copyRaw(device: Device, t: Operand, imageSize: number, batch: number): PooledTexture {
-  const rows = imageSize / 64;
-  const raw = device.acquireTexture(16, rows, batch);
-  device.copyToTexture(t.buffer, raw, 16, rows, batch);
-  return raw;
-}
 
 /**
  * The shell both row convolutions share: the raw input X, weights Wt, vec4 output Y;

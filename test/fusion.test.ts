@@ -17,6 +17,9 @@
 //   bnPrologue a training batchnorm + relu leaves its output unwritten and the 3×3 row
 //             convs that read it load its input through it (bnApply's arithmetic: bit-
 //             identical); anything else that reads it has it written then
+//   rawGrad   a batchnorm's grad input that is a row conv's dY is written straight into
+//             the raw texture both conv gradients read, not a buffer then copied (the
+//             same bits); anything else that reads it has the buffer written then
 // and a ResNet's training steps with every fusion on against every fusion off (6 steps
 // with the first gradient; 50 steps of losses).
 import assert from 'node:assert/strict';
@@ -29,7 +32,9 @@ import { softmaxCrossEntropy } from '../engine/ops/loss.ts';
 import { isSoftwareAdapter } from '../kernels/common.ts';
 import { textureConvSupported } from '../kernels/conv2dTexture.ts';
 import { planConv } from '../kernels/convPlan.ts';
+import { planBatchNorm } from '../kernels/batchnorm.ts';
 import { type KernelPolicy, allFusionsPolicy, defaultKernelPolicy, unfusedPolicy } from '../gpu/policy.ts';
+import type { TrafficRow } from '../gpu/device.ts';
 import { resnet } from '../models/resnet.ts';
 import { type Arr, type RefOp, arr } from './reference.ts';
 import { avoidReluKink, refBatchNorm2d, refConv2d } from './reference-conv.ts';
@@ -419,6 +424,98 @@ describe("fusion: batchnorm + relu in the next conv's operand loads (policy.fusi
   });
 });
 
+describe("fusion: a batchnorm's grad input written as the conv's raw dY (policy.fusion.rawGrad)", () => {
+  // production with rawGrad on (production has it off: slower on lavapipe)
+  const withRawGrad = (): KernelPolicy => {
+    const p = defaultKernelPolicy();
+    p.fusion.rawGrad = true;
+    return p;
+  };
+  it('at the production configuration: the gradients of batchnorm(conv(x, w)) match the reference; dY is never copied or written to a buffer where the plan reads it raw', async () => {
+    await fc.assert(
+      fc.asyncProperty(production, async (c) => {
+        const g = geometry(c);
+        const raw = planConv(device, g).sharesRawGradOutput && planBatchNorm(device, { batch: c.batch, channels: c.cout, plane: g.ho * g.wo }).rawGradInput;
+        assert.equal(raw, rowsHere() && (c.cout * g.ho * g.wo) % 64 === 0, `the planners write dY raw on the row kernels, for whole raw rows: ${JSON.stringify(c)}`);
+        const rng = new Rng(c.seed);
+        const saved = device.policy;
+        device.policy = withRawGrad();
+        let rows: TrafficRow[];
+        try {
+          rows = await device.countTraffic(() =>
+            checkOp(device, {
+              inputs: [randomArr(rng, [c.batch, c.cin, c.h, c.w], 0.5, 2), randomArr(rng, [c.cout, c.cin, c.k, c.k]), randomArr(rng, [c.cout], 0.5, 1.5), randomArr(rng, [c.cout])],
+              gpu: ([xt, w, gamma, beta]) => batchNorm2d(conv2d(xt!, w!, null, { ...c, statistics: true }), { training: true, weight: gamma, bias: beta }),
+              ref: refConvBatchNorm(c.stride, c.padding),
+              tol: { atol: 3e-5, rtol: 1e-4 },
+              gradTol: { atol: 1e-4, rtol: 1e-3 },
+              seed: c.seed,
+            }),
+          );
+        } finally {
+          device.policy = saved;
+        }
+        const labels = rows.map((r) => r.label);
+        assert.equal(labels.some((l) => l.includes('(raw dx)')), raw, `a raw dx where planned: ${labels.join('; ')}`);
+        assert.ok(!labels.includes('copy texture to buffer'), `dY's buffer written although only the conv reads it: ${labels.join('; ')}`);
+      }),
+      { numRuns: 12 },
+    );
+  });
+
+  it('changes no bit of any gradient; a dY something else reads is written to its buffer then, from the texture', async (t) => {
+    if (!rowsHere()) return t.skip('dY is read raw on the row kernels only (software adapters with subgroups of 8)');
+    const rng = new Rng(6);
+    const xs = randomArr(rng, [2, 8, 8, 8]);
+    const ws = randomArr(rng, [8, 8, 3, 3]);
+    const rs = randomArr(rng, [2, 8, 8, 8]);
+    // conv → batchnorm + relu (+ residual); 'elsewhere': the conv output also read by another op, whose gradient adds to dY
+    const run = async (policy: KernelPolicy, variant: 'relu' | 'residual' | 'elsewhere'): Promise<{ grads: Float32Array[]; labels: string[]; copies: number }> => {
+      const saved = device.policy;
+      device.policy = policy;
+      try {
+        const x = tensor(device, xs.data, xs.shape).requireGrad();
+        const w = tensor(device, ws.data, ws.shape).requireGrad();
+        const gamma = tensor(device, new Array(8).fill(1.25), [8]).requireGrad();
+        const beta = tensor(device, new Array(8).fill(0.1), [8]).requireGrad();
+        const r = tensor(device, rs.data, rs.shape).requireGrad();
+        const rows = await device.countTraffic(() => {
+          tidy(() => {
+            const out = conv2d(x, w, null, { padding: 1, statistics: true });
+            const y = batchNorm2d(out, { training: true, weight: gamma, bias: beta, relu: true, residual: variant === 'residual' ? r : null });
+            const loss = variant === 'elsewhere' ? add(y, scale(out, 0.5)) : y;
+            loss.backward(tensor(device, Array.from({ length: loss.size }, (_, i) => Math.sin(i)), loss.shape));
+          });
+        });
+        const grads = await Promise.all([x, w, gamma, beta].map((v) => v.grad!.toArray()));
+        if (variant === 'residual') grads.push(await r.grad!.toArray());
+        for (const v of [x, w, gamma, beta, r]) {
+          v.grad?.dispose();
+          v.dispose();
+        }
+        const copies = rows.filter((row) => row.label === 'copy buffer to texture').reduce((n, row) => n + row.count, 0);
+        return { grads, labels: rows.map((row) => row.label), copies };
+      } finally {
+        device.policy = saved;
+      }
+    };
+    const without = defaultKernelPolicy();
+    without.fusion.rawGrad = false;
+    for (const variant of ['relu', 'residual', 'elsewhere'] as const) {
+      const fused = await run(withRawGrad(), variant);
+      const plain = await run(without, variant);
+      assert.ok(fused.labels.some((l) => l.includes('(raw dx)')) && !plain.labels.some((l) => l.includes('(raw dx)')), `${variant}: a raw dx with the fusion on only`);
+      fused.grads.forEach((g, i) => assert.deepEqual(g, plain.grads[i], `${variant}: gradient ${i} bit for bit`));
+      const writes = fused.labels.filter((l) => l === 'copy texture to buffer').length;
+      if (variant === 'elsewhere') assert.equal(writes, 1, `${variant}: dY written from the texture once, for the other reader`);
+      else {
+        assert.equal(writes, 0, `${variant}: dY never written to a buffer`);
+        assert.equal(fused.copies, plain.copies - 1, `${variant}: dY not copied to a texture (${fused.copies} copies, ${plain.copies} without)`);
+      }
+    }
+  });
+});
+
 describe('fusion: the whole engine', () => {
   /** Losses and the first conv's weight gradient of `steps` SGD steps of a small ResNet under the device's policy as it is. */
   async function train(steps: number, gradStep = steps - 1, o: { images?: number; lr?: number } = {}): Promise<{ losses: number[]; grad: Float32Array }> {
@@ -462,11 +559,12 @@ describe('fusion: the whole engine', () => {
 
   it('training steps with the fusions that keep the arithmetic give the unfused losses and gradients bit for bit', async () => {
     const exact = defaultKernelPolicy();
-    exact.fusion = { ...exact.fusion, bnStats: false, bnBackward: false, bnMerge: false };
+    exact.fusion = { ...exact.fusion, bnStats: false, bnBackward: false, bnMerge: false, rawGrad: true };
     const fused = await trainWith(exact, 4);
     const plain = await trainWith(unfusedPolicy(), 4);
-    // addInto, shareRaw, reluMask and bnPrologue change no arithmetic
+    // addInto, shareRaw, reluMask, bnPrologue and rawGrad change no arithmetic
     assert.equal(exact.fusion.bnPrologue, true);
+    assert.equal(exact.fusion.rawGrad, true);
     if (rowsHere()) {
       // and the ResNet's convs take the prologue under this policy: one step counted
       const saved = device.policy;
@@ -474,6 +572,7 @@ describe('fusion: the whole engine', () => {
       try {
         const labels = (await device.countTraffic(async () => void (await train(1)))).map((r) => r.label);
         assert.ok(labels.some((l) => l.includes('bn + relu prologue')), `no conv took the prologue: ${labels.join('; ')}`);
+        assert.ok(labels.some((l) => l.includes('(raw dx)')), `no batchnorm wrote a raw dY: ${labels.join('; ')}`);
       } finally {
         device.policy = saved;
       }

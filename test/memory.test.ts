@@ -6,6 +6,8 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { type Device, Rng, SGD, type Tensor, conv2d, globalAvgPool2d, keep, linear, relu, softmaxCrossEntropy, tensor, tidy } from '../engine/index.ts';
 import { destroyTestDevice, testDevice } from './helpers.ts';
+import { allFusionsPolicy } from '../gpu/policy.ts';
+import { resnet } from '../models/resnet.ts';
 
 let device: Device;
 before(async () => {
@@ -103,6 +105,25 @@ it('a small CNN: conv kernels (their repacked textures included) create nothing 
   await assertFlatAfterWarmUp(step, 3, 30);
   [x, y, ...params].forEach((t) => t.dispose());
   opt.dispose();
+});
+
+it('a ResNet-8 with every fusion on (deferred outputs and gradients, raw textures handed between ops) creates nothing after warm-up', async () => {
+  const saved = device.policy;
+  device.policy = allFusionsPolicy();
+  try {
+    const rng = new Rng(6);
+    const N = 4;
+    const x = keep(tensor(device, Float32Array.from({ length: N * 3 * 32 * 32 }, () => rng.uniform(-1, 1)), [N, 3, 32, 32]));
+    const y = keep(tensor(device, Int32Array.from({ length: N }, (_, i) => i % 10), [N], 'i32'));
+    const model = resnet(device, { depth: 8, numClasses: 10, shortcut: 'A', seed: 2 });
+    model.train(true);
+    const opt = new SGD({ params: model.parameters(), lr: 0.05, momentum: 0.9 });
+    await assertFlatAfterWarmUp(trainStep(opt, () => softmaxCrossEntropy(model.forward(x), y)), 3, 20);
+    [x, y, ...model.parameters()].forEach((t) => t.dispose());
+    opt.dispose();
+  } finally {
+    device.policy = saved;
+  }
 });
 
 it('steps after trimPool() (which also drops the cached bind groups holding its buffers) train exactly as without', async () => {

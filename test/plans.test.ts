@@ -78,13 +78,17 @@ const BN_LAYERS = [
   { batch: 128, channels: 64, plane: 8 * 8 },
 ];
 
-it('batchnorm: one-subgroup reductions and per-channel elementwise passes on a software adapter, 64-lane trees and planes on a GPU; vec4 throughout', () => {
+it('batchnorm: one-subgroup reductions and per-channel elementwise passes on a software adapter, 64-lane trees and planes on a GPU; vec4 throughout; a raw-texture dx by channel only', () => {
   for (const g of BN_LAYERS) {
-    assert.deepEqual(planBatchNorm(software, g), { reduction: 'subgroup', elementwise: 'by-channel', vec4: true }, JSON.stringify(g));
-    assert.deepEqual(planBatchNorm(discrete, g), { reduction: 'tree', elementwise: 'planes', vec4: true }, JSON.stringify(g));
+    assert.deepEqual(planBatchNorm(software, g), { reduction: 'subgroup', elementwise: 'by-channel', vec4: true, rawGradInput: true }, JSON.stringify(g));
+    assert.deepEqual(planBatchNorm(discrete, g), { reduction: 'tree', elementwise: 'planes', vec4: true, rawGradInput: false }, JSON.stringify(g));
   }
   const gpuLayouts = { ...software, policy: { ...software.policy, batchnorm: { cpuLayouts: false } } };
-  assert.deepEqual(planBatchNorm(gpuLayouts, BN_LAYERS[0]!), { reduction: 'tree', elementwise: 'planes', vec4: true });
+  assert.deepEqual(planBatchNorm(gpuLayouts, BN_LAYERS[0]!), { reduction: 'tree', elementwise: 'planes', vec4: true, rawGradInput: false });
+  // an image that is not whole raw rows of 64 floats (3 channels of 5×4), or planes not of whole vec4s: written to a buffer
+  assert.equal(planBatchNorm(software, { batch: 2, channels: 3, plane: 20 }).rawGradInput, false);
+  assert.equal(planBatchNorm(software, { batch: 2, channels: 4, plane: 6 }).rawGradInput, false);
+  assert.equal(planBatchNorm(software, { batch: 2, channels: 4, plane: 16 }).rawGradInput, true);
 });
 
 it('the classifier (64 → 10 at batch 128) and its gradients: small direct kernels on a software adapter, the tiled kernel on a GPU', () => {

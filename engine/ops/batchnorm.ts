@@ -26,9 +26,11 @@ import {
   bnGradSums,
   bnGradSumsFromPartials,
   bnSplits,
+  planBatchNorm,
   runningStats,
 } from '../../kernels/batchnorm.ts';
-import { leavePrologue, requestBnBackward, takePrepared, takeStatistics } from './fusion.ts';
+import { acquireRaw, copyRawToBuffer } from '../../kernels/rawTexture.ts';
+import { SharedTexture, leavePrologue, leaveRawGrad, rawGradRequested, requestBnBackward, takePrepared, takeStatistics } from './fusion.ts';
 import { convPrologues } from '../../kernels/convPlan.ts';
 import { cast } from './elementwise.ts';
 import { type Tensor, empty, isGradEnabled, recordOp, shapeStr, traceOp } from '../tensor.ts';
@@ -209,9 +211,15 @@ export function batchNorm2d(x: Tensor, o: BatchNormOptions): Tensor {
     if (runGradInput) {
       dx = empty(device, x.shape, x.dtype, `${op} grad input`);
       if (writeRes) dres = empty(device, x.shape, residual!.dtype, `${op} grad residual`);
-      bnGradInput(device, x, dy, stats, g, { ...fb, residual: writeRes }, useBatchStats, dx, {
+      // policy.fusion.rawGrad: the conv that made x reads its dY (this dx) as a raw texture: written there
+      // directly, and into dx's buffer only if something else reads it (deferRawWrite)
+      const raw = needX && x.dtype === 'f32' && dy.dtype === 'f32' && device.policy.fusion.rawGrad && rawGradRequested(x) && planBatchNorm(device, g).rawGradInput
+        ? new SharedTexture(acquireRaw(device, C * g.plane, g.batch), (t) => device.releaseTexture(t))
+        : undefined;
+      bnGradInput(device, x, dy, stats, g, { ...fb, residual: writeRes }, useBatchStats, raw ? { raw: raw.texture } : dx, {
         sums, merge, gamma: weight, y, dres: dres ?? undefined, maskBeta: bias, maskFromInput: maskFromX && fb.relu,
       });
+      if (raw) deferRawWrite(dx, raw, g);
       if (!needX) {
         dx.dispose();
         dx = null;
@@ -258,6 +266,16 @@ function deferApply(y: Tensor, x: Tensor, coef: Tensor, g: BnGeometry): void {
       keptCoef.release();
     },
   );
+}
+
+/** dx left unwritten with its values in `raw` (policy.fusion.rawGrad): written from it when first read. At module level for deferApply's reason. */
+function deferRawWrite(dx: Tensor, raw: SharedTexture, g: BnGeometry): void {
+  const device = dx.device;
+  dx.deferWrite(
+    (buffer) => copyRawToBuffer(device, raw.texture, buffer, g.channels * g.plane, g.batch),
+    () => raw.release(),
+  );
+  leaveRawGrad(dx, raw);
 }
 
 /** relu(batchNorm2d(x)) in one elementwise pass. */

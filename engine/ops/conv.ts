@@ -5,7 +5,7 @@
 import { type ConvGeometry, conv2dForward, conv2dGradInput, conv2dGradWeight, outSize } from '../../kernels/conv2d.ts';
 import { type PackedGradOutput, packGradOutput } from '../../kernels/conv2dTexture.ts';
 import { type BnBackwardEpilogue, type InputPrologue, rawActivation } from '../../kernels/conv2dRows.ts';
-import { bnBackwardRequestOf, leavePrepared, leaveStatistics, prologueOf } from './fusion.ts';
+import { bnBackwardRequestOf, leavePrepared, leaveStatistics, prologueOf, rawGradOf, requestRawGrad } from './fusion.ts';
 import { type ConvPlan, planConv } from '../../kernels/convPlan.ts';
 import { sumTo } from '../../kernels/reduce.ts';
 import type { PooledTexture } from '../../gpu/device.ts';
@@ -95,6 +95,8 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options:
   const prologue: InputPrologue | undefined = pro ? { coef: pro.coef } : undefined;
   const packedX = conv2dForward(device, source, weight, bias ?? undefined, out, g, plan, keepInput, partials, prologue);
   if (partials) leaveStatistics(out, { partials, splits: plan.statisticsSplits });
+  // the backward reads dY raw (both gradients by row kernels): the op reading out may write out's gradient that way
+  if (device.policy.fusion.rawGrad && plan.sharesRawGradOutput && keepInput && x.requiresGrad && out.dtype === 'f32') requestRawGrad(out);
   const inputs = bias ? [x, weight, bias] : [x, weight];
   traceOp('conv2d', out, [x, weight, bias ?? null], { kernel: [g.kh, g.kw], stride: [g.strideH, g.strideW], padding: [g.padH, g.padW] });
   const release = packedX ? () => device.releaseTexture(packedX) : undefined;
@@ -103,7 +105,9 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options:
     // where both gradients read dY repacked (texture path, no row kernel), it is packed once for the two;
     // where both are row kernels, copied raw once for the two
     const shared = both && plan.sharesPackedGradOutput ? packGradOutput(device, dy, g) : undefined;
-    const rawDy = both && plan.sharesRawGradOutput ? rawActivation(device, dy, g, true) : undefined;
+    // the raw copy may be there already: the batchnorm's grad input wrote dY as one (policy.fusion.rawGrad)
+    const handed = both && plan.sharesRawGradOutput ? rawGradOf(dy) : undefined;
+    const rawDy = handed ? handed.texture : both && plan.sharesRawGradOutput ? rawActivation(device, dy, g, true) : undefined;
     // x's gradient so far (the residual's), which the grad-input kernel adds into (plan.gradInputAccumulates)
     const acc = plan.gradInputAccumulates ? into?.[0] : undefined;
     // where the grad input writes x's whole gradient (complete, and added into what came before)
@@ -117,7 +121,8 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options:
     if (dx && bnPartials) leavePrepared(dx, { partials: bnPartials, splits: plan.gradInputSplits });
     const dw = weight.requiresGrad ? gradWeight(dy, source, g, plan, shared, packedX, rawDy, prologue) : null;
     if (shared) device.releaseTexture(shared.texture);
-    if (rawDy) device.releaseTexture(rawDy);
+    if (handed) handed.release();
+    else if (rawDy) device.releaseTexture(rawDy);
     let db: Tensor | null = null;
     if (bias?.requiresGrad) {
       const sums = empty(device, [1, g.cout, 1, 1], 'f32', 'conv2d bias grad');

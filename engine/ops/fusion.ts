@@ -10,7 +10,12 @@
 //   prologue     a batchnorm + relu's output, left unwritten (Tensor.deferWrite) → the
 //                convs that read it: the batchnorm's input and coefficients, which they
 //                load through the batchnorm and relu (kernels/conv2dRows.ts InputPrologue)
+//   rawGrad      a conv's output → the batchnorm that reads it: the conv's backward reads
+//                its dY as a raw texture; then that batchnorm's grad input (the conv's
+//                dY) → the conv: the raw texture it wrote in place of the buffer, which
+//                is left unwritten (Tensor.deferWrite) unless something else reads it
 import type { Tensor } from '../tensor.ts';
+import type { PooledTexture } from '../../gpu/device.ts';
 
 export interface Partials {
   partials: Tensor;
@@ -72,4 +77,39 @@ export const leavePrologue = (t: Tensor, p: BnPrologue): void => void prologues.
 export function prologueOf(t: Tensor): BnPrologue | undefined {
   const p = t.writeDeferred && !t.isDisposed ? prologues.get(t) : undefined;
   return p && !p.coef.isDisposed && !p.source.isDisposed ? p : undefined;
+}
+
+/**
+ * A raw texture (kernels/rawTexture.ts) held by a deferred gradient and by the kernels recording reads of it:
+ * back to the pool when the last holder lets go, so a write of the gradient's buffer that runs meanwhile
+ * (and drops the gradient's hold) cannot hand it to another op before the readers are recorded.
+ */
+export class SharedTexture {
+  private holders = 1;
+  constructor(
+    readonly texture: PooledTexture,
+    private readonly free: (t: PooledTexture) => void,
+  ) {}
+  retain(): this {
+    this.holders++;
+    return this;
+  }
+  release(): void {
+    if (--this.holders === 0) this.free(this.texture);
+  }
+}
+
+const rawGradWanted = new WeakSet<Tensor>();
+const rawGrads = new WeakMap<Tensor, SharedTexture>();
+
+/** The conv that produced `t` reads t's gradient as a raw texture in its backward (ConvPlan.sharesRawGradOutput). */
+export const requestRawGrad = (t: Tensor): void => void rawGradWanted.add(t);
+/** Whether the op reading `t` may hand t's gradient over as a raw texture (leaveRawGrad). */
+export const rawGradRequested = (t: Tensor): boolean => rawGradWanted.has(t);
+/** `grad` is left unwritten (deferWrite): its values are in this raw texture. */
+export const leaveRawGrad = (grad: Tensor, raw: SharedTexture): void => void rawGrads.set(grad, raw);
+/** The raw texture holding `grad` while its buffer is still unwritten, retained for the caller (who releases it), else undefined. */
+export function rawGradOf(grad: Tensor): SharedTexture | undefined {
+  const r = grad.writeDeferred && !grad.isDisposed ? rawGrads.get(grad) : undefined;
+  return r?.retain();
 }

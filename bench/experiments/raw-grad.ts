@@ -1,0 +1,54 @@
+// policy.fusion.rawGrad's trade on this adapter: a batchnorm grad input storing dx as a raw
+// texture (kernels/rawTexture.ts) against storing it to a buffer, which the conv's backward
+// then copies into that texture (copyBufferToTexture). Each case timed alone over a ResNet
+// stage's shape, repeated; ms per call, the median of the rounds.
+//   node --import tsx bench/experiments/raw-grad.ts [--shape 128,16,32] [--reps 10] [--rounds 3]
+import { createDevice } from '../../gpu/device.ts';
+import { defaultKernelPolicy } from '../../gpu/policy.ts';
+import { bnGradInput } from '../../kernels/batchnorm.ts';
+import { acquireRaw } from '../../kernels/rawTexture.ts';
+import { empty, randn, tensor } from '../../engine/tensor.ts';
+
+const args = process.argv.slice(2);
+const opt = (n: string, d: string): string => (args.includes(n) ? args[args.indexOf(n) + 1]! : d);
+const [batch, c, hw] = opt('--shape', '128,16,32').split(',').map(Number) as [number, number, number];
+const reps = Number(opt('--reps', '10'));
+const rounds = Number(opt('--rounds', '3'));
+const device = await createDevice({ policy: defaultKernelPolicy() });
+const g = { batch, channels: c, plane: hw * hw };
+const shape = [batch, c, hw, hw];
+const [x, dy, y] = [1, 2, 3].map((seed) => randn(device, shape, { seed })) as [ReturnType<typeof randn>, ReturnType<typeof randn>, ReturnType<typeof randn>];
+const dx = empty(device, shape);
+const dres = empty(device, shape);
+const perChannel = (v: number, n = c): ReturnType<typeof tensor> => tensor(device, new Array<number>(n).fill(v), [n]);
+const stats = tensor(device, [...new Array<number>(c).fill(0.1), ...new Array<number>(c).fill(1.3)], [2 * c]);
+const sums = perChannel(0.3, 2 * c);
+const gamma = perChannel(1);
+const beta = perChannel(0.1);
+const raw = acquireRaw(device, c * hw * hw, batch);
+const relu = { affine: true, relu: true, residual: false };
+const residual = { affine: true, relu: true, residual: true };
+const cases: [string, () => void][] = [
+  ['bn + relu grad input → buffer', () => bnGradInput(device, x, dy, stats, g, relu, true, dx, { sums, gamma, maskBeta: beta, maskFromInput: true })],
+  ['bn + relu grad input → raw texture', () => bnGradInput(device, x, dy, stats, g, relu, true, { raw }, { sums, gamma, maskBeta: beta, maskFromInput: true })],
+  ['bn + residual + relu → buffer', () => bnGradInput(device, x, dy, stats, g, residual, true, dx, { sums, gamma, y, dres })],
+  ['bn + residual + relu → raw texture', () => bnGradInput(device, x, dy, stats, g, residual, true, { raw }, { sums, gamma, y, dres })],
+  ['copy buffer → raw texture', () => device.copyToTexture(dx.buffer, raw, 16, (c * hw * hw) / 64, batch)],
+];
+const times = new Map<string, number[]>();
+for (const [, f] of cases) f();
+await device.sync();
+for (let r = 0; r < rounds; r++) {
+  for (const [name, f] of cases) {
+    const t0 = performance.now();
+    for (let i = 0; i < reps; i++) {
+      f();
+      device.flush();
+    }
+    await device.sync();
+    (times.get(name) ?? times.set(name, []).get(name)!).push((performance.now() - t0) / reps);
+  }
+}
+console.log(`${device.label}\nbatchnorm grad input ${batch}×${c}×${hw}×${hw}, ms per call (median of ${rounds} rounds of ${reps}):`);
+for (const [name, t] of times) console.log(`  ${name.padEnd(36)} ${[...t].sort((a, b) => a - b)[t.length >> 1]!.toFixed(2).padStart(8)}   [${t.map((v) => v.toFixed(2)).join(', ')}]`);
+device.destroy();
