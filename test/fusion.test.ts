@@ -34,7 +34,6 @@ import { textureConvSupported } from '../kernels/conv2dTexture.ts';
 import { planConv } from '../kernels/convPlan.ts';
 import { planBatchNorm } from '../kernels/batchnorm.ts';
 import { type KernelPolicy, allFusionsPolicy, defaultKernelPolicy, unfusedPolicy } from '../gpu/policy.ts';
-import type { TrafficRow } from '../gpu/device.ts';
 import { resnet } from '../models/resnet.ts';
 import { type Arr, type RefOp, arr } from './reference.ts';
 import { avoidReluKink, refBatchNorm2d, refConv2d } from './reference-conv.ts';
@@ -47,6 +46,17 @@ before(async () => {
 after(destroyTestDevice);
 
 const GRAD_TOL = { atol: 3e-5, rtol: 1e-4 };
+
+/** Runs `f` with the device under `policy`, then restores the policy it had. */
+async function underPolicy<T>(policy: KernelPolicy, f: () => Promise<T>): Promise<T> {
+  const saved = device.policy;
+  device.policy = policy;
+  try {
+    return await f();
+  } finally {
+    device.policy = saved;
+  }
+}
 const rowsHere = (): boolean => isSoftwareAdapter(device) && textureConvSupported(device);
 
 /** conv(x, w) + conv(x/2, w) = conv(1.5·x, w): x's gradient comes from two convolutions, the second added into the first's. */
@@ -130,14 +140,7 @@ describe('fusion: add into (policy.fusion.addInto)', () => {
       fc.asyncProperty(production, async (c) => {
         const g = randomArr(new Rng(c.seed + 1), [c.batch, c.cout, c.h / c.stride, c.w / c.stride]);
         const fused = await twoConvGrads(c, g);
-        const saved = device.policy;
-        device.policy = unfusedPolicy();
-        let plain: Awaited<ReturnType<typeof twoConvGrads>>;
-        try {
-          plain = await twoConvGrads(c, g);
-        } finally {
-          device.policy = saved;
-        }
+        const plain = await underPolicy(unfusedPolicy(), () => twoConvGrads(c, g));
         assert.deepEqual(fused.dx, plain.dx, 'dx');
         assert.deepEqual(fused.dw, plain.dw, 'dw');
         assert.ok(fused.labels.some((l) => l.includes('add into')), `a kernel adds into the gradient: ${fused.labels.join(', ')}`);
@@ -369,10 +372,8 @@ describe("fusion: batchnorm + relu in the next conv's operand loads (policy.fusi
     const xs = randomArr(rng, [2, 8, 8, 8]);
     const ws = randomArr(rng, [8, 8, 3, 3]);
     // y read before backward, after it (and an update of γ, β), or by another conv after it (its prologue is gone with the graph)
-    const run = async (policy: KernelPolicy, when: 'before' | 'after' | 'conv after'): Promise<{ y: Float32Array; dx: Float32Array; writes: number; prologue: boolean }> => {
-      const saved = device.policy;
-      device.policy = policy;
-      try {
+    const run = (policy: KernelPolicy, when: 'before' | 'after' | 'conv after'): Promise<{ y: Float32Array; dx: Float32Array; writes: number; prologue: boolean }> =>
+      underPolicy(policy, async () => {
         const x = tensor(device, xs.data, xs.shape).requireGrad();
         const w = tensor(device, ws.data, ws.shape).requireGrad();
         const gamma = tensor(device, new Array(8).fill(1.25), [8]).requireGrad();
@@ -407,10 +408,7 @@ describe("fusion: batchnorm + relu in the next conv's operand loads (policy.fusi
           v.dispose();
         }
         return out;
-      } finally {
-        device.policy = saved;
-      }
-    };
+      });
     const without = defaultKernelPolicy();
     without.fusion.bnPrologue = false;
     for (const when of ['before', 'after', 'conv after'] as const) {
@@ -438,11 +436,8 @@ describe("fusion: a batchnorm's grad input written as the conv's raw dY (policy.
         const raw = planConv(device, g).sharesRawGradOutput && planBatchNorm(device, { batch: c.batch, channels: c.cout, plane: g.ho * g.wo }).rawGradInput;
         assert.equal(raw, rowsHere() && (c.cout * g.ho * g.wo) % 64 === 0, `the planners write dY raw on the row kernels, for whole raw rows: ${JSON.stringify(c)}`);
         const rng = new Rng(c.seed);
-        const saved = device.policy;
-        device.policy = withRawGrad();
-        let rows: TrafficRow[];
-        try {
-          rows = await device.countTraffic(() =>
+        const rows = await underPolicy(withRawGrad(), () =>
+          device.countTraffic(() =>
             checkOp(device, {
               inputs: [randomArr(rng, [c.batch, c.cin, c.h, c.w], 0.5, 2), randomArr(rng, [c.cout, c.cin, c.k, c.k]), randomArr(rng, [c.cout], 0.5, 1.5), randomArr(rng, [c.cout])],
               gpu: ([xt, w, gamma, beta]) => batchNorm2d(conv2d(xt!, w!, null, { ...c, statistics: true }), { training: true, weight: gamma, bias: beta }),
@@ -451,10 +446,8 @@ describe("fusion: a batchnorm's grad input written as the conv's raw dY (policy.
               gradTol: { atol: 1e-4, rtol: 1e-3 },
               seed: c.seed,
             }),
-          );
-        } finally {
-          device.policy = saved;
-        }
+          ),
+        );
         const labels = rows.map((r) => r.label);
         assert.equal(labels.some((l) => l.includes('(raw dx)')), raw, `a raw dx where planned: ${labels.join('; ')}`);
         assert.ok(!labels.includes('copy texture to buffer'), `dY's buffer written although only the conv reads it: ${labels.join('; ')}`);
@@ -470,10 +463,8 @@ describe("fusion: a batchnorm's grad input written as the conv's raw dY (policy.
     const ws = randomArr(rng, [8, 8, 3, 3]);
     const rs = randomArr(rng, [2, 8, 8, 8]);
     // conv → batchnorm + relu (+ residual); 'elsewhere': the conv output also read by another op, whose gradient adds to dY
-    const run = async (policy: KernelPolicy, variant: 'relu' | 'residual' | 'elsewhere'): Promise<{ grads: Float32Array[]; labels: string[]; copies: number }> => {
-      const saved = device.policy;
-      device.policy = policy;
-      try {
+    const run = (policy: KernelPolicy, variant: 'relu' | 'residual' | 'elsewhere'): Promise<{ grads: Float32Array[]; labels: string[]; copies: number }> =>
+      underPolicy(policy, async () => {
         const x = tensor(device, xs.data, xs.shape).requireGrad();
         const w = tensor(device, ws.data, ws.shape).requireGrad();
         const gamma = tensor(device, new Array(8).fill(1.25), [8]).requireGrad();
@@ -495,10 +486,7 @@ describe("fusion: a batchnorm's grad input written as the conv's raw dY (policy.
         }
         const copies = rows.filter((row) => row.label === 'copy buffer to texture').reduce((n, row) => n + row.count, 0);
         return { grads, labels: rows.map((row) => row.label), copies };
-      } finally {
-        device.policy = saved;
-      }
-    };
+      });
     const without = defaultKernelPolicy();
     without.fusion.rawGrad = false;
     for (const variant of ['relu', 'residual', 'elsewhere'] as const) {
@@ -547,15 +535,8 @@ describe('fusion: the whole engine', () => {
     return { losses, grad };
   }
 
-  async function trainWith(policy: KernelPolicy, steps: number, gradStep = steps - 1, o: { images?: number; lr?: number } = {}): Promise<{ losses: number[]; grad: Float32Array }> {
-    const saved = device.policy;
-    device.policy = policy;
-    try {
-      return await train(steps, gradStep, o);
-    } finally {
-      device.policy = saved;
-    }
-  }
+  const trainWith = (policy: KernelPolicy, steps: number, gradStep = steps - 1, o: { images?: number; lr?: number } = {}): Promise<{ losses: number[]; grad: Float32Array }> =>
+    underPolicy(policy, () => train(steps, gradStep, o));
 
   it('training steps with the fusions that keep the arithmetic give the unfused losses and gradients bit for bit', async () => {
     const exact = defaultKernelPolicy();
@@ -567,15 +548,9 @@ describe('fusion: the whole engine', () => {
     assert.equal(exact.fusion.rawGrad, true);
     if (rowsHere()) {
       // and the ResNet's convs take the prologue under this policy: one step counted
-      const saved = device.policy;
-      device.policy = exact;
-      try {
-        const labels = (await device.countTraffic(async () => void (await train(1)))).map((r) => r.label);
-        assert.ok(labels.some((l) => l.includes('bn + relu prologue')), `no conv took the prologue: ${labels.join('; ')}`);
-        assert.ok(labels.some((l) => l.includes('(raw dx)')), `no batchnorm wrote a raw dY: ${labels.join('; ')}`);
-      } finally {
-        device.policy = saved;
-      }
+      const labels = (await underPolicy(exact, () => device.countTraffic(async () => void (await train(1))))).map((r) => r.label);
+      assert.ok(labels.some((l) => l.includes('bn + relu prologue')), `no conv took the prologue: ${labels.join('; ')}`);
+      assert.ok(labels.some((l) => l.includes('(raw dx)')), `no batchnorm wrote a raw dY: ${labels.join('; ')}`);
     }
     assert.deepEqual(fused.losses, plain.losses);
     assert.deepEqual(fused.grad, plain.grad);

@@ -3,6 +3,7 @@
 // prologue costs the kernels that read X, against what the batchnorm apply pass it replaces costs.
 //   node --import tsx bench/experiments/prologue-conv.ts [--shape 128,16,32] [--reps 10] [--rounds 3]
 import { createDevice } from '../../gpu/device.ts';
+import { timeAlone } from './alone.ts';
 import { defaultKernelPolicy } from '../../gpu/policy.ts';
 import { rowConv, rowGradWeight } from '../../kernels/conv2dRows.ts';
 import { bnApply } from '../../kernels/batchnorm.ts';
@@ -32,20 +33,5 @@ const cases: [string, () => void][] = [
   ['grad weight + prologue', () => rowGradWeight(device, dy, x, parts, g, 16, (batch * hw) / 16, {}, pro)],
   ['batchnorm + relu apply', () => bnApply(device, x, stats, y, { batch, channels: c, plane: hw * hw }, { affine: true, relu: true, residual: false }, gamma, beta)],
 ];
-const times = new Map<string, number[]>();
-for (const [, f] of cases) f();
-await device.sync();
-for (let r = 0; r < rounds; r++) {
-  for (const [name, f] of cases) {
-    const t0 = performance.now();
-    for (let i = 0; i < reps; i++) {
-      f();
-      device.flush();
-    }
-    await device.sync();
-    (times.get(name) ?? times.set(name, []).get(name)!).push((performance.now() - t0) / reps);
-  }
-}
-console.log(`${device.label}\n3×3 conv ${batch}×${c}×${hw}×${hw}, ms per call (median of ${rounds} rounds of ${reps}):`);
-for (const [name, t] of times) console.log(`  ${name.padEnd(26)} ${[...t].sort((a, b) => a - b)[t.length >> 1]!.toFixed(2).padStart(8)}   [${t.map((v) => v.toFixed(2)).join(', ')}]`);
+await timeAlone(device, `3×3 conv ${batch}×${c}×${hw}×${hw}`, cases, reps, rounds);
 device.destroy();

@@ -4,6 +4,7 @@
 // stage's shape, repeated; ms per call, the median of the rounds.
 //   node --import tsx bench/experiments/raw-grad.ts [--shape 128,16,32] [--reps 10] [--rounds 3]
 import { createDevice } from '../../gpu/device.ts';
+import { timeAlone } from './alone.ts';
 import { defaultKernelPolicy } from '../../gpu/policy.ts';
 import { bnGradInput } from '../../kernels/batchnorm.ts';
 import { acquireRaw } from '../../kernels/rawTexture.ts';
@@ -35,20 +36,5 @@ const cases: [string, () => void][] = [
   ['bn + residual + relu → raw texture', () => bnGradInput(device, x, dy, stats, g, residual, true, { raw }, { sums, gamma, y, dres })],
   ['copy buffer → raw texture', () => device.copyToTexture(dx.buffer, raw, 16, (c * hw * hw) / 64, batch)],
 ];
-const times = new Map<string, number[]>();
-for (const [, f] of cases) f();
-await device.sync();
-for (let r = 0; r < rounds; r++) {
-  for (const [name, f] of cases) {
-    const t0 = performance.now();
-    for (let i = 0; i < reps; i++) {
-      f();
-      device.flush();
-    }
-    await device.sync();
-    (times.get(name) ?? times.set(name, []).get(name)!).push((performance.now() - t0) / reps);
-  }
-}
-console.log(`${device.label}\nbatchnorm grad input ${batch}×${c}×${hw}×${hw}, ms per call (median of ${rounds} rounds of ${reps}):`);
-for (const [name, t] of times) console.log(`  ${name.padEnd(36)} ${[...t].sort((a, b) => a - b)[t.length >> 1]!.toFixed(2).padStart(8)}   [${t.map((v) => v.toFixed(2)).join(', ')}]`);
+await timeAlone(device, `batchnorm grad input ${batch}×${c}×${hw}×${hw}`, cases, reps, rounds);
 device.destroy();
