@@ -277,8 +277,9 @@ export class Device {
   /**
    * An rgba32float 2-D array texture of exactly width × height × layers texels
    * from the pool (contents undefined), usable as a read-only or write-only
-   * storage texture. Kernels on software adapters read textures about twice as
-   * fast as buffers (kernels/conv2dTexture.ts).
+   * storage texture, and as a copy's destination or source (a raw texture a kernel
+   * wrote, copied into a buffer: kernels/rawTexture.ts). Kernels on software adapters
+   * read textures about twice as fast as buffers (kernels/conv2dTexture.ts).
    */
   acquireTexture(width: number, height: number, layers: number): PooledTexture {
     const key = `${width}x${height}x${layers}`;

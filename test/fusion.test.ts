@@ -34,6 +34,7 @@ import { textureConvSupported } from '../kernels/conv2dTexture.ts';
 import { planConv } from '../kernels/convPlan.ts';
 import { planBatchNorm } from '../kernels/batchnorm.ts';
 import { type KernelPolicy, allFusionsPolicy, defaultKernelPolicy, unfusedPolicy } from '../gpu/policy.ts';
+import type { TrafficRow } from '../gpu/device.ts';
 import { resnet } from '../models/resnet.ts';
 import { type Arr, type RefOp, arr } from './reference.ts';
 import { avoidReluKink, refBatchNorm2d, refConv2d } from './reference-conv.ts';
@@ -429,78 +430,125 @@ describe("fusion: a batchnorm's grad input written as the conv's raw dY (policy.
     p.fusion.rawGrad = true;
     return p;
   };
-  it('at the production configuration: the gradients of batchnorm(conv(x, w)) match the reference; dY is never copied or written to a buffer where the plan reads it raw', async () => {
-    await fc.assert(
-      fc.asyncProperty(production, async (c) => {
-        const g = geometry(c);
-        const raw = planConv(device, g).sharesRawGradOutput && planBatchNorm(device, { batch: c.batch, channels: c.cout, plane: g.ho * g.wo }).rawGradInput;
-        assert.equal(raw, rowsHere() && (c.cout * g.ho * g.wo) % 64 === 0, `the planners write dY raw on the row kernels, for whole raw rows: ${JSON.stringify(c)}`);
-        const rng = new Rng(c.seed);
-        const rows = await underPolicy(withRawGrad(), () =>
-          device.countTraffic(() =>
-            checkOp(device, {
-              inputs: [randomArr(rng, [c.batch, c.cin, c.h, c.w], 0.5, 2), randomArr(rng, [c.cout, c.cin, c.k, c.k]), randomArr(rng, [c.cout], 0.5, 1.5), randomArr(rng, [c.cout])],
-              gpu: ([xt, w, gamma, beta]) => batchNorm2d(conv2d(xt!, w!, null, { ...c, statistics: true }), { training: true, weight: gamma, bias: beta }),
-              ref: refConvBatchNorm(c.stride, c.padding),
-              tol: { atol: 3e-5, rtol: 1e-4 },
-              gradTol: { atol: 1e-4, rtol: 1e-3 },
-              seed: c.seed,
-            }),
-          ),
-        );
-        const labels = rows.map((r) => r.label);
-        assert.equal(labels.some((l) => l.includes('(raw dx)')), raw, `a raw dx where planned: ${labels.join('; ')}`);
-        assert.ok(!labels.includes('copy texture to buffer'), `dY's buffer written although only the conv reads it: ${labels.join('; ')}`);
-      }),
-      { numRuns: 12 },
-    );
-  });
+  for (const [name, policy] of [['production with rawGrad', withRawGrad], ['every fusion', allFusionsPolicy]] as const) {
+    it(`at the production configuration (${name}): the gradients of batchnorm(conv(x, w)) match the reference; dY is never copied or written to a buffer where the plan reads it raw`, async () => {
+      await fc.assert(
+        fc.asyncProperty(production, async (c) => {
+          const g = geometry(c);
+          const raw = planConv(device, g).sharesRawGradOutput && planBatchNorm(device, { batch: c.batch, channels: c.cout, plane: g.ho * g.wo }).rawGradInput;
+          assert.equal(raw, rowsHere() && (c.cout * g.ho * g.wo) % 64 === 0, `the planners write dY raw on the row kernels, for whole raw rows: ${JSON.stringify(c)}`);
+          const rng = new Rng(c.seed);
+          const rows = await underPolicy(policy(), () =>
+            device.countTraffic(() =>
+              checkOp(device, {
+                inputs: [randomArr(rng, [c.batch, c.cin, c.h, c.w], 0.5, 2), randomArr(rng, [c.cout, c.cin, c.k, c.k]), randomArr(rng, [c.cout], 0.5, 1.5), randomArr(rng, [c.cout])],
+                gpu: ([xt, w, gamma, beta]) => batchNorm2d(conv2d(xt!, w!, null, { ...c, statistics: true }), { training: true, weight: gamma, bias: beta }),
+                ref: refConvBatchNorm(c.stride, c.padding),
+                tol: { atol: 3e-5, rtol: 1e-4 },
+                gradTol: { atol: 1e-4, rtol: 1e-3 },
+                seed: c.seed,
+              }),
+            ),
+          );
+          const labels = rows.map((r) => r.label);
+          assert.equal(labels.some((l) => l.includes('(raw dx)')), raw, `a raw dx where planned: ${labels.join('; ')}`);
+          assert.ok(!labels.includes('copy texture to buffer'), `dY's buffer written although only the conv reads it: ${labels.join('; ')}`);
+        }),
+        { numRuns: 8 },
+      );
+    });
+  }
 
-  it('changes no bit of any gradient; a dY something else reads is written to its buffer then, from the texture', async (t) => {
+  /** How many dispatches or copies of one label a traffic count saw. */
+  const countOf = (rows: TrafficRow[], label: string): number => rows.filter((r) => r.label === label).reduce((n, r) => n + r.count, 0);
+
+  it("changes no bit of any gradient (relu, residual, eval mode); a dY that is not the batchnorm's alone is written as before", async (t) => {
     if (!rowsHere()) return t.skip('dY is read raw on the row kernels only (software adapters with subgroups of 8)');
     const rng = new Rng(6);
     const xs = randomArr(rng, [2, 8, 8, 8]);
     const ws = randomArr(rng, [8, 8, 3, 3]);
     const rs = randomArr(rng, [2, 8, 8, 8]);
-    // conv → batchnorm + relu (+ residual); 'elsewhere': the conv output also read by another op, whose gradient adds to dY
-    const run = (policy: KernelPolicy, variant: 'relu' | 'residual' | 'elsewhere'): Promise<{ grads: Float32Array[]; labels: string[]; copies: number }> =>
+    // conv → batchnorm + relu (+ residual; or in eval mode); the conv output also read by another op whose
+    // gradient adds to dY: one that runs its backward first ('scaled') or after the batchnorm's ('conv')
+    type Variant = 'relu' | 'residual' | 'eval' | 'scaled' | 'conv';
+    const run = (policy: KernelPolicy, variant: Variant): Promise<{ grads: Float32Array[]; raw: boolean; copies: number; writes: number }> =>
       underPolicy(policy, async () => {
         const x = tensor(device, xs.data, xs.shape).requireGrad();
         const w = tensor(device, ws.data, ws.shape).requireGrad();
         const gamma = tensor(device, new Array(8).fill(1.25), [8]).requireGrad();
         const beta = tensor(device, new Array(8).fill(0.1), [8]).requireGrad();
         const r = tensor(device, rs.data, rs.shape).requireGrad();
+        const running = variant === 'eval' ? { runningMean: tensor(device, new Array(8).fill(0.2), [8]), runningVar: tensor(device, new Array(8).fill(1.7), [8]) } : {};
         const rows = await device.countTraffic(() => {
           tidy(() => {
             const out = conv2d(x, w, null, { padding: 1, statistics: true });
-            const y = batchNorm2d(out, { training: true, weight: gamma, bias: beta, relu: true, residual: variant === 'residual' ? r : null });
-            const loss = variant === 'elsewhere' ? add(y, scale(out, 0.5)) : y;
+            const y = batchNorm2d(out, { training: variant !== 'eval', weight: gamma, bias: beta, relu: true, residual: variant === 'residual' ? r : null, ...running });
+            const loss = variant === 'scaled' ? add(y, scale(out, 0.5)) : variant === 'conv' ? add(y, conv2d(out, w, null, { padding: 1 })) : y;
             loss.backward(tensor(device, Array.from({ length: loss.size }, (_, i) => Math.sin(i)), loss.shape));
           });
         });
         const grads = await Promise.all([x, w, gamma, beta].map((v) => v.grad!.toArray()));
         if (variant === 'residual') grads.push(await r.grad!.toArray());
-        for (const v of [x, w, gamma, beta, r]) {
+        for (const v of [x, w, gamma, beta, r, ...Object.values(running)]) {
           v.grad?.dispose();
           v.dispose();
         }
-        const copies = rows.filter((row) => row.label === 'copy buffer to texture').reduce((n, row) => n + row.count, 0);
-        return { grads, labels: rows.map((row) => row.label), copies };
+        return { grads, raw: rows.some((row) => row.label.includes('(raw dx)')), copies: countOf(rows, 'copy buffer to texture'), writes: countOf(rows, 'copy texture to buffer') };
       });
     const without = defaultKernelPolicy();
     without.fusion.rawGrad = false;
-    for (const variant of ['relu', 'residual', 'elsewhere'] as const) {
+    for (const variant of ['relu', 'residual', 'eval', 'scaled', 'conv'] as const) {
       const fused = await run(withRawGrad(), variant);
       const plain = await run(without, variant);
-      assert.ok(fused.labels.some((l) => l.includes('(raw dx)')) && !plain.labels.some((l) => l.includes('(raw dx)')), `${variant}: a raw dx with the fusion on only`);
       fused.grads.forEach((g, i) => assert.deepEqual(g, plain.grads[i], `${variant}: gradient ${i} bit for bit`));
-      const writes = fused.labels.filter((l) => l === 'copy texture to buffer').length;
-      if (variant === 'elsewhere') assert.equal(writes, 1, `${variant}: dY written from the texture once, for the other reader`);
-      else {
-        assert.equal(writes, 0, `${variant}: dY never written to a buffer`);
+      assert.ok(!plain.raw, `${variant}: no raw dx with the fusion off`);
+      assert.equal(fused.writes, 0, `${variant}: dY never written back from a texture`);
+      if (variant === 'scaled' || variant === 'conv') {
+        // dY is the sum of two gradients: the batchnorm's alone is not what the conv reads
+        assert.ok(!fused.raw, `${variant}: no raw dx where another gradient adds to dY`);
+        assert.equal(fused.copies, plain.copies, `${variant}: the same copies`);
+      } else {
+        assert.ok(fused.raw, `${variant}: a raw dx with the fusion on`);
         assert.equal(fused.copies, plain.copies - 1, `${variant}: dY not copied to a texture (${fused.copies} copies, ${plain.copies} without)`);
       }
     }
+  });
+
+  it("a raw dY that something else reads is written to its buffer then, from the texture, with the batchnorm's values", async (t) => {
+    if (!rowsHere()) return t.skip('dY is read raw on the row kernels only (software adapters with subgroups of 8)');
+    const rng = new Rng(8);
+    const xs = randomArr(rng, [2, 8, 8, 8]);
+    const ws = randomArr(rng, [8, 8, 3, 3]);
+    const gs = randomArr(rng, [2, 8, 8, 8]);
+    // the batchnorm's backward called as autograd would, its dx (the conv's dY) then read directly
+    const dyOfConv = (policy: KernelPolicy): Promise<{ values: Float32Array; writes: number; deferred: boolean }> =>
+      underPolicy(policy, async () => {
+        const x = tensor(device, xs.data, xs.shape).requireGrad();
+        const w = tensor(device, ws.data, ws.shape).requireGrad();
+        const out = conv2d(x, w, null, { padding: 1, statistics: true });
+        const y = batchNorm2d(out, { training: true, relu: true });
+        const g = tensor(device, gs.data, gs.shape);
+        let dx!: Tensor;
+        const rows = await device.countTraffic(() => {
+          dx = y.backwardFn!(g, [undefined], [true])[0]!;
+        });
+        const deferred = dx.writeDeferred;
+        let values: Float32Array = new Float32Array();
+        const writes = await device.countTraffic(async () => {
+          values = await dx.toArray();
+        });
+        assert.ok(!rows.some((r) => r.label === 'copy texture to buffer'));
+        for (const v of [x, w, out, y, g, dx]) v.dispose();
+        return { values, writes: countOf(writes, 'copy texture to buffer'), deferred };
+      });
+    const without = defaultKernelPolicy();
+    without.fusion.rawGrad = false;
+    const fused = await dyOfConv(withRawGrad());
+    const plain = await dyOfConv(without);
+    assert.ok(fused.deferred && !plain.deferred, 'dx left unwritten with the fusion on only');
+    assert.equal(fused.writes, 1, 'written once from the texture when read');
+    assert.equal(plain.writes, 0);
+    assert.deepEqual(fused.values, plain.values, "the batchnorm's dx bit for bit");
   });
 });
 

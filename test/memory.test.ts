@@ -8,6 +8,8 @@ import { type Device, Rng, SGD, type Tensor, conv2d, globalAvgPool2d, keep, line
 import { destroyTestDevice, testDevice } from './helpers.ts';
 import { allFusionsPolicy } from '../gpu/policy.ts';
 import { resnet } from '../models/resnet.ts';
+import { isSoftwareAdapter } from '../kernels/common.ts';
+import { textureConvSupported } from '../kernels/conv2dTexture.ts';
 
 let device: Device;
 before(async () => {
@@ -118,7 +120,14 @@ it('a ResNet-8 with every fusion on (deferred outputs and gradients, raw texture
     const model = resnet(device, { depth: 8, numClasses: 10, shortcut: 'A', seed: 2 });
     model.train(true);
     const opt = new SGD({ params: model.parameters(), lr: 0.05, momentum: 0.9 });
-    await assertFlatAfterWarmUp(trainStep(opt, () => softmaxCrossEntropy(model.forward(x), y)), 3, 20);
+    const step = trainStep(opt, () => softmaxCrossEntropy(model.forward(x), y));
+    // where the row kernels run (software adapters), the step hands raw textures over (rawGrad) and defers writes
+    const labels = (await device.countTraffic(step)).map((r) => r.label);
+    if (isSoftwareAdapter(device) && textureConvSupported(device)) {
+      assert.ok(labels.some((l) => l.includes('(raw dx)')), `no raw dY handed over: ${labels.join('; ')}`);
+      assert.ok(labels.some((l) => l.includes('bn + relu prologue')), `no deferred batchnorm output: ${labels.join('; ')}`);
+    }
+    await assertFlatAfterWarmUp(step, 3, 20);
     [x, y, ...model.parameters()].forEach((t) => t.dispose());
     opt.dispose();
   } finally {

@@ -34,6 +34,7 @@ import { SharedTexture, leavePrologue, leaveRawGrad, rawGradRequested, requestBn
 import { convPrologues } from '../../kernels/convPlan.ts';
 import { cast } from './elementwise.ts';
 import { type Tensor, empty, isGradEnabled, recordOp, shapeStr, traceOp } from '../tensor.ts';
+import type { Device } from '../../gpu/device.ts';
 
 export interface BatchNormOptions {
   /** true: normalise with the batch's statistics and update the running ones; false: use the running ones */
@@ -164,7 +165,7 @@ export function batchNorm2d(x: Tensor, o: BatchNormOptions): Tensor {
   const inputs: Tensor[] = [x];
   if (weight && bias) inputs.push(weight, bias);
   if (residual) inputs.push(residual);
-  const out = recordOp(y, inputs, (dy) => {
+  const out = recordOp(y, inputs, (dy, into, complete) => {
     // dY masked by the relu and its partial sums, from the epilogue of the conv grad input that completed it
     // (requested below for an f32 x only; ignoring one is safe: masking a masked dY again changes nothing)
     const handed = takePrepared(dy);
@@ -211,14 +212,21 @@ export function batchNorm2d(x: Tensor, o: BatchNormOptions): Tensor {
     if (runGradInput) {
       dx = empty(device, x.shape, x.dtype, `${op} grad input`);
       if (writeRes) dres = empty(device, x.shape, residual!.dtype, `${op} grad residual`);
-      // policy.fusion.rawGrad: the conv that made x reads its dY (this dx) as a raw texture: written there
-      // directly, and into dx's buffer only if something else reads it (deferRawWrite)
-      const raw = needX && x.dtype === 'f32' && dy.dtype === 'f32' && device.policy.fusion.rawGrad && rawGradRequested(x) && planBatchNorm(device, g).rawGradInput
-        ? new SharedTexture(acquireRaw(device, C * g.plane, g.batch), (t) => device.releaseTexture(t))
+      // policy.fusion.rawGrad: the conv that made x reads its dY as a raw texture, and this dx is the whole of
+      // it (no other gradient of x before or after): written there directly, and into dx's buffer only if
+      // something else reads it (deferRawWrite)
+      const whole = complete?.[0] === true && into?.[0] === undefined;
+      const raw = needX && whole && x.dtype === 'f32' && dy.dtype === 'f32' && device.policy.fusion.rawGrad && rawGradRequested(x) && planBatchNorm(device, g).rawGradInput
+        ? rawTexture(device, g)
         : undefined;
-      bnGradInput(device, x, dy, stats, g, { ...fb, residual: writeRes }, useBatchStats, raw ? { raw: raw.texture } : dx, {
-        sums, merge, gamma: weight, y, dres: dres ?? undefined, maskBeta: bias, maskFromInput: maskFromX && fb.relu,
-      });
+      try {
+        bnGradInput(device, x, dy, stats, g, { ...fb, residual: writeRes }, useBatchStats, raw ? { raw: raw.texture } : dx, {
+          sums, merge, gamma: weight, y, dres: dres ?? undefined, maskBeta: bias, maskFromInput: maskFromX && fb.relu,
+        });
+      } catch (e) {
+        raw?.release();
+        throw e;
+      }
       if (raw) deferRawWrite(dx, raw, g);
       if (!needX) {
         dx.dispose();
@@ -266,6 +274,11 @@ function deferApply(y: Tensor, x: Tensor, coef: Tensor, g: BnGeometry): void {
       keptCoef.release();
     },
   );
+}
+
+/** A pooled raw texture for a gradient of geometry g, shared by count. At module level for deferApply's reason (the release closure). */
+function rawTexture(device: Device, g: BnGeometry): SharedTexture {
+  return new SharedTexture(acquireRaw(device, g.channels * g.plane, g.batch), (t) => device.releaseTexture(t));
 }
 
 /** dx left unwritten with its values in `raw` (policy.fusion.rawGrad): written from it when first read. At module level for deferApply's reason. */

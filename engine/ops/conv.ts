@@ -96,7 +96,8 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options:
   const packedX = conv2dForward(device, source, weight, bias ?? undefined, out, g, plan, keepInput, partials, prologue);
   if (partials) leaveStatistics(out, { partials, splits: plan.statisticsSplits });
   // the backward reads dY raw (both gradients by row kernels): the op reading out may write out's gradient that way
-  if (device.policy.fusion.rawGrad && plan.sharesRawGradOutput && keepInput && x.requiresGrad && out.dtype === 'f32') requestRawGrad(out);
+  // (not with a bias, whose gradient reads dY's buffer)
+  if (device.policy.fusion.rawGrad && plan.sharesRawGradOutput && keepInput && x.requiresGrad && !bias && out.dtype === 'f32') requestRawGrad(out);
   const inputs = bias ? [x, weight, bias] : [x, weight];
   traceOp('conv2d', out, [x, weight, bias ?? null], { kernel: [g.kh, g.kw], stride: [g.strideH, g.strideW], padding: [g.padH, g.padW] });
   const release = packedX ? () => device.releaseTexture(packedX) : undefined;
@@ -107,6 +108,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options:
     const shared = both && plan.sharesPackedGradOutput ? packGradOutput(device, dy, g) : undefined;
     // the raw copy may be there already: the batchnorm's grad input wrote dY as one (policy.fusion.rawGrad)
     const handed = both && plan.sharesRawGradOutput ? rawGradOf(dy) : undefined;
+    if (handed && handed.texture.bytes !== g.batch * g.cout * g.ho * g.wo * 4) throw new Error(`conv2d backward: the raw dY handed over holds ${handed.texture.bytes} bytes, not dY's ${shapeStr(dy.shape)}`);
     const rawDy = handed ? handed.texture : both && plan.sharesRawGradOutput ? rawActivation(device, dy, g, true) : undefined;
     // x's gradient so far (the residual's), which the grad-input kernel adds into (plan.gradInputAccumulates)
     const acc = plan.gradInputAccumulates ? into?.[0] : undefined;
