@@ -63,7 +63,7 @@ console.log('(large tiles: kernels/gemmLarge.ts; 128×128 = ' + tileName({ bm: 1
 console.log('');
 for (const [c, side] of [[16, 32], [32, 16], [64, 8]] as const) {
   const p = planBatchNorm(device, { batch, channels: c, plane: side * side });
-  console.log(`batchnorm ${c} channels, ${side}×${side}: reductions by ${p.reduction === 'subgroup' ? 'one 8-lane subgroup per workgroup' : '64-lane trees'}, elementwise ${p.elementwise === 'by-channel' ? 'by channel over runs of images' : 'by planes'}${p.vec4 ? ', vec4' : ''}`);
+  console.log(`batchnorm ${c} channels, ${side}×${side}: reductions by ${p.reduction === 'subgroup' ? 'one 8-lane subgroup per workgroup' : '64-lane trees'}, elementwise ${p.elementwise === 'by-channel' ? 'by channel over runs of images' : 'by planes'}${p.vec4 ? ', vec4' : ''}${p.rawGradInput ? '; grad input can store a raw dY (rawGrad)' : ''}`);
 }
 const fc = { transA: false, transB: true, batchA: 1, batchB: 1, batch: 1, M: batch, N: 10, K: 64 };
 console.log(`\nclassifier ${batch}×64 · (10×64)ᵀ: ${configName(chooseConfig(device, fc))}`);
