@@ -118,7 +118,18 @@ step();
 await device.sync();
 const rows = await device.profile(step);
 const total = rows.reduce((s, r) => s + r.ms, 0);
-console.log(`${device.label}\nResNet-${depth}, batch ${batch}: ${total.toFixed(0)} ms of kernel time in ${rows.reduce((s, r) => s + r.count, 0)} dispatches\n`);
+// the same step unprofiled (median of 3, synced): the per-dispatch passes inflate some kernels
+// (BENCHMARKS.md "Fusion": a few backward kernels read several times their own time), so the
+// total can be well above the step's
+const walls: number[] = [];
+for (let i = 0; i < 3; i++) {
+  const t0 = performance.now();
+  step();
+  await device.sync();
+  walls.push(performance.now() - t0);
+}
+const wall = walls.sort((a, b) => a - b)[1]!;
+console.log(`${device.label}\nResNet-${depth}, batch ${batch}: ${total.toFixed(0)} ms of kernel time in ${rows.reduce((s, r) => s + r.count, 0)} dispatches (the step unprofiled: ${wall.toFixed(0)} ms)\n`);
 console.log(`${'kernel'.padEnd(52)} ${'ms'.padStart(8)} ${'share'.padStart(6)} ${'calls'.padStart(6)}`);
 for (const r of rows.slice(0, top)) {
   console.log(`${r.label.slice(0, 52).padEnd(52)} ${r.ms.toFixed(1).padStart(8)} ${((100 * r.ms) / total).toFixed(1).padStart(5)}% ${String(r.count).padStart(6)}`);
