@@ -45,7 +45,7 @@ import type { AdapterProfile, Device, PooledTexture } from '../gpu/device.ts';
 import type { Operand } from './operand.ts';
 import { UniformWriter } from './common.ts';
 import type { ConvGeometry } from './convGeometry.ts';
-import { copyRaw, rawLoad } from './rawTexture.ts';
+import { copyRaw, rawFits, rawLoad } from './rawTexture.ts';
 
 const XYZW = ['x', 'y', 'z', 'w'];
 const ONE_BY_ONE_CHANNELS = 4; // 8 measured no faster
@@ -185,12 +185,10 @@ export function rowConvFits(device: AdapterProfile, g: ConvGeometry, gradInput: 
   const l = device.limits;
   const mPad = (gradInput ? g.cin : g.cout) + 32; // weight rows, padded to at most a 32-row block
   return (
-    (c * h * w) % 64 === 0 &&
-    (c * h * w) / 64 <= l.maxTextureDimension2D &&
+    rawFits(device, c * h * w, g.batch) &&
     c * k <= l.maxTextureDimension2D &&
     mPad <= l.maxTextureDimension2D &&
     Math.ceil((c * k * mPad) / 64) <= l.maxComputeWorkgroupsPerDimension && // the weight pack's 1-D grid
-    g.batch <= l.maxTextureArrayLayers &&
     Math.ceil((g.batch * rows * lanesPerRow) / 64) <= l.maxComputeWorkgroupsPerDimension
   );
 }
@@ -551,7 +549,7 @@ export function rowConv(
   const iters = K === 1 ? Math.ceil(c / ONE_BY_ONE_CHANNELS) : wino ? cWino / WINO_CHANNELS : c;
   const tw = K === 1 ? (iters * ONE_BY_ONE_CHANNELS) / 4 : wino ? 2 * cWino * K : c * K;
   // a 1×1 forward's weights [M, C] already hold its texels in order: copied, not packed
-  const rawWeights = K === 1 && !gradInput && c % 4 === 0 && (m * c) % 64 === 0 && (m * c) / 64 <= device.limits.maxTextureDimension2D;
+  const rawWeights = K === 1 && !gradInput && c % 4 === 0 && rawFits(device, m * c, 1);
   let wt: PooledTexture;
   if (rawWeights) {
     wt = copyRaw(device, weight, m * c, 1);
@@ -604,10 +602,8 @@ export function rowGradWeightFits(device: AdapterProfile, g: ConvGeometry): bool
   const k = g.kh;
   if ((k !== 1 && k !== 3) || g.kw !== k || g.padH !== (k - 1) / 2 || g.padW !== g.padH || g.strideW !== s || (s !== 1 && s !== 2)) return false;
   if (g.h !== g.ho * s || g.w !== g.wo * s || g.wo % 4 !== 0) return false;
-  const l = device.limits;
-  const xRows = (g.cin * g.h * g.w) / 64;
-  const dyRows = (g.cout * g.ho * g.wo) / 64;
-  return Number.isInteger(xRows) && Number.isInteger(dyRows) && Math.max(xRows, dyRows) <= l.maxTextureDimension2D && g.batch <= l.maxTextureArrayLayers;
+  // X and dY copied raw
+  return rawFits(device, g.cin * g.h * g.w, g.batch) && rawFits(device, g.cout * g.ho * g.wo, g.batch);
 }
 
 const GW_TM = 16; // output channels per workgroup

@@ -14,6 +14,7 @@ export const rawStore = (tex: string, t: string, n: string, v: string): string =
 
 /** Whether images of `imageSize` floats, `batch` of them, fit a raw texture on this device. */
 export function rawFits(device: Pick<Device, 'limits'>, imageSize: number, batch: number): boolean {
+  // whole rows of 16 texels, within the texture height and array-layer limits
   return imageSize % 64 === 0 && imageSize / 64 <= device.limits.maxTextureDimension2D && batch <= device.limits.maxTextureArrayLayers;
 }
 

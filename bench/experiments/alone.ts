@@ -1,6 +1,13 @@
-// Kernels timed alone by the wall clock: each case recorded `reps` times (a submit after
+// Kernels timed alone by the wall clock (bench/experiments' timing scripts): each case recorded `reps` times (a submit after
 // each) and synced, in rounds that alternate the cases; ms per call, the median of the rounds.
 import type { Device } from '../../gpu/device.ts';
+
+/** The command line of such an experiment: --shape batch,channels,side (default 128,16,32), --reps (10), --rounds (3). */
+export function aloneArgs(argv = process.argv.slice(2)): { batch: number; c: number; hw: number; reps: number; rounds: number } {
+  const opt = (n: string, d: string): string => (argv.includes(n) ? argv[argv.indexOf(n) + 1]! : d);
+  const [batch, c, hw] = opt('--shape', '128,16,32').split(',').map(Number) as [number, number, number];
+  return { batch, c, hw, reps: Number(opt('--reps', '10')), rounds: Number(opt('--rounds', '3')) };
+}
 
 export async function timeAlone(device: Device, title: string, cases: [string, () => void][], reps: number, rounds: number): Promise<void> {
   const times = new Map<string, number[]>(cases.map(([name]) => [name, []]));

@@ -3,17 +3,13 @@
 // prologue costs the kernels that read X, against what the batchnorm apply pass it replaces costs.
 //   node --import tsx bench/experiments/prologue-conv.ts [--shape 128,16,32] [--reps 10] [--rounds 3]
 import { createDevice } from '../../gpu/device.ts';
-import { timeAlone } from './alone.ts';
+import { aloneArgs, timeAlone } from './alone.ts';
 import { defaultKernelPolicy } from '../../gpu/policy.ts';
 import { rowConv, rowGradWeight } from '../../kernels/conv2dRows.ts';
 import { bnApply } from '../../kernels/batchnorm.ts';
 import { randn, tensor, empty } from '../../engine/tensor.ts';
 
-const args = process.argv.slice(2);
-const opt = (n: string, d: string): string => (args.includes(n) ? args[args.indexOf(n) + 1]! : d);
-const [batch, c, hw] = opt('--shape', '128,16,32').split(',').map(Number) as [number, number, number];
-const reps = Number(opt('--reps', '10'));
-const rounds = Number(opt('--rounds', '3'));
+const { batch, c, hw, reps, rounds } = aloneArgs();
 const device = await createDevice({ policy: defaultKernelPolicy() });
 const g = { batch, cin: c, h: hw, w: hw, cout: c, kh: 3, kw: 3, ho: hw, wo: hw, strideH: 1, strideW: 1, padH: 1, padW: 1 };
 const x = randn(device, [batch, c, hw, hw], { seed: 1 });

@@ -4,17 +4,13 @@
 // stage's shape, repeated; ms per call, the median of the rounds.
 //   node --import tsx bench/experiments/raw-grad.ts [--shape 128,16,32] [--reps 10] [--rounds 3]
 import { createDevice } from '../../gpu/device.ts';
-import { timeAlone } from './alone.ts';
+import { aloneArgs, timeAlone } from './alone.ts';
 import { defaultKernelPolicy } from '../../gpu/policy.ts';
 import { bnGradInput } from '../../kernels/batchnorm.ts';
 import { acquireRaw } from '../../kernels/rawTexture.ts';
 import { empty, randn, tensor } from '../../engine/tensor.ts';
 
-const args = process.argv.slice(2);
-const opt = (n: string, d: string): string => (args.includes(n) ? args[args.indexOf(n) + 1]! : d);
-const [batch, c, hw] = opt('--shape', '128,16,32').split(',').map(Number) as [number, number, number];
-const reps = Number(opt('--reps', '10'));
-const rounds = Number(opt('--rounds', '3'));
+const { batch, c, hw, reps, rounds } = aloneArgs();
 const device = await createDevice({ policy: defaultKernelPolicy() });
 const g = { batch, channels: c, plane: hw * hw };
 const shape = [batch, c, hw, hw];

@@ -107,9 +107,10 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options:
     // where both are row kernels, copied raw once for the two
     const shared = both && plan.sharesPackedGradOutput ? packGradOutput(device, dy, g) : undefined;
     // the raw copy may be there already: the batchnorm's grad input wrote dY as one (policy.fusion.rawGrad)
-    const handed = both && plan.sharesRawGradOutput ? rawGradOf(dy) : undefined;
+    const sharesRaw = both && plan.sharesRawGradOutput;
+    const handed = sharesRaw ? rawGradOf(dy) : undefined;
     if (handed && handed.texture.bytes !== g.batch * g.cout * g.ho * g.wo * 4) throw new Error(`conv2d backward: the raw dY handed over holds ${handed.texture.bytes} bytes, not dY's ${shapeStr(dy.shape)}`);
-    const rawDy = handed ? handed.texture : both && plan.sharesRawGradOutput ? rawActivation(device, dy, g, true) : undefined;
+    const rawDy = handed?.texture ?? (sharesRaw ? rawActivation(device, dy, g, true) : undefined);
     // x's gradient so far (the residual's), which the grad-input kernel adds into (plan.gradInputAccumulates)
     const acc = plan.gradInputAccumulates ? into?.[0] : undefined;
     // where the grad input writes x's whole gradient (complete, and added into what came before)
