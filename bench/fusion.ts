@@ -9,7 +9,8 @@
 // --variants picks the sides: `unfused`; `fused`, production's fusions (defaultKernelPolicy;
 // bnBackward off since 2026-12-06); `all`, every fusion (allFusionsPolicy); or either of the
 // last two followed by -NAME-NAME, those fusions off (all-bnBackward is today's `fused`);
-// default unfused,fused.
+// default unfused,fused. A variant may end in :KEY=N,KEY=N, numeric fields of policy.conv set
+// (fused:wgradSliceBytes=262144: the texture weight gradients' split-K slices sized as before 2026-12-07).
 //
 //   node --import tsx bench/fusion.ts [--steps 20x128,56x128] [--rounds 4] [--torch off] [--variants all,fused,unfused]
 import { loadavg } from 'node:os';
@@ -27,6 +28,17 @@ const load = (): string => loadavg().map((l) => l.toFixed(2)).join(' ');
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const variants = opt('--variants', 'unfused,fused').split(',');
 function policyOf(name: string): KernelPolicy {
+  const [fusions, convFields] = name.split(':') as [string, string | undefined];
+  const p = fusionsOf(fusions);
+  for (const kv of convFields ? convFields.split(',') : []) {
+    const [k, v] = kv.split('=') as [string, string | undefined];
+    if (!(k in p.conv) && k !== 'wgradSliceBytes') throw new Error(`--variants: policy.conv has no '${k}'`);
+    if (v === undefined || !Number.isFinite(Number(v))) throw new Error(`--variants: '${kv}' is not KEY=NUMBER`);
+    Object.assign(p.conv, { [k]: Number(v) });
+  }
+  return p;
+}
+function fusionsOf(name: string): KernelPolicy {
   if (name === 'unfused') return unfusedPolicy();
   const [head, ...off] = name.split('-');
   if (head !== 'fused' && head !== 'all') throw new Error(`--variants: '${name}' is not unfused, fused[-NAME-...] or all[-NAME-...]`);

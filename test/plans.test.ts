@@ -10,6 +10,7 @@ import { defaultKernelPolicy } from '../gpu/policy.ts';
 import type { ConvGeometry } from '../kernels/convGeometry.ts';
 import { planConv } from '../kernels/convPlan.ts';
 import { gradWeightSplits } from '../kernels/conv2d.ts';
+import { gradWeightSlicesTexture } from '../kernels/conv2dTexture.ts';
 import { planBatchNorm } from '../kernels/batchnorm.ts';
 import { chooseConfig } from '../kernels/matmul.ts';
 
@@ -102,4 +103,24 @@ it('the classifier (64 → 10 at batch 128) and its gradients: small direct kern
   }
   // a large product takes the texture kernel on a software adapter with subgroups of 8
   assert.equal(chooseConfig(untuned(software), { ...fc, transB: false, M: 256, N: 256, K: 256 }).kind, 'texture');
+});
+
+it("on a software adapter the weight gradients' split-K slices fill the slice budget: every slice whole rows of the batch, at most the budget's bytes of dY and X rows unless one row is more, fewer slices (fewer partials) for a larger budget, and ResNet-20's 64-channel partials under 2 MB", () => {
+  const budget = (kib: number): AdapterProfile => ({ ...software, policy: { ...software.policy, conv: { ...software.policy.conv, wgradSliceBytes: kib << 10 } } });
+  for (const [name, g] of Object.entries(RESNET_LAYERS)) {
+    const rows = g.batch * g.ho;
+    const rowBytes = 16 * ((g.wo + 2 * g.padW + 2) * Math.ceil(g.cout / 4) + g.strideH * (g.w + 2 * g.padW) * Math.ceil(g.cin / 4));
+    let previous = Infinity;
+    for (const kib of [64, 256, 1024, 4096]) {
+      const { slices, rowsPerSlice } = gradWeightSlicesTexture(budget(kib), g);
+      assert.ok(slices * rowsPerSlice >= rows && (slices - 1) * rowsPerSlice < rows, `${name} at ${kib} KiB: ${slices} slices of ${rowsPerSlice} rows cover ${rows} rows`);
+      const minimumWork = Math.ceil(96 / (Math.ceil(g.cout / 16) * Math.ceil(g.cin / 4) * 3));
+      if (slices > minimumWork) assert.ok(rowsPerSlice === 1 || rowsPerSlice * rowBytes <= (kib << 10) * 1.01, `${name} at ${kib} KiB: ${rowsPerSlice} rows of ${rowBytes} bytes`);
+      assert.ok(slices <= previous, `${name}: ${slices} slices at ${kib} KiB, more than the ${previous} of a smaller budget`);
+      previous = slices;
+    }
+  }
+  const g = RESNET_LAYERS['stage 3 64→64 @8']!;
+  const { slices } = gradWeightSlicesTexture(software, g);
+  assert.ok(slices * 64 * 64 * 9 * 4 < 2e6, `stage 3: ${slices} partials of 147 KB each`);
 });
