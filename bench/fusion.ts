@@ -12,7 +12,10 @@
 // default unfused,fused. A variant may end in :KEY=N,KEY=N, numeric fields of policy.conv set
 // (fused:wgradSliceBytes=262144: the texture weight gradients' split-K slices sized as before 2026-12-07).
 //
-//   node --import tsx bench/fusion.ts [--steps 20x128,56x128] [--rounds 4] [--torch off] [--variants all,fused,unfused]
+// PyTorch runs --torch-runs times (default 2: before and after our rounds; more are spread evenly
+// between them, since its rate moves 2x on this shared machine); the ratio is to their median.
+//
+//   node --import tsx bench/fusion.ts [--steps 20x128,56x128] [--rounds 4] [--torch off] [--torch-runs 2] [--variants all,fused,unfused]
 import { loadavg } from 'node:os';
 import { createDevice } from '../gpu/device.ts';
 import { type FusionPolicy, type KernelPolicy, allFusionsPolicy, defaultKernelPolicy, unfusedPolicy } from '../gpu/policy.ts';
@@ -25,8 +28,13 @@ const configs = opt('--steps', '20x128,56x128').split(',').map((s) => s.split('x
 const rounds = Number(opt('--rounds', '4'));
 const torchWanted = opt('--torch', 'cpu') !== 'off';
 const load = (): string => loadavg().map((l) => l.toFixed(2)).join(' ');
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
 const variants = opt('--variants', 'unfused,fused').split(',');
+const torchRunsWanted = Math.max(2, Number(opt('--torch-runs', '2')));
 function policyOf(name: string): KernelPolicy {
   const [fusions, convFields] = name.split(':') as [string, string | undefined];
   const p = fusionsOf(fusions);
@@ -68,6 +76,8 @@ for (const [depth, batch] of configs) {
   const runTorch = (): void => {
     if (torch) torchRuns.push(torchStep(torch, depth, batch, { warmup: 2, steps: 5 }).images_per_s_pipelined);
   };
+  // PyTorch's runs spread over ours: before the rounds, after them, and evenly between (--torch-runs)
+  const torchAfter = new Set(Array.from({ length: Math.max(0, torchRunsWanted - 2) }, (_, i) => Math.round(((i + 1) * rounds) / (torchRunsWanted - 1)) - 1));
   runTorch();
   // warm-up: pipelines compiled, pools filled (two steps each)
   for (const s of sides) {
@@ -86,9 +96,10 @@ for (const [depth, batch] of configs) {
       const c = process.cpuUsage(c0);
       s.cpu.push(batch / ((c.user + c.system) / 1e6));
     }
+    if (torchAfter.has(r) && r < rounds - 1) runTorch();
   }
   runTorch();
-  const t = torchRuns.length ? torchRuns.reduce((a, b) => a + b) / torchRuns.length : null;
+  const t = torchRuns.length ? median(torchRuns) : null;
   console.log(`\nResNet-${depth}, batch ${batch}, ${rounds} alternating rounds (images/s per round; images per CPU-second, median):`);
   const width = Math.max(8, ...sides.map((s) => s.name.length));
   for (const s of sides) {
@@ -99,7 +110,7 @@ for (const [depth, batch] of configs) {
     console.log(`  ${s.name} / ${first.name}: ${(median(s.ips) / median(first.ips)).toFixed(3)}× wall, ${(median(s.cpu) / median(first.cpu)).toFixed(3)}× CPU`);
   }
   if (t !== null) {
-    console.log(`  PyTorch ${t.toFixed(1).padStart(7)} images/s  [${torchRuns.map((v) => v.toFixed(1)).join(', ')}] (before and after)`);
+    console.log(`  PyTorch ${t.toFixed(1).padStart(7)} images/s  [${torchRuns.map((v) => v.toFixed(1)).join(', ')}] (${torchRuns.length} runs spread over ours; the median)`);
     console.log(`  vs PyTorch: ${sides.map((s) => `${s.name} ${(median(s.ips) / t).toFixed(3)}×`).join(', ')}`);
   }
   console.log(`  load average now: ${load()}`);
