@@ -47,6 +47,8 @@ export interface KernelPolicy {
      * 4 pixels and filter row instead of 12 (kernels/conv2dRows.ts); f32 rounding differs from the direct sums
      */
     winograd: boolean;
+    /** the row kernels' grid with the blocks of output channels fastest, so the blocks that read the same pixels run back to back */
+    rowChannelsFastest: boolean;
     /** rows × columns per lane of the repacked correlation */
     tm: number;
     tn: number;
@@ -125,7 +127,7 @@ export const KERNEL_TUNING_FILE = fileURLToPath(new URL('../.cache/kernel-tuning
 /** What production runs (the defaults measured best on lavapipe; GPUs take the buffer kernels). */
 export function defaultKernelPolicy(): KernelPolicy {
   return {
-    conv: { path: 'auto', rows: true, rowPixels: 8, winograd: false, tm: 16, tn: 4, wgradSlots: 4, unroll: 'auto' },
+    conv: { path: 'auto', rows: true, rowPixels: 8, winograd: false, rowChannelsFastest: true, tm: 16, tn: 4, wgradSlots: 4, unroll: 'auto' },
     matmul: { force: null, tuning: null },
     batchnorm: { cpuLayouts: true },
     precision: 'f32',

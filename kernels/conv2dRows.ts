@@ -94,6 +94,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }
 
 /**
+ * The shell's grid with the output-channel blocks fastest (x) and the lanes' groups in y: the
+ * workgroups that read the same input pixels, one per block of TM output channels, run back to back
+ * while those texels are in cache (policy.conv.rowChannelsFastest; BENCHMARKS.md "Channel blocks first").
+ */
+function channelBlocksFastest(shell: string): string {
+  const grid = `let m0 = wid.y * `;
+  if (!shell.includes(grid)) throw new Error('row kernel: the shell has no grid to reorder');
+  return shell.replace(grid, 'let m0 = wid.x * ').replace('let lane = wid.x * 64u + li;', 'let lane = wid.y * 64u + li;');
+}
+
+/**
  * WGSL epilogue of a row forward (policy.fusion.bnStats): per output channel, each
  * subgroup's count, mean and sum of squared deviations M2 of its lanes' outputs, as
  * batchnorm's statistics partials (kernels/batchnorm.ts, statsFinalize merges them):
@@ -562,11 +573,15 @@ export function rowConv(
   }
   const hasBias = bias !== undefined;
   const what = `${K}×${K}, stride ${S}${scatter ? ', scattered ×2' : ''}, ${TM} channels${V > 1 ? `, ${4 * V} px` : ''}${hasBias ? ', +bias' : ''}${rawWeights ? ', raw weights' : ''}${acc ? ', add into' : ''}${st ? ', + bn statistics' : ''}${bn ? ', + bn backward' : ''}${wino ? ', Winograd F(4,3)' : ''}${proC ? ', bn + relu prologue' : ''}`;
-  const pipeline = stride2
-    ? device.pipeline(`conv2d rows:gradInputStride2:${acc}:${bnKey}`, `conv2d rows (grad input of 3×3 stride 2${acc ? ', add into' : ''}${bn ? ', + bn backward' : ''})`, () => gradInputStride2Source(acc, bn))
-    : device.pipeline(`conv2d rows:${TM}:${K}:${S}:${hasBias}:${scatter}:${rawWeights}:${V}:${acc}:${st}:${bnKey}:${wino}:${proKey}`, `conv2d rows (${what})`, () => rowConvSource(TM, K, S, hasBias, scatter, rawWeights, V, acc, st, bn, wino, proC));
   const lanesPerRow = gridW / (4 * V);
   const lanes = g.batch * gridH * lanesPerRow;
+  // several blocks of output channels: they run back to back over the same pixels
+  const blocks = mPad / TM;
+  const channelsFirst = device.policy.conv.rowChannelsFastest && blocks > 1 && Math.ceil(lanes / 64) <= lim.maxComputeWorkgroupsPerDimension;
+  const order = (src: string): string => (channelsFirst ? channelBlocksFastest(src) : src);
+  const pipeline = stride2
+    ? device.pipeline(`conv2d rows:gradInputStride2:${acc}:${bnKey}:${channelsFirst}`, `conv2d rows (grad input of 3×3 stride 2${acc ? ', add into' : ''}${bn ? ', + bn backward' : ''})`, () => order(gradInputStride2Source(acc, bn)))
+    : device.pipeline(`conv2d rows:${TM}:${K}:${S}:${hasBias}:${scatter}:${rawWeights}:${V}:${acc}:${st}:${bnKey}:${wino}:${proKey}:${channelsFirst}`, `conv2d rows (${what})`, () => order(rowConvSource(TM, K, S, hasBias, scatter, rawWeights, V, acc, st, bn, wino, proC)));
   const u = device.uniforms(new UniformWriter().u32(c, h, w / 4, gridH, lanesPerRow, m, lanes, iters).bytes());
   const bindings = [raw.view, wt.view, out.buffer, u];
   if (bias) bindings.push(bias.buffer);
@@ -586,7 +601,7 @@ export function rowConv(
   }
   if (fused.prologue) bindings.push(prologueBinding(device, fused.prologue, c, 'rowConv'));
   // adding into Y reads it as well as writing it
-  device.dispatch(pipeline, bindings, [Math.ceil(lanes / 64), mPad / TM, 1], acc ? { read: out.size * 4 } : undefined);
+  device.dispatch(pipeline, bindings, channelsFirst ? [blocks, Math.ceil(lanes / 64), 1] : [Math.ceil(lanes / 64), blocks, 1], acc ? { read: out.size * 4 } : undefined);
   if (!fused.raw) device.releaseTexture(raw);
   device.releaseTexture(wt);
 }

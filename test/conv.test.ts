@@ -135,7 +135,7 @@ describe('conv2d', () => {
     }
   });
 
-  it('texture path, row kernel (NCHW read through a copied texture): 1 to 16 lanes per row, 4 or 8 pixels per lane, direct or Winograd, strides 1 and 2, 1×1 and 3×3, 16- and 32-channel blocks, 1×1 weights packed or copied raw, 1×1 weight gradients, channels not multiples of 4 or of the block; and the repacked correlation on the same shapes', async (t) => {
+  it('texture path, row kernel (NCHW read through a copied texture): 1 to 16 lanes per row, 4 or 8 pixels per lane, direct or Winograd, strides 1 and 2, 1×1 and 3×3, 16- and 32-channel blocks, 1×1 weights packed or copied raw, 1×1 weight gradients, channels not multiples of 4 or of the block, the grid with channel blocks or pixels first; and the repacked correlation on the same shapes', async (t) => {
     if (!textureConvSupported(device)) return t.skip('no subgroups of 8 lanes on this adapter');
     const restore = setPolicy(device, { conv: { path: 'texture' } });
     const base = { batch: 2, cin: 4, h: 8, w: 8, cout: 8, kh: 3, kw: 3, ho: 8, wo: 8, strideH: 1, strideW: 1, padH: 1, padW: 1 };
@@ -170,9 +170,9 @@ describe('conv2d', () => {
         if (w % (4 * stride) === 0) assert.ok(rowGradWeightFits(device, g), `row kernel takes the weight gradient of ${JSON.stringify(g)}`);
         const inputs = [randomArr(rng, [batch, cin, h, w]), randomArr(rng, [cout, cin, k, k]), randomArr(rng, [cout])];
         // row kernels with 8 pixels per lane where rows allow (the default), with 4, both by Winograd's F(4,3)
-        // where they are 3×3 at stride 1, and the repacked kernels
-        for (const [rows, rowPixels, winograd] of [[true, 8, false], [true, 4, false], [true, 8, true], [true, 4, true], [false, 8, false]] as const) {
-          setPolicy(device, { conv: { rows, rowPixels, winograd } }); // the outer restore() undoes it
+        // where they are 3×3 at stride 1, the default's grid with the pixels first (rowChannelsFastest off), and the repacked kernels
+        for (const [rows, rowPixels, winograd, rowChannelsFastest] of [[true, 8, false, true], [true, 8, false, false], [true, 4, false, true], [true, 8, true, true], [true, 4, true, true], [false, 8, false, true]] as const) {
+          setPolicy(device, { conv: { rows, rowPixels, winograd, rowChannelsFastest } }); // the outer restore() undoes it
           await checkOp(device, {
             inputs,
             gpu: ([x, wt, b]) => conv2d(x!, wt!, b, { stride, padding }),
