@@ -256,8 +256,29 @@ ${MAIN}
   dx[i] = ${tdx}(f32(dy[i / p.plane]) / f32(p.plane));
 }`;
 
+// By quads where planes are whole quads: one vec4 store per lane instead of four scalar ones, the
+// plane a constant (a division by it compiles to a multiply)
+const globalBackwardQuadSource = (plane: number, tdy: FloatType, tdx: FloatType): string => /* wgsl */ `
+${enableF16(tdy, tdx)}
+const WG = ${WG}u;
+const PLANE = ${plane}u;
+struct Params { n: u32, plane: u32 }
+@group(0) @binding(0) var<storage, read> dy: array<${tdy}>;
+@group(0) @binding(1) var<storage, read_write> dx: array<${storeElem(tdx, true)}>;
+@group(0) @binding(2) var<uniform> p: Params;
+${MAIN}
+  dx[i] = ${storeElem(tdx, true)}(vec4<f32>(f32(dy[(i * 4u) / PLANE]) / f32(PLANE)));
+}`;
+
 export function globalAvgPoolBackward(device: Device, dy: Operand, dx: Operand, plane: number): void {
   const t = ioTypes('global avg pool backward', dy, dx);
+  if (plane % 4 === 0) {
+    const quads = (dy.size * plane) / 4;
+    const pipeline = device.pipeline(`globalAvgPool backward quads:${plane}${t.key}`, `global avg pool backward (vec4)${t.label}`, () => globalBackwardQuadSource(plane, t.ta, t.tb));
+    const u = device.uniforms(new UniformWriter().u32(quads, plane).bytes());
+    device.dispatch(pipeline, [dy.buffer, dx.buffer, u], grid1d(quads, WG, device.limits.maxComputeWorkgroupsPerDimension));
+    return;
+  }
   const pipeline = device.pipeline(`globalAvgPool backward${t.key}`, `global avg pool backward${t.label}`, () => globalBackwardSource(t.ta, t.tb));
   const u = device.uniforms(new UniformWriter().u32(dx.size, plane).bytes());
   device.dispatch(pipeline, [dy.buffer, dx.buffer, u], grid1d(dx.size));
@@ -342,61 +363,66 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 // The same by quads of 4 pixels along a row (widths a multiple of 4, strides 1, 2
 // or 4, so which pixels of a quad are on the grid is known here): one vec4 store
 // where the scalar kernel made four (stores cost llvmpipe a bounds check and a
-// scatter per lane), and rows off the grid load nothing.
-function shortcutForwardQuadSource(cout: number, stride: number, tx: FloatType, ty: FloatType): string {
+// scatter per lane), and rows off the grid load nothing. One lane per quad on a flat
+// grid, the shape's dimensions constants (divisions by them compile to multiplies):
+// an 8×8 tile of (quad, row) per workgroup left 3/4 of its lanes idle on 8×8 planes.
+function shortcutQuadConsts(g: ShortcutGeometry): string {
+  return `const CIN = ${g.cin}u;\nconst COUT = ${g.cout}u;\nconst BEFORE = ${g.before}u;\nconst STRIDE = ${g.stride}u;\nconst H = ${g.h}u;\nconst W = ${g.w}u;\nconst HO = ${g.ho}u;\nconst WO = ${g.wo}u;`;
+}
+
+function shortcutForwardQuadSource(g: ShortcutGeometry, tx: FloatType, ty: FloatType): string {
   const loads = [0, 1, 2, 3].map((j) => `f32(x[row + (q * 4u + ${j}u) * STRIDE])`).join(', ');
   return /* wgsl */ `
 ${enableF16(tx, ty)}
 ${SHORTCUT_PARAMS}
-const COUT = ${cout}u;
-const STRIDE = ${stride}u;
+${shortcutQuadConsts(g)}
 @group(0) @binding(0) var<storage, read> x: array<${tx}>;
 @group(0) @binding(1) var<storage, read_write> y: array<${storeElem(ty, true)}>;
 @group(0) @binding(2) var<uniform> p: Params;
-@compute @workgroup_size(8, 8)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let q = gid.x;
-  let oh = gid.y;
-  let plane = gid.z + p.planeOffset;
-  if (q >= p.wo / 4u || oh >= p.ho) { return; }
+${MAIN}
+  let q = i % (WO / 4u);
+  let r = i / (WO / 4u);
+  let oh = r % HO;
+  let plane = r / HO;
   let c = plane % COUT;
   let n = plane / COUT;
   var v = vec4<f32>();
-  if (c >= p.before && c < p.before + p.cin) {
-    let row = ((n * p.cin + c - p.before) * p.h + oh * STRIDE) * p.w;
+  if (c >= BEFORE && c < BEFORE + CIN) {
+    let row = ((n * CIN + c - BEFORE) * H + oh * STRIDE) * W;
     v = vec4<f32>(${loads});
   }
-  y[(plane * p.ho + oh) * (p.wo / 4u) + q] = ${storeElem(ty, true)}(v);
+  y[i] = ${storeElem(ty, true)}(v);
 }`;
 }
 
-function shortcutBackwardQuadSource(cin: number, stride: number, tdy: FloatType, tdx: FloatType): string {
-  const per = 4 / stride; // dY pixels per quad of dX
-  const parts = [0, 1, 2, 3].map((j) => (j % stride === 0 ? `f32(dy[row + q * ${per}u + ${j / stride}u])` : '0.0'));
+function shortcutBackwardQuadSource(g: ShortcutGeometry, tdy: FloatType, tdx: FloatType): string {
+  const per = 4 / g.stride; // dY pixels per quad of dX
+  const parts = [0, 1, 2, 3].map((j) => (j % g.stride === 0 ? `f32(dy[row + q * ${per}u + ${j / g.stride}u])` : '0.0'));
   return /* wgsl */ `
 ${enableF16(tdy, tdx)}
 ${SHORTCUT_PARAMS}
-const CIN = ${cin}u;
-const STRIDE = ${stride}u;
+${shortcutQuadConsts(g)}
 @group(0) @binding(0) var<storage, read> dy: array<${tdy}>;
 @group(0) @binding(1) var<storage, read_write> dx: array<${storeElem(tdx, true)}>;
 @group(0) @binding(2) var<uniform> p: Params;
-@compute @workgroup_size(8, 8)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let q = gid.x;
-  let ih = gid.y;
-  let plane = gid.z + p.planeOffset;
-  if (q >= p.w / 4u || ih >= p.h) { return; }
+${MAIN}
+  let q = i % (W / 4u);
+  let r = i / (W / 4u);
+  let ih = r % H;
+  let plane = r / H;
   let c = plane % CIN;
   let n = plane / CIN;
   var v = vec4<f32>();
   if (ih % STRIDE == 0u) {
-    let row = ((n * p.cout + c + p.before) * p.ho + ih / STRIDE) * p.wo;
+    let row = ((n * COUT + c + BEFORE) * HO + ih / STRIDE) * WO;
     v = vec4<f32>(${parts.join(', ')});
   }
-  dx[(plane * p.h + ih) * (p.w / 4u) + q] = ${storeElem(tdx, true)}(v);
+  dx[i] = ${storeElem(tdx, true)}(v);
 }`;
 }
+
+/** The quad kernels' pipeline key: every dimension is a constant of their source. */
+const quadKey = (g: ShortcutGeometry): string => `${g.cin}:${g.cout}:${g.before}:${g.stride}:${g.h}:${g.w}:${g.ho}:${g.wo}`;
 
 const quadStride = (s: number): boolean => s === 1 || s === 2 || s === 4;
 
@@ -411,8 +437,9 @@ function dispatchPlanes(device: Device, pipeline: GPUComputePipeline, bufs: GPUB
 export function shortcutForward(device: Device, x: Operand, y: Operand, g: ShortcutGeometry): void {
   const t = ioTypes('subsample + pad channels', x, y);
   if (g.wo % 4 === 0 && quadStride(g.stride)) {
-    const pipeline = device.pipeline(`shortcutA forward quads:${g.cout}:${g.stride}${t.key}`, `subsample + pad channels (vec4)${t.label}`, () => shortcutForwardQuadSource(g.cout, g.stride, t.ta, t.tb));
-    dispatchPlanes(device, pipeline, [x.buffer, y.buffer], g, y.size, g.wo / 4, g.ho, g.batch * g.cout);
+    const pipeline = device.pipeline(`shortcutA forward quads:${quadKey(g)}${t.key}`, `subsample + pad channels (vec4)${t.label}`, () => shortcutForwardQuadSource(g, t.ta, t.tb));
+    const quads = (g.batch * g.cout * g.ho * g.wo) / 4;
+    device.dispatch(pipeline, [x.buffer, y.buffer, device.uniforms(shortcutParams(g, quads))], grid1d(quads, WG, device.limits.maxComputeWorkgroupsPerDimension));
     return;
   }
   const pipeline = device.pipeline(`shortcutA forward:${g.cout}:${g.stride}${t.key}`, `subsample + pad channels${t.label}`, () => shortcutForwardSource(g.cout, g.stride, t.ta, t.tb));
@@ -422,8 +449,9 @@ export function shortcutForward(device: Device, x: Operand, y: Operand, g: Short
 export function shortcutBackward(device: Device, dy: Operand, dx: Operand, g: ShortcutGeometry): void {
   const t = ioTypes('subsample + pad channels backward', dy, dx);
   if (g.w % 4 === 0 && quadStride(g.stride)) {
-    const pipeline = device.pipeline(`shortcutA backward quads:${g.cin}:${g.stride}${t.key}`, `subsample + pad channels backward (vec4)${t.label}`, () => shortcutBackwardQuadSource(g.cin, g.stride, t.ta, t.tb));
-    dispatchPlanes(device, pipeline, [dy.buffer, dx.buffer], g, dx.size, g.w / 4, g.h, g.batch * g.cin);
+    const pipeline = device.pipeline(`shortcutA backward quads:${quadKey(g)}${t.key}`, `subsample + pad channels backward (vec4)${t.label}`, () => shortcutBackwardQuadSource(g, t.ta, t.tb));
+    const quads = (g.batch * g.cin * g.h * g.w) / 4;
+    device.dispatch(pipeline, [dy.buffer, dx.buffer, device.uniforms(shortcutParams(g, quads))], grid1d(quads, WG, device.limits.maxComputeWorkgroupsPerDimension));
     return;
   }
   const pipeline = device.pipeline(`shortcutA backward:${g.cin}:${g.stride}${t.key}`, `subsample + pad channels backward${t.label}`, () => shortcutBackwardSource(g.cin, g.stride, t.ta, t.tb));
