@@ -9,7 +9,7 @@
 // --variants picks the sides: `unfused`; `fused`, production's fusions (defaultKernelPolicy;
 // bnBackward off since 2026-12-06); `all`, every fusion (allFusionsPolicy); or either of the
 // last two followed by -NAME-NAME, those fusions off (all-bnBackward is today's `fused`);
-// default unfused,fused. A variant may end in :KEY=N,KEY=N, numeric fields of policy.conv set
+// default unfused,fused. A variant may end in :KEY=N+KEY=N, numeric fields of policy.conv set (0 = false)
 // (fused:wgradSliceBytes=262144: the texture weight gradients' split-K slices sized as before 2026-12-07).
 //
 // PyTorch runs --torch-runs times (default 2: before and after our rounds; more are spread evenly
@@ -38,7 +38,7 @@ const torchRunsWanted = Math.max(2, Number(opt('--torch-runs', '2')));
 function policyOf(name: string): KernelPolicy {
   const [fusions, convFields] = name.split(':') as [string, string | undefined];
   const p = fusionsOf(fusions);
-  for (const kv of convFields ? convFields.split(',') : []) {
+  for (const kv of convFields ? convFields.split('+') : []) {
     const [k, v] = kv.split('=') as [string, string | undefined];
     if (!(k in p.conv) && k !== 'wgradSliceBytes') throw new Error(`--variants: policy.conv has no '${k}'`);
     if (v === undefined || !Number.isFinite(Number(v))) throw new Error(`--variants: '${kv}' is not KEY=NUMBER`);
