@@ -34,15 +34,18 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 const variants = opt('--variants', 'unfused,fused').split(',');
-const torchRunsWanted = Math.max(2, Number(opt('--torch-runs', '2')));
+// at most one PyTorch run between two rounds (more would fall on the same gap)
+const torchRunsWanted = Math.min(rounds + 1, Math.max(2, Number(opt('--torch-runs', '2'))));
 function policyOf(name: string): KernelPolicy {
-  const [fusions, convFields] = name.split(':') as [string, string | undefined];
+  const [fusions, convFields, ...rest] = name.split(':') as [string, string | undefined, ...string[]];
+  if (rest.length) throw new Error(`--variants: '${name}' has more than one ':'`);
   const p = fusionsOf(fusions);
   for (const kv of convFields ? convFields.split('+') : []) {
     const [k, v] = kv.split('=') as [string, string | undefined];
-    if (!(k in p.conv) && k !== 'wgradSliceBytes') throw new Error(`--variants: policy.conv has no '${k}'`);
+    const current: unknown = Object.hasOwn(p.conv, k) ? (p.conv as unknown as Record<string, unknown>)[k] : k === 'wgradSliceBytes' ? 0 : undefined;
+    if (typeof current !== 'number' && typeof current !== 'boolean') throw new Error(`--variants: policy.conv has no numeric or boolean field '${k}'`);
     if (v === undefined || !Number.isFinite(Number(v))) throw new Error(`--variants: '${kv}' is not KEY=NUMBER`);
-    Object.assign(p.conv, { [k]: Number(v) });
+    Object.assign(p.conv, { [k]: typeof current === 'boolean' ? Number(v) !== 0 : Number(v) });
   }
   return p;
 }

@@ -55,7 +55,7 @@ export interface KernelPolicy {
     /** the repacked weight gradient's block (default 16 (or 8) channels × 1 quad × 1 row) */
     wgrad?: GradWeightBlock;
     wgradSlots: number;
-    /** texel bytes of dY and X rows per slice of the texture weight gradients' split-K (default 256 KiB: a core's L2) */
+    /** texel bytes of dY and X rows per slice of the texture weight gradients' split-K (default 1 MiB: a Zen 4 core's L2) */
     wgradSliceBytes?: number;
     /** the buffer kernels' loops unrolled: 'auto' = except on software adapters, where compile time dominates */
     unroll: 'auto' | boolean;

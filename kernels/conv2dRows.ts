@@ -99,9 +99,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
  * while those texels are in cache (policy.conv.rowChannelsFastest; BENCHMARKS.md "Channel blocks first").
  */
 function channelBlocksFastest(shell: string): string {
-  const grid = `let m0 = wid.y * `;
-  if (!shell.includes(grid)) throw new Error('row kernel: the shell has no grid to reorder');
-  return shell.replace(grid, 'let m0 = wid.x * ').replace('let lane = wid.x * 64u + li;', 'let lane = wid.y * 64u + li;');
+  const [m0, lane] = ['let m0 = wid.y * ', 'let lane = wid.x * 64u + li;'];
+  if (!shell.includes(m0) || !shell.includes(lane)) throw new Error('row kernel: the shell has no grid to reorder');
+  return shell.replace(m0, 'let m0 = wid.x * ').replace(lane, 'let lane = wid.y * 64u + li;');
 }
 
 /**

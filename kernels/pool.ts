@@ -267,7 +267,7 @@ struct Params { n: u32, plane: u32 }
 @group(0) @binding(1) var<storage, read_write> dx: array<${storeElem(tdx, true)}>;
 @group(0) @binding(2) var<uniform> p: Params;
 ${MAIN}
-  dx[i] = ${storeElem(tdx, true)}(vec4<f32>(f32(dy[(i * 4u) / PLANE]) / f32(PLANE)));
+  dx[i] = ${storeElem(tdx, true)}(vec4<f32>(f32(dy[i / (PLANE / 4u)]) / f32(PLANE)));
 }`;
 
 export function globalAvgPoolBackward(device: Device, dy: Operand, dx: Operand, plane: number): void {
