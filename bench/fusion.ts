@@ -42,7 +42,7 @@ function policyOf(name: string): KernelPolicy {
   const p = fusionsOf(fusions);
   for (const kv of convFields ? convFields.split('+') : []) {
     const [k, v] = kv.split('=') as [string, string | undefined];
-    const current: unknown = Object.hasOwn(p.conv, k) ? (p.conv as unknown as Record<string, unknown>)[k] : k === 'wgradSliceBytes' ? 0 : undefined;
+    const current: unknown = Object.hasOwn(p.conv, k) ? (p.conv as unknown as Record<string, unknown>)[k] : undefined;
     if (typeof current !== 'number' && typeof current !== 'boolean') throw new Error(`--variants: policy.conv has no numeric or boolean field '${k}'`);
     if (v === undefined || !Number.isFinite(Number(v))) throw new Error(`--variants: '${kv}' is not KEY=NUMBER`);
     Object.assign(p.conv, { [k]: typeof current === 'boolean' ? Number(v) !== 0 : Number(v) });

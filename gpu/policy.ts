@@ -55,8 +55,11 @@ export interface KernelPolicy {
     /** the repacked weight gradient's block (default 16 (or 8) channels × 1 quad × 1 row) */
     wgrad?: GradWeightBlock;
     wgradSlots: number;
-    /** texel bytes of dY and X rows per slice of the texture weight gradients' split-K (default 1 MiB: a Zen 4 core's L2) */
-    wgradSliceBytes?: number;
+    /**
+     * texel bytes of dY and X rows per slice of the texture weight gradients' split-K: every block of a slice reads
+     * them, so a core's L2; each slice costs a partial dW written and summed again, so no smaller (kernels/conv2dTexture.ts)
+     */
+    wgradSliceBytes: number;
     /** the buffer kernels' loops unrolled: 'auto' = except on software adapters, where compile time dominates */
     unroll: 'auto' | boolean;
   };
@@ -127,13 +130,14 @@ export const KERNEL_TUNING_FILE = fileURLToPath(new URL('../.cache/kernel-tuning
 /** What production runs (the defaults measured best on lavapipe; GPUs take the buffer kernels). */
 export function defaultKernelPolicy(): KernelPolicy {
   return {
-    conv: { path: 'auto', rows: true, rowPixels: 8, winograd: false, rowChannelsFastest: true, tm: 16, tn: 4, wgradSlots: 4, unroll: 'auto' },
+    conv: { path: 'auto', rows: true, rowPixels: 8, winograd: false, rowChannelsFastest: true, tm: 16, tn: 4, wgradSlots: 4, wgradSliceBytes: 1 << 20, unroll: 'auto' },
     matmul: { force: null, tuning: null },
     batchnorm: { cpuLayouts: true },
     precision: 'f32',
     autotune: 'auto',
     tuningFile: KERNEL_TUNING_FILE,
-    // bnBackward off: on lavapipe its epilogue costs the grad-input row kernel more than the batchnorm pass it
+    // wgradSliceBytes 1 MiB: Zen 4's L2, as fast as 256 KiB or faster with a quarter of the partials (BENCHMARKS.md
+    // "Fewer split-K slices"); bnBackward off: on lavapipe its epilogue costs the grad-input row kernel more than the batchnorm pass it
     // saves (ResNet-20/56 steps 1.05x faster without it, BENCHMARKS.md "Polling"); rawGrad off: llvmpipe's texture
     // stores cost ~3x a buffer store and more than the copy they save (steps 1.06-1.07x faster without it,
     // BENCHMARKS.md "Fusion"); allFusionsPolicy() has both

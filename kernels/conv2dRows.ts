@@ -577,7 +577,7 @@ export function rowConv(
   const lanes = g.batch * gridH * lanesPerRow;
   // several blocks of output channels: they run back to back over the same pixels
   const blocks = mPad / TM;
-  const channelsFirst = device.policy.conv.rowChannelsFastest && blocks > 1 && Math.ceil(lanes / 64) <= lim.maxComputeWorkgroupsPerDimension;
+  const channelsFirst = device.policy.conv.rowChannelsFastest && blocks > 1;
   const order = (src: string): string => (channelsFirst ? channelBlocksFastest(src) : src);
   const pipeline = stride2
     ? device.pipeline(`conv2d rows:gradInputStride2:${acc}:${bnKey}:${channelsFirst}`, `conv2d rows (grad input of 3×3 stride 2${acc ? ', add into' : ''}${bn ? ', + bn backward' : ''})`, () => order(gradInputStride2Source(acc, bn)))

@@ -668,13 +668,10 @@ function gradWeightSlots(device: AdapterProfile, wo: number, ho: number): { R: n
 
 /**
  * Slices of the batch's output rows: each slice's texels (dY and X rows) should
- * fit in a core's L2, since every block of the slice reads all of them; at least
- * WGRAD_MIN_WORKGROUPS workgroups in all; partial sums bounded in size. Each slice
- * costs a partial dW written and read again by the split-K sum, so slices as large as
- * the cache allows: 1 MiB (Zen 4's L2) measured as fast as 256 KiB or faster on
- * ResNet stages, with a quarter of the partials (BENCHMARKS.md "Fewer split-K slices").
+ * fit in a core's L2 (policy.conv.wgradSliceBytes), since every block of the slice
+ * reads all of them; at least WGRAD_MIN_WORKGROUPS workgroups in all; partial sums
+ * bounded in size.
  */
-const WGRAD_SLICE_BYTES = 1 << 20;
 const WGRAD_MIN_WORKGROUPS = 96;
 const WGRAD_MAX_PARTIAL_BYTES = 32 << 20;
 
@@ -689,7 +686,7 @@ export function gradWeightSlicesTexture(device: AdapterProfile, g: ConvGeometry)
   const rows = g.batch * g.ho;
   // texel bytes one output row brings in: its dY row and the sh input rows it steps over
   const rowBytes = 16 * ((g.wo + 2 * g.padW + 2) * Math.ceil(g.cout / 4) + g.strideH * (g.w + 2 * g.padW) * Math.ceil(g.cin / 4));
-  const byCache = Math.ceil(rows / Math.max(1, Math.floor((device.policy.conv.wgradSliceBytes ?? WGRAD_SLICE_BYTES) / rowBytes)));
+  const byCache = Math.ceil(rows / Math.max(1, Math.floor(device.policy.conv.wgradSliceBytes / rowBytes)));
   const byWork = Math.ceil(WGRAD_MIN_WORKGROUPS / blocks);
   const byMemory = Math.max(1, Math.floor(WGRAD_MAX_PARTIAL_BYTES / (4 * g.cout * g.cin * g.kh * g.kw)));
   // (at most 65535: the grid's y; WebGPU's guaranteed workgroups per dimension)
